@@ -1,0 +1,278 @@
+"""Projects, their members, and the data annotators judge: prompts, responses, pairs and judgments.
+
+Choices are stored in A/B terms (the pair's own order); what an annotator saw on the left is
+recorded separately in ``Judgment.shown_swapped``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Greatest, Least
+from django.urls import reverse
+
+
+class Choice(models.TextChoices):
+    A = "a", "A is better"
+    B = "b", "B is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+class ShownChoice(models.TextChoices):
+    """A choice as the annotator makes it, in screen terms."""
+
+    LEFT = "left", "Left is better"
+    RIGHT = "right", "Right is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+def default_allowed_choices() -> list[str]:
+    return [choice.value for choice in ShownChoice]
+
+
+class Project(models.Model):
+    class Rationale(models.TextChoices):
+        OFF = "off", "Off"
+        OPTIONAL = "optional", "Optional"
+        REQUIRED = "required", "Required"
+
+    class AssignmentOrder(models.TextChoices):
+        DEPTH_FIRST = "depth_first", "Depth first: finish pairs before starting new ones"
+        BREADTH_FIRST = "breadth_first", "Breadth first: spread judgments over all pairs"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    criteria = models.JSONField(
+        default=list, blank=True, help_text="Named criteria (e.g. helpfulness); empty means one overall judgment."
+    )
+    allowed_choices = models.JSONField(default=default_allowed_choices)
+    strength_scale = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(5)],
+        help_text="0 turns strength off; N asks for 1..N (slightly / clearly / much better).",
+    )
+    rationale = models.CharField(max_length=10, choices=Rationale.choices, default=Rationale.OPTIONAL)
+    overlap = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)], help_text="Judgments wanted per pair."
+    )
+    gold_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of assignments that are gold pairs.",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=900, validators=[MinValueValidator(30)], help_text="How long an assignment is held for its annotator."
+    )
+    assignment_order = models.CharField(
+        max_length=20, choices=AssignmentOrder.choices, default=AssignmentOrder.DEPTH_FIRST
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
+            models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_share"),
+            models.CheckConstraint(condition=Q(strength_scale__lte=5), name="project_strength_scale_at_most_5"),
+            models.CheckConstraint(condition=Q(rationale__in=["off", "optional", "required"]), name="project_rationale_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("project-detail", kwargs={"slug": self.slug})
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        LEAD = "lead", "Lead"
+        ENGINEER = "engineer", "Engineer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    attributes = models.JSONField(
+        default=dict, blank=True, help_text="Key/value data for per-group analysis, e.g. locale or expertise."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "role", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_one_per_user_and_project"),
+            models.CheckConstraint(condition=Q(role__in=["annotator", "lead", "engineer"]), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.role} · {self.project}"
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=255, help_text="The id in the imported file, or a content hash.")
+    content = models.TextField(blank=True, help_text="The prompt as text (for conversations, the last user turn).")
+    messages = models.JSONField(
+        null=True, blank=True, help_text="The conversation as a list of {role, content}, when it is one."
+    )
+    category = models.CharField(max_length=100, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(max_length=40, help_text="sha1 of the prompt's content, for re-import checks.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="prompt_external_id_unique_in_project"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def is_conversation(self) -> bool:
+        return self.messages is not None
+
+
+class Response(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    external_id = models.CharField(max_length=255)
+    system = models.CharField(max_length=200, blank=True, help_text="The model that produced the response.")
+    content = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["prompt", "external_id"], name="response_external_id_unique_in_prompt"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Pair(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pairs")
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    external_id = models.CharField(max_length=255, blank=True)
+    is_gold = models.BooleanField(default=False)
+    gold_choice = models.CharField(max_length=10, choices=Choice.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="pair_responses_differ"),
+            # One pair per unordered couple of responses: (x, y) and (y, x) are the same comparison.
+            models.UniqueConstraint(Least("response_a", "response_b"), Greatest("response_a", "response_b"), name="pair_unique_couple"),
+            models.UniqueConstraint(
+                fields=["project", "external_id"], condition=~Q(external_id=""), name="pair_external_id_unique_in_project"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False, gold_choice="") | Q(is_gold=True, gold_choice__in=["a", "b", "tie", "both_bad"]),
+                name="pair_gold_choice_iff_gold",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "is_gold"], name="pair_project_gold")]
+
+    def __str__(self) -> str:
+        return self.external_id or f"pair {self.pk}"
+
+
+class Judgment(models.Model):
+    class Origin(models.TextChoices):
+        HUMAN = "human", "Annotator"
+        IMPORTED = "imported", "Imported label"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="judgments",
+        help_text="Empty for a label imported with the data.",
+    )
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.HUMAN)
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    criteria = models.JSONField(default=dict, blank=True, help_text="Per-criterion choices in A/B terms.")
+    rationale = models.TextField(blank=True)
+    shown_swapped = models.BooleanField(default=False, help_text="True when response B was shown on the left.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "annotator"], name="judgment_one_per_annotator_and_pair"),
+            models.UniqueConstraint(
+                fields=["pair"], condition=Q(annotator__isnull=True), name="judgment_one_imported_label_per_pair"
+            ),
+            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie", "both_bad"]), name="judgment_choice_valid"),
+            models.CheckConstraint(
+                condition=Q(origin="human", annotator__isnull=False) | Q(origin="imported", annotator__isnull=True),
+                name="judgment_annotator_iff_human",
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="judgment_annotator_time")]
+
+    def __str__(self) -> str:
+        return f"{self.pair} · {self.annotator or 'imported'} · {self.choice}"
+
+
+class ImportJob(models.Model):
+    """One import of one file; large files run as a Celery job and report progress here."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    filename = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=500, blank=True, help_text="The upload, while the job waits or runs.")
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(default=0)
+    bytes_done = models.PositiveBigIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="importjob_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        return self.bytes_done / self.bytes_total if self.bytes_total else 0.0

@@ -1,0 +1,13 @@
+"""The one Celery app. Queues: ``default`` (imports, exports, metrics) and ``gpu`` (training, scoring)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
+
+app = Celery("palate")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
