@@ -1,1 +1,13 @@
-urlpatterns = []
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from palate.auth_api import TokenObtainApi
+
+urlpatterns = [
+    path("auth/token/", TokenObtainApi.as_view(), name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("annotate.api.urls")),
+]

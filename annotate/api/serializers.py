@@ -1,0 +1,147 @@
+"""Plain input and output serializers. No logic: services do the work."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotate.models import ImportJob, Membership, Pair, Project, Prompt, ShownChoice
+
+
+class ProjectConfigInput(serializers.Serializer):
+    guidelines = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    criteria = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=12)
+    allowed_choices = serializers.ListField(child=serializers.ChoiceField(choices=ShownChoice.choices), required=False)
+    strength_scale = serializers.IntegerField(required=False, min_value=0, max_value=5)
+    rationale = serializers.ChoiceField(choices=Project.Rationale.choices, required=False)
+    overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    gold_rate = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    lease_seconds = serializers.IntegerField(required=False, min_value=30, max_value=7 * 24 * 3600)
+    assignment_order = serializers.ChoiceField(choices=Project.AssignmentOrder.choices, required=False)
+
+
+class ProjectCreateInput(ProjectConfigInput):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=80, required=False)
+
+
+class ProjectUpdateInput(ProjectConfigInput):
+    name = serializers.CharField(max_length=200, required=False)
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "role",
+            "guidelines",
+            "criteria",
+            "allowed_choices",
+            "strength_scale",
+            "rationale",
+            "overlap",
+            "gold_rate",
+            "lease_seconds",
+            "assignment_order",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_role(self, project: Project) -> str | None:
+        return self.context.get("roles", {}).get(project.pk)
+
+
+class ProjectAnnotatorOutput(serializers.ModelSerializer):
+    """What an annotator needs to annotate, and nothing about gold rates or other members."""
+
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "slug", "role", "guidelines", "criteria", "allowed_choices", "strength_scale", "rationale"]
+
+    def get_role(self, project: Project) -> str:
+        return Membership.Role.ANNOTATOR
+
+
+class MemberInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    attributes = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
+
+
+class MemberOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role", "attributes", "created_at"]
+
+
+class ImportInput(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=["", "jsonl", "json", "csv", "parquet"], required=False, default="")
+    pairing = serializers.ChoiceField(choices=["all", "random"], required=False, default="all")
+    pairs_per_prompt = serializers.IntegerField(required=False, min_value=0, default=0)
+    cross_system_only = serializers.BooleanField(required=False, default=False)
+    seed = serializers.IntegerField(required=False, default=0)
+    label_as = serializers.ChoiceField(choices=["gold", "judgment", "none"], required=False, default="gold")
+
+
+class ImportJobOutput(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    rows_read = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "project",
+            "filename",
+            "status",
+            "options",
+            "progress",
+            "rows_read",
+            "counts",
+            "errors",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_progress(self, job: ImportJob) -> float:
+        live = self.context.get("live_progress")
+        if live and job.bytes_total:
+            return min(1.0, live["bytes"] / job.bytes_total)
+        return job.progress
+
+    def get_rows_read(self, job: ImportJob) -> int:
+        live = self.context.get("live_progress")
+        return live["rows"] if live else job.rows_done
+
+
+class PromptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Prompt
+        fields = ["id", "external_id", "content", "messages", "category", "metadata", "created_at"]
+
+
+class ResponseBrief(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    system = serializers.CharField()
+    content = serializers.CharField()
+
+
+class PairOutput(serializers.ModelSerializer):
+    prompt = serializers.IntegerField(source="prompt_id")
+    response_a = ResponseBrief()
+    response_b = ResponseBrief()
+
+    class Meta:
+        model = Pair
+        fields = ["id", "external_id", "prompt", "response_a", "response_b", "is_gold", "gold_choice", "created_at"]

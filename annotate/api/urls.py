@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from annotate.api import views
+
+urlpatterns = [
+    path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
+    path("projects/<int:project_id>/", views.ProjectDetailApi.as_view(), name="api-project"),
+    path("projects/<int:project_id>/members/", views.ProjectMembersApi.as_view(), name="api-members"),
+    path("projects/<int:project_id>/members/<str:username>/", views.ProjectMemberDeleteApi.as_view(), name="api-member"),
+    path("projects/<int:project_id>/imports/", views.ProjectImportApi.as_view(), name="api-imports"),
+    path("projects/<int:project_id>/prompts/", views.PromptListApi.as_view(), name="api-prompts"),
+    path("projects/<int:project_id>/pairs/", views.PairListApi.as_view(), name="api-pairs"),
+    path("imports/<int:job_id>/", views.ImportJobDetailApi.as_view(), name="api-import"),
+]

@@ -1,0 +1,193 @@
+"""One view per operation: validate the input, call a service or selector, serialise the output."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.api import serializers as io
+from annotate.api.permissions import LEADS, MEMBERS, READERS, project_for_request
+from annotate.models import ImportJob, Membership, Pair, Prompt
+from annotate.selectors import ADMIN, membership_list, project_list_for_user, project_role, user_is_site_admin
+from annotate.services.import_rows import ImportOptions
+from annotate.services.imports import import_job_create, import_job_progress, import_run_now
+from annotate.services.members import membership_remove, membership_set
+from annotate.services.projects import project_create, project_update
+from palate.errors import ApplicationError
+
+ERROR_RESPONSE = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorBody",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
+            },
+        )
+    },
+)
+ERRORS = {
+    400: OpenApiResponse(ERROR_RESPONSE, description="Invalid input; `fields` names each field."),
+    401: OpenApiResponse(ERROR_RESPONSE, description="Not logged in."),
+    403: OpenApiResponse(ERROR_RESPONSE, description="Your role in the project does not allow this."),
+    404: OpenApiResponse(ERROR_RESPONSE, description="No such project (or not yours)."),
+}
+
+
+def _project_output(project, role: str, request):
+    if role == Membership.Role.ANNOTATOR:
+        return io.ProjectAnnotatorOutput(project).data
+    return io.ProjectOutput(project, context={"roles": {project.pk: role}, "request": request}).data
+
+
+class ProjectListCreateApi(APIView):
+    @extend_schema(operation_id="projects_list", responses={200: io.ProjectOutput(many=True), **ERRORS})
+    def get(self, request):
+        projects = project_list_for_user(user=request.user)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(projects, request, view=self)
+        roles = dict(Membership.objects.filter(user=request.user, project__in=page).values_list("project_id", "role"))
+        if user_is_site_admin(request.user):
+            roles = {project.pk: roles.get(project.pk, ADMIN) for project in page}
+        data = [
+            io.ProjectAnnotatorOutput(project).data
+            if roles.get(project.pk) == Membership.Role.ANNOTATOR
+            else io.ProjectOutput(project, context={"roles": roles}).data
+            for project in page
+        ]
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(operation_id="projects_create", request=io.ProjectCreateInput, responses={201: io.ProjectOutput, **ERRORS})
+    def post(self, request):
+        if not request.user.has_perm("annotate.add_project"):
+            raise PermissionDenied("creating projects needs the 'can add project' permission (ask a site admin)")
+        data = io.ProjectCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(created_by=request.user, **data.validated_data)
+        return Response(_project_output(project, Membership.Role.LEAD, request), status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(operation_id="projects_retrieve", responses={200: io.ProjectOutput, **ERRORS})
+    def get(self, request, project_id: int):
+        project, role = project_for_request(request, project_id, MEMBERS)
+        return Response(_project_output(project, role, request))
+
+    @extend_schema(operation_id="projects_update", request=io.ProjectUpdateInput, responses={200: io.ProjectOutput, **ERRORS})
+    def patch(self, request, project_id: int):
+        project, role = project_for_request(request, project_id, LEADS)
+        data = io.ProjectUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = project_update(project=project, data=data.validated_data)
+        return Response(_project_output(project, role, request))
+
+
+class ProjectMembersApi(APIView):
+    @extend_schema(operation_id="members_list", responses={200: io.MemberOutput(many=True), **ERRORS})
+    def get(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, LEADS)
+        return Response(io.MemberOutput(membership_list(project=project), many=True).data)
+
+    @extend_schema(operation_id="members_set", request=io.MemberInput, responses={201: io.MemberOutput, 200: io.MemberOutput, **ERRORS})
+    def post(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, LEADS)
+        data = io.MemberInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership, created = membership_set(project=project, **data.validated_data)
+        return Response(io.MemberOutput(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ProjectMemberDeleteApi(APIView):
+    @extend_schema(operation_id="members_remove", responses={204: None, **ERRORS})
+    def delete(self, request, project_id: int, username: str):
+        project, _ = project_for_request(request, project_id, LEADS)
+        membership_remove(project=project, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectImportApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="imports_create",
+        request={"multipart/form-data": io.ImportInput},
+        responses={
+            201: OpenApiResponse(io.ImportJobOutput, description="Imported; `counts` says what was created."),
+            202: OpenApiResponse(io.ImportJobOutput, description="A large file: queued as a job; poll /api/imports/{id}/."),
+            **ERRORS,
+        },
+    )
+    def post(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, LEADS)
+        data = io.ImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data.pop("file")
+        options = ImportOptions(**data.validated_data)
+        if upload.size > settings.IMPORT_MAX_FILE_BYTES:
+            raise ApplicationError(
+                f"{upload.name}: file is {upload.size:,} bytes, over the import limit of {settings.IMPORT_MAX_FILE_BYTES:,}",
+                fields={"file": ["file too large"]},
+            )
+        if upload.size > settings.IMPORT_ASYNC_THRESHOLD_BYTES:
+            job = import_job_create(
+                project=project, upload=upload, filename=upload.name, size=upload.size, options=options, created_by=request.user
+            )
+            return Response(io.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+        job, _, failure = import_run_now(project=project, upload=upload, filename=upload.name, options=options, created_by=request.user)
+        if failure is not None:
+            raise failure
+        return Response(io.ImportJobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class ImportJobDetailApi(APIView):
+    @extend_schema(operation_id="imports_retrieve", responses={200: io.ImportJobOutput, **ERRORS})
+    def get(self, request, job_id: int):
+        job = ImportJob.objects.select_related("project").filter(pk=job_id).first()
+        if job is None or project_role(user=request.user, project=job.project) is None:
+            raise NotFound("no such import")
+        project_for_request(request, job.project_id, LEADS)
+        live = import_job_progress(job=job) if job.status == ImportJob.Status.RUNNING else None
+        return Response(io.ImportJobOutput(job, context={"live_progress": live}).data)
+
+
+class PromptListApi(APIView):
+    @extend_schema(
+        operation_id="prompts_list",
+        parameters=[OpenApiParameter("category", str, description="only prompts of this category")],
+        responses={200: io.PromptOutput(many=True), **ERRORS},
+    )
+    def get(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, READERS)
+        prompts = Prompt.objects.filter(project=project).order_by("id")
+        if request.query_params.get("category"):
+            prompts = prompts.filter(category=request.query_params["category"])
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(prompts, request, view=self)
+        return paginator.get_paginated_response(io.PromptOutput(page, many=True).data)
+
+
+class PairListApi(APIView):
+    @extend_schema(
+        operation_id="pairs_list",
+        parameters=[OpenApiParameter("gold", bool, description="only gold pairs (true) or only ordinary pairs (false)")],
+        responses={200: io.PairOutput(many=True), **ERRORS},
+    )
+    def get(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, READERS)
+        pairs = Pair.objects.filter(project=project).select_related("response_a", "response_b").order_by("id")
+        gold = request.query_params.get("gold")
+        if gold is not None:
+            if gold.lower() not in {"true", "false"}:
+                raise ApplicationError("gold must be true or false", fields={"gold": ["must be true or false"]})
+            pairs = pairs.filter(is_gold=gold.lower() == "true")
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(pairs, request, view=self)
+        return paginator.get_paginated_response(io.PairOutput(page, many=True).data)

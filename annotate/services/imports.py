@@ -1,0 +1,444 @@
+"""The one import service, used by ``manage.py import_items``, the API and the import page.
+
+An import is atomic: it runs in one transaction with the project row locked, and when any row fails
+nothing is written and every error (up to ``MAX_REPORTED_ERRORS``) is reported with its place. Rows are
+read and written in chunks, so memory stays flat however large the file is. On PostgreSQL rows go in
+through COPY with ids drawn from the tables' sequences; elsewhere through ``bulk_create``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
+from annotate.services.import_rows import (
+    ImportOptions,
+    Limits,
+    RowError,
+    RowItems,
+    detect_format,
+    iter_raw_rows,
+    open_decompressed,
+    row_to_items,
+)
+from palate.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5_000
+MAX_REPORTED_ERRORS = 100
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class ImportFailed(ApplicationError):
+    code = "import_failed"
+
+    def __init__(self, errors: list[str], *, more: bool = False) -> None:
+        self.errors = errors
+        suffix = f" (showing the first {len(errors)})" if more else ""
+        summary = errors[0] if len(errors) == 1 else f"{len(errors)} rows have errors{suffix}; nothing was imported"
+        super().__init__(summary, fields={"file": errors})
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    prompts_created: int = 0
+    prompts_existing: int = 0
+    responses_created: int = 0
+    responses_existing: int = 0
+    pairs_created: int = 0
+    pairs_existing: int = 0
+    gold_pairs_created: int = 0
+    judgments_created: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def import_limits() -> Limits:
+    return Limits(
+        max_file_bytes=settings.IMPORT_MAX_FILE_BYTES,
+        max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+        max_text_chars=settings.IMPORT_MAX_TEXT_CHARS,
+        max_rows=settings.IMPORT_MAX_ROWS,
+    )
+
+
+def items_import(
+    *,
+    project: Project,
+    stream: IO[bytes],
+    filename: str,
+    options: ImportOptions,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Imports every row of ``stream`` into ``project``, or nothing. Raises ImportFailed listing the errors."""
+    problems = options.validate()
+    if problems:
+        raise ApplicationError("invalid import options", fields=problems)
+    limits = import_limits()
+    name = Path(filename).name or "upload"
+    try:
+        fmt = detect_format(name, options.format)
+    except RowError as error:
+        raise ImportFailed([str(error)]) from None
+
+    errors: list[str] = []
+    more_errors = False
+    result = ImportResult()
+    seen_row_ids: dict[tuple[str, str], str] = {}
+    try:
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=project.pk).first()
+            content, counter = open_decompressed(stream, name, limits.max_file_bytes)
+            writer = _ChunkWriter(project, result, errors)
+            chunk: list[RowItems] = []
+            for location, raw in iter_raw_rows(content, name, fmt, limits):
+                result.rows += 1
+                if result.rows > limits.max_rows:
+                    errors.append(f"{name}: more than {limits.max_rows:,} rows, the import limit")
+                    break
+                try:
+                    items = row_to_items(raw, location, options, limits)
+                    _check_unique_row_id(items, raw, seen_row_ids)
+                except RowError as error:
+                    errors.append(str(error))
+                    if len(errors) >= MAX_REPORTED_ERRORS:
+                        more_errors = True
+                        break
+                    continue
+                if not errors:
+                    chunk.append(items)
+                    if len(chunk) >= CHUNK_ROWS:
+                        writer.write(chunk)
+                        chunk = []
+                        if progress:
+                            progress(result.rows, counter.count)
+            if not errors and chunk:
+                writer.write(chunk)
+            if not errors and result.rows == 0:
+                errors.append(f"{name}: the file is empty: no rows to import")
+            if errors:
+                raise ImportFailed(errors, more=more_errors)
+            if progress:
+                progress(result.rows, counter.count)
+    except RowError as error:
+        raise ImportFailed([*errors, str(error)]) from None
+    return result
+
+
+def _check_unique_row_id(items: RowItems, raw: dict[str, Any], seen: dict[tuple[str, str], str]) -> None:
+    if not items.row_id:
+        return
+    shape = "prompt" if "responses" in raw else "pair"
+    key = (shape, items.row_id)
+    if key in seen:
+        raise RowError(items.location, f"duplicate id '{items.row_id}' (first used at {seen[key].split(', ', 1)[-1]})")
+    seen[key] = items.location
+
+
+class _ChunkWriter:
+    """Writes a chunk of rows, reusing what earlier imports (or earlier chunks) already stored and refusing
+    an id that now names different content."""
+
+    def __init__(self, project: Project, result: ImportResult, errors: list[str]) -> None:
+        self.project = project
+        self.result = result
+        self.errors = errors
+
+    def write(self, chunk: list[RowItems]) -> None:
+        prompt_ids = self._prompts(chunk)
+        if self.errors:
+            return
+        response_ids = self._responses(chunk, prompt_ids)
+        if self.errors:
+            return
+        self._pairs(chunk, prompt_ids, response_ids)
+
+    def _prompts(self, chunk: list[RowItems]) -> dict[str, tuple[int, bool]]:
+        """Maps each prompt's external id to (database id, existed before this import chunk)."""
+        keys = {items.prompt.external_id for items in chunk}
+        stored = {
+            external_id: (pk, digest)
+            for external_id, pk, digest in Prompt.objects.filter(project=self.project, external_id__in=keys).values_list(
+                "external_id", "id", "fingerprint"
+            )
+        }
+        ids: dict[str, tuple[int, bool]] = {}
+        new_rows: list[tuple[str, tuple]] = []
+        pending: dict[str, str] = {}
+        now = timezone.now()
+        for items in chunk:
+            record = items.prompt
+            if record.external_id in stored:
+                pk, digest = stored[record.external_id]
+                if digest != record.fingerprint:
+                    self.errors.append(f"{items.location}: id '{record.external_id}' was imported before with a different prompt")
+                    continue
+                if record.external_id not in ids:
+                    self.result.prompts_existing += 1
+                ids[record.external_id] = (pk, True)
+            elif record.external_id in pending:
+                if pending[record.external_id] != record.fingerprint:
+                    self.errors.append(f"{items.location}: id '{record.external_id}' is used for two different prompts")
+            else:
+                pending[record.external_id] = record.fingerprint
+                new_rows.append(
+                    (
+                        record.external_id,
+                        (self.project.pk, record.external_id, record.content, record.messages, record.category, record.metadata, record.fingerprint, now),
+                    )
+                )
+        if self.errors:
+            return ids
+        created = bulk_insert(
+            Prompt,
+            ["project_id", "external_id", "content", "messages", "category", "metadata", "fingerprint", "created_at"],
+            [row for _, row in new_rows],
+        )
+        for (external_id, _), pk in zip(new_rows, created, strict=True):
+            ids[external_id] = (pk, False)
+        self.result.prompts_created += len(created)
+        return ids
+
+    def _responses(self, chunk: list[RowItems], prompt_ids: dict[str, tuple[int, bool]]) -> dict[tuple[int, str], int]:
+        existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
+        stored: dict[tuple[int, str], tuple[int, str]] = {}
+        if existing_prompts:
+            for prompt_id, external_id, pk, digest in Response.objects.filter(prompt_id__in=existing_prompts).values_list(
+                "prompt_id", "external_id", "id", "fingerprint"
+            ):
+                stored[(prompt_id, external_id)] = (pk, digest)
+        ids: dict[tuple[int, str], int] = {}
+        new_keys: list[tuple[int, str]] = []
+        new_rows: list[tuple] = []
+        pending: dict[tuple[int, str], str] = {}
+        now = timezone.now()
+        for items in chunk:
+            prompt_id = prompt_ids[items.prompt.external_id][0]
+            for record in items.responses:
+                key = (prompt_id, record.external_id)
+                if key in stored:
+                    pk, digest = stored[key]
+                    if digest != record.fingerprint:
+                        self.errors.append(
+                            f"{items.location}: response id '{record.external_id}' was imported before with different content"
+                        )
+                    elif key not in ids:
+                        self.result.responses_existing += 1
+                        ids[key] = pk
+                elif key in pending:
+                    if pending[key] != record.fingerprint:
+                        self.errors.append(f"{items.location}: response id '{record.external_id}' is used for two different responses")
+                else:
+                    pending[key] = record.fingerprint
+                    new_keys.append(key)
+                    new_rows.append((prompt_id, record.external_id, record.system, record.content, record.metadata, record.fingerprint, now))
+        if self.errors:
+            return ids
+        created = bulk_insert(
+            Response, ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"], new_rows
+        )
+        ids.update(zip(new_keys, created, strict=True))
+        self.result.responses_created += len(created)
+        return ids
+
+    def _pairs(self, chunk: list[RowItems], prompt_ids: dict[str, tuple[int, bool]], response_ids: dict[tuple[int, str], int]) -> None:
+        existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
+        stored_couples: set[tuple[int, int]] = set()
+        if existing_prompts:
+            for first, second in Pair.objects.filter(prompt_id__in=existing_prompts).values_list("response_a_id", "response_b_id"):
+                stored_couples.add((min(first, second), max(first, second)))
+        named = [pair.external_id for items in chunk for pair in items.pairs if pair.external_id]
+        stored_names: dict[str, tuple[int, int]] = {}
+        if named:
+            for external_id, first, second in Pair.objects.filter(project=self.project, external_id__in=named).values_list(
+                "external_id", "response_a_id", "response_b_id"
+            ):
+                stored_names[external_id] = (min(first, second), max(first, second))
+
+        new_rows: list[tuple] = []
+        prior_choices: list[str] = []
+        now = timezone.now()
+        for items in chunk:
+            prompt_id = prompt_ids[items.prompt.external_id][0]
+            for pair in items.pairs:
+                a_id, b_id = response_ids[(prompt_id, pair.a)], response_ids[(prompt_id, pair.b)]
+                couple = (min(a_id, b_id), max(a_id, b_id))
+                if pair.external_id in stored_names and stored_names[pair.external_id] != couple:
+                    self.errors.append(f"{items.location}: pair id '{pair.external_id}' was imported before for different responses")
+                    continue
+                if couple in stored_couples:
+                    self.result.pairs_existing += 1
+                    continue
+                stored_couples.add(couple)
+                new_rows.append(
+                    (self.project.pk, prompt_id, a_id, b_id, pair.external_id, bool(pair.gold_choice), pair.gold_choice, now)
+                )
+                prior_choices.append(pair.prior_choice)
+                self.result.gold_pairs_created += bool(pair.gold_choice)
+        if self.errors:
+            return
+        created = bulk_insert(
+            Pair,
+            ["project_id", "prompt_id", "response_a_id", "response_b_id", "external_id", "is_gold", "gold_choice", "created_at"],
+            new_rows,
+        )
+        self.result.pairs_created += len(created)
+        judgments = [
+            (pair_id, None, Judgment.Origin.IMPORTED.value, choice, None, {}, "", False, None, now, now)
+            for pair_id, choice in zip(created, prior_choices, strict=True)
+            if choice
+        ]
+        bulk_insert(
+            Judgment,
+            ["pair_id", "annotator_id", "origin", "choice", "strength", "criteria", "rationale", "shown_swapped", "duration_ms", "created_at", "updated_at"],
+            judgments,
+        )
+        self.result.judgments_created += len(judgments)
+
+
+def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tuple]) -> list[int]:
+    """Inserts rows (values in ``columns`` order, by database column name) and returns their new ids in order."""
+    rows = list(rows)
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        objects = model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=1000)
+        return [obj.pk for obj in objects]
+
+    from psycopg.types.json import Jsonb
+
+    table = model._meta.db_table
+    fields_by_column = {field.column: field for field in model._meta.concrete_fields}
+    json_columns = {index for index, column in enumerate(columns) if isinstance(fields_by_column[column], models.JSONField)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)]
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        column_list = ", ".join(connection.ops.quote_name(column) for column in ["id", *columns])
+        with cursor.cursor.copy(f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN") as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                if json_columns:
+                    row = tuple(Jsonb(value) if index in json_columns and value is not None else value for index, value in enumerate(row))
+                copy.write_row((pk, *row))
+    return ids
+
+
+# Jobs -------------------------------------------------------------------------------------------------
+
+
+def _progress_key(job_id: int) -> str:
+    return f"palate:import-progress:{job_id}"
+
+
+def import_job_progress(*, job: ImportJob) -> dict[str, int]:
+    """Rows and bytes read so far by a running job (kept in the cache: the job's own row is inside its
+    transaction until the end)."""
+    return cache.get(_progress_key(job.pk)) or {"rows": job.rows_done, "bytes": job.bytes_done}
+
+
+def import_job_create(
+    *, project: Project, upload: IO[bytes], filename: str, size: int, options: ImportOptions, created_by: Any
+) -> ImportJob:
+    """Stores the upload and queues the import. Celery is told only after the job row is committed."""
+    from annotate.tasks import import_job_run_task
+
+    problems = options.validate()
+    if problems:
+        raise ApplicationError("invalid import options", fields=problems)
+    if size > settings.IMPORT_MAX_FILE_BYTES:
+        raise ApplicationError(
+            f"{filename}: file is {size:,} bytes, over the import limit of {settings.IMPORT_MAX_FILE_BYTES:,} bytes",
+            fields={"file": ["file too large"]},
+        )
+    folder = Path(settings.MEDIA_ROOT) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = folder / f"{uuid.uuid4().hex}-{Path(filename).name}"
+    with stored.open("wb") as target:
+        shutil.copyfileobj(upload, target, length=1 << 20)
+    job = ImportJob.objects.create(
+        project=project,
+        created_by=created_by,
+        filename=Path(filename).name,
+        stored_path=str(stored),
+        options=asdict(options),
+        bytes_total=size,
+    )
+    transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+    return job
+
+
+def import_job_run(*, job_id: int) -> ImportJob | None:
+    """Runs a queued job. Claims it with a status transition, so a redelivered task does nothing."""
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        logger.info("import job %s was already claimed", job_id)
+        return None
+    job = ImportJob.objects.select_related("project").get(pk=job_id)
+
+    def report(rows: int, read: int) -> None:
+        cache.set(_progress_key(job.pk), {"rows": rows, "bytes": read}, timeout=24 * 3600)
+
+    try:
+        with open(job.stored_path, "rb") as stream:
+            result = items_import(
+                project=job.project, stream=stream, filename=job.filename, options=ImportOptions(**job.options), progress=report
+            )
+    except ImportFailed as failure:
+        job.status, job.errors = ImportJob.Status.FAILED, failure.errors
+    except Exception as error:
+        logger.exception("import job %s crashed", job.pk)
+        job.status, job.errors = ImportJob.Status.FAILED, [f"{job.filename}: the import stopped: {error}"]
+    else:
+        job.status, job.counts, job.rows_done = ImportJob.Status.SUCCEEDED, result.as_dict(), result.rows
+        job.bytes_done = job.bytes_total
+    finally:
+        Path(job.stored_path).unlink(missing_ok=True)
+        cache.delete(_progress_key(job.pk))
+    job.stored_path = ""
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "errors", "counts", "rows_done", "bytes_done", "stored_path", "finished_at"])
+    return job
+
+
+def import_run_now(
+    *, project: Project, upload: IO[bytes], filename: str, options: ImportOptions, created_by: Any
+) -> tuple[ImportJob, ImportResult | None, ImportFailed | None]:
+    """Imports a small upload inside the request and records it as a finished job, for the history."""
+    job = ImportJob.objects.create(
+        project=project,
+        created_by=created_by,
+        filename=Path(filename).name,
+        options=asdict(options),
+        status=ImportJob.Status.RUNNING,
+        started_at=timezone.now(),
+    )
+    try:
+        result = items_import(project=project, stream=upload, filename=filename, options=options)
+    except ImportFailed as failure:
+        job.status, job.errors, job.finished_at = ImportJob.Status.FAILED, failure.errors, timezone.now()
+        job.save(update_fields=["status", "errors", "finished_at"])
+        return job, None, failure
+    except ApplicationError:
+        job.delete()
+        raise
+    job.status, job.counts, job.rows_done, job.finished_at = ImportJob.Status.SUCCEEDED, result.as_dict(), result.rows, timezone.now()
+    job.save(update_fields=["status", "counts", "rows_done", "finished_at"])
+    return job, result, None

@@ -1,0 +1,48 @@
+"""Test set-up shared by the whole suite.
+
+The suite runs on PostgreSQL and Redis for real. ``make test`` (and so ``.ci/run``) points DATABASE_URL and
+CELERY_BROKER_URL at 127.0.0.1 unless they are set; when either cannot be reached the run stops at once
+with a message that says which, instead of skipping tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import tests.environment  # noqa: F401  (imported first through -p; named here for readers)
+from urllib.parse import urlparse
+
+import pytest
+
+
+
+def _reachable(url: str, default_port: int) -> tuple[bool, str]:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True, f"{host}:{port}"
+    except OSError as error:
+        return False, f"{host}:{port} ({error})"
+
+
+def pytest_configure(config):
+    problems = []
+    for name, port, what in (("DATABASE_URL", 5432, "PostgreSQL"), ("CELERY_BROKER_URL", 6379, "Redis")):
+        url = os.environ[name]
+        if name == "DATABASE_URL" and not url.startswith(("postgres://", "postgresql://")):
+            problems.append(f"DATABASE_URL must point at PostgreSQL for the tests, got {url!r}")
+            continue
+        ok, where = _reachable(url, port)
+        if not ok:
+            problems.append(f"{what} is not reachable at {where}: start it (see README, 'Running the tests') or set {name}")
+    if problems:
+        raise pytest.UsageError("the test suite needs its services:\n  " + "\n  ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}}
