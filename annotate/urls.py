@@ -1,1 +1,17 @@
-urlpatterns = []
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from annotate import views
+
+urlpatterns = [
+    path("login/", views.PalateLoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="home"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/members/", views.project_members, name="project-members"),
+    path("projects/<slug:slug>/members/<str:username>/remove/", views.project_member_remove, name="project-member-remove"),
+    path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
+    path("projects/<slug:slug>/import/jobs/", views.project_import_jobs, name="project-import-jobs"),
+]

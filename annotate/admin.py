@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from annotate.models import ImportJob, Judgment, Membership, Pair, Project, Prompt, Response
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "overlap", "gold_rate", "strength_scale", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "project", "role", "attributes", "created_at"]
+    list_filter = ["role", "project"]
+    search_fields = ["user__username", "project__name"]
+    autocomplete_fields = ["user", "project"]
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "project", "category", "created_at"]
+    list_filter = ["project", "category"]
+    search_fields = ["external_id", "content"]
+    list_select_related = ["project"]
+    raw_id_fields = ["project"]
+
+
+@admin.register(Response)
+class ResponseAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "system", "prompt", "created_at"]
+    list_filter = ["system"]
+    search_fields = ["external_id", "content"]
+    raw_id_fields = ["prompt"]
+
+
+@admin.register(Pair)
+class PairAdmin(admin.ModelAdmin):
+    list_display = ["id", "external_id", "project", "prompt", "is_gold", "gold_choice", "created_at"]
+    list_filter = ["project", "is_gold"]
+    search_fields = ["external_id"]
+    raw_id_fields = ["project", "prompt", "response_a", "response_b"]
+
+
+@admin.register(Judgment)
+class JudgmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "annotator", "origin", "choice", "strength", "shown_swapped", "created_at"]
+    list_filter = ["origin", "choice"]
+    raw_id_fields = ["pair", "annotator"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["filename", "project", "status", "rows_done", "created_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["project", "created_by"]

@@ -1,0 +1,239 @@
+"""HTML pages. Like the API views, they check the role, call a service or selector, and render."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import LoginView
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from annotate.models import ImportJob, Judgment, Membership, Pair, Project, Prompt
+from annotate.selectors import ADMIN, membership_list, project_role, project_roles_for_user
+from annotate.services.import_rows import ImportOptions
+from annotate.services.imports import import_job_create, import_job_progress, import_run_now
+from annotate.services.members import membership_remove, membership_set
+from palate.errors import ApplicationError
+from palate.login_throttle import blocked_message, client_address, login_blocked, login_failed, login_succeeded
+
+LEAD_ROLES = (Membership.Role.LEAD,)
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Refuses further attempts after repeated failures for a username or from an address."""
+
+    def clean(self):
+        username = self.data.get("username", "")
+        address = client_address(self.request) if self.request else "unknown"
+        if login_blocked(username=username, address=address):
+            raise ValidationError(blocked_message(), code="throttled")
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            login_failed(username=username, address=address)
+            raise
+        login_succeeded(username=username)
+        return cleaned
+
+
+class PalateLoginView(LoginView):
+    form_class = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+
+def project_for_page(request: HttpRequest, slug: str, roles: Iterable[str] | None = None) -> tuple[Project, str]:
+    project = Project.objects.filter(slug=slug).first()
+    role = project_role(user=request.user, project=project) if project else None
+    if project is None or role is None:
+        raise Http404("No such project.")
+    if roles is not None and role != ADMIN and role not in roles:
+        raise PermissionDenied
+    return project, role
+
+
+ROLE_GROUPS = [
+    {"key": Membership.Role.LEAD.value, "label": "Leading", "label_singular": "lead"},
+    {"key": Membership.Role.ENGINEER.value, "label": "Engineering", "label_singular": "engineer"},
+    {"key": Membership.Role.ANNOTATOR.value, "label": "Annotating", "label_singular": "annotator"},
+    {"key": ADMIN, "label": "Every other project (site admin)", "label_singular": "admin"},
+]
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    rows = project_roles_for_user(user=request.user)
+    project_ids = [project.pk for project, _ in rows]
+    pair_counts = dict(
+        Pair.objects.filter(project_id__in=project_ids).values_list("project_id").annotate(total=Count("id")).values_list("project_id", "total")
+    )
+    judgment_counts = dict(
+        Judgment.objects.filter(pair__project_id__in=project_ids)
+        .values_list("pair__project_id")
+        .annotate(total=Count("id"))
+        .values_list("pair__project_id", "total")
+    )
+    groups = []
+    for group in ROLE_GROUPS:
+        projects = [
+            {"project": project, "pairs": pair_counts.get(project.pk, 0), "judgments": judgment_counts.get(project.pk, 0)}
+            for project, role in rows
+            if role == group["key"]
+        ]
+        if projects:
+            groups.append((group, projects))
+    return render(
+        request,
+        "annotate/home.html",
+        {"rows": rows, "groups": groups, "can_create": request.user.has_perm("annotate.add_project") and request.user.is_staff},
+    )
+
+
+@login_required
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_for_page(request, slug)
+    pair_counts = Pair.objects.filter(project=project).aggregate(total=Count("id"), gold=Count("id", filter=Q(is_gold=True)))
+    counts = {
+        "prompts": Prompt.objects.filter(project=project).count(),
+        "pairs": pair_counts["total"],
+        "gold": pair_counts["gold"],
+        "judgments": Judgment.objects.filter(pair__project=project).count(),
+    }
+    return render(request, "annotate/project_detail.html", {"project": project, "role": role, "counts": counts})
+
+
+def _parse_attributes(text: str) -> dict[str, str]:
+    attributes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ApplicationError(f"attribute {item!r} must look like key=value", fields={"attributes": ["key=value"]})
+        attributes[key.strip()] = value.strip()
+    return attributes
+
+
+@login_required
+def project_members(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_for_page(request, slug, LEAD_ROLES)
+    form_values: dict[str, str] = {"role": Membership.Role.ANNOTATOR}
+    if request.method == "POST":
+        form_values = {key: request.POST.get(key, "") for key in ("username", "role", "attributes")}
+        try:
+            membership, created = membership_set(
+                project=project,
+                username=form_values["username"].strip(),
+                role=form_values["role"],
+                attributes=_parse_attributes(form_values["attributes"]),
+            )
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        else:
+            verb = "added as" if created else "is now"
+            messages.success(request, f"{membership.user.username} {verb} {membership.get_role_display().lower()}.")
+            return redirect("project-members", slug=project.slug)
+    return render(
+        request,
+        "annotate/members.html",
+        {
+            "project": project,
+            "role": role,
+            "memberships": membership_list(project=project),
+            "roles": Membership.Role.choices,
+            "form_values": form_values,
+        },
+    )
+
+
+@login_required
+@require_POST
+def project_member_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project, _ = project_for_page(request, slug, LEAD_ROLES)
+    try:
+        membership_remove(project=project, username=username)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{username} was removed from the project.")
+    return redirect("project-members", slug=project.slug)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField()
+    pairing = forms.ChoiceField(choices=[("all", "all"), ("random", "random")], initial="all")
+    pairs_per_prompt = forms.IntegerField(min_value=0, initial=0, required=False)
+    seed = forms.IntegerField(initial=0, required=False)
+    label_as = forms.ChoiceField(choices=[("gold", "gold"), ("judgment", "judgment"), ("none", "none")], initial="gold")
+    cross_system_only = forms.BooleanField(required=False)
+
+
+def _job_rows(project: Project) -> tuple[list[dict], bool]:
+    jobs = list(ImportJob.objects.filter(project=project).select_related("created_by")[:10])
+    rows = []
+    for job in jobs:
+        live = import_job_progress(job=job) if job.status == ImportJob.Status.RUNNING else {"rows": job.rows_done, "bytes": 0}
+        percent = round(100 * live["bytes"] / job.bytes_total) if job.bytes_total else 0
+        rows.append({"job": job, "rows": live["rows"], "percent": min(percent, 100)})
+    running = any(job.status in {ImportJob.Status.QUEUED, ImportJob.Status.RUNNING} for job in jobs)
+    return rows, running
+
+
+@login_required
+def project_import(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_for_page(request, slug, LEAD_ROLES)
+    failure = None
+    if request.method == "POST":
+        form = ImportForm(request.POST, request.FILES)
+        if not form.is_valid():
+            failure = {"message": "The form is incomplete.", "errors": [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]}
+        else:
+            data = form.cleaned_data
+            upload = data["file"]
+            options = ImportOptions(
+                pairing=data["pairing"],
+                pairs_per_prompt=data["pairs_per_prompt"] or 0,
+                seed=data["seed"] or 0,
+                label_as=data["label_as"],
+                cross_system_only=data["cross_system_only"],
+            )
+            try:
+                if upload.size > settings.IMPORT_ASYNC_THRESHOLD_BYTES:
+                    import_job_create(
+                        project=project, upload=upload, filename=upload.name, size=upload.size, options=options, created_by=request.user
+                    )
+                    messages.success(request, f"{upload.name} is being imported; progress shows below.")
+                    return redirect("project-import", slug=project.slug)
+                job, result, import_failure = import_run_now(
+                    project=project, upload=upload, filename=upload.name, options=options, created_by=request.user
+                )
+            except ApplicationError as error:
+                failure = {"message": error.message, "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()]}
+            else:
+                if import_failure is not None:
+                    failure = {"message": import_failure.message, "errors": import_failure.errors}
+                else:
+                    messages.success(
+                        request,
+                        f"Imported {upload.name}: {result.pairs_created} new pairs, {result.prompts_created} new prompts, "
+                        f"{result.responses_created} new responses ({result.pairs_existing} pairs were already there).",
+                    )
+                    return redirect("project-import", slug=project.slug)
+    jobs, any_running = _job_rows(project)
+    return render(
+        request,
+        "annotate/import.html",
+        {"project": project, "role": role, "failure": failure, "jobs": jobs, "any_running": any_running},
+    )
+
+
+@login_required
+def project_import_jobs(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = project_for_page(request, slug, LEAD_ROLES)
+    jobs, any_running = _job_rows(project)
+    return render(request, "annotate/_import_jobs.html", {"project": project, "jobs": jobs, "any_running": any_running})

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs and starts the whole system on one machine: web (gunicorn), Celery worker and Celery beat.
+# With no environment set it runs on SQLite and a filesystem broker under var/; see README for the rest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+ensure_venv requirements.txt
+
+export DJANGO_SETTINGS_MODULE=palate.settings
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+
+python manage.py migrate --noinput -v 0
+python manage.py collectstatic --noinput -v 0
+python manage.py seed_demo
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "==> stopping web, worker and beat"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  echo "==> stopped"
+}
+trap stop INT TERM EXIT
+
+gunicorn palate.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - --log-level warning &
+pids+=($!)
+celery -A palate worker -Q default,gpu --concurrency 2 --loglevel WARNING &
+pids+=($!)
+celery -A palate beat --loglevel WARNING &
+pids+=($!)
+
+sleep 2
+cat <<BANNER
+
+  Palate is running at http://$HOST:$PORT/
+
+  Demo logins (password: palate-demo)
+    lead       lead of the demo project: import, members, settings
+    engineer   engineer: data, exports and training
+    alice      annotator (careful)
+    bob        annotator (noisy in the simulated votes)
+    carol      annotator (position-biased in the simulated votes)
+  Site admin: python manage.py createsuperuser (in .venv)
+
+  Ctrl-C stops everything.
+
+BANNER
+# Any of the three exiting stops the others.
+wait -n "${pids[@]}"

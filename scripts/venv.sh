@@ -1,0 +1,31 @@
+# Sourced by run.sh and test.sh: makes .venv and installs a requirements file into it, skipping pip
+# when the file (and what it includes) has not changed since the last install.
+ensure_venv() {
+  local requirements="$1"
+  local python="${PYTHON:-}"
+  if [ -z "$python" ]; then
+    for candidate in python3.11 python3 python; do
+      if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        python="$candidate"; break
+      fi
+    done
+  fi
+  if [ -z "$python" ]; then
+    echo "error: Palate needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+    exit 1
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    echo "==> creating .venv with $($python --version)"
+    "$python" -m venv .venv
+  fi
+  local stamp=".venv/.installed-$(basename "$requirements")"
+  local digest
+  digest=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+    echo "==> installing $requirements (first time: a few minutes)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$digest" > "$stamp"
+  fi
+  export PATH="$PWD/.venv/bin:$PATH"
+}
