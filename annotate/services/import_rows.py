@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -177,7 +178,7 @@ class _LimitedGzip(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             data = self.gzip.read(len(buffer))
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise RowError(self.name, f"the gzip data is corrupt or truncated ({error})") from error
         self.count += len(data)
         if self.count > self.limit:

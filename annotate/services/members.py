@@ -41,18 +41,28 @@ def membership_set(*, project: Project, username: str, role: str, attributes: di
         user=user, project=project, defaults={"role": role, "attributes": clean}
     )
     if not created:
+        was_lead = membership.role == Membership.Role.LEAD
         membership.role = role
         if attributes is not None:
             membership.attributes = clean
         membership.save(update_fields=["role", "attributes"])
+        if was_lead:
+            _check_project_has_a_lead(project)
     return membership, created
 
 
 @transaction.atomic
 def membership_remove(*, project: Project, username: str) -> None:
     """Removes the user from the project. Their judgments stay: they are the project's data."""
-    deleted, _ = Membership.objects.filter(project=project, user__username=username).delete()
-    if not deleted:
+    membership = Membership.objects.filter(project=project, user__username=username).first()
+    if membership is None:
         raise ApplicationError(f"'{username}' is not a member of this project", code="not_found", http_status=404)
+    membership.delete()
+    if membership.role == Membership.Role.LEAD:
+        _check_project_has_a_lead(project)
+
+
+def _check_project_has_a_lead(project: Project) -> None:
+    """Call after a change, inside its transaction: raising undoes the change."""
     if not Membership.objects.filter(project=project, role=Membership.Role.LEAD).exists():
         raise ApplicationError("a project needs at least one lead: make someone else lead first", code="last_lead", http_status=409)

@@ -29,9 +29,10 @@ class Command(BaseCommand):
             if not separator or not key.strip():
                 raise CommandError(f"--attribute {item!r}: expected KEY=VALUE")
             attributes[key.strip()] = value.strip()
+        # With no --attribute the member's attributes stay: changing a role must not erase them.
         try:
             membership, created = membership_set(
-                project=project, username=options["username"], role=options["role"], attributes=attributes
+                project=project, username=options["username"], role=options["role"], attributes=attributes or None
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -10,6 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 class Command(BaseCommand):
     help = "Create a user (or set the password of an existing one) with the password read from a file."
+    # call_command(..., stdin=...) passes the stream to read "-" from; a terminal run reads sys.stdin.
+    stealth_options = ("stdin",)
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -21,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         source = options["password_file"]
         try:
-            text = self.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+            text = (options.get("stdin") or sys.stdin).read() if source == "-" else Path(source).read_text(encoding="utf-8")
         except OSError as error:
             raise CommandError(f"{source}: cannot read the password file ({error.strerror})") from None
         password = text.splitlines()[0] if text else ""

@@ -1,0 +1,721 @@
+"""The REST API: tokens, who may call what, the one error shape, imports over HTTP and paginated listings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotate.models import ImportJob, Membership, Pair, Project, Prompt
+from annotate.services.imports import import_job_run
+from tests.factories import MembershipFactory, ProjectFactory, PromptFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery staple"
+ROLES = ["annotator", "lead", "engineer", "outsider", "anonymous", "admin"]
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The default hasher takes a good part of a second per password, by design; these tests make many."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def items_file(rows: int = 2, responses: int = 2, name: str = "items.jsonl") -> SimpleUploadedFile:
+    lines = [
+        json.dumps(
+            {
+                "id": f"p{number}",
+                "prompt": f"Question {number}?",
+                "responses": [
+                    {
+                        "id": f"r{index}",
+                        "system": f"system-{index}",
+                        "content": f"Answer {index} to {number}.",
+                    }
+                    for index in range(responses)
+                ],
+            }
+        )
+        for number in range(rows)
+    ]
+    return SimpleUploadedFile(name, ("\n".join(lines) + "\n").encode(), content_type="application/x-ndjson")
+
+
+def assert_error_shape(response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert list(body) == ["error"]
+    error = body["error"]
+    assert sorted(error) == ["code", "fields", "message"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["fields"], dict)
+    assert all(
+        isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+        for messages in error["fields"].values()
+    )
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+@dataclass
+class World:
+    """One project with a member of each role, an outsider (who leads another project), a site admin, a
+    bystander annotator to remove, a user to add, and an import job."""
+
+    project: Project
+    users: dict[str, Any]
+    bystander: Any
+    newcomer: Any
+    job: ImportJob
+
+    def client(self, role: str) -> APIClient:
+        client = APIClient()
+        if role != "anonymous":
+            client.force_authenticate(self.users[role])
+        return client
+
+
+@pytest.fixture
+def world() -> World:
+    project = ProjectFactory(gold_rate=0.1)
+    users = {
+        role: MembershipFactory(project=project, role=role).user for role in ("annotator", "lead", "engineer")
+    }
+    users["outsider"] = MembershipFactory(role=Membership.Role.LEAD).user
+    users["admin"] = UserFactory(is_staff=True, is_superuser=True)
+    bystander = MembershipFactory(project=project, role=Membership.Role.ANNOTATOR).user
+    job = ImportJob.objects.create(project=project, filename="old.jsonl", status=ImportJob.Status.SUCCEEDED)
+    return World(project=project, users=users, bystander=bystander, newcomer=UserFactory(), job=job)
+
+
+def call(world: World, role: str, endpoint: str):
+    client = world.client(role)
+    project_url = f"/api/projects/{world.project.pk}/"
+    if endpoint == "projects-list":
+        return client.get("/api/projects/")
+    if endpoint == "projects-create":
+        return client.post("/api/projects/", {"name": "Another project"}, format="json")
+    if endpoint == "project-get":
+        return client.get(project_url)
+    if endpoint == "project-patch":
+        return client.patch(project_url, {"overlap": 5}, format="json")
+    if endpoint == "members-list":
+        return client.get(f"{project_url}members/")
+    if endpoint == "members-add":
+        return client.post(
+            f"{project_url}members/",
+            {"username": world.newcomer.username, "role": "annotator"},
+            format="json",
+        )
+    if endpoint == "members-remove":
+        return client.delete(f"{project_url}members/{world.bystander.username}/")
+    if endpoint == "imports-create":
+        return client.post(f"{project_url}imports/", {"file": items_file()}, format="multipart")
+    if endpoint == "import-get":
+        return client.get(f"/api/imports/{world.job.pk}/")
+    if endpoint == "prompts-list":
+        return client.get(f"{project_url}prompts/")
+    if endpoint == "pairs-list":
+        return client.get(f"{project_url}pairs/")
+    raise AssertionError(endpoint)
+
+
+# Expected status per endpoint, in ROLES order: annotator, lead, engineer, outsider, anonymous, admin.
+# Outsiders get 404 (a project's existence is private); creating projects needs a permission that only the
+# site admin has here.
+PERMISSIONS = {
+    "projects-list": (200, 200, 200, 200, 401, 200),
+    "projects-create": (403, 403, 403, 403, 401, 201),
+    "project-get": (200, 200, 200, 404, 401, 200),
+    "project-patch": (403, 200, 403, 404, 401, 200),
+    "members-list": (403, 200, 403, 404, 401, 200),
+    "members-add": (403, 201, 403, 404, 401, 201),
+    "members-remove": (403, 204, 403, 404, 401, 204),
+    "imports-create": (403, 201, 403, 404, 401, 201),
+    "import-get": (403, 200, 403, 404, 401, 200),
+    "prompts-list": (403, 200, 200, 404, 401, 200),
+    "pairs-list": (403, 200, 200, 404, 401, 200),
+}
+
+
+WRITES = {"projects-create", "project-patch", "members-add", "members-remove", "imports-create"}
+
+
+def state(world: World) -> tuple:
+    world.project.refresh_from_db()
+    return (
+        world.project.overlap,
+        Project.objects.count(),
+        sorted(Membership.objects.values_list("project_id", "user_id", "role")),
+        ImportJob.objects.count(),
+        Prompt.objects.count(),
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("endpoint", PERMISSIONS)
+def test_each_endpoint_lets_each_role_do_only_what_it_may(world, endpoint, role):
+    before = state(world)
+
+    response = call(world, role, endpoint)
+
+    expected = PERMISSIONS[endpoint][ROLES.index(role)]
+    assert response.status_code == expected, response.content
+    if expected >= 400:
+        assert_error_shape(response, expected)
+    # A refusal changes nothing; an allowed write changes something.
+    assert (state(world) != before) == (expected < 400 and endpoint in WRITES)
+
+
+def test_every_api_endpoint_is_in_the_permission_table():
+    from annotate.api.urls import urlpatterns
+
+    methods = {
+        name: {
+            method
+            for method in ("get", "post", "patch", "delete", "put")
+            if hasattr(pattern.callback.view_class, method)
+        }
+        for pattern in urlpatterns
+        for name in [pattern.name]
+    }
+    covered = {
+        "api-projects": {"get", "post"},
+        "api-project": {"get", "patch"},
+        "api-members": {"get", "post"},
+        "api-member": {"delete"},
+        "api-imports": {"post"},
+        "api-import": {"get"},
+        "api-prompts": {"get"},
+        "api-pairs": {"get"},
+    }
+    assert methods == covered
+    assert len(PERMISSIONS) == sum(len(operations) for operations in covered.values())
+
+
+def test_a_site_admin_gets_404_for_a_project_that_does_not_exist(world):
+    response = world.client("admin").get("/api/projects/999999/")
+
+    assert_error_shape(response, 404, "not_found")
+
+
+# What each role sees ---------------------------------------------------------------------------------
+
+
+def test_annotators_do_not_see_gold_rate_or_other_configuration(world):
+    detail = world.client("annotator").get(f"/api/projects/{world.project.pk}/").json()
+    listed = world.client("annotator").get("/api/projects/").json()["results"]
+
+    for payload in (detail, *listed):
+        assert payload["role"] == "annotator"
+        assert "gold_rate" not in payload
+        assert "overlap" not in payload
+        assert "system" not in json.dumps(payload)
+    assert [project["id"] for project in listed] == [world.project.pk]
+
+
+def test_leads_and_engineers_see_the_gold_rate(world):
+    for role in ("lead", "engineer", "admin"):
+        payload = world.client(role).get(f"/api/projects/{world.project.pk}/").json()
+        assert payload["gold_rate"] == 0.1
+        assert payload["role"] == role
+
+
+def test_the_project_list_shows_only_the_users_projects_with_their_role(world):
+    other = ProjectFactory(name="Zeta")
+    MembershipFactory(project=other, user=world.users["annotator"], role=Membership.Role.ENGINEER)
+    ProjectFactory(name="Hidden")
+
+    listed = world.client("annotator").get("/api/projects/").json()
+
+    assert listed["count"] == 2
+    assert {(project["name"], project["role"]) for project in listed["results"]} == {
+        (world.project.name, "annotator"),
+        ("Zeta", "engineer"),
+    }
+
+
+def test_a_site_admin_sees_every_project(world):
+    ProjectFactory(name="Hidden")
+
+    listed = world.client("admin").get("/api/projects/").json()
+
+    assert listed["count"] == Project.objects.count() == 3
+    assert {project["role"] for project in listed["results"]} == {"admin"}
+
+
+def test_an_outsider_sees_an_empty_project_list():
+    outsider = UserFactory()
+    ProjectFactory()
+    client = APIClient()
+    client.force_authenticate(outsider)
+
+    assert client.get("/api/projects/").json()["count"] == 0
+
+
+def test_annotators_cannot_read_pairs_where_systems_are_shown(world):
+    world.client("lead").post(
+        f"/api/projects/{world.project.pk}/imports/", {"file": items_file()}, format="multipart"
+    )
+
+    for_lead = world.client("lead").get(f"/api/projects/{world.project.pk}/pairs/").json()
+    for_annotator = world.client("annotator").get(f"/api/projects/{world.project.pk}/pairs/")
+
+    systems = {pair[side]["system"] for pair in for_lead["results"] for side in ("response_a", "response_b")}
+    assert systems == {"system-0", "system-1"}
+    assert_error_shape(for_annotator, 403, "permission_denied")
+    assert "system" not in for_annotator.content.decode()
+
+
+# Projects and members --------------------------------------------------------------------------------
+
+
+def test_a_user_allowed_to_create_projects_creates_one_and_leads_it():
+    from django.contrib.auth.models import Permission
+
+    creator = UserFactory()
+    creator.user_permissions.add(
+        Permission.objects.get(codename="add_project", content_type__app_label="annotate")
+    )
+    client = APIClient()
+    client.force_authenticate(creator)
+
+    response = client.post(
+        "/api/projects/", {"name": "Summaries", "overlap": 2, "criteria": ["helpfulness"]}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    project = Project.objects.get(pk=response.json()["id"])
+    assert (project.name, project.slug, project.overlap, project.criteria) == (
+        "Summaries",
+        "summaries",
+        2,
+        ["helpfulness"],
+    )
+    assert Membership.objects.get(project=project).user == creator
+    assert response.json()["role"] == "lead"
+
+
+def test_a_lead_updates_the_configuration(world):
+    response = world.client("lead").patch(
+        f"/api/projects/{world.project.pk}/",
+        {"overlap": 5, "allowed_choices": ["left", "right"]},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    world.project.refresh_from_db()
+    assert (world.project.overlap, world.project.allowed_choices) == (5, ["left", "right"])
+
+
+def test_it_refuses_a_configuration_that_breaks_a_cross_field_rule(world):
+    response = world.client("lead").patch(
+        f"/api/projects/{world.project.pk}/", {"allowed_choices": ["left", "tie"]}, format="json"
+    )
+
+    error = assert_error_shape(response, 400, "invalid")
+    assert list(error["fields"]) == ["allowed_choices"]
+
+
+def test_a_lead_adds_a_member_with_attributes_and_changes_their_role(world):
+    url = f"/api/projects/{world.project.pk}/members/"
+    client = world.client("lead")
+
+    added = client.post(
+        url,
+        {"username": world.newcomer.username, "role": "annotator", "attributes": {"locale": "fr-FR"}},
+        format="json",
+    )
+    changed = client.post(url, {"username": world.newcomer.username, "role": "engineer"}, format="json")
+
+    assert (added.status_code, changed.status_code) == (201, 200)
+    membership = Membership.objects.get(project=world.project, user=world.newcomer)
+    assert (membership.role, membership.attributes) == ("engineer", {"locale": "fr-FR"})
+    listed = client.get(url).json()
+    assert {member["username"]: member["role"] for member in listed}[world.newcomer.username] == "engineer"
+
+
+def test_it_refuses_to_add_an_unknown_username_naming_the_field(world):
+    response = world.client("lead").post(
+        f"/api/projects/{world.project.pk}/members/",
+        {"username": "nobody-by-that-name", "role": "annotator"},
+        format="json",
+    )
+
+    error = assert_error_shape(response, 400, "unknown_user")
+    assert list(error["fields"]) == ["username"]
+    assert "nobody-by-that-name" in error["message"]
+
+
+def test_it_refuses_to_remove_the_last_lead(world):
+    lead = world.users["lead"]
+
+    response = world.client("lead").delete(f"/api/projects/{world.project.pk}/members/{lead.username}/")
+
+    assert_error_shape(response, 409, "last_lead")
+    assert Membership.objects.filter(project=world.project, user=lead, role=Membership.Role.LEAD).exists()
+
+
+def test_it_refuses_to_demote_the_last_lead(world):
+    lead = world.users["lead"]
+
+    response = world.client("lead").post(
+        f"/api/projects/{world.project.pk}/members/",
+        {"username": lead.username, "role": "annotator"},
+        format="json",
+    )
+
+    assert_error_shape(response, 409, "last_lead")
+    assert Membership.objects.get(project=world.project, user=lead).role == Membership.Role.LEAD
+
+
+def test_a_lead_may_leave_when_another_lead_remains(world):
+    MembershipFactory(project=world.project, user=world.newcomer, role=Membership.Role.LEAD)
+    lead = world.users["lead"]
+
+    response = world.client("lead").delete(f"/api/projects/{world.project.pk}/members/{lead.username}/")
+
+    assert response.status_code == 204
+    assert not Membership.objects.filter(project=world.project, user=lead).exists()
+
+
+def test_members_of_a_project_without_a_lead_can_still_be_changed_and_removed(world):
+    # A project made by a site admin for others (created_by=None) starts with no lead.
+    project = ProjectFactory()
+    first, second = (
+        MembershipFactory(project=project, role=Membership.Role.ANNOTATOR).user for _ in range(2)
+    )
+    admin = world.client("admin")
+
+    changed = admin.post(
+        f"/api/projects/{project.pk}/members/",
+        {"username": first.username, "role": "engineer"},
+        format="json",
+    )
+    removed = admin.delete(f"/api/projects/{project.pk}/members/{second.username}/")
+
+    assert (changed.status_code, removed.status_code) == (200, 204)
+    assert list(Membership.objects.filter(project=project).values_list("user", "role")) == [
+        (first.pk, "engineer")
+    ]
+
+
+def test_removing_someone_who_is_not_a_member_is_a_404(world):
+    response = world.client("lead").delete(
+        f"/api/projects/{world.project.pk}/members/{world.newcomer.username}/"
+    )
+
+    assert_error_shape(response, 404, "not_found")
+
+
+# One error shape -------------------------------------------------------------------------------------
+
+
+def test_every_error_has_the_same_shape(world, settings):
+    settings.LOGIN_FAILURE_LIMIT = 1
+    project_url = f"/api/projects/{world.project.pk}/"
+    lead, annotator = world.client("lead"), world.client("annotator")
+
+    invalid = lead.patch(project_url, {"overlap": 0, "rationale": "sometimes"}, format="json")
+    assert set(assert_error_shape(invalid, 400, "invalid")["fields"]) == {"overlap", "rationale"}
+    no_file = lead.post(f"{project_url}imports/", {}, format="multipart")
+    assert list(assert_error_shape(no_file, 400, "invalid")["fields"]) == ["file"]
+    bad_filter = lead.get(f"{project_url}pairs/", {"gold": "perhaps"})
+    assert list(assert_error_shape(bad_filter, 400)["fields"]) == ["gold"]
+    assert_error_shape(world.client("anonymous").get(project_url), 401, "not_authenticated")
+    bad_token = APIClient()
+    bad_token.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert_error_shape(bad_token.get("/api/projects/"), 401, "authentication_failed")
+    assert_error_shape(annotator.patch(project_url, {"overlap": 5}, format="json"), 403, "permission_denied")
+    assert_error_shape(world.client("outsider").get(project_url), 404, "not_found")
+    assert_error_shape(lead.get(f"{project_url}prompts/", {"page": 9}), 404, "not_found")
+    assert_error_shape(lead.put(project_url, {}, format="json"), 405, "method_not_allowed")
+    assert_error_shape(
+        world.client("admin").post(
+            "/api/projects/", {"name": "Copy", "slug": world.project.slug}, format="json"
+        ),
+        409,
+        "conflict",
+    )
+    assert_error_shape(lead.delete(f"{project_url}members/{world.users['lead'].username}/"), 409, "last_lead")
+    token_client = APIClient()
+    assert_error_shape(
+        token_client.post("/api/auth/token/", {"username": "x"}, format="json"), 400, "invalid"
+    )
+    assert_error_shape(
+        token_client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json"),
+        401,
+        "authentication_failed",
+    )
+    assert_error_shape(
+        token_client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json"),
+        429,
+        "throttled",
+    )
+
+
+# Tokens ----------------------------------------------------------------------------------------------
+
+
+def test_a_token_from_the_token_endpoint_authenticates():
+    user = UserFactory()
+    client = APIClient()
+
+    response = client.post(
+        "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"token": Token.objects.get(user=user).key, "username": user.username}
+    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    assert client.get("/api/projects/").status_code == 200
+    again = APIClient().post(
+        "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+    assert again.json()["token"] == response.json()["token"]
+
+
+@pytest.mark.parametrize("username", ["known", "unknown"])
+def test_a_wrong_password_or_unknown_user_is_a_401(username):
+    user = UserFactory(username="known")
+
+    response = APIClient().post(
+        "/api/auth/token/", {"username": username, "password": "not it"}, format="json"
+    )
+
+    error = assert_error_shape(response, 401, "authentication_failed")
+    assert error["message"] == "wrong username or password"
+    assert not Token.objects.filter(user=user).exists()
+
+
+def test_after_too_many_failures_even_the_right_password_is_refused(settings):
+    user = UserFactory()
+    client = APIClient()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        failed = client.post(
+            "/api/auth/token/", {"username": user.username, "password": "guess"}, format="json"
+        )
+        assert failed.status_code == 401
+
+    response = client.post(
+        "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+
+    assert_error_shape(response, 429, "throttled")
+    assert not Token.objects.filter(user=user).exists()
+
+
+def test_failures_below_the_limit_do_not_block_the_right_password(settings):
+    user = UserFactory()
+    client = APIClient()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        client.post("/api/auth/token/", {"username": user.username, "password": "guess"}, format="json")
+
+    response = client.post(
+        "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+
+    assert response.status_code == 200
+
+
+# Imports over HTTP -----------------------------------------------------------------------------------
+
+
+class EnqueuedTasks:
+    def __init__(self) -> None:
+        self.job_ids: list[int] = []
+
+    def delay(self, job_id: int) -> None:
+        self.job_ids.append(job_id)
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> EnqueuedTasks:
+    """Stands in for the Celery task, so that nothing reaches the shared broker."""
+    tasks = EnqueuedTasks()
+    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
+    return tasks
+
+
+def test_a_small_import_runs_in_the_request_and_reports_the_counts(world, enqueued):
+    url = f"/api/projects/{world.project.pk}/imports/"
+
+    response = world.client("lead").post(
+        url, {"file": items_file(rows=3, responses=3), "seed": 4}, format="multipart"
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "succeeded"
+    assert body["progress"] == 1.0
+    assert body["counts"]["prompts_created"] == 3
+    assert body["counts"]["responses_created"] == 9
+    assert body["counts"]["pairs_created"] == 9
+    assert body["options"]["seed"] == 4
+    assert Pair.objects.filter(project=world.project).count() == 9
+    assert enqueued.job_ids == []
+
+
+def test_a_bad_import_is_a_400_listing_each_line_and_writes_nothing(world):
+    url = f"/api/projects/{world.project.pk}/imports/"
+    bad = SimpleUploadedFile(
+        "items.jsonl",
+        b'{"id": "p1", "prompt": "Q?", "responses": [{"content": "a"}, {"content": "b"}]}\n'
+        b'{"id": "p2", "prompt": "Q?"}\n'
+        b"not json\n",
+    )
+
+    response = world.client("lead").post(url, {"file": bad}, format="multipart")
+
+    error = assert_error_shape(response, 400, "import_failed")
+    assert [message.split(":")[0] for message in error["fields"]["file"]] == [
+        "items.jsonl, line 2",
+        "items.jsonl, line 3",
+    ]
+    assert Prompt.objects.count() == 0
+    failed = ImportJob.objects.exclude(pk=world.job.pk).get()
+    assert (failed.status, failed.errors) == (ImportJob.Status.FAILED, error["fields"]["file"])
+
+
+def test_it_refuses_invalid_import_options_naming_the_option(world):
+    url = f"/api/projects/{world.project.pk}/imports/"
+
+    response = world.client("lead").post(url, {"file": items_file(), "pairing": "random"}, format="multipart")
+
+    error = assert_error_shape(response, 400, "invalid")
+    assert list(error["fields"]) == ["pairs_per_prompt"]
+    assert ImportJob.objects.count() == 1
+
+
+def test_it_refuses_an_upload_over_the_import_limit(world, settings):
+    settings.IMPORT_MAX_FILE_BYTES = 10
+
+    response = world.client("lead").post(
+        f"/api/projects/{world.project.pk}/imports/", {"file": items_file()}, format="multipart"
+    )
+
+    error = assert_error_shape(response, 400)
+    assert list(error["fields"]) == ["file"]
+    assert ImportJob.objects.count() == 1
+
+
+def test_a_large_import_is_queued_and_a_worker_completes_it(
+    world, settings, enqueued, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_ASYNC_THRESHOLD_BYTES = 100
+    client = world.client("lead")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/api/projects/{world.project.pk}/imports/", {"file": items_file(rows=5)}, format="multipart"
+        )
+
+    assert response.status_code == 202, response.content
+    queued = response.json()
+    assert queued["status"] == "queued"
+    assert enqueued.job_ids == [queued["id"]]
+    assert Prompt.objects.count() == 0
+
+    import_job_run(job_id=queued["id"])
+
+    finished = client.get(f"/api/imports/{queued['id']}/").json()
+    assert finished["status"] == "succeeded"
+    assert finished["progress"] == 1.0
+    assert finished["rows_read"] == 5
+    assert finished["counts"]["prompts_created"] == 5
+    assert Prompt.objects.filter(project=world.project).count() == 5
+
+
+def test_a_running_import_reports_live_progress(world, enqueued):
+    job = ImportJob.objects.create(
+        project=world.project, filename="big.jsonl", status=ImportJob.Status.RUNNING, bytes_total=1000
+    )
+    from django.core.cache import cache
+
+    cache.set(f"palate:import-progress:{job.pk}", {"rows": 40, "bytes": 250})
+
+    body = world.client("lead").get(f"/api/imports/{job.pk}/").json()
+
+    assert (body["status"], body["rows_read"], body["progress"]) == ("running", 40, 0.25)
+
+
+# Listings --------------------------------------------------------------------------------------------
+
+
+def test_prompts_are_listed_in_pages_of_fifty(world):
+    PromptFactory.create_batch(55, project=world.project)
+    PromptFactory(project=ProjectFactory())
+    client = world.client("engineer")
+    url = f"/api/projects/{world.project.pk}/prompts/"
+
+    first = client.get(url).json()
+    second = client.get(first["next"]).json()
+
+    assert first["count"] == 55
+    assert (len(first["results"]), len(second["results"])) == (50, 5)
+    assert second["next"] is None
+    ids = [prompt["id"] for prompt in first["results"] + second["results"]]
+    assert ids == sorted(Prompt.objects.filter(project=world.project).values_list("id", flat=True))
+
+
+def test_prompts_can_be_filtered_by_category(world):
+    PromptFactory.create_batch(2, project=world.project, category="code")
+    PromptFactory(project=world.project, category="poetry")
+
+    listed = (
+        world.client("lead").get(f"/api/projects/{world.project.pk}/prompts/", {"category": "code"}).json()
+    )
+
+    assert listed["count"] == 2
+    assert {prompt["category"] for prompt in listed["results"]} == {"code"}
+
+
+def test_pairs_are_listed_in_pages_with_their_responses(world):
+    # One prompt with eleven responses makes 55 pairs.
+    world.client("lead").post(
+        f"/api/projects/{world.project.pk}/imports/",
+        {"file": items_file(rows=1, responses=11)},
+        format="multipart",
+    )
+    client = world.client("engineer")
+    url = f"/api/projects/{world.project.pk}/pairs/"
+
+    first = client.get(url).json()
+    second = client.get(url, {"page": 2}).json()
+
+    assert first["count"] == 55
+    assert (len(first["results"]), len(second["results"])) == (50, 5)
+    assert first["previous"] is None and second["previous"] is not None
+    pairs = first["results"] + second["results"]
+    assert [pair["id"] for pair in pairs] == sorted(
+        Pair.objects.filter(project=world.project).values_list("id", flat=True)
+    )
+    assert {"id", "external_id", "system", "content"} == set(pairs[0]["response_a"])
+    assert all(pair["response_a"]["id"] != pair["response_b"]["id"] for pair in pairs)
+
+
+def test_pairs_can_be_filtered_to_gold(world):
+    rows = [
+        {"prompt": "Q1?", "chosen": "Yes.", "rejected": "No."},
+        {"prompt": "Q2?", "response_a": "A.", "response_b": "B."},
+    ]
+    upload = SimpleUploadedFile("items.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
+    world.client("lead").post(
+        f"/api/projects/{world.project.pk}/imports/", {"file": upload}, format="multipart"
+    )
+    url = f"/api/projects/{world.project.pk}/pairs/"
+
+    gold = world.client("lead").get(url, {"gold": "true"}).json()["results"]
+    ordinary = world.client("lead").get(url, {"gold": "false"}).json()["results"]
+
+    assert [(pair["response_a"]["content"], pair["gold_choice"]) for pair in gold] == [("Yes.", "a")]
+    assert [(pair["response_a"]["content"], pair["is_gold"]) for pair in ordinary] == [("A.", False)]
