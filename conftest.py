@@ -45,4 +45,5 @@ def pytest_configure(config):
 def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}}

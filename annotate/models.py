@@ -187,7 +187,12 @@ class Pair(models.Model):
                 name="pair_gold_choice_iff_gold",
             ),
         ]
-        indexes = [models.Index(fields=["project", "is_gold"], name="pair_project_gold")]
+        indexes = [
+            models.Index(fields=["project", "is_gold"], name="pair_project_gold"),
+            # The partial unique index cannot serve "external_id IN (…)" lookups of more than 100 ids
+            # (PostgreSQL cannot prove such a list excludes ''), which imports make in chunks.
+            models.Index(fields=["project", "external_id"], name="pair_project_external_id"),
+        ]
 
     def __str__(self) -> str:
         return self.external_id or f"pair {self.pk}"

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import orjson
+
 FORMATS = ("jsonl", "json", "csv", "parquet")
 MESSAGE_ROLES = {"system", "user", "assistant", "tool"}
 CHOICE_VALUES = {"a", "b", "tie", "both_bad"}
@@ -213,8 +215,8 @@ def iter_raw_rows(stream: IO[bytes], name: str, fmt: str, limits: Limits) -> Ite
             if not text.strip():
                 continue
             try:
-                yield f"{name}, line {number}", json.loads(text)
-            except json.JSONDecodeError as error:
+                yield f"{name}, line {number}", orjson.loads(text)
+            except orjson.JSONDecodeError as error:
                 yield f"{name}, line {number}", RowError(f"{name}, line {number}", f"malformed JSON ({error.msg} at column {error.colno})")
     elif fmt == "json":
         data = stream.read()
@@ -372,7 +374,8 @@ def prompt_record(row_id: str, value: str | list[dict[str, str]], category: str,
 
 
 def response_record(external_id: str, system: str, content: str, metadata: dict[str, Any] | None = None) -> ResponseRecord:
-    digest = fingerprint([system, content])
+    # A NUL cannot occur in a system name typed by a person, so it separates the two unambiguously.
+    digest = hashlib.sha1(f"{system}\x00{content}".encode()).hexdigest()
     return ResponseRecord(external_id or f"sha1:{digest}", system, content, metadata or {}, digest)
 
 

@@ -13,9 +13,11 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
@@ -48,7 +50,7 @@ class ImportFailed(ApplicationError):
     def __init__(self, errors: list[str], *, more: bool = False) -> None:
         self.errors = errors
         suffix = f" (showing the first {len(errors)})" if more else ""
-        summary = errors[0] if len(errors) == 1 else f"{len(errors)} rows have errors{suffix}; nothing was imported"
+        summary = errors[0] if len(errors) == 1 else f"the file has {len(errors)} errors{suffix}; nothing was imported"
         super().__init__(summary, fields={"file": errors})
 
 
@@ -173,7 +175,7 @@ class _ChunkWriter:
         keys = {items.prompt.external_id for items in chunk}
         stored = {
             external_id: (pk, digest)
-            for external_id, pk, digest in Prompt.objects.filter(project=self.project, external_id__in=keys).values_list(
+            for external_id, pk, digest in Prompt.objects.filter(project=self.project, external_id__in=keys).order_by().values_list(
                 "external_id", "id", "fingerprint"
             )
         }
@@ -218,7 +220,7 @@ class _ChunkWriter:
         existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
         stored: dict[tuple[int, str], tuple[int, str]] = {}
         if existing_prompts:
-            for prompt_id, external_id, pk, digest in Response.objects.filter(prompt_id__in=existing_prompts).values_list(
+            for prompt_id, external_id, pk, digest in Response.objects.filter(prompt_id__in=existing_prompts).order_by().values_list(
                 "prompt_id", "external_id", "id", "fingerprint"
             ):
                 stored[(prompt_id, external_id)] = (pk, digest)
@@ -260,12 +262,12 @@ class _ChunkWriter:
         existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
         stored_couples: set[tuple[int, int]] = set()
         if existing_prompts:
-            for first, second in Pair.objects.filter(prompt_id__in=existing_prompts).values_list("response_a_id", "response_b_id"):
+            for first, second in Pair.objects.filter(prompt_id__in=existing_prompts).order_by().values_list("response_a_id", "response_b_id"):
                 stored_couples.add((min(first, second), max(first, second)))
         named = [pair.external_id for items in chunk for pair in items.pairs if pair.external_id]
         stored_names: dict[str, tuple[int, int]] = {}
         if named:
-            for external_id, first, second in Pair.objects.filter(project=self.project, external_id__in=named).values_list(
+            for external_id, first, second in Pair.objects.filter(project=self.project, external_id__in=named).order_by().values_list(
                 "external_id", "response_a_id", "response_b_id"
             ):
                 stored_names[external_id] = (min(first, second), max(first, second))
@@ -311,8 +313,31 @@ class _ChunkWriter:
         self.result.judgments_created += len(judgments)
 
 
+# Tables written only by imports (annotators write judgments, so those never get a table lock).
+_IMPORT_ONLY_MODELS = (Prompt, Response, Pair)
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode().translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
 def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tuple]) -> list[int]:
-    """Inserts rows (values in ``columns`` order, by database column name) and returns their new ids in order."""
+    """Inserts rows (values in ``columns`` order, by database column name) and returns their new ids in order.
+
+    On PostgreSQL the ids come from the table's sequence and the rows go in through one COPY, formatted here:
+    several times faster than INSERT, or than psycopg adapting row by row."""
     rows = list(rows)
     if not rows:
         return []
@@ -320,22 +345,31 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
         objects = model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=1000)
         return [obj.pk for obj in objects]
 
-    from psycopg.types.json import Jsonb
-
     table = model._meta.db_table
-    fields_by_column = {field.column: field for field in model._meta.concrete_fields}
-    json_columns = {index for index, column in enumerate(columns) if isinstance(fields_by_column[column], models.JSONField)}
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)]
-        )
-        ids = [row[0] for row in cursor.fetchall()]
+        if model in _IMPORT_ONLY_MODELS:
+            # Reserve a block of ids in one step. Only imports insert into these tables, and each holds this
+            # lock until it commits, so no other nextval() can interleave (readers are not blocked).
+            cursor.execute(f"LOCK TABLE {connection.ops.quote_name(table)} IN SHARE ROW EXCLUSIVE MODE")
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), nextval(pg_get_serial_sequence(%s, 'id')) + %s - 1)",
+                [table, table, len(rows)],
+            )
+            last = cursor.fetchone()[0]
+            ids = list(range(last - len(rows) + 1, last + 1))
+        else:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)])
+            ids = [row[0] for row in cursor.fetchall()]
         column_list = ", ".join(connection.ops.quote_name(column) for column in ["id", *columns])
         with cursor.cursor.copy(f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN") as copy:
+            batch: list[str] = []
             for pk, row in zip(ids, rows, strict=True):
-                if json_columns:
-                    row = tuple(Jsonb(value) if index in json_columns and value is not None else value for index, value in enumerate(row))
-                copy.write_row((pk, *row))
+                batch.append(f"{pk}\t" + "\t".join(map(_copy_text, row)) + "\n")
+                if len(batch) >= 2_000:
+                    copy.write("".join(batch))
+                    batch = []
+            if batch:
+                copy.write("".join(batch))
     return ids
 
 

@@ -1,0 +1,160 @@
+"""Import benchmark: ready pairs (shape 2, JSONL) into PostgreSQL through the import service.
+
+Prints pairs/s and peak memory for several sizes (each in a fresh process, so peak RSS is the import's
+own), side by side with Label Studio's figure measured on this machine: 100,000 comparison tasks in
+27-33 s, about 3,000-3,750 per second.
+
+    .venv/bin/python bench/import.py                 # 10,000 and 100,000 pairs
+    .venv/bin/python bench/import.py --sizes 1000    # a quick look
+
+Uses the database in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/palate_bench, created and
+migrated when missing); each run imports into a new project and deletes it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench"
+LABEL_STUDIO_PAIRS_PER_SECOND = (3_000, 3_750)
+
+WORDS = (
+    "the model answer explains why a reward function learned from human preferences can drift when "
+    "annotators disagree about tone length accuracy and safety so leads check agreement before training"
+).split()
+
+
+def _text(generator: random.Random, words: int) -> str:
+    return " ".join(generator.choice(WORDS) for _ in range(words))
+
+
+def write_file(path: Path, pairs: int, seed: int = 0) -> None:
+    """``pairs`` rows over pairs/2 prompts (each prompt in two pairs), responses of 60-200 words."""
+    generator = random.Random(seed)
+    systems = [f"system-{index}" for index in range(8)]
+    with path.open("w", encoding="utf-8") as stream:
+        for index in range(pairs):
+            prompt_number = index // 2
+            prompt_generator = random.Random(prompt_number)
+            row = {
+                "id": f"pair-{index}",
+                "prompt": f"Question {prompt_number}: " + _text(prompt_generator, 30),
+                "response_a": _text(generator, generator.randint(60, 200)),
+                "response_b": _text(generator, generator.randint(60, 200)),
+                "system_a": generator.choice(systems),
+                "system_b": generator.choice(systems),
+            }
+            stream.write(json.dumps(row) + "\n")
+
+
+def run_one(path: Path) -> dict:
+    """Runs in a child process: imports the file into a fresh project and reports time and peak RSS."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
+    django.setup()
+    from annotate.models import Project
+    from annotate.services.import_rows import ImportOptions
+    from annotate.services.imports import items_import
+
+    project = Project.objects.create(name=f"bench {time.time()}", slug=f"bench-{os.getpid()}-{int(time.time())}")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        started = time.perf_counter()
+        with path.open("rb") as stream:
+            result = items_import(project=project, stream=stream, filename=path.name, options=ImportOptions())
+        seconds = time.perf_counter() - started
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    finally:
+        _delete_project(project.pk)
+    return {
+        "pairs": result.pairs_created,
+        "prompts": result.prompts_created,
+        "responses": result.responses_created,
+        "seconds": seconds,
+        "peak_rss_mb": rss_after / 1024,
+        "rss_growth_mb": (rss_after - rss_before) / 1024,
+    }
+
+
+def _delete_project(project_id: int) -> None:
+    """Plain SQL: the ORM's cascade would load every row into memory first."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM annotate_judgment WHERE pair_id IN (SELECT id FROM annotate_pair WHERE project_id = %s)", [project_id]
+        )
+        cursor.execute("DELETE FROM annotate_pair WHERE project_id = %s", [project_id])
+        cursor.execute(
+            "DELETE FROM annotate_response WHERE prompt_id IN (SELECT id FROM annotate_prompt WHERE project_id = %s)", [project_id]
+        )
+        for table in ("annotate_prompt", "annotate_importjob", "annotate_membership"):
+            cursor.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])
+        cursor.execute("DELETE FROM annotate_project WHERE id = %s", [project_id])
+
+
+def prepare_database() -> None:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
+
+    if arguments.child:
+        print(json.dumps(run_one(Path(arguments.child))))
+        return
+
+    prepare_database()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for size in arguments.sizes:
+            path = Path(folder) / f"pairs-{size}.jsonl"
+            write_file(path, size)
+            output = subprocess.run(
+                [sys.executable, __file__, "--child", str(path)], check=True, capture_output=True, text=True, cwd=ROOT
+            ).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            result["file_mb"] = path.stat().st_size / 1e6
+            rows.append(result)
+
+    low, high = LABEL_STUDIO_PAIRS_PER_SECOND
+    print(f"\nImport of ready pairs (JSONL) into PostgreSQL, one process, {os.cpu_count()} cores")
+    header = f"{'pairs':>9} {'file MB':>8} {'prompts':>8} {'responses':>9} {'seconds':>8} {'pairs/s':>9} {'peak RSS MB':>12} {'vs Label Studio':>16}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        rate = row["pairs"] / row["seconds"]
+        print(
+            f"{row['pairs']:>9,} {row['file_mb']:>8.1f} {row['prompts']:>8,} {row['responses']:>9,} {row['seconds']:>8.2f} "
+            f"{rate:>9,.0f} {row['peak_rss_mb']:>12.0f} {rate / high:>7.1f}-{rate / low:.1f}x"
+        )
+    print(f"Label Studio (measured on this machine): 100,000 tasks in 27-33 s = {low:,}-{high:,} pairs/s")
+
+
+if __name__ == "__main__":
+    main()
