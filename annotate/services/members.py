@@ -37,6 +37,7 @@ def membership_set(*, project: Project, username: str, role: str, attributes: di
     if user is None:
         raise ApplicationError(f"no user named '{username}'", code="unknown_user", fields={"username": [f"no user named '{username}'"]})
     clean = _validate_attributes(attributes or {})
+    _lock_project(project)
     membership, created = Membership.objects.select_for_update().get_or_create(
         user=user, project=project, defaults={"role": role, "attributes": clean}
     )
@@ -54,12 +55,18 @@ def membership_set(*, project: Project, username: str, role: str, attributes: di
 @transaction.atomic
 def membership_remove(*, project: Project, username: str) -> None:
     """Removes the user from the project. Their judgments stay: they are the project's data."""
+    _lock_project(project)
     membership = Membership.objects.filter(project=project, user__username=username).first()
     if membership is None:
         raise ApplicationError(f"'{username}' is not a member of this project", code="not_found", http_status=404)
     membership.delete()
     if membership.role == Membership.Role.LEAD:
         _check_project_has_a_lead(project)
+
+
+def _lock_project(project: Project) -> None:
+    """Serialises membership changes per project, so two leads removing each other cannot both succeed."""
+    Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
 
 
 def _check_project_has_a_lead(project: Project) -> None:
