@@ -71,6 +71,27 @@ class Project(models.Model):
     assignment_order = models.CharField(
         max_length=20, choices=AssignmentOrder.choices, default=AssignmentOrder.DEPTH_FIRST
     )
+    assignment_strategy = models.CharField(
+        max_length=20,
+        choices=[
+            ("fill", "Fill pairs in order"),
+            ("uncertain_systems", "Prefer pairs whose systems' ratings are least certain"),
+            ("uncertain_model", "Prefer pairs where the active reward model is least certain"),
+        ],
+        default="fill",
+    )
+    edit_window_seconds = models.PositiveIntegerField(
+        default=600, help_text="How long an annotator may change a judgment after submitting it."
+    )
+    both_bad_as_tie = models.BooleanField(default=True, help_text="Leaderboards count 'both bad' as a tie.")
+    target_alpha = models.FloatField(default=0.667, help_text="Krippendorff's alpha the data should reach.")
+    min_gold_accuracy = models.FloatField(default=0.8, help_text="Annotators below this gold accuracy are flagged.")
+    max_position_bias = models.FloatField(
+        default=0.65, help_text="Annotators who choose the left response more often than this are flagged."
+    )
+    leaderboard_public_token = models.CharField(
+        max_length=64, blank=True, help_text="When set, /leaderboard/public/<token>/ shows the leaderboard read-only."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -171,6 +192,10 @@ class Pair(models.Model):
     external_id = models.CharField(max_length=255, blank=True)
     is_gold = models.BooleanField(default=False)
     gold_choice = models.CharField(max_length=10, choices=Choice.choices, blank=True)
+    # Derived from the pair's own rows (judgments, live leases) and recomputed under the pair's row lock
+    # whenever they change, so that finding work never counts over the whole project.
+    judgment_count = models.PositiveIntegerField(default=0)
+    slots_taken = models.PositiveIntegerField(default=0, help_text="Judgments plus unexpired leases.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -192,6 +217,8 @@ class Pair(models.Model):
             # The partial unique index cannot serve "external_id IN (…)" lookups of more than 100 ids
             # (PostgreSQL cannot prove such a list excludes ''), which imports make in chunks.
             models.Index(fields=["project", "external_id"], name="pair_project_external_id"),
+            models.Index(fields=["project", "is_gold", "-slots_taken", "id"], name="pair_open_depth_first"),
+            models.Index(fields=["project", "is_gold", "slots_taken", "id"], name="pair_open_breadth_first"),
         ]
 
     def __str__(self) -> str:
@@ -219,6 +246,11 @@ class Judgment(models.Model):
     rationale = models.TextField(blank=True)
     shown_swapped = models.BooleanField(default=False, help_text="True when response B was shown on the left.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    assignment = models.OneToOneField(
+        "Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="judgment"
+    )
+    revision = models.PositiveIntegerField(default=1, help_text="1 when first submitted; each edit adds one.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -226,6 +258,11 @@ class Judgment(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["pair", "annotator"], name="judgment_one_per_annotator_and_pair"),
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="judgment_idempotency_key_unique",
+            ),
             models.UniqueConstraint(
                 fields=["pair"], condition=Q(annotator__isnull=True), name="judgment_one_imported_label_per_pair"
             ),
@@ -239,6 +276,88 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pair} · {self.annotator or 'imported'} · {self.choice}"
+
+
+class Assignment(models.Model):
+    """A lease: one pair handed to one annotator until ``expires_at``. Which response was shown on the left
+    is drawn here, so a reload shows the same layout."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    shown_swapped = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "submitted", "skipped", "expired"]), name="assignment_status_valid"
+            ),
+            # At most one live lease per annotator and pair.
+            models.UniqueConstraint(
+                fields=["pair", "annotator"], condition=Q(status="active"), name="assignment_one_active_per_pair_and_annotator"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "project", "status"], name="assignment_annotator_status"),
+            models.Index(fields=["project", "status", "expires_at"], name="assignment_project_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pair} → {self.annotator} ({self.status})"
+
+
+class JudgmentRevision(models.Model):
+    """What a judgment said before an edit: edits never overwrite silently."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField()
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    criteria = models.JSONField(default=dict, blank=True)
+    rationale = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(help_text="When this version was submitted.")
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judgment", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["judgment", "revision"], name="judgmentrevision_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judgment} r{self.revision}"
+
+
+class AgreementSnapshot(models.Model):
+    """The quality dashboard's figures for a project, computed by a Celery task when judgments changed."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agreement_snapshots")
+    judgment_count = models.PositiveIntegerField()
+    last_judgment_at = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict)
+    seconds = models.FloatField(default=0.0, help_text="How long the computation took.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        get_latest_by = "created_at"
+        indexes = [models.Index(fields=["project", "-created_at"], name="agreementsnapshot_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.project} agreement at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class ImportJob(models.Model):
