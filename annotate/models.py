@@ -194,8 +194,8 @@ class Pair(models.Model):
     gold_choice = models.CharField(max_length=10, choices=Choice.choices, blank=True)
     # Derived from the pair's own rows (judgments, live leases) and recomputed under the pair's row lock
     # whenever they change, so that finding work never counts over the whole project.
-    judgment_count = models.PositiveIntegerField(default=0)
-    slots_taken = models.PositiveIntegerField(default=0, help_text="Judgments plus unexpired leases.")
+    judgment_count = models.PositiveIntegerField(default=0, db_default=0, help_text="Annotators' judgments.")
+    slots_taken = models.PositiveIntegerField(default=0, db_default=0, help_text="Judgments plus unexpired leases.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -246,11 +246,11 @@ class Judgment(models.Model):
     rationale = models.TextField(blank=True)
     shown_swapped = models.BooleanField(default=False, help_text="True when response B was shown on the left.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=100, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True, db_default="")
     assignment = models.OneToOneField(
         "Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="judgment"
     )
-    revision = models.PositiveIntegerField(default=1, help_text="1 when first submitted; each edit adds one.")
+    revision = models.PositiveIntegerField(default=1, db_default=1, help_text="1 when first submitted; each edit adds one.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
