@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotate.api import views
+from annotate.api import views, workspace_views
 
 urlpatterns = [
     path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
@@ -13,4 +13,9 @@ urlpatterns = [
     path("projects/<int:project_id>/prompts/", views.PromptListApi.as_view(), name="api-prompts"),
     path("projects/<int:project_id>/pairs/", views.PairListApi.as_view(), name="api-pairs"),
     path("imports/<int:job_id>/", views.ImportJobDetailApi.as_view(), name="api-import"),
+    path("projects/<int:project_id>/next/", workspace_views.NextPairApi.as_view(), name="api-next"),
+    path("projects/<int:project_id>/judgments/recent/", workspace_views.RecentJudgmentsApi.as_view(), name="api-judgments-recent"),
+    path("judgments/", workspace_views.JudgmentSubmitApi.as_view(), name="api-judgments"),
+    path("judgments/<int:judgment_id>/", workspace_views.JudgmentEditApi.as_view(), name="api-judgment"),
+    path("assignments/<int:assignment_id>/skip/", workspace_views.AssignmentSkipApi.as_view(), name="api-assignment-skip"),
 ]

@@ -16,6 +16,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from annotate.models import Judgment, Membership, Pair, Project
+from annotate.services.assignment import project_pair_counters_rebuild
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import ImportResult, items_import
 
@@ -137,6 +138,7 @@ def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1)
             judgments.append(_simulated_judgment(generator, project, pair, user, behaviour, now, index))
             counts[pair.pk] = counts.get(pair.pk, 0) + 1
     Judgment.objects.bulk_create(judgments)
+    project_pair_counters_rebuild(project=project)
     return len(judgments)
 
 

@@ -1,0 +1,244 @@
+"""The annotator's API: next pair, submit, skip, recent judgments and edits.
+
+Annotators never see system names, other annotators' votes or gold answers: the serializers below are
+the only place pair content leaves the server for them, and they carry content only.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.api.permissions import project_for_request
+from annotate.api.views import ERRORS
+from annotate.models import Assignment, Judgment, Membership, Prompt
+from annotate.rendering import render_untrusted
+from annotate.services.assignment import NothingLeft, annotator_progress, assignment_skip, pair_claim_next
+from annotate.services.judgments import JudgmentInput, judgment_edit, judgment_submit, judgments_recent, to_screen_terms
+
+ANNOTATORS = (Membership.Role.ANNOTATOR,)
+CONFLICT = {409: OpenApiResponse(ERRORS[400].response, description="The pair was completed by others, or already judged.")}
+
+
+class ShownMessageOutput(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+    content_html = serializers.CharField()
+
+
+class ShownPromptOutput(serializers.Serializer):
+    content = serializers.CharField()
+    content_html = serializers.CharField()
+    messages = ShownMessageOutput(many=True, allow_null=True)
+
+
+class ShownSideOutput(serializers.Serializer):
+    content = serializers.CharField()
+    content_html = serializers.CharField()
+
+
+class ProgressOutput(serializers.Serializer):
+    done_today = serializers.IntegerField()
+    done_total = serializers.IntegerField()
+    remaining = serializers.IntegerField(help_text="Pairs in the project that still need judgments (refreshed every 30 s).")
+
+
+class NextPairOutput(serializers.Serializer):
+    assignment = serializers.IntegerField()
+    pair = serializers.IntegerField()
+    prompt = ShownPromptOutput()
+    left = ShownSideOutput()
+    right = ShownSideOutput()
+    expires_at = serializers.DateTimeField()
+    progress = ProgressOutput()
+
+
+def _prompt_payload(prompt: Prompt) -> dict:
+    messages = None
+    if prompt.messages is not None:
+        messages = [
+            {"role": message["role"], "content": message["content"], "content_html": render_untrusted(message["content"])}
+            for message in prompt.messages
+        ]
+    return {"content": prompt.content, "content_html": render_untrusted(prompt.content), "messages": messages}
+
+
+def _sides(pair, shown_swapped: bool) -> tuple[dict, dict]:
+    first, second = (pair.response_b, pair.response_a) if shown_swapped else (pair.response_a, pair.response_b)
+    return (
+        {"content": first.content, "content_html": render_untrusted(first.content)},
+        {"content": second.content, "content_html": render_untrusted(second.content)},
+    )
+
+
+def next_pair_payload(assignment: Assignment, progress: dict) -> dict:
+    pair = assignment.pair
+    left, right = _sides(pair, assignment.shown_swapped)
+    return {
+        "assignment": assignment.pk,
+        "pair": pair.pk,
+        "prompt": _prompt_payload(pair.prompt),
+        "left": left,
+        "right": right,
+        "expires_at": assignment.expires_at,
+        "progress": progress,
+    }
+
+
+class NextPairApi(APIView):
+    @extend_schema(
+        operation_id="pairs_next",
+        parameters=[
+            OpenApiParameter(
+                "after", int, description="the assignment on screen now: answer with another (to fetch ahead)"
+            )
+        ],
+        responses={
+            200: NextPairOutput,
+            204: OpenApiResponse(description="Nothing left for you; the `Palate-Reason` header says why."),
+            **ERRORS,
+        },
+    )
+    def get(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, ANNOTATORS)
+        after = request.query_params.get("after")
+        if after is not None and not after.isdigit():
+            raise serializers.ValidationError({"after": ["must be an assignment id"]})
+        claimed = pair_claim_next(project=project, annotator=request.user, after=int(after) if after else None)
+        if isinstance(claimed, NothingLeft):
+            response = Response(status=status.HTTP_204_NO_CONTENT)
+            response["Palate-Reason"] = claimed.reason
+            return response
+        assignment = Assignment.objects.select_related("pair__prompt", "pair__response_a", "pair__response_b").get(pk=claimed.pk)
+        progress = annotator_progress(project=project, annotator=request.user)
+        return Response(NextPairOutput(next_pair_payload(assignment, progress)).data)
+
+
+class JudgmentInputSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=["left", "right", "tie", "both_bad"])
+    strength = serializers.IntegerField(required=False, allow_null=True)
+    criteria = serializers.DictField(child=serializers.CharField(), required=False)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=10_000, trim_whitespace=False)
+    duration_ms = serializers.IntegerField(required=False, allow_null=True)
+
+
+class JudgmentSubmitInput(JudgmentInputSerializer):
+    assignment = serializers.IntegerField()
+
+
+class JudgmentOutput(serializers.Serializer):
+    """A judgment in the terms its annotator saw it (left/right)."""
+
+    id = serializers.IntegerField()
+    assignment = serializers.IntegerField(allow_null=True)
+    pair = serializers.IntegerField()
+    choice = serializers.CharField()
+    strength = serializers.IntegerField(allow_null=True)
+    criteria = serializers.DictField(child=serializers.CharField())
+    rationale = serializers.CharField()
+    duration_ms = serializers.IntegerField(allow_null=True)
+    revision = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+def judgment_payload(judgment: Judgment) -> dict:
+    swapped = judgment.shown_swapped
+    return {
+        "id": judgment.pk,
+        "assignment": judgment.assignment_id,
+        "pair": judgment.pair_id,
+        "choice": to_screen_terms(judgment.choice, shown_swapped=swapped),
+        "strength": judgment.strength,
+        "criteria": {name: to_screen_terms(value, shown_swapped=swapped) for name, value in judgment.criteria.items()},
+        "rationale": judgment.rationale,
+        "duration_ms": judgment.duration_ms,
+        "revision": judgment.revision,
+        "created_at": judgment.created_at,
+        "updated_at": judgment.updated_at,
+    }
+
+
+def _judgment_input(validated: dict) -> JudgmentInput:
+    return JudgmentInput(
+        choice=validated["choice"],
+        strength=validated.get("strength"),
+        criteria=validated.get("criteria"),
+        rationale=validated.get("rationale", ""),
+        duration_ms=validated.get("duration_ms"),
+    )
+
+
+class JudgmentSubmitApi(APIView):
+    @extend_schema(
+        operation_id="judgments_create",
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                description="any unique string per judgment: a retried submit returns the first result",
+            )
+        ],
+        request=JudgmentSubmitInput,
+        responses={201: JudgmentOutput, 200: JudgmentOutput, **ERRORS, **CONFLICT},
+    )
+    def post(self, request):
+        data = JudgmentSubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgment, created = judgment_submit(
+            assignment_id=data.validated_data["assignment"],
+            annotator=request.user,
+            data=_judgment_input(data.validated_data),
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
+        return Response(
+            JudgmentOutput(judgment_payload(judgment)).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class JudgmentEditApi(APIView):
+    @extend_schema(
+        operation_id="judgments_update",
+        request=JudgmentInputSerializer,
+        responses={200: JudgmentOutput, **ERRORS, **CONFLICT},
+    )
+    def patch(self, request, judgment_id: int):
+        data = JudgmentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgment = judgment_edit(judgment_id=judgment_id, annotator=request.user, data=_judgment_input(data.validated_data))
+        return Response(JudgmentOutput(judgment_payload(judgment)).data)
+
+
+class SkipInput(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class AssignmentSkipApi(APIView):
+    @extend_schema(
+        operation_id="assignments_skip", request=SkipInput, responses={204: None, **ERRORS, **CONFLICT}
+    )
+    def post(self, request, assignment_id: int):
+        data = SkipInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=data.validated_data.get("reason", ""))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecentJudgmentOutput(JudgmentOutput):
+    prompt = ShownPromptOutput()
+    left = ShownSideOutput()
+    right = ShownSideOutput()
+
+
+class RecentJudgmentsApi(APIView):
+    @extend_schema(operation_id="judgments_recent", responses={200: RecentJudgmentOutput(many=True), **ERRORS})
+    def get(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, ANNOTATORS)
+        items = []
+        for judgment in judgments_recent(project=project, annotator=request.user):
+            left, right = _sides(judgment.pair, judgment.shown_swapped)
+            items.append({**judgment_payload(judgment), "prompt": _prompt_payload(judgment.pair.prompt), "left": left, "right": right})
+        return Response(RecentJudgmentOutput(items, many=True).data)
