@@ -196,6 +196,11 @@ class Pair(models.Model):
     # whenever they change, so that finding work never counts over the whole project.
     judgment_count = models.PositiveIntegerField(default=0, db_default=0, help_text="Annotators' judgments.")
     slots_taken = models.PositiveIntegerField(default=0, db_default=0, help_text="Judgments plus unexpired leases.")
+    priority = models.FloatField(
+        default=0.0,
+        db_default=0.0,
+        help_text="Set by an uncertainty-seeking assignment strategy: higher is handed out first.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -219,6 +224,7 @@ class Pair(models.Model):
             models.Index(fields=["project", "external_id"], name="pair_project_external_id"),
             models.Index(fields=["project", "is_gold", "-slots_taken", "id"], name="pair_open_depth_first"),
             models.Index(fields=["project", "is_gold", "slots_taken", "id"], name="pair_open_breadth_first"),
+            models.Index(fields=["project", "is_gold", "-priority", "id"], name="pair_open_by_priority"),
         ]
 
     def __str__(self) -> str:

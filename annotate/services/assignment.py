@@ -148,7 +148,13 @@ def _candidate(*, project: Project, annotator: AbstractBaseUser, gold: bool) -> 
     leased_or_skipped = Assignment.objects.filter(
         pair=OuterRef("pk"), annotator=annotator, status__in=[Assignment.Status.SKIPPED, Assignment.Status.ACTIVE]
     )
-    order = ("slots_taken", "id") if project.assignment_order == Project.AssignmentOrder.BREADTH_FIRST else ("-slots_taken", "id")
+    if project.assignment_strategy != "fill":
+        # An uncertainty-seeking strategy has ranked the pairs (Pair.priority); fill order breaks ties.
+        order = ("-priority", "-slots_taken", "id")
+    elif project.assignment_order == Project.AssignmentOrder.BREADTH_FIRST:
+        order = ("slots_taken", "id")
+    else:
+        order = ("-slots_taken", "id")
     return (
         Pair.objects.filter(project=project, is_gold=gold, slots_taken__lt=project.overlap)
         .filter(~Exists(judged), ~Exists(leased_or_skipped))
