@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotate.models import Assignment, Judgment, Membership, Pair, Project
@@ -32,13 +32,26 @@ class NothingLeft:
     reason: str
 
 
-def pair_slots_recompute(*, pair_id: int, now: datetime | None = None) -> Pair:
-    """Recomputes a pair's counters from its rows. Call with the pair row locked (``select_for_update``)."""
+def pair_slots_recompute(*, pair_id: int, now: datetime | None = None) -> int:
+    """Recomputes a pair's counters from its rows and returns ``slots_taken``. Call with the pair row locked
+    (``select_for_update``): every writer of these rows holds that lock, so the counts are exact."""
+    from django.db import connection
+
     now = now or timezone.now()
-    judgments = Judgment.objects.filter(pair_id=pair_id, origin=Judgment.Origin.HUMAN).count()
-    leases = Assignment.objects.filter(pair_id=pair_id, status=Assignment.Status.ACTIVE, expires_at__gt=now).count()
-    Pair.objects.filter(pk=pair_id).update(judgment_count=judgments, slots_taken=judgments + leases)
-    return Pair.objects.get(pk=pair_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE annotate_pair SET judgment_count = counts.judgments, slots_taken = counts.judgments + counts.leases
+            FROM (SELECT
+                    (SELECT COUNT(*) FROM annotate_judgment WHERE pair_id = %(pair)s AND origin = 'human') AS judgments,
+                    (SELECT COUNT(*) FROM annotate_assignment
+                     WHERE pair_id = %(pair)s AND status = 'active' AND expires_at > %(now)s) AS leases) AS counts
+            WHERE annotate_pair.id = %(pair)s
+            RETURNING annotate_pair.slots_taken
+            """,
+            {"pair": pair_id, "now": now},
+        )
+        return cursor.fetchone()[0]
 
 
 def project_pair_counters_rebuild(*, project: Project, now: datetime | None = None) -> None:
@@ -84,15 +97,6 @@ def leases_expire(*, project: Project, now: datetime | None = None, limit: int =
     return reclaimed
 
 
-def annotator_membership(*, project: Project, annotator: AbstractBaseUser) -> Membership:
-    membership = Membership.objects.filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR).first()
-    if membership is None:
-        raise ApplicationError(
-            "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
-        )
-    return membership
-
-
 def pair_claim_next(
     *,
     project: Project,
@@ -113,8 +117,13 @@ def pair_claim_next(
     rng = rng or random.SystemRandom()
     leases_expire(project=project, now=now)
     with transaction.atomic():
-        membership = annotator_membership(project=project, annotator=annotator)
-        Membership.objects.select_for_update().filter(pk=membership.pk).values_list("pk", flat=True).first()
+        # Locks the annotator's membership row: one claim at a time per annotator.
+        if not Membership.objects.select_for_update().filter(
+            project=project, user=annotator, role=Membership.Role.ANNOTATOR
+        ).values_list("pk", flat=True):
+            raise ApplicationError(
+                "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
+            )
         live = Assignment.objects.filter(
             project=project, annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=now
         ).order_by("created_at", "id")
@@ -202,12 +211,10 @@ def project_remaining_pairs(*, project: Project) -> int:
 def annotator_progress(*, project: Project, annotator: AbstractBaseUser, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = Judgment.objects.filter(annotator=annotator, pair__project=project)
-    return {
-        "done_today": mine.filter(created_at__gte=start_of_day).count(),
-        "done_total": mine.count(),
-        "remaining": project_remaining_pairs(project=project),
-    }
+    counts = Judgment.objects.filter(annotator=annotator, pair__project=project).aggregate(
+        done_total=Count("id"), done_today=Count("id", filter=Q(created_at__gte=start_of_day))
+    )
+    return {**counts, "remaining": project_remaining_pairs(project=project)}
 
 
 def leases_expire_all(*, now: datetime | None = None) -> int:
@@ -221,7 +228,6 @@ def leases_expire_all(*, now: datetime | None = None) -> int:
 
 __all__ = [
     "NothingLeft",
-    "annotator_membership",
     "annotator_progress",
     "assignment_for_annotator",
     "assignment_skip",

@@ -107,10 +107,6 @@ def judgment_submit(
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
     """
     idempotency_key = idempotency_key.strip()[:100]
-    if idempotency_key:
-        earlier = Judgment.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
-        if earlier is not None:
-            return earlier, False
     assignment = assignment_for_annotator(assignment_id=assignment_id, annotator=annotator)
     project = assignment.project
     judgment_input_check(project=project, data=data)
@@ -122,20 +118,15 @@ def judgment_submit(
                 earlier = Judgment.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
                 if earlier is not None:
                     return earlier, False
-            assignment.refresh_from_db()
-            if Judgment.objects.filter(pair_id=assignment.pair_id, annotator=annotator).exists():
-                raise Conflict("you have already judged this pair; edit that judgment instead", code="already_judged")
+            assignment.refresh_from_db(fields=["status", "expires_at"])
             if assignment.status == Assignment.Status.SKIPPED:
                 raise Conflict("this pair was skipped; it can no longer be judged from this assignment", code="skipped")
             lease_live = assignment.status == Assignment.Status.ACTIVE and assignment.expires_at > now
-            if not lease_live:
-                pair = pair_slots_recompute(pair_id=assignment.pair_id, now=now)
-                if pair.slots_taken >= project.overlap:
-                    raise Conflict(
-                        "your time on this pair ran out and others have since completed it; your judgment was not "
-                        "needed",
-                        code="pair_completed",
-                    )
+            if not lease_live and pair_slots_recompute(pair_id=assignment.pair_id, now=now) >= project.overlap:
+                raise Conflict(
+                    "your time on this pair ran out and others have since completed it; your judgment was not needed",
+                    code="pair_completed",
+                )
             judgment = Judgment.objects.create(
                 pair_id=assignment.pair_id,
                 annotator=annotator,
