@@ -366,6 +366,43 @@ class AgreementSnapshot(models.Model):
         return f"{self.project} agreement at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class Export(models.Model):
+    """One versioned dataset export: the policy that made it, what it counted, and its files (with sha256)
+    under ``ARTIFACT_ROOT/exports/<id>/``. The same data, policy and seed give byte-identical files."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
+    version = models.PositiveIntegerField(help_text="1, 2, 3… per project.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    policy = models.JSONField(default=dict, help_text="Aggregation policy, split and columns, with defaults filled in.")
+    formats = models.JSONField(default=list, help_text="e.g. ['jsonl', 'parquet', 'hf']")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    counts = models.JSONField(default=dict, blank=True)
+    files = models.JSONField(default=dict, blank=True, help_text="{name: {path, bytes, rows, sha256}}")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="export_version_unique_in_project"),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="export_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} export v{self.version} ({self.status})"
+
+
 class ImportJob(models.Model):
     """One import of one file; large files run as a Celery job and report progress here."""
 
