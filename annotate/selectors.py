@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
 
-from annotate.models import Membership, Project
+from django.db.models import Count, Max, Q, QuerySet
+
+from annotate.models import AgreementSnapshot, Judgment, Membership, Project
 
 ADMIN = "admin"
 
@@ -39,3 +41,38 @@ def project_roles_for_user(*, user) -> list[tuple[Project, str]]:
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+
+
+def agreement_snapshot_latest(*, project: Project) -> AgreementSnapshot | None:
+    """The project's most recent agreement snapshot, or None before the first one."""
+    return AgreementSnapshot.objects.filter(project=project).order_by("-created_at", "-id").first()
+
+
+def project_judgment_state(*, project: Project) -> tuple[int, datetime | None]:
+    """How many human judgments the project has and when the latest of them last changed: what an
+    agreement snapshot records, to tell whether it is still current."""
+    state = Judgment.objects.filter(pair__project=project, origin=Judgment.Origin.HUMAN).aggregate(
+        total=Count("id"), last=Max("updated_at")
+    )
+    return state["total"], state["last"]
+
+
+def agreement_projects_changed() -> list[int]:
+    """Ids of projects whose human judgments changed since their latest agreement snapshot, or that have
+    judgments and no snapshot yet."""
+    human = Q(pairs__judgments__origin=Judgment.Origin.HUMAN)
+    states = Project.objects.annotate(
+        judgment_total=Count("pairs__judgments", filter=human),
+        judgment_last=Max("pairs__judgments__updated_at", filter=human),
+    ).values_list("pk", "judgment_total", "judgment_last")
+    latest: dict[int, tuple[int, datetime | None]] = {}
+    snapshots = AgreementSnapshot.objects.order_by("project_id", "-created_at", "-id").values_list(
+        "project_id", "judgment_count", "last_judgment_at"
+    )
+    for project_id, count, last in snapshots:
+        latest.setdefault(project_id, (count, last))
+    return [
+        project_id
+        for project_id, total, last in states
+        if (project_id in latest and latest[project_id] != (total, last)) or (project_id not in latest and total)
+    ]

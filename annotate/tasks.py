@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from annotate.selectors import agreement_projects_changed
+from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.imports import import_job_run
 
 
 @shared_task(name="annotate.import_job_run", queue="default", acks_late=True)
 def import_job_run_task(job_id: int) -> None:
     import_job_run(job_id=job_id)
+
+
+# Both run on the default queue (CELERY_TASK_DEFAULT_QUEUE).
+@shared_task(name="annotate.agreement_refresh_project", acks_late=True)
+def agreement_refresh_project(project_id: int) -> None:
+    agreement_snapshot_refresh(project_id=project_id)
+
+
+@shared_task(name="annotate.agreement_refresh_all")
+def agreement_refresh_all() -> None:
+    """Run by beat: queues a refresh for each project whose judgments changed since its latest snapshot."""
+    for project_id in agreement_projects_changed():
+        agreement_refresh_project.delay_on_commit(project_id)

@@ -232,7 +232,10 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Recomputes the quality dashboard's figures of projects whose judgments changed.
+    "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
+}
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).
 PALATE_DEVICE = os.environ.get("PALATE_DEVICE", "auto")
