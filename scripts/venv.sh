@@ -23,8 +23,10 @@ ensure_venv() {
   digest=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
     echo "==> installing $requirements (first time: a few minutes)"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    # Some machines' pip configuration names local mirrors that pip then warns about on every package.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import django, celery, rest_framework" || { echo "error: installing $requirements failed" >&2; exit 1; }
     echo "$digest" > "$stamp"
   fi
   export PATH="$PWD/.venv/bin:$PATH"
