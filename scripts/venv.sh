@@ -23,10 +23,15 @@ ensure_venv() {
   digest=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
     echo "==> installing $requirements (first time: a few minutes)"
-    # Some machines' pip configuration names local mirrors that pip then warns about on every package.
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import django, celery, rest_framework" || { echo "error: installing $requirements failed" >&2; exit 1; }
+    # Some machines' pip configuration names local mirrors that pip then warns about on every package:
+    # keep pip's output in a log, show it without those lines, and stop when pip failed.
+    local log=.venv/pip-install.log
+    if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" > "$log" 2>&1; then
+      grep -v "^WARNING: Location" "$log" >&2
+      echo "error: installing $requirements failed (full log: $log)" >&2
+      exit 1
+    fi
+    grep -v "^WARNING: Location" "$log" || true
     echo "$digest" > "$stamp"
   fi
   export PATH="$PWD/.venv/bin:$PATH"
