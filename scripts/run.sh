@@ -23,7 +23,9 @@ stop() {
   wait "${pids[@]}" 2>/dev/null || true
   echo "==> stopped"
 }
-trap stop INT TERM EXIT
+# Ctrl-C is the normal way to stop: exit 0 so that make does not report an error.
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 gunicorn palate.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - --log-level warning &
 pids+=($!)
