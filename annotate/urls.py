@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/annotate/", views.project_annotate, name="project-annotate"),
     path("projects/<slug:slug>/members/", views.project_members, name="project-members"),
     path("projects/<slug:slug>/members/<str:username>/remove/", views.project_member_remove, name="project-member-remove"),
     path("projects/<slug:slug>/import/", views.project_import, name="project-import"),

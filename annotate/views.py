@@ -13,7 +13,9 @@ from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotate.models import ImportJob, Judgment, Membership, Pair, Project, Prompt
@@ -237,3 +239,44 @@ def project_import_jobs(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = project_for_page(request, slug, LEAD_ROLES)
     jobs, any_running = _job_rows(project)
     return render(request, "annotate/_import_jobs.html", {"project": project, "jobs": jobs, "any_running": any_running})
+
+
+ANNOTATOR_ROLES = (Membership.Role.ANNOTATOR,)
+SCREEN_CHOICE_ORDER = ("left", "right", "tie", "both_bad")  # the order of the buttons and of keys 1-4
+# Defence in depth for the workspace: the sanitiser already strips scripts and remote content, and this
+# header would stop anything it missed from running or calling out.
+WORKSPACE_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+@login_required
+def project_annotate(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = project_for_page(request, slug, ANNOTATOR_ROLES)
+    # Site admins pass project_for_page, but only annotators are handed pairs.
+    if not project.memberships.filter(user=request.user, role=Membership.Role.ANNOTATOR).exists():
+        raise PermissionDenied
+    skip_placeholder = reverse("api-assignment-skip", args=[0])
+    edit_placeholder = reverse("api-judgment", args=[0])
+    workspace = {
+        "project": project.pk,
+        "user": request.user.pk,
+        "allowedChoices": [choice for choice in SCREEN_CHOICE_ORDER if choice in project.allowed_choices],
+        "strengthScale": project.strength_scale,
+        "criteria": project.criteria,
+        "rationale": project.rationale,
+        "editWindowMinutes": project.edit_window_seconds // 60,
+        "csrfToken": get_token(request),
+        "urls": {
+            "next": reverse("api-next", args=[project.pk]),
+            "submit": reverse("api-judgments"),
+            "skip": skip_placeholder.replace("/0/", "/{id}/"),
+            "edit": edit_placeholder.replace("/0/", "/{id}/"),
+            "recent": reverse("api-judgments-recent", args=[project.pk]),
+        },
+    }
+    response = render(request, "annotate/annotate.html", {"project": project, "workspace": workspace})
+    response["Content-Security-Policy"] = WORKSPACE_CONTENT_SECURITY_POLICY
+    return response
