@@ -47,3 +47,52 @@ def _isolated_storage(settings, tmp_path):
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}}
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """A real Celery worker (a separate process) on Redis, against this test's database.
+
+    The broker is the test run's own Redis database (tests/environment.py). Yields the broker URL; the
+    worker is stopped afterwards and the broker database emptied.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    from palate.celery import app
+
+    broker_url = os.environ["CELERY_BROKER_URL"]
+    database = connection.settings_dict
+    database_url = (
+        f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
+    )
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+        "CACHE_URL": "",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", "default,gpu", "--concurrency", "1",
+         "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        env=environment, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(1.5)
+    if worker.poll() is not None:
+        raise RuntimeError("the Celery worker did not start")
+    try:
+        yield broker_url
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        with app.connection_for_write() as broker:
+            broker.default_channel.client.flushdb()

@@ -7,5 +7,5 @@ source scripts/venv.sh
 ensure_venv requirements-dev.txt
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/palate}"
-export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
+# CELERY_BROKER_URL: when unset, each run takes a Redis database of its own on 127.0.0.1 (tests/environment.py).
 exec python -m pytest "$@"
