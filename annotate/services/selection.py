@@ -1,0 +1,163 @@
+"""Active comparison selection: the "uncertain_systems" assignment strategy.
+
+``pair_priorities_refresh`` fits the project's Bradley-Terry ratings, scores every pair that still takes
+judgments by how much its next vote would narrow the uncertainty between its two systems
+(``annotate.stats.selection``), and writes the scores to ``Pair.priority``; ``pair_claim_next`` hands out the
+highest first. Full pairs get -1. The beat task refreshes a project when enough judgments arrived since its
+last refresh (or the last one is a few minutes old), so the claim path itself never fits anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from django.core.cache import cache
+from django.db import connection, transaction
+
+from annotate.models import Judgment, Project
+from annotate.services.leaderboard import integer_rows, project_battles, project_systems
+from annotate.stats.ratings import build_outcome_table, fit_ratings
+from annotate.stats.selection import pair_priorities
+
+logger = logging.getLogger(__name__)
+
+STRATEGY = "uncertain_systems"
+FULL_PRIORITY = -1.0
+# Pairs that cannot inform the leaderboard (a response without a system, or both from the same system).
+UNINFORMATIVE_PRIORITY = 0.0
+UPDATE_CHUNK = 5_000
+REFRESH_EVERY_JUDGMENTS = 25
+REFRESH_MAX_AGE_SECONDS = 300
+LOCK_SECONDS = 600
+
+
+def _state_key(project_id: int) -> str:
+    return f"palate:priorities:{project_id}"
+
+
+def pair_priorities_refresh(*, project: Project) -> int:
+    """Recomputes ``Pair.priority`` for every pair of a project whose strategy is "uncertain_systems" (others
+    are left alone). Returns the number of pairs whose priority changed.
+
+    Writes go in chunks of ``UPDATE_CHUNK`` rows, each its own short statement that skips unchanged rows, so
+    concurrent claims (which lock the pairs they hand out) never wait long and never find every open pair
+    locked at once.
+    """
+    if project.assignment_strategy != STRATEGY:
+        return 0
+    systems = project_systems(project=project)
+    battles = project_battles(project=project, systems=systems)
+    last_judgment = int(battles.judgment_id.max()) if battles.count else 0
+    if systems:
+        table = build_outcome_table(
+            battles.model_a,
+            battles.model_b,
+            battles.outcome,
+            len(systems),
+            both_bad_as_tie=project.both_bad_as_tie,
+        )
+        fit = fit_ratings(table, systems=systems, interval="sandwich")
+        theta, covariance = fit.theta, fit.covariance
+    else:
+        theta, covariance = np.zeros(0), np.zeros((0, 0))
+
+    values = ", ".join(["(%s, %s)"] * len(systems)) if systems else "(NULL, -1)"
+    system_params = [item for index, name in enumerate(systems) for item in (name, index)]
+    rows = integer_rows(
+        f"""
+        SELECT CAST(pr.id AS BIGINT),
+               CAST(COALESCE(sa.column2, -1) AS BIGINT),
+               CAST(COALESCE(sb.column2, -1) AS BIGINT),
+               CAST(pr.slots_taken AS BIGINT)
+        FROM annotate_pair pr
+        JOIN annotate_response ra ON ra.id = pr.response_a_id
+        JOIN annotate_response rb ON rb.id = pr.response_b_id
+        LEFT JOIN (VALUES {values}) sa ON sa.column1 = ra.system
+        LEFT JOIN (VALUES {values}) sb ON sb.column1 = rb.system
+        WHERE pr.project_id = %s
+        """,
+        [*system_params, *system_params, project.pk],
+        4,
+    )
+    # Within a system pair, fill the fullest pairs first (then by id), as the fill order does.
+    rows = rows[np.lexsort((rows[:, 0], -rows[:, 3]))]
+    pair_id, system_a, system_b, slots_taken = rows.T
+    open_slots = np.clip(project.overlap - slots_taken, 0, None)
+    priority = np.where(open_slots > 0, UNINFORMATIVE_PRIORITY, FULL_PRIORITY)
+    informative = (system_a >= 0) & (system_b >= 0) & (system_a != system_b)
+    if informative.any():
+        scores = pair_priorities(
+            system_a[informative], system_b[informative], open_slots[informative], theta, covariance
+        )
+        priority[informative] = np.nan_to_num(scores, nan=UNINFORMATIVE_PRIORITY, posinf=1e6)
+    changed = _priorities_write(pair_id, priority)
+    cache.set(
+        _state_key(project.pk),
+        {"last_judgment_id": last_judgment, "refreshed_at": time.time()},
+        timeout=None,
+    )
+    return changed
+
+
+def _priorities_write(pair_id: np.ndarray, priority: np.ndarray) -> int:
+    changed = 0
+    for start in range(0, pair_id.size, UPDATE_CHUNK):
+        ids = pair_id[start : start + UPDATE_CHUNK].tolist()
+        scores = [float(value) for value in priority[start : start + UPDATE_CHUNK]]
+        values = ", ".join(["(%s, %s)"] * len(ids))
+        params = [item for pair in zip(ids, scores, strict=True) for item in pair]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE annotate_pair AS p SET priority = CAST(v.column2 AS DOUBLE PRECISION)
+                FROM (VALUES {values}) AS v
+                WHERE p.id = v.column1 AND p.priority <> CAST(v.column2 AS DOUBLE PRECISION)
+                """,
+                params,
+            )
+            changed += max(cursor.rowcount, 0)
+    return changed
+
+
+def pair_priorities_due(*, project: Project, now: float | None = None) -> bool:
+    """Whether the project's priorities are stale: never computed, ``REFRESH_EVERY_JUDGMENTS`` new human
+    judgments since the last refresh, or any new one and the last refresh older than
+    ``REFRESH_MAX_AGE_SECONDS``. Counting only judgments newer than the last one seen walks the primary key,
+    so the check stays cheap however large the project is."""
+    if project.assignment_strategy != STRATEGY:
+        return False
+    state = cache.get(_state_key(project.pk))
+    if state is None:
+        return True
+    new = (
+        Judgment.objects.filter(
+            pk__gt=state["last_judgment_id"], pair__project=project, origin=Judgment.Origin.HUMAN
+        )
+        .values("pk")[:REFRESH_EVERY_JUDGMENTS]
+        .count()
+    )
+    now = time.time() if now is None else now
+    return new >= REFRESH_EVERY_JUDGMENTS or (
+        new > 0 and now - state["refreshed_at"] >= REFRESH_MAX_AGE_SECONDS
+    )
+
+
+def pair_priorities_refresh_due() -> list[int]:
+    """For the beat task: refreshes every "uncertain_systems" project whose priorities are due. Returns the
+    ids refreshed. A project already being refreshed elsewhere is skipped."""
+    refreshed = []
+    for project in Project.objects.filter(assignment_strategy=STRATEGY):
+        if not pair_priorities_due(project=project):
+            continue
+        lock = f"{_state_key(project.pk)}:lock"
+        if not cache.add(lock, 1, timeout=LOCK_SECONDS):
+            continue
+        try:
+            changed = pair_priorities_refresh(project=project)
+            logger.info("pair priorities of project %s refreshed: %s pairs changed", project.pk, changed)
+            refreshed.append(project.pk)
+        finally:
+            cache.delete(lock)
+    return refreshed
