@@ -216,7 +216,8 @@
           if (response.ok) {
             retryAttempt = 0;
             signedOut = false;
-            if (item.kind === "judgment" && response.status === 201) judgmentsStored += 1;
+            // 201, or 200 when an earlier try was stored but its answer never arrived.
+            if (item.kind === "judgment") judgmentsStored += 1;
             outboxRemove(item.key);
             renderProgress();
             continue;
@@ -707,19 +708,29 @@
 
   /* ---------- Choosing ---------- */
 
+  /** After a shortcut, focus that sat on an option follows the choice, so Enter submits what is shown. */
+  function focusFollows(selector) {
+    const focused = document.activeElement;
+    if (!focused || !focused.classList || !focused.classList.contains("ws-option")) return;
+    const pressed = elements.form.querySelector(selector);
+    if (pressed) pressed.focus();
+  }
+
   function choose(choice, { byKey = false } = {}) {
     if (!config.allowedChoices.includes(choice)) return;
     if (state.form.choice !== choice) state.form.strength = null;
     state.form.choice = choice;
     state.awaitingStrength = byKey && strengthApplies();
     renderForm();
+    if (byKey) focusFollows('.ws-choice[aria-pressed="true"]');
   }
 
-  function setStrength(value) {
+  function setStrength(value, { byKey = false } = {}) {
     if (!strengthApplies() || value < 1 || value > config.strengthScale) return false;
     state.form.strength = value;
     state.awaitingStrength = false;
     renderForm();
+    if (byKey) focusFollows('#strength-options .ws-option[aria-pressed="true"]');
     return true;
   }
 
@@ -855,9 +866,8 @@
     elements.editWhen.textContent = `${minutesAgo(judgment.created_at)}. Change it, then save, or go back.`;
     editWatch.start();
     activeWatch = editWatch;
-    announce("Changing your earlier judgment.");
-    const pressed = elements.form.querySelector('.ws-choice[aria-pressed="true"]') || elements.form.querySelector(".ws-choice");
-    if (pressed) pressed.focus();
+    // Focus on the banner (not on an option) says where we are, and leaves Enter to save the change.
+    elements.editBanner.focus();
   }
 
   function leaveEdit() {
@@ -1032,11 +1042,11 @@
       if (event.shiftKey) {
         if (config.strengthScale) {
           event.preventDefault();
-          setStrength(digit);
+          setStrength(digit, { byKey: true });
         }
         return;
       }
-      if (state.awaitingStrength && setStrength(digit)) {
+      if (state.awaitingStrength && setStrength(digit, { byKey: true })) {
         event.preventDefault();
         return;
       }
