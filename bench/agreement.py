@@ -5,10 +5,23 @@ Run from the repository root: ``.venv/bin/python bench/agreement.py``. It builds
 matrix is about 95% missing; a nominal variant with 4 categories and an interval variant on -3..+3. Both
 libraries get the same data, ours in long form and `krippendorff` as the reliability matrix it needs (building
 that matrix is not timed). Values must agree to 1e-9; times are the best of a few repeats.
+
+``--snapshot`` runs the second part instead: the whole quality-dashboard snapshot
+(``agreement_snapshot_compute``) end to end from PostgreSQL, on a project of 100,000 pairs with the same ~1M
+judgments (strength 1..3, two criteria, 2% gold pairs, four locales, 60 days). The project is loaded once
+through COPY into its own database (``DATABASE_URL``, default
+postgres://postgres@127.0.0.1:5432/palate_bench_q, created and migrated when missing) and reused by later
+runs; ``--reload`` loads it again. Goal: the whole snapshot under 10 s.
+
+    .venv/bin/python bench/agreement.py                # alpha, bootstrap and kappa vs krippendorff
+    .venv/bin/python bench/agreement.py --snapshot     # the whole snapshot from PostgreSQL
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +37,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from annotate.stats import agreement
 
+ROOT = Path(__file__).resolve().parent.parent
 PAIRS = 100_000
 ANNOTATOR_POOL = 200
 FEWEST_PER_PAIR = 8
@@ -33,6 +47,9 @@ INTERVAL_LOW, INTERVAL_HIGH = -3, 3
 BOOTSTRAP_ROUNDS = 1000
 REPEATS = 3
 SEED = 20240611
+SNAPSHOT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_q"
+SNAPSHOT_SLUG = "bench-agreement-snapshot"
+SNAPSHOT_REPEATS = 2
 
 
 def best_time(call: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
@@ -164,11 +181,203 @@ def main() -> None:
         )
         for label, ours_seconds, theirs_seconds, values in rows
     ]
-    widths = [max(len(row[column]) for row in [header, *table]) for column in range(len(header))]
-    for row in [header, tuple("-" * width for width in widths), *table]:
-        print(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print_table(header, table)
     print("\nratio = krippendorff seconds / palate seconds (higher means palate is faster)")
 
 
+def print_table(header: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[column]) for row in [header, *table]) for column in range(len(header))]
+    for row in [header, tuple("-" * width for width in widths), *table]:
+        print(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+# The whole snapshot from PostgreSQL ------------------------------------------------------------------------
+
+
+def prepare_database() -> None:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
+    )
+
+
+def load_snapshot_project():
+    """A 100,000-pair project with ~1M judgments by 200 annotators, written with COPY (``bulk_insert``)."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from annotate.models import Judgment, Membership, Pair, Project, Prompt, Response
+    from annotate.services.imports import bulk_insert
+
+    generator = np.random.default_rng(SEED)
+    units, coders, _, interval = simulated_judgments(generator)
+    with transaction.atomic():
+        old = Project.objects.filter(slug=SNAPSHOT_SLUG).values_list("pk", flat=True).first()
+        if old is not None:
+            with connection.cursor() as cursor:
+                pairs = "SELECT id FROM annotate_pair WHERE project_id = %s"
+                prompts = "SELECT id FROM annotate_prompt WHERE project_id = %s"
+                cursor.execute(f"DELETE FROM annotate_judgment WHERE pair_id IN ({pairs})", [old])
+                cursor.execute("DELETE FROM annotate_agreementsnapshot WHERE project_id = %s", [old])
+                cursor.execute("DELETE FROM annotate_pair WHERE project_id = %s", [old])
+                cursor.execute(f"DELETE FROM annotate_response WHERE prompt_id IN ({prompts})", [old])
+                cursor.execute("DELETE FROM annotate_prompt WHERE project_id = %s", [old])
+                cursor.execute("DELETE FROM annotate_membership WHERE project_id = %s", [old])
+                cursor.execute("DELETE FROM annotate_project WHERE id = %s", [old])
+        project = Project.objects.create(
+            name="Agreement benchmark",
+            slug=SNAPSHOT_SLUG,
+            criteria=["helpfulness", "safety"],
+            strength_scale=3,
+            overlap=10,
+        )
+        users = [
+            get_user_model().objects.get_or_create(username=f"bench-annotator-{index:03d}")[0]
+            for index in range(ANNOTATOR_POOL)
+        ]
+        locales = ("en-GB", "en-US", "fr-FR", "de-DE")
+        Membership.objects.bulk_create(
+            Membership(
+                project=project, user=user, role="annotator", attributes={"locale": locales[index % 4]}
+            )
+            for index, user in enumerate(users)
+        )
+        now = datetime.now(UTC)
+        prompt_ids = bulk_insert(
+            Prompt,
+            ["project_id", "external_id", "content", "category", "metadata", "fingerprint", "created_at"],
+            (
+                (project.pk, f"q{index}", f"Question {index}?", "", {}, f"{index:040d}", now)
+                for index in range(PAIRS)
+            ),
+        )
+        response_ids = bulk_insert(
+            Response,
+            ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
+            (
+                (prompt_id, f"r{side}", f"system-{side}", f"Answer {side}.", {}, f"{side:040d}", now)
+                for prompt_id in prompt_ids
+                for side in (0, 1)
+            ),
+        )
+        gold = generator.random(PAIRS) < 0.02
+        pair_ids = bulk_insert(
+            Pair,
+            ["project_id", "prompt_id", "response_a_id", "response_b_id", "external_id", "is_gold", "gold_choice", "created_at"],
+            (
+                (project.pk, prompt_id, response_ids[2 * index], response_ids[2 * index + 1], f"p{index}",
+                 bool(gold[index]), "a" if gold[index] else "", now)
+                for index, prompt_id in enumerate(prompt_ids)
+            ),
+        )  # fmt: skip
+        both_bad = generator.random(units.size) < 0.04
+        choices = np.where(
+            both_bad, "both_bad", np.where(interval > 0, "a", np.where(interval < 0, "b", "tie"))
+        )
+        strengths = np.where(np.isin(choices, ("a", "b")), np.abs(interval), 0).astype(int)
+        helpfulness = np.where(generator.random(units.size) < 0.85, choices, "tie")
+        swapped = generator.random(units.size) < 0.5
+        seconds = generator.lognormal(np.log(25.0), 0.5, size=units.size)
+        created = [now - timedelta(days=60 * float(share)) for share in generator.random(units.size)]
+        user_ids = [user.pk for user in users]
+        bulk_insert(
+            Judgment,
+            ["pair_id", "annotator_id", "origin", "choice", "strength", "criteria", "rationale", "shown_swapped",
+             "duration_ms", "created_at", "updated_at"],
+            (
+                (pair_ids[units[row]], user_ids[coders[row]], "human", choices[row],
+                 int(strengths[row]) if strengths[row] else None,
+                 {"helpfulness": str(helpfulness[row]), "safety": "tie"}, "", bool(swapped[row]),
+                 int(seconds[row] * 1000), created[row], created[row])
+                for row in range(units.size)
+            ),
+        )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotate_judgment")
+        cursor.execute("ANALYZE annotate_pair")
+    return project
+
+
+def snapshot_main(*, reload: bool) -> None:
+    os.environ.setdefault("DATABASE_URL", SNAPSHOT_DATABASE)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
+    prepare_database()
+    import django
+
+    django.setup()
+    from annotate.models import Judgment, Project
+    from annotate.services import agreement as service
+
+    project = Project.objects.filter(slug=SNAPSHOT_SLUG).first()
+    expected = simulated_judgments(np.random.default_rng(SEED))[0].size
+    if reload or project is None or Judgment.objects.filter(pair__project=project).count() != expected:
+        started = time.perf_counter()
+        project = load_snapshot_project()
+        print(f"loaded {expected:,} judgments with COPY in {time.perf_counter() - started:.1f} s")
+
+    read_seconds, rows = best_time(lambda: service.judgment_arrays(project=project), repeats=SNAPSHOT_REPEATS)
+    pair_ids, units = np.unique(rows.pair_ids, return_inverse=True)
+    annotator_ids, coders = np.unique(rows.annotator_ids, return_inverse=True)
+    long = {"units": units.astype(np.int64), "coders": coders.astype(np.int64)}
+    signed = service.signed_strength(choice=rows.choice, strength=rows.strength)
+    names = [str(annotator_id) for annotator_id in annotator_ids]
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("alpha nominal + bootstrap", lambda: service._alpha_with_interval(choice=rows.choice, level="nominal", **long)),
+        ("alpha ordinal + bootstrap", lambda: service._alpha_with_interval(choice=signed, level="ordinal", **long)),
+        ("alpha interval + bootstrap", lambda: service._alpha_with_interval(choice=signed, level="interval", **long)),
+        ("alpha per criterion (2)", lambda: [
+            agreement.krippendorff_alpha(values=values, **long) for values in rows.criteria.values()
+        ]),
+        ("Fleiss' kappa + percent agreement", lambda: (
+            service._fleiss(project=project, choice=rows.choice, **long),
+            agreement.percent_agreement(values=rows.choice, **long),
+        )),
+        ("Cohen's kappa matrix", lambda: service._kappa(
+            choice=rows.choice, names=names, coder_count=annotator_ids.size, **long
+        )),
+        ("annotator table (incl. drift)", lambda: service._annotator_table(
+            rows=rows, names=names, annotator_ids=annotator_ids, coder_count=annotator_ids.size, **long
+        )),
+        ("groups (4 locales)", lambda: service._groups(
+            project=project, choice=rows.choice, annotator_ids=annotator_ids, **long
+        )),
+        ("contested pairs", lambda: service._contested_pairs(choice=rows.choice, pair_ids=pair_ids, **long)),
+        ("alpha over time", lambda: service._alpha_over_time(choice=rows.choice, created=rows.created, **long)),
+    ]  # fmt: skip
+    table = [(f"read {rows.choice.size:,} judgments (one query, packed in SQL)", f"{read_seconds:.3f}")]
+    for label, step in steps:
+        seconds, _ = best_time(step, repeats=SNAPSHOT_REPEATS)
+        table.append((label, f"{seconds:.3f}"))
+    total_seconds, data = best_time(
+        lambda: service.agreement_snapshot_compute(project=project), repeats=SNAPSHOT_REPEATS
+    )
+    table.append(("whole snapshot, end to end", f"{total_seconds:.3f}"))
+    print(
+        f"\n{data['summary']['judgments']:,} judgments on {data['summary']['pairs']:,} pairs by "
+        f"{data['summary']['annotators']} annotators; alpha nominal {data['alpha']['nominal']['estimate']:.4f}, "
+        f"interval {data['alpha']['interval']['estimate']:.4f}; best of {SNAPSHOT_REPEATS}\n"
+    )
+    print_table(("step", "seconds"), table)
+    verdict = "meets" if total_seconds < 10 else "MISSES"
+    print(f"\nwhole snapshot {total_seconds:.2f} s: {verdict} the goal of under 10 s")
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--snapshot", action="store_true", help="time the whole snapshot from PostgreSQL instead"
+    )
+    parser.add_argument("--reload", action="store_true", help="with --snapshot: load the project again")
+    arguments = parser.parse_args()
+    if arguments.snapshot:
+        snapshot_main(reload=arguments.reload)
+    else:
+        main()

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Case, F, FloatField, Func, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from numpy.typing import NDArray
 
@@ -43,7 +43,7 @@ DRIFT_WINDOW = 50
 # Fewer scored judgments than this and "recent agreement" is noise, so it is left empty.
 DRIFT_MIN_OUTCOMES = 10
 CONTESTED_PAIRS = 25
-TIMELINE_MAX_POINTS = 30
+TIMELINE_MAX_POINTS = 20
 # An annotator is flagged only on enough evidence: a handful of gold pairs, or of sided choices with a
 # binomial test that rejects "left half the time", says little.
 GOLD_FLAG_MIN_JUDGMENTS = 5
@@ -55,28 +55,12 @@ REFRESH_LOCK_SECONDS = 15 * 60
 PROMPT_PREVIEW_CHARS = 160
 
 
-class EpochSeconds(Func):
-    """Seconds since 1970-01-01 UTC of a datetime column, as a float."""
-
-    output_field = FloatField()
-    template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) AS double precision)"
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        # Django stores UTC datetimes as text there; julianday() reads them, 2440587.5 is 1970-01-01.
-        return self.as_sql(
-            compiler,
-            connection,
-            template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
-            **extra_context,
-        )
-
-
 def _choice_code(field: str) -> Case:
-    """A choice column (or an alias holding one) as its numeric code; anything else becomes NULL (NaN)."""
+    """A choice column (or an alias holding one) as its integer code; anything else becomes NULL."""
     return Case(
-        *(When(**{field: choice}, then=Value(code)) for choice, code in CHOICE_CODE.items()),
+        *(When(**{field: choice}, then=Value(int(code))) for choice, code in CHOICE_CODE.items()),
         default=Value(None),
-        output_field=FloatField(),
+        output_field=IntegerField(),
     )
 
 
@@ -95,57 +79,108 @@ class JudgmentArrays:
     criteria: dict[str, NDArray[np.float64]]
 
 
+# How PostgreSQL packs each column into bytes (NULL as -1; every value here is otherwise >= 0) and the numpy
+# type that reads them back. timestamptz_send writes microseconds since 2000-01-01 UTC as an int8.
+_PACKING = {
+    "pair_id": ("int8send({})", ">i8"),
+    "annotator_id": ("int8send({})", ">i8"),
+    "choice_code": ("int2send(COALESCE({}, -1)::int2)", ">i2"),
+    "strength": ("int2send(COALESCE({}, -1)::int2)", ">i2"),
+    "shown_swapped": ("int2send({}::int::int2)", ">i2"),
+    "duration_ms": ("int4send(COALESCE({}, -1)::int4)", ">i4"),
+    "created_at": ("timestamptz_send({})", ">i8"),
+    "gold_code": ("int2send(COALESCE({}, -1)::int2)", ">i2"),
+}
+_CRITERION_PACKING = ("int2send(COALESCE({}, -1)::int2)", ">i2")
+_POSTGRES_EPOCH_SECONDS = 946_684_800.0  # 2000-01-01 UTC in Unix time
+# Rows are packed into one bytea per group; groups keep each value far below PostgreSQL's 1 GB limit.
+_PACKED_GROUPS = 64
+
+
 def judgment_arrays(*, project: Project) -> JudgmentArrays:
-    """Every human judgment of the project as numpy arrays, read in one streamed query of numbers."""
+    """Every human judgment of the project as numpy arrays, read in one query of numbers (choices coded in
+    SQL), with no model instance and, on PostgreSQL, no per-row Python."""
     criteria = [str(name) for name in project.criteria or []]
     criterion_aliases = {
         f"criterion_{index}": KeyTextTransform(name, "criteria") for index, name in enumerate(criteria)
     }
+    criterion_columns = [f"{alias}_code" for alias in criterion_aliases]
     queryset = (
         Judgment.objects.filter(pair__project=project, origin=Judgment.Origin.HUMAN)
         .alias(gold_choice=F("pair__gold_choice"), **criterion_aliases)
         .annotate(
             choice_code=_choice_code("choice"),
             gold_code=_choice_code("gold_choice"),
-            created_epoch=EpochSeconds("created_at"),
-            **{f"{alias}_code": _choice_code(alias) for alias in criterion_aliases},
+            **{
+                column: _choice_code(alias)
+                for column, alias in zip(criterion_columns, criterion_aliases, strict=True)
+            },
         )
         .order_by()
-        .values_list(
-            "pair_id",
-            "annotator_id",
-            "choice_code",
-            "strength",
-            "shown_swapped",
-            "duration_ms",
-            "created_epoch",
-            "gold_code",
-            *(f"{alias}_code" for alias in criterion_aliases),
-        )
+        .values_list(*_PACKING, *criterion_columns)
     )
-    columns = 8 + len(criteria)
+    packing = {**_PACKING, **dict.fromkeys(criterion_columns, _CRITERION_PACKING)}
+    if connection.vendor == "postgresql":
+        columns = _packed_columns(queryset, packing)
+    else:
+        columns = _streamed_columns(queryset, list(packing))
+    return JudgmentArrays(
+        pair_ids=columns["pair_id"].astype(np.int64),
+        annotator_ids=columns["annotator_id"].astype(np.int64),
+        choice=columns["choice_code"],
+        strength=columns["strength"],
+        shown_swapped=columns["shown_swapped"] == 1.0,
+        duration_ms=columns["duration_ms"],
+        created=columns["created_at"],
+        gold=columns["gold_code"],
+        criteria={name: columns[column] for name, column in zip(criteria, criterion_columns, strict=True)},
+    )
+
+
+def _packed_columns(
+    queryset: QuerySet, packing: dict[str, tuple[str, str]]
+) -> dict[str, NDArray[np.float64]]:
+    """PostgreSQL: the rows packed server-side into fixed-width records, a few large bytea values in all,
+    which numpy reads as one structured array. A plain fetch (or COPY, one message per row) would spend
+    seconds in per-row Python on a million judgments."""
+    sql, params = queryset.query.sql_with_params()
+    record = " || ".join(template.format(f"judgment_rows.{name}") for name, (template, _) in packing.items())
+    statement = (
+        f"SELECT string_agg({record}, ''::bytea) FROM ({sql}) AS judgment_rows "
+        f"GROUP BY judgment_rows.pair_id %% {_PACKED_GROUPS}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        data = b"".join(bytes(row[0]) for row in cursor.fetchall())
+    rows = np.frombuffer(data, dtype=np.dtype([(name, layout) for name, (_, layout) in packing.items()]))
+    columns = {}
+    for name in packing:
+        values = rows[name].astype(np.float64)
+        if name == "created_at":
+            values = values / 1e6 + _POSTGRES_EPOCH_SECONDS
+        else:
+            values[values < 0] = np.nan
+        columns[name] = values
+    return columns
+
+
+def _streamed_columns(queryset: QuerySet, names: list[str]) -> dict[str, NDArray[np.float64]]:
+    """Other databases (SQLite in development): rows streamed in chunks, each converted by numpy in one call
+    (which turns None into NaN); datetimes become Unix seconds."""
+    created = names.index("created_at")
     chunks: list[NDArray[np.float64]] = []
-    batch: list[tuple] = []
-    # numpy turns None into NaN when it builds a float array, so a chunk of rows converts in one call.
+    batch: list[list] = []
     for row in queryset.iterator(chunk_size=FETCH_CHUNK_ROWS):
-        batch.append(row)
+        values = list(row)
+        values[created] = values[created].timestamp()
+        batch.append(values)
         if len(batch) == FETCH_CHUNK_ROWS:
             chunks.append(np.array(batch, dtype=np.float64))
             batch = []
     if batch:
         chunks.append(np.array(batch, dtype=np.float64))
-    table = np.concatenate(chunks) if chunks else np.empty((0, columns))
-    return JudgmentArrays(
-        pair_ids=table[:, 0].astype(np.int64),
-        annotator_ids=table[:, 1].astype(np.int64),
-        choice=table[:, 2],
-        strength=table[:, 3],
-        shown_swapped=table[:, 4] == 1.0,
-        duration_ms=table[:, 5],
-        created=table[:, 6],
-        gold=table[:, 7],
-        criteria={name: table[:, 8 + index] for index, name in enumerate(criteria)},
-    )
+    table = np.concatenate(chunks) if chunks else np.empty((0, len(names)))
+    return {name: table[:, index] for index, name in enumerate(names)}
 
 
 def signed_strength(*, choice: NDArray[np.float64], strength: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -197,10 +232,12 @@ def agreement_snapshot_compute(*, project: Project) -> dict[str, Any]:
         },
         "alpha": {"nominal": _alpha_with_interval(choice=choice, level="nominal", **long)},
     }
-    if project.strength_scale:
-        signed = signed_strength(choice=choice, strength=rows.strength)
-        data["alpha"]["ordinal"] = _alpha_with_interval(choice=signed, level="ordinal", **long)
-        data["alpha"]["interval"] = _alpha_with_interval(choice=signed, level="interval", **long)
+    # With strength on, the signed scale -N..+N is ordinal and interval data too; off, those are None.
+    signed = signed_strength(choice=choice, strength=rows.strength) if project.strength_scale else None
+    for level in ("ordinal", "interval"):
+        data["alpha"][level] = (
+            None if signed is None else _alpha_with_interval(choice=signed, level=level, **long)
+        )
     data["criteria"] = [
         {
             "name": name,
@@ -286,8 +323,13 @@ def _annotator_table(
 ) -> list[dict[str, Any]]:
     choice = rows.choice
     judgments = np.bincount(coders, minlength=coder_count)
-    majority = agreement.coder_majority_agreement(
-        units=units, coders=coders, values=choice, coder_count=coder_count
+    # Agreement with the leave-one-out majority, per judgment; summed per annotator here and read in time
+    # order for drift.
+    outcomes = agreement.majority_agreement_outcomes(units=units, coders=coders, values=choice)
+    scored = ~np.isnan(outcomes)
+    agreement_scored = np.bincount(coders[scored], minlength=coder_count)
+    agreement_share = _share(
+        np.bincount(coders[scored], weights=outcomes[scored], minlength=coder_count), agreement_scored
     )
 
     on_gold = ~np.isnan(rows.gold)
@@ -304,28 +346,31 @@ def _annotator_table(
 
     ties = np.bincount(coders, weights=choice == TIE, minlength=coder_count)
     both_bad = np.bincount(coders, weights=choice == BOTH_BAD, minlength=coder_count)
-    median_seconds = _median_by_group(coders, rows.duration_ms / 1000.0, coder_count)
     days = np.floor(rows.created / 86400.0).astype(np.int64) if rows.created.size else np.empty(0, np.int64)
     day_span = int(days.max() - days.min() + 1) if days.size else 1
     active_days = np.bincount(
         np.unique(coders * day_span + (days - (days.min() if days.size else 0))) // day_span,
         minlength=coder_count,
     )
-    recent = _recent_agreement(
-        units=units, coders=coders, choice=choice, created=rows.created, coder_count=coder_count
+    median_seconds, recent = _timing_and_recent_agreement(
+        coders=coders,
+        outcomes=outcomes,
+        duration_ms=rows.duration_ms,
+        created=rows.created,
+        coder_count=coder_count,
     )
 
     table = []
     for coder in range(coder_count):
-        agreement_share = _number(majority.share[coder])
+        share = _number(agreement_share[coder])
         recent_share = _number(recent[coder])
         table.append(
             {
                 "id": int(annotator_ids[coder]),
                 "username": names[coder],
                 "judgments": int(judgments[coder]),
-                "agreement": agreement_share,
-                "agreement_scored": int(majority.scored[coder]),
+                "agreement": share,
+                "agreement_scored": int(agreement_scored[coder]),
                 "gold_accuracy": _number(gold_accuracy[coder]),
                 "gold_judgments": int(gold_judgments[coder]),
                 "left_share": _number(bias.left_share[coder]),
@@ -337,40 +382,42 @@ def _annotator_table(
                 "active_days": int(active_days[coder]),
                 "per_day": _number(judgments[coder] / max(int(active_days[coder]), 1), 1),
                 "recent_agreement": recent_share,
-                "drift": None
-                if recent_share is None or agreement_share is None
-                else _number(recent_share - agreement_share),
+                "drift": None if recent_share is None or share is None else _number(recent_share - share),
             }
         )
     table.sort(key=lambda row: row["username"].lower())
     return table
 
 
-def _recent_agreement(
+def _timing_and_recent_agreement(
     *,
-    units: NDArray[np.int64],
     coders: NDArray[np.int64],
-    choice: NDArray[np.float64],
+    outcomes: NDArray[np.float64],
+    duration_ms: NDArray[np.float64],
     created: NDArray[np.float64],
     coder_count: int,
-) -> NDArray[np.float64]:
-    """Per annotator, agreement with the others' majority over their last ``DRIFT_WINDOW`` scored judgments."""
-    outcomes = agreement.majority_agreement_outcomes(units=units, coders=coders, values=choice)
-    scored = ~np.isnan(outcomes)
-    order = np.lexsort((created[scored], coders[scored]))
-    ordered_coders = coders[scored][order]
-    ordered_outcomes = outcomes[scored][order]
-    bounds = np.searchsorted(ordered_coders, np.arange(coder_count + 1))
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per annotator: median seconds per judgment, and agreement with the others' majority over their last
+    ``DRIFT_WINDOW`` scored judgments (NaN with fewer than ``DRIFT_MIN_OUTCOMES``)."""
+    order = np.lexsort((created, coders))
+    bounds = np.searchsorted(coders[order], np.arange(coder_count + 1))
+    ordered_seconds = duration_ms[order] / 1000.0
+    ordered_outcomes = outcomes[order]
+    median_seconds = np.full(coder_count, np.nan)
     recent = np.full(coder_count, np.nan)
     # A loop over annotators (hundreds at most), never over judgments.
     for coder in range(coder_count):
+        seconds = ordered_seconds[bounds[coder] : bounds[coder + 1]]
+        seconds = seconds[~np.isnan(seconds)]
+        if seconds.size:
+            median_seconds[coder] = np.median(seconds)
         own = ordered_outcomes[bounds[coder] : bounds[coder + 1]]
+        own = own[~np.isnan(own)]
         if own.size:
-            rolling = agreement.rolling_agreement(
+            recent[coder] = agreement.rolling_agreement(
                 own, window=DRIFT_WINDOW, min_outcomes=min(DRIFT_WINDOW, DRIFT_MIN_OUTCOMES)
-            )
-            recent[coder] = rolling[-1]
-    return recent
+            )[-1]
+    return median_seconds, recent
 
 
 def _groups(
@@ -702,20 +749,3 @@ def _number(value: float, digits: int = 6) -> float | None:
 
 def _share(numerator: NDArray[np.float64], denominator: NDArray[np.int64]) -> NDArray[np.float64]:
     return np.divide(numerator, denominator, out=np.full(denominator.shape, np.nan), where=denominator > 0)
-
-
-def _median_by_group(
-    groups: NDArray[np.int64], values: NDArray[np.float64], group_count: int
-) -> NDArray[np.float64]:
-    """Median of the non-NaN values of each group, NaN for a group with none, without a loop."""
-    present = ~np.isnan(values)
-    order = np.lexsort((values[present], groups[present]))
-    ordered = values[present][order]
-    sizes = np.bincount(groups[present], minlength=group_count)
-    starts = np.cumsum(sizes) - sizes
-    medians = np.full(group_count, np.nan)
-    has = sizes > 0
-    low = starts[has] + (sizes[has] - 1) // 2
-    high = starts[has] + sizes[has] // 2
-    medians[has] = (ordered[low] + ordered[high]) / 2.0
-    return medians

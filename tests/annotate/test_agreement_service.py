@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotate.models import AgreementSnapshot, Judgment, Project
 from annotate.selectors import agreement_projects_changed, agreement_snapshot_latest
+from annotate.services import agreement as service
 from annotate.services.agreement import (
     agreement_figures,
     agreement_snapshot_compute,
@@ -326,6 +327,8 @@ def test_an_empty_project_gives_empty_figures_and_a_closed_gate():
 
     data = agreement_snapshot_compute(project=project)
 
+    assert agreement_snapshot_compute(project=ProjectFactory(strength_scale=0))["alpha"]["interval"] is None
+
     assert data["summary"]["judgments"] == 0
     assert data["alpha"]["nominal"]["estimate"] is None
     assert data["annotators"] == [] and data["contested"] == [] and data["over_time"]["points"] == []
@@ -336,6 +339,34 @@ def test_an_empty_project_gives_empty_figures_and_a_closed_gate():
 def test_the_computation_reads_judgments_in_a_fixed_number_of_queries(crafted, django_assert_max_num_queries):
     with django_assert_max_num_queries(6):
         agreement_snapshot_compute(project=crafted.project)
+
+
+def test_the_packed_postgresql_read_equals_the_streamed_read_used_elsewhere(crafted, monkeypatch):
+    Judgment.objects.filter(annotator=crafted.users["ann"]).update(duration_ms=None)
+    packed = judgment_arrays(project=crafted.project)
+    # The portable path, on the same database.
+    monkeypatch.setattr(
+        service,
+        "_packed_columns",
+        lambda queryset, packing: service._streamed_columns(queryset, list(packing)),
+    )
+    streamed = judgment_arrays(project=crafted.project)
+
+    order, streamed_order = (
+        np.lexsort((packed.annotator_ids, packed.pair_ids)),
+        np.lexsort((streamed.annotator_ids, streamed.pair_ids)),
+    )
+    for field in ("pair_ids", "annotator_ids", "choice", "strength", "shown_swapped", "duration_ms", "gold"):
+        np.testing.assert_array_equal(
+            getattr(packed, field)[order], getattr(streamed, field)[streamed_order], field
+        )
+    np.testing.assert_allclose(packed.created[order], streamed.created[streamed_order], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(
+        packed.criteria["helpfulness"][order], streamed.criteria["helpfulness"][streamed_order]
+    )
+    assert np.isnan(packed.duration_ms).sum() == ORDINARY_PAIRS + GOLD_PAIRS
+    created = Judgment.objects.filter(origin="human").order_by("pair_id", "annotator_id").first().created_at
+    assert packed.created[order][0] == pytest.approx(created.timestamp(), abs=1e-6)
 
 
 def test_judgment_arrays_reads_numbers_only(crafted):
