@@ -12,6 +12,7 @@ import functools
 import gc
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -462,7 +463,7 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     job = ImportJob.objects.select_related("project").get(pk=job_id)
 
     def report(rows: int, read: int) -> None:
-        cache.set(_progress_key(job.pk), {"rows": rows, "bytes": read}, timeout=24 * 3600)
+        cache.set(_progress_key(job.pk), {"rows": rows, "bytes": read, "at": time.time()}, timeout=24 * 3600)
 
     try:
         with open(job.stored_path, "rb") as stream:
@@ -484,6 +485,30 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "errors", "counts", "rows_done", "bytes_done", "stored_path", "finished_at"])
     return job
+
+
+def import_jobs_reap(*, stale_after_seconds: int = 1800) -> int:
+    """Fails jobs whose worker died: running with no progress reported for ``stale_after_seconds``, or
+    queued for a day. Their transaction was rolled back with the worker, so nothing was written."""
+    now = timezone.now()
+    reaped = 0
+    for job in ImportJob.objects.filter(status=ImportJob.Status.RUNNING):
+        progress = cache.get(_progress_key(job.pk)) or {}
+        last_sign_of_life = progress.get("at") or (job.started_at or job.created_at).timestamp()
+        if time.time() - last_sign_of_life > stale_after_seconds:
+            reaped += ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+                status=ImportJob.Status.FAILED,
+                errors=[f"{job.filename}: the worker stopped while importing; nothing was imported. Try again."],
+                finished_at=now,
+            )
+    reaped += ImportJob.objects.filter(
+        status=ImportJob.Status.QUEUED, created_at__lt=now - timezone.timedelta(days=1)
+    ).update(
+        status=ImportJob.Status.FAILED,
+        errors=["no worker picked this import up within a day; is a Celery worker running?"],
+        finished_at=now,
+    )
+    return reaped
 
 
 def import_run_now(

@@ -375,3 +375,31 @@ def test_one_annotator_asking_from_two_tabs_at_once_gets_one_lease():
     with ThreadPoolExecutor(max_workers=4) as pool:
         leases = set(pool.map(ask, range(4)))
     assert len(leases) == 1
+
+
+def test_a_running_import_job_whose_worker_died_is_failed_by_the_reaper(settings):
+    from annotate.models import ImportJob
+    from annotate.services.imports import import_jobs_reap
+
+    project = ProjectFactory()
+    stale = ImportJob.objects.create(
+        project=project, filename="big.jsonl", status=ImportJob.Status.RUNNING, started_at=timezone.now() - timedelta(hours=2)
+    )
+    fresh = ImportJob.objects.create(project=project, filename="new.jsonl", status=ImportJob.Status.RUNNING, started_at=timezone.now())
+    assert import_jobs_reap() == 1
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stale.status == ImportJob.Status.FAILED and "worker stopped" in stale.errors[0]
+    assert fresh.status == ImportJob.Status.RUNNING
+
+
+def test_the_beat_task_reclaims_expired_leases_in_every_project():
+    from annotate.services.assignment import leases_expire_all
+
+    project, pairs = _project_with_pairs(1, overlap=1)
+    annotator = _annotator(project)
+    held = pair_claim_next(project=project, annotator=annotator)
+    Assignment.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(seconds=5))
+    assert leases_expire_all() == 1
+    pairs[0].refresh_from_db()
+    assert pairs[0].slots_taken == 0
