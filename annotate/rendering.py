@@ -53,7 +53,7 @@ def _markdown() -> MarkdownIt:
 
 def render_untrusted(text: str) -> SafeString:
     """Markdown to safe HTML. The only function in Palate that marks data-derived HTML as safe."""
-    return mark_safe(_render_clean(text or ""))  # noqa: S308 - cleaned by nh3 in _render_clean
+    return mark_safe(_render_clean(text or ""))  # cleaned by nh3 in _render_clean
 
 
 # A response is shown to several annotators (the overlap) and fetched ahead, and a prompt is shared by
