@@ -446,7 +446,7 @@
     current: null, // the pair on screen (a /next/ payload)
     ahead: null, // a promise of the next pair (or the end), fetched while the current one is read
     doneReason: "",
-    lastProgress: null,
+    progressBase: null, // {progress, storedBefore} from the latest pair shown
     form: emptyForm(),
     awaitingStrength: false,
     diff: false,
@@ -470,6 +470,7 @@
     elements.editBanner.hidden = mode !== "edit";
     elements.skip.disabled = mode !== "pair";
     elements.submitLabel.textContent = mode === "edit" ? "Save change" : "Submit";
+    elements.diffToggle.hidden = !showingPair;
   }
 
   function renderPrompt(prompt) {
@@ -528,25 +529,27 @@
     elements.right.scrollTop = 0;
   }
 
+  /** The server's progress from the latest pair, plus judgments this page saw stored since it asked. */
   function shownProgress() {
-    const item = state.current;
-    if (!item) return state.lastProgress;
-    const progress = item.progress;
-    return { ...progress, done_today: progress.done_today + (judgmentsStored - item.storedBefore) };
+    const base = state.progressBase;
+    if (!base) return null;
+    return { ...base.progress, done_today: base.progress.done_today + (judgmentsStored - base.storedBefore) };
   }
 
   function progressText(progress) {
     if (!progress) return "";
     const parts = [`${progress.done_today} done today`];
-    if (progress.remaining) parts.push(`${progress.remaining} left`);
+    // Pairs left in the whole project: beside "nothing left for you" it would only confuse.
+    if (progress.remaining && state.mode !== "done") parts.push(`${progress.remaining} left`);
     return parts.join(" · ");
   }
 
   function renderProgress() {
     const progress = shownProgress();
-    if (progress) state.lastProgress = progress;
     elements.progress.textContent = progressText(progress);
-    elements.doneProgress.textContent = progress ? `You judged ${progress.done_today} pair${progress.done_today === 1 ? "" : "s"} today.` : "";
+    elements.doneProgress.textContent = progress
+      ? `You judged ${progress.done_today} pair${progress.done_today === 1 ? "" : "s"} today.`
+      : "";
   }
 
   function strengthWords() {
@@ -629,6 +632,10 @@
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
     const item = await response.json();
     item.storedBefore = storedBefore;
+    // The lease's end on this machine's clock, measured against the server's Date header.
+    const serverNow = Date.parse(response.headers.get("Date") || "");
+    const expiresAt = Date.parse(item.expires_at);
+    item.leaseEndsLocally = Number.isNaN(serverNow) ? expiresAt : Date.now() + (expiresAt - serverNow);
     return item;
   }
 
@@ -665,6 +672,7 @@
     }
     const fromDone = elements.done.contains(document.activeElement);
     state.current = result;
+    state.progressBase = { progress: result.progress, storedBefore: result.storedBefore };
     state.form = emptyForm();
     state.awaitingStrength = false;
     setMode("pair");
@@ -678,11 +686,19 @@
     state.ahead = lookAhead(result.assignment);
   }
 
+  const LEASE_MARGIN_MS = 60_000;
+
   async function advance() {
     const ahead = state.ahead;
+    const previous = state.current;
     state.current = null;
     state.ahead = null;
-    const ready = ahead && ahead.result;
+    let ready = ahead && ahead.result;
+    if (ready && ready.leaseEndsLocally && ready.leaseEndsLocally - Date.now() < LEASE_MARGIN_MS) {
+      // Fetched long ago (the annotator took a break): its lease is about to run out, so ask afresh.
+      ready = null;
+      ahead.promise = fetchPairPatiently(previous ? previous.assignment : null);
+    }
     // A pair fetched ahead appears in the same frame; only a slow one shows the loading line.
     if (!ready) setMode("loading");
     show(ready || (await (ahead ? ahead.promise : fetchPairPatiently(null))));
