@@ -1,2 +1,87 @@
-"""Training runs and reward models arrive with the training issue; the app exists so its migrations,
-admin and tasks have a home from the start."""
+"""Training runs and the reward models they produce.
+
+Hyperparameters live on the run (validated JSON), so every run is reproducible; the environment carries only
+infrastructure (database, broker, artifact root, device). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="training_runs")
+    export = models.ForeignKey(
+        "annotate.Export", null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs",
+        help_text="The dataset it trains on; when empty, the run first makes one with `policy`.",
+    )  # fmt: skip
+    policy = models.JSONField(default=dict, blank=True, help_text="Aggregation policy for a new export.")
+    base_model = models.CharField(max_length=500, help_text="A Hugging Face id or a local path.")
+    hyperparameters = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    epoch = models.FloatField(default=0.0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=list, blank=True, help_text="History: [{step, loss, accuracy, eval_*}].")
+    evaluation = models.JSONField(default=dict, blank=True)
+    device = models.CharField(max_length=50, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="Hostname of the worker running it.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    cancel_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    log = models.TextField(blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
+                name="trainingrun_status_valid",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="trainingrun_status_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} · {self.project} · {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class RewardModel(models.Model):
+    run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="reward_model")
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="reward_models")
+    version = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="rewardmodel_version_unique_in_project"),
+            models.UniqueConstraint(fields=["project"], condition=Q(is_active=True), name="rewardmodel_one_active_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} reward model v{self.version}"
