@@ -6,6 +6,7 @@ from celery import shared_task
 
 from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
+from annotate.services.exports import export_run
 from annotate.services.imports import import_job_run
 
 
@@ -25,3 +26,8 @@ def agreement_refresh_all() -> None:
     """Run by beat: queues a refresh for each project whose judgments changed since its latest snapshot."""
     for project_id in agreement_projects_changed():
         agreement_refresh_project.delay_on_commit(project_id)
+
+
+@shared_task(name="annotate.export_run", queue="default", acks_late=True)
+def export_run_task(export_id: int) -> None:
+    export_run(export_id=export_id)

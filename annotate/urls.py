@@ -15,4 +15,6 @@ urlpatterns = [
     path("projects/<slug:slug>/members/<str:username>/remove/", views.project_member_remove, name="project-member-remove"),
     path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
     path("projects/<slug:slug>/import/jobs/", views.project_import_jobs, name="project-import-jobs"),
+    path("projects/<slug:slug>/exports/", views.project_exports, name="project-exports"),
+    path("projects/<slug:slug>/exports/list/", views.project_exports_list, name="project-exports-list"),
 ]

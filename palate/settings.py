@@ -206,6 +206,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Export policies use the same drop/keep choice for ties and "both bad".
+    "ENUM_NAME_OVERRIDES": {"DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP"},
 }
 
 # Celery. With no broker configured, kombu's filesystem transport under var/ needs no server.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotate.api import views, workspace_views
+from annotate.api import export_views, views, workspace_views
 
 urlpatterns = [
     path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
@@ -18,4 +18,7 @@ urlpatterns = [
     path("judgments/", workspace_views.JudgmentSubmitApi.as_view(), name="api-judgments"),
     path("judgments/<int:judgment_id>/", workspace_views.JudgmentEditApi.as_view(), name="api-judgment"),
     path("assignments/<int:assignment_id>/skip/", workspace_views.AssignmentSkipApi.as_view(), name="api-assignment-skip"),
+    path("projects/<int:project_id>/exports/", export_views.ProjectExportsApi.as_view(), name="api-exports"),
+    path("exports/<int:export_id>/", export_views.ExportDetailApi.as_view(), name="api-export"),
+    path("exports/<int:export_id>/download/", export_views.ExportDownloadApi.as_view(), name="api-export-download"),
 ]
