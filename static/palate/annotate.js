@@ -825,8 +825,12 @@
     return minutes === 1 ? "from 1 minute ago" : `from ${minutes} minutes ago`;
   }
 
+  let undoing = false;
+  let savingEdit = false;
+
   async function undo() {
-    if (state.mode === "loading") return;
+    if (state.mode === "loading" || undoing || savingEdit) return;
+    undoing = true;
     elements.undo.disabled = true;
     try {
       await Promise.race([outboxSettled(), sleep(5000)]);
@@ -857,6 +861,7 @@
       }
       enterEdit(recent[index], index);
     } finally {
+      undoing = false;
       elements.undo.disabled = false;
     }
   }
@@ -887,7 +892,7 @@
   }
 
   function leaveEdit() {
-    if (state.mode !== "edit") return;
+    if (state.mode !== "edit" || savingEdit) return;
     const saved = state.edit.saved;
     state.edit = null;
     editWatch.pause();
@@ -907,9 +912,11 @@
   }
 
   async function saveEdit() {
-    if (insistOnMissing()) return;
+    if (savingEdit || insistOnMissing()) return;
     const judgment = state.edit.judgment;
     const body = { ...judgmentBody(), duration_ms: editWatch.read() };
+    // One change at a time: a second Enter must not store a second revision.
+    savingEdit = true;
     elements.submit.disabled = true;
     let response;
     try {
@@ -918,6 +925,7 @@
       showAlert("Cannot reach the server: your change was not saved. Your answers are still here; try again.");
       return;
     } finally {
+      savingEdit = false;
       elements.submit.disabled = false;
     }
     if (!response.ok) {
