@@ -8,6 +8,7 @@ from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.exports import export_run
 from annotate.services.imports import import_job_run
+from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
 
 
 @shared_task(name="annotate.import_job_run", queue="default", acks_late=True)
@@ -31,3 +32,16 @@ def agreement_refresh_all() -> None:
 @shared_task(name="annotate.export_run", queue="default", acks_late=True)
 def export_run_task(export_id: int) -> None:
     export_run(export_id=export_id)
+
+
+@shared_task(name="annotate.pair_priorities_refresh", acks_late=True)
+def pair_priorities_refresh_task(project_id: int) -> None:
+    pair_priorities_refresh_once(project_id=project_id)
+
+
+@shared_task(name="annotate.pair_priorities_refresh_due")
+def pair_priorities_refresh_due_task() -> None:
+    """Run by beat every minute: queues a refresh for each "uncertain_systems" project with enough new
+    judgments since its last one (or a stale one)."""
+    for project_id in pair_priorities_projects_due():
+        pair_priorities_refresh_task.delay_on_commit(project_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotate import views
+from annotate import leaderboard_views, views
 
 urlpatterns = [
     path("login/", views.PalateLoginView.as_view(), name="login"),
@@ -17,4 +17,11 @@ urlpatterns = [
     path("projects/<slug:slug>/import/jobs/", views.project_import_jobs, name="project-import-jobs"),
     path("projects/<slug:slug>/exports/", views.project_exports, name="project-exports"),
     path("projects/<slug:slug>/exports/list/", views.project_exports_list, name="project-exports-list"),
+    path("projects/<slug:slug>/leaderboard/", leaderboard_views.project_leaderboard, name="project-leaderboard"),
+    path(
+        "projects/<slug:slug>/leaderboard/public-link/",
+        leaderboard_views.project_leaderboard_public_link,
+        name="project-leaderboard-public-link",
+    ),
+    path("leaderboard/public/<str:token>/", leaderboard_views.leaderboard_public, name="leaderboard-public"),
 ]

@@ -148,6 +148,12 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # vendor/plotly.min.js from the installed plotly package: charts without a CDN.
+    "palate.staticfinders.PackageDataFinder",
+]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
 # WhiteNoise warns on every request when the folder is missing (before the first collectstatic).
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
@@ -237,6 +243,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     # Recomputes the quality dashboard's figures of projects whose judgments changed.
     "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
+    # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
+    "pair-priorities-refresh-due": {"task": "annotate.pair_priorities_refresh_due", "schedule": 60.0},
 }
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).

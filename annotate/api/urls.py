@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from annotate.api import export_views, views, workspace_views
+from annotate.api.leaderboard_views import ProjectLeaderboardApi
 
 urlpatterns = [
     path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
@@ -21,4 +22,5 @@ urlpatterns = [
     path("projects/<int:project_id>/exports/", export_views.ProjectExportsApi.as_view(), name="api-exports"),
     path("exports/<int:export_id>/", export_views.ExportDetailApi.as_view(), name="api-export"),
     path("exports/<int:export_id>/download/", export_views.ExportDownloadApi.as_view(), name="api-export-download"),
+    path("projects/<int:project_id>/leaderboard/", ProjectLeaderboardApi.as_view(), name="api-leaderboard"),
 ]

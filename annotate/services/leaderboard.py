@@ -9,7 +9,9 @@ development) through ``fetchall``.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import secrets
 from collections.abc import Sequence
@@ -827,9 +829,13 @@ def leaderboard_get(*, project: Project, public: bool = False, **options: Any) -
     return cached
 
 
-def leaderboard_csv_rows(board: dict[str, Any]) -> list[list[Any]]:
-    """The leaderboard's table as CSV rows, header first."""
-    return [list(CSV_COLUMNS)] + [[row[column] for column in CSV_COLUMNS] for row in board["rows"]]
+def leaderboard_csv_text(board: dict[str, Any]) -> str:
+    """The leaderboard's table as CSV, header first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows([row[column] for column in CSV_COLUMNS] for row in board["rows"])
+    return buffer.getvalue()
 
 
 def leaderboard_public_link_set(*, project: Project, enabled: bool) -> Project:

@@ -144,20 +144,27 @@ def pair_priorities_due(*, project: Project, now: float | None = None) -> bool:
     )
 
 
-def pair_priorities_refresh_due() -> list[int]:
-    """For the beat task: refreshes every "uncertain_systems" project whose priorities are due. Returns the
-    ids refreshed. A project already being refreshed elsewhere is skipped."""
-    refreshed = []
-    for project in Project.objects.filter(assignment_strategy=STRATEGY):
-        if not pair_priorities_due(project=project):
-            continue
-        lock = f"{_state_key(project.pk)}:lock"
-        if not cache.add(lock, 1, timeout=LOCK_SECONDS):
-            continue
-        try:
-            changed = pair_priorities_refresh(project=project)
-            logger.info("pair priorities of project %s refreshed: %s pairs changed", project.pk, changed)
-            refreshed.append(project.pk)
-        finally:
-            cache.delete(lock)
-    return refreshed
+def pair_priorities_projects_due() -> list[int]:
+    """For the beat task: ids of the "uncertain_systems" projects whose priorities are due."""
+    return [
+        project.pk
+        for project in Project.objects.filter(assignment_strategy=STRATEGY)
+        if pair_priorities_due(project=project)
+    ]
+
+
+def pair_priorities_refresh_once(*, project_id: int) -> int | None:
+    """For the task: refreshes the project's priorities unless another worker is already doing so (then
+    None). A redelivered or duplicate task is harmless either way."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    lock = f"{_state_key(project.pk)}:lock"
+    if not cache.add(lock, 1, timeout=LOCK_SECONDS):
+        return None
+    try:
+        changed = pair_priorities_refresh(project=project)
+    finally:
+        cache.delete(lock)
+    logger.info("pair priorities of project %s refreshed: %s pairs changed", project.pk, changed)
+    return changed

@@ -1,0 +1,105 @@
+// Leaderboard charts: ratings with intervals, rating over time, observed and predicted win rates.
+// Plotly is served from the installed plotly package (vendor/plotly.min.js); the data comes from the page.
+(function () {
+  "use strict";
+
+  const source = document.getElementById("leaderboard-data");
+  if (!source || typeof Plotly === "undefined") return;
+  const data = JSON.parse(source.textContent);
+
+  const style = getComputedStyle(document.documentElement);
+  const css = (name, fallback) => (style.getPropertyValue(name) || fallback).trim();
+  const TEXT = css("--text", "#1d2433");
+  const MUTED = css("--muted", "#5b6475");
+  const LINE = css("--line", "#dde1e8");
+  const ACCENT = css("--accent", "#4338ca");
+  const FONT = css("--font", "system-ui, sans-serif");
+  // One colour per system, in rank order, shared by every chart.
+  const PALETTE = ["#4338ca", "#0f766e", "#b45309", "#be123c", "#0369a1", "#7c3aed", "#4d7c0f", "#a21caf", "#475569", "#c2410c"];
+  const colour = (index) => PALETTE[index % PALETTE.length];
+
+  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
+  const baseLayout = (extra) => Object.assign({
+    font: { family: FONT, size: 12, color: TEXT },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    margin: { l: 8, r: 16, t: 8, b: 40 },
+    hoverlabel: { font: { family: FONT } },
+  }, extra);
+  const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
+
+  function ratingsChart() {
+    const rows = data.rows;
+    const count = rows.length;
+    const position = rows.map((row, index) => count - 1 - index);
+    const plain = {
+      type: "scatter", mode: "markers", name: data.method === "elo" ? "Elo" : "Bradley-Terry",
+      x: rows.map((row) => row.rating), y: position.map((value) => value + 0.12),
+      error_x: { type: "data", symmetric: false, array: rows.map((row) => row.upper - row.rating), arrayminus: rows.map((row) => row.rating - row.lower), color: ACCENT, thickness: 2, width: 0 },
+      marker: { color: ACCENT, size: 10 },
+      customdata: rows.map((row) => [row.system, row.lower, row.upper, row.rank]),
+      hovertemplate: "<b>%{customdata[0]}</b><br>rating %{x:.0f} (%{customdata[1]:.0f} – %{customdata[2]:.0f})<br>rank %{customdata[3]}<extra></extra>",
+    };
+    const crowd = {
+      type: "scatter", mode: "markers", name: "Crowd-BT",
+      x: rows.map((row) => row.crowd_bt_rating), y: position.map((value) => value - 0.12),
+      error_x: { type: "data", symmetric: false, array: rows.map((row) => row.crowd_bt_upper - row.crowd_bt_rating), arrayminus: rows.map((row) => row.crowd_bt_rating - row.crowd_bt_lower), color: "#94a3b8", thickness: 1.5, width: 0 },
+      marker: { color: "#ffffff", size: 8, line: { color: "#64748b", width: 2 } },
+      customdata: rows.map((row) => [row.system, row.crowd_bt_lower, row.crowd_bt_upper]),
+      hovertemplate: "<b>%{customdata[0]}</b><br>Crowd-BT %{x:.0f} (%{customdata[1]:.0f} – %{customdata[2]:.0f})<extra></extra>",
+    };
+    Plotly.newPlot("chart-ratings", [crowd, plain], baseLayout({
+      height: Math.max(220, 56 * count + 80),
+      xaxis: axis({ title: { text: "Rating (Elo scale)", font: { color: MUTED } } }),
+      yaxis: axis({ tickvals: position, ticktext: rows.map((row) => row.system), range: [-0.6, count - 0.4], showgrid: false, zeroline: false }),
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", traceorder: "reversed" },
+      margin: { l: 8, r: 16, t: 28, b: 44 },
+      shapes: [{ type: "line", x0: 1000, x1: 1000, yref: "paper", y0: 0, y1: 1, line: { color: LINE, width: 1, dash: "dot" } }],
+    }), CONFIG);
+  }
+
+  function overTimeChart() {
+    const overTime = data.overTime;
+    if (!overTime.series.length) return;
+    const traces = overTime.series.map((series, index) => ({
+      type: "scatter", mode: "lines", name: series.system,
+      x: overTime.judgments, y: series.rating,
+      line: { color: colour(index), width: 2 },
+      customdata: overTime.at.map((at) => (at ? new Date(at).toLocaleString() : "")),
+      hovertemplate: "<b>" + series.system.replace(/</g, "&lt;") + "</b><br>%{y:.0f} after %{x} judgments<br>%{customdata}<extra></extra>",
+    }));
+    Plotly.newPlot("chart-time", traces, baseLayout({
+      height: 320,
+      xaxis: axis({ title: { text: "Judgments", font: { color: MUTED } } }),
+      yaxis: axis({ title: { text: "Rating", font: { color: MUTED } } }),
+      legend: { orientation: "h", x: 0, y: -0.22, yanchor: "top" },
+      margin: { l: 8, r: 16, t: 8, b: 8 },
+    }), CONFIG);
+  }
+
+  function heatmap(element, matrix, hoverNoun) {
+    const labels = data.systems;
+    const text = matrix.map((row, i) => row.map((value, j) => (i === j || value === null ? "" : Math.round(value * 100) + "%")));
+    const battles = data.battles;
+    const custom = matrix.map((row, i) => row.map((_, j) => battles[i][j]));
+    Plotly.newPlot(element, [{
+      type: "heatmap", z: matrix.map((row, i) => row.map((value, j) => (i === j ? null : value))),
+      x: labels, y: labels, zmin: 0, zmax: 1,
+      colorscale: [[0, "#b42318"], [0.5, "#f8f9fb"], [1, "#4338ca"]],
+      text: text, texttemplate: "%{text}", textfont: { size: 12 },
+      customdata: custom, xgap: 2, ygap: 2,
+      hovertemplate: "<b>%{y}</b> vs %{x}<br>" + hoverNoun + " %{z:.0%}<br>%{customdata} battles<extra></extra>",
+      colorbar: { thickness: 10, tickformat: ".0%", outlinewidth: 0, tickfont: { color: MUTED } },
+    }], baseLayout({
+      height: Math.max(260, 48 * labels.length + 110),
+      xaxis: axis({ side: "bottom", tickangle: labels.length > 4 ? -30 : 0, showgrid: false }),
+      yaxis: axis({ autorange: "reversed", showgrid: false }),
+      margin: { l: 8, r: 8, t: 8, b: 8 },
+    }), CONFIG);
+  }
+
+  ratingsChart();
+  overTimeChart();
+  heatmap("chart-observed", data.observed, "won");
+  heatmap("chart-predicted", data.predicted, "expected to win");
+})();
