@@ -307,6 +307,18 @@ def test_per_prompt_scores_rank_the_chosen_response_above_the_rejected_one(craft
     assert row["score_chosen"] == pytest.approx(-row["score_rejected"], abs=1e-6)
 
 
+def test_per_prompt_scores_match_the_leaderboard_service_under_the_default_policy(small_project):
+    from annotate.services.leaderboard import prompt_response_scores_compute
+
+    export = run(small_project.project, split=1.0, columns=["score_chosen", "score_rejected", "ids"])
+
+    expected = prompt_response_scores_compute(project=small_project.project)
+    response_pk = {external_id: pk for pk, external_id in Response.objects.values_list("pk", "external_id")}
+    for row in all_rows(export):
+        assert row["score_chosen"] == pytest.approx(expected[response_pk[row["chosen_id"]]], abs=1e-6)
+        assert row["score_rejected"] == pytest.approx(expected[response_pk[row["rejected_id"]]], abs=1e-6)
+
+
 # Shapes ----------------------------------------------------------------------------------------------------------
 
 
