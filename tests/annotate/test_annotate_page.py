@@ -247,6 +247,44 @@ class TestJudging:
         page.keyboard.press("Escape")
         assert not page.is_visible("#shortcut-sheet")
 
+    def test_typing_a_rationale_is_not_taken_for_shortcuts(self, page, live_server):
+        project, annotator = make_project(
+            pairs=2, criteria=[], strength_scale=0, rationale=Project.Rationale.REQUIRED
+        )
+        log_in(page, live_server, project)
+        assert page.get_attribute("#rationale", "aria-required") == "true"
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")  # the rationale is required: focus goes to it
+        assert page.evaluate("document.activeElement.id") == "rationale"
+        page.keyboard.type("2 s u d ? clearer")
+        page.keyboard.press("Enter")  # a new line, not a submit
+        page.keyboard.type("and kinder")
+        assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "true"
+        assert not page.is_visible("#skip-dialog") and not page.is_visible("#shortcut-sheet")
+        page.keyboard.press("Control+Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        [judgment] = judgments(annotator)
+        assert judgment.choice == to_pair_terms("left", shown_swapped=judgment.shown_swapped)
+        assert judgment.rationale == "2 s u d ? clearer\nand kinder"
+
+    def test_time_on_a_pair_counts_only_while_the_page_is_visible(self, page, live_server):
+        project, annotator = make_project(pairs=2, criteria=[], strength_scale=0)
+        log_in(page, live_server, project)
+        set_hidden = """(hidden) => {
+            Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+            Object.defineProperty(document, "visibilityState", { value: hidden ? "hidden" : "visible", configurable: true });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+        started = time.monotonic()
+        page.evaluate(set_hidden, True)
+        page.wait_for_timeout(1500)
+        page.evaluate(set_hidden, False)
+        page.keyboard.press("3")
+        page.keyboard.press("Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        assert time.monotonic() - started > 1.5
+        assert 0 < judgments(annotator)[0].duration_ms < 1000
+
     def test_undo_changes_the_last_judgment_and_keeps_the_old_one(self, page, live_server):
         project, annotator = make_project(pairs=3, criteria=[])
         log_in(page, live_server, project)
