@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotate import leaderboard_views, views
+from annotate import leaderboard_views, quality_views, views
 
 urlpatterns = [
     path("login/", views.PalateLoginView.as_view(), name="login"),
@@ -24,4 +24,8 @@ urlpatterns = [
         name="project-leaderboard-public-link",
     ),
     path("leaderboard/public/<str:token>/", leaderboard_views.leaderboard_public, name="leaderboard-public"),
+    path("projects/<slug:slug>/quality/", quality_views.project_quality, name="project-quality"),
+    path("projects/<slug:slug>/quality/refresh/", quality_views.project_quality_refresh, name="project-quality-refresh"),
+    path("projects/<slug:slug>/quality/pairs/<int:pair_id>/", quality_views.project_quality_pair, name="project-quality-pair"),
+    path("projects/<slug:slug>/quality/<slug:table>.csv", quality_views.project_quality_csv, name="project-quality-csv"),
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotate.api import export_views, views, workspace_views
+from annotate.api import agreement_views, export_views, views, workspace_views
 from annotate.api.leaderboard_views import ProjectLeaderboardApi
 
 urlpatterns = [
@@ -23,4 +23,10 @@ urlpatterns = [
     path("exports/<int:export_id>/", export_views.ExportDetailApi.as_view(), name="api-export"),
     path("exports/<int:export_id>/download/", export_views.ExportDownloadApi.as_view(), name="api-export-download"),
     path("projects/<int:project_id>/leaderboard/", ProjectLeaderboardApi.as_view(), name="api-leaderboard"),
+    path("projects/<int:project_id>/agreement/", agreement_views.ProjectAgreementApi.as_view(), name="api-agreement"),
+    path(
+        "projects/<int:project_id>/agreement/refresh/",
+        agreement_views.ProjectAgreementRefreshApi.as_view(),
+        name="api-agreement-refresh",
+    ),
 ]

@@ -26,6 +26,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.db.models.fields.json import KeyTextTransform
+from django.utils import timezone
 from numpy.typing import NDArray
 
 from annotate.models import AgreementSnapshot, Choice, Judgment, Membership, Pair, Project
@@ -702,12 +703,19 @@ def agreement_snapshot_refresh(*, project_id: int, force: bool = False) -> Agree
         cache.delete(lock)
 
 
-def agreement_snapshot_current(*, project: Project) -> AgreementSnapshot | None:
+def agreement_snapshot_current(*, project: Project) -> AgreementSnapshot:
     """The latest snapshot, computed now when the project has none yet (the first visit to the page)."""
-    snapshot = agreement_snapshot_latest(project=project)
+    snapshot = agreement_snapshot_latest(project=project) or agreement_snapshot_refresh(project_id=project.pk)
     if snapshot is None:
-        agreement_snapshot_refresh(project_id=project.pk)
-        snapshot = agreement_snapshot_latest(project=project)
+        # Another process is computing the first snapshot: compute without storing rather than wait for it.
+        total, last = project_judgment_state(project=project)
+        snapshot = AgreementSnapshot(
+            project=project,
+            judgment_count=total,
+            last_judgment_at=last,
+            data=agreement_snapshot_compute(project=project),
+            created_at=timezone.now(),
+        )
     return snapshot
 
 

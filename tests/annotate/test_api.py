@@ -126,6 +126,10 @@ def call(world: World, role: str, endpoint: str):
         return client.get(f"{project_url}prompts/")
     if endpoint == "pairs-list":
         return client.get(f"{project_url}pairs/")
+    if endpoint == "agreement-get":
+        return client.get(f"{project_url}agreement/")
+    if endpoint == "agreement-refresh":
+        return client.post(f"{project_url}agreement/refresh/")
     raise AssertionError(endpoint)
 
 
@@ -144,6 +148,8 @@ PERMISSIONS = {
     "import-get": (403, 200, 403, 404, 401, 200),
     "prompts-list": (403, 200, 200, 404, 401, 200),
     "pairs-list": (403, 200, 200, 404, 401, 200),
+    "agreement-get": (403, 200, 200, 404, 401, 200),
+    "agreement-refresh": (403, 202, 202, 404, 401, 202),
 }
 
 
@@ -197,6 +203,8 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-import": {"get"},
         "api-prompts": {"get"},
         "api-pairs": {"get"},
+        "api-agreement": {"get"},
+        "api-agreement-refresh": {"post"},
     }
     assert methods == covered
     assert len(PERMISSIONS) == sum(len(operations) for operations in covered.values())
