@@ -7,13 +7,24 @@ from celery import shared_task
 from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.exports import export_run
-from annotate.services.imports import import_job_run
+from annotate.services.assignment import leases_expire_all
+from annotate.services.imports import import_job_run, import_jobs_reap
 from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
 
 
-@shared_task(name="annotate.import_job_run", queue="default", acks_late=True)
+@shared_task(name="annotate.import_job_run", acks_late=True)
 def import_job_run_task(job_id: int) -> None:
     import_job_run(job_id=job_id)
+
+
+@shared_task(name="annotate.import_jobs_reap")
+def import_jobs_reap_task() -> None:
+    import_jobs_reap()
+
+
+@shared_task(name="annotate.leases_expire_all")
+def leases_expire_all_task() -> None:
+    leases_expire_all()
 
 
 # Both run on the default queue (CELERY_TASK_DEFAULT_QUEUE).
@@ -29,7 +40,7 @@ def agreement_refresh_all() -> None:
         agreement_refresh_project.delay_on_commit(project_id)
 
 
-@shared_task(name="annotate.export_run", queue="default", acks_late=True)
+@shared_task(name="annotate.export_run", acks_late=True)
 def export_run_task(export_id: int) -> None:
     export_run(export_id=export_id)
 

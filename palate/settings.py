@@ -241,6 +241,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
+    # Fails import jobs whose worker died, so none stays "running" for ever.
+    "import-jobs-reap": {"task": "annotate.import_jobs_reap", "schedule": 600.0},
+    # Frees the slots of expired leases (claims also do this; this keeps progress figures fresh).
+    "leases-expire": {"task": "annotate.leases_expire_all", "schedule": 300.0},
     # Recomputes the quality dashboard's figures of projects whose judgments changed.
     "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
     # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
