@@ -821,7 +821,7 @@
 
   function minutesAgo(isoTime) {
     const minutes = Math.floor((Date.now() - new Date(isoTime).getTime()) / 60000);
-    if (minutes < 1) return "from less than a minute ago";
+    if (minutes < 1) return "from just now";
     return minutes === 1 ? "from 1 minute ago" : `from ${minutes} minutes ago`;
   }
 
@@ -884,7 +884,7 @@
     setMode("edit");
     renderItem(judgment);
     renderForm();
-    elements.editWhen.textContent = `${minutesAgo(judgment.created_at)}. Change it, then save, or go back.`;
+    elements.editWhen.textContent = minutesAgo(judgment.created_at);
     editWatch.start();
     activeWatch = editWatch;
     // Focus on the banner (not on an option) says where we are, and leaves Enter to save the change.
