@@ -419,12 +419,12 @@
     };
     tokens.forEach((token, index) => {
       const isSpace = !/\S/.test(token);
-      // Spaces between two marked words stay inside the mark, so a changed phrase reads as one.
+      // Spaces between two marked words on one line stay inside the mark, so a changed phrase reads as one.
       let marked = marks[index];
       if (isSpace) {
         let next = index + 1;
         while (next < tokens.length && !/\S/.test(tokens[next])) next += 1;
-        marked = runMarked && next < tokens.length && marks[next];
+        marked = runMarked && next < tokens.length && marks[next] && !token.includes("\n");
       }
       if (marked !== runMarked) {
         closeRun();
