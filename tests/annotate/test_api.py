@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate.models import ImportJob, Membership, Pair, Project, Prompt
+from annotate.models import Assignment, Export, ImportJob, Judgment, Membership, Pair, Project, Prompt
 from annotate.services.imports import import_job_run
-from tests.factories import MembershipFactory, ProjectFactory, PromptFactory, UserFactory
+from tests.factories import MembershipFactory, PairFactory, ProjectFactory, PromptFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +78,11 @@ class World:
     bystander: Any
     newcomer: Any
     job: ImportJob
+    # Set by the ``full_world`` fixture, for the endpoints that need them.
+    submit_assignment: Assignment | None = None
+    skip_assignment: Assignment | None = None
+    judgment: Judgment | None = None
+    export: Export | None = None
 
     def client(self, role: str) -> APIClient:
         client = APIClient()
@@ -95,6 +102,22 @@ def world() -> World:
     bystander = MembershipFactory(project=project, role=Membership.Role.ANNOTATOR).user
     job = ImportJob.objects.create(project=project, filename="old.jsonl", status=ImportJob.Status.SUCCEEDED)
     return World(project=project, users=users, bystander=bystander, newcomer=UserFactory(), job=job)
+
+
+@pytest.fixture
+def full_world(world) -> World:
+    """The world plus what the workspace and export endpoints act on: the annotator holds two leases (one to
+    submit, one to skip) and made one judgment (to edit); the project has an export that has not run."""
+    pairs = [PairFactory(prompt__project=world.project) for _ in range(3)]
+    expires_at = timezone.now() + timedelta(minutes=15)
+    annotator = world.users["annotator"]
+    world.submit_assignment, world.skip_assignment = (
+        Assignment.objects.create(project=world.project, pair=pair, annotator=annotator, expires_at=expires_at)
+        for pair in pairs[:2]
+    )
+    world.judgment = Judgment.objects.create(pair=pairs[2], annotator=annotator, choice="a")
+    world.export = Export.objects.create(project=world.project, version=1, status=Export.Status.QUEUED, formats=["jsonl"])
+    return world
 
 
 def call(world: World, role: str, endpoint: str):
@@ -130,6 +153,26 @@ def call(world: World, role: str, endpoint: str):
         return client.get(f"{project_url}agreement/")
     if endpoint == "agreement-refresh":
         return client.post(f"{project_url}agreement/refresh/")
+    if endpoint == "next-pair":
+        return client.get(f"{project_url}next/")
+    if endpoint == "judgments-recent":
+        return client.get(f"{project_url}judgments/recent/")
+    if endpoint == "judgments-submit":
+        return client.post("/api/judgments/", {"assignment": world.submit_assignment.pk, "choice": "left"}, format="json")
+    if endpoint == "judgment-edit":
+        return client.patch(f"/api/judgments/{world.judgment.pk}/", {"choice": "tie"}, format="json")
+    if endpoint == "assignment-skip":
+        return client.post(f"/api/assignments/{world.skip_assignment.pk}/skip/", {"reason": "unsure"}, format="json")
+    if endpoint == "leaderboard-get":
+        return client.get(f"{project_url}leaderboard/")
+    if endpoint == "exports-list":
+        return client.get(f"{project_url}exports/")
+    if endpoint == "exports-create":
+        return client.post(f"{project_url}exports/", {"formats": ["jsonl"]}, format="json")
+    if endpoint == "export-get":
+        return client.get(f"/api/exports/{world.export.pk}/")
+    if endpoint == "export-download":
+        return client.get(f"/api/exports/{world.export.pk}/download/")
     raise AssertionError(endpoint)
 
 
@@ -150,6 +193,19 @@ PERMISSIONS = {
     "pairs-list": (403, 200, 200, 404, 401, 200),
     "agreement-get": (403, 200, 200, 404, 401, 200),
     "agreement-refresh": (403, 202, 202, 404, 401, 202),
+    # The workspace is the annotators': a lease or judgment of someone else's is "no such" (404) to others.
+    "next-pair": (200, 403, 403, 404, 401, 403),
+    "judgments-recent": (200, 403, 403, 404, 401, 200),
+    "judgments-submit": (201, 404, 404, 404, 401, 404),
+    "judgment-edit": (200, 404, 404, 404, 401, 404),
+    "assignment-skip": (204, 404, 404, 404, 401, 404),
+    # System names are for leads and engineers only.
+    "leaderboard-get": (403, 200, 200, 404, 401, 200),
+    "exports-list": (403, 200, 200, 404, 401, 200),
+    "exports-create": (403, 202, 202, 404, 401, 202),
+    "export-get": (403, 200, 200, 404, 401, 200),
+    # The export has not run yet: readers learn that (409); nobody else learns it exists.
+    "export-download": (403, 409, 409, 404, 401, 409),
 }
 
 
@@ -169,7 +225,8 @@ def state(world: World) -> tuple:
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("endpoint", PERMISSIONS)
-def test_each_endpoint_lets_each_role_do_only_what_it_may(world, endpoint, role):
+def test_each_endpoint_lets_each_role_do_only_what_it_may(full_world, endpoint, role):
+    world = full_world
     before = state(world)
 
     response = call(world, role, endpoint)
@@ -205,6 +262,15 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-pairs": {"get"},
         "api-agreement": {"get"},
         "api-agreement-refresh": {"post"},
+        "api-next": {"get"},
+        "api-judgments-recent": {"get"},
+        "api-judgments": {"post"},
+        "api-judgment": {"patch"},
+        "api-assignment-skip": {"post"},
+        "api-leaderboard": {"get"},
+        "api-exports": {"get", "post"},
+        "api-export": {"get"},
+        "api-export-download": {"get"},
     }
     assert methods == covered
     assert len(PERMISSIONS) == sum(len(operations) for operations in covered.values())
