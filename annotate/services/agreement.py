@@ -24,8 +24,9 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 from numpy.typing import NDArray
 
@@ -102,8 +103,11 @@ def judgment_arrays(*, project: Project) -> JudgmentArrays:
     """Every human judgment of the project as numpy arrays, read in one query of numbers (choices coded in
     SQL), with no model instance and, on PostgreSQL, no per-row Python."""
     criteria = [str(name) for name in project.criteria or []]
+    # Cast to plain text so the comparison with a choice is a text comparison everywhere (SQLite would
+    # otherwise compare against the choice parsed as JSON).
     criterion_aliases = {
-        f"criterion_{index}": KeyTextTransform(name, "criteria") for index, name in enumerate(criteria)
+        f"criterion_{index}": Cast(KeyTextTransform(name, "criteria"), output_field=TextField())
+        for index, name in enumerate(criteria)
     }
     criterion_columns = [f"{alias}_code" for alias in criterion_aliases]
     queryset = (
@@ -376,7 +380,7 @@ def _annotator_table(
                 "gold_judgments": int(gold_judgments[coder]),
                 "left_share": _number(bias.left_share[coder]),
                 "sided_judgments": int(bias.judgments[coder]),
-                "position_p_value": _number(bias.p_value[coder]),
+                "position_p_value": _significant(bias.p_value[coder]),
                 "tie_rate": _number(ties[coder] / judgments[coder]),
                 "both_bad_rate": _number(both_bad[coder] / judgments[coder]),
                 "median_seconds": _number(median_seconds[coder], 1),
@@ -637,7 +641,7 @@ def annotator_flags(row: dict[str, Any], *, thresholds: dict[str, float]) -> lis
             {
                 "kind": "position_bias",
                 "message": f"{row['username']}: chose the {side} response {share:.0%} of the time "
-                f"(p = {p_value:.2g}), above {limit:.0%}.",
+                f"({'p < 0.001' if p_value < 0.001 else f'p = {p_value:.2g}'}), above {limit:.0%}.",
             }
         )
     return flags
@@ -753,6 +757,12 @@ def _number(value: float, digits: int = 6) -> float | None:
     """A finite float rounded for storage, or None (JSON has no NaN)."""
     value = float(value)
     return round(value, digits) if np.isfinite(value) else None
+
+
+def _significant(value: float, digits: int = 3) -> float | None:
+    """A finite float to ``digits`` significant digits (p-values can be tiny), or None."""
+    value = float(value)
+    return float(f"{value:.{digits}g}") if np.isfinite(value) else None
 
 
 def _share(numerator: NDArray[np.float64], denominator: NDArray[np.int64]) -> NDArray[np.float64]:

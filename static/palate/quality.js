@@ -55,6 +55,13 @@
   const escape = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const percent = (value) => (value === null ? "–" : Math.round(value * 100) + "%");
 
+  // One point alone would get an axis of milliseconds around it; show the days either side instead.
+  function aroundOneDay(period) {
+    const day = new Date(period + "T00:00:00Z").getTime();
+    const width = 86400000;
+    return { range: [new Date(day - width).toISOString(), new Date(day + width).toISOString()], dtick: width };
+  }
+
   function overTimeChart() {
     const element = document.getElementById("chart-over-time");
     const points = data.overTime.points;
@@ -69,7 +76,7 @@
       hovertemplate: "α %{y:.3f} on %{customdata} judgments<br>up to %{x|%d %b %Y}<extra></extra>",
     }], baseLayout({
       height: 280,
-      xaxis: axis({ type: "date", showgrid: false }),
+      xaxis: axis(Object.assign({ type: "date", showgrid: false, tickformat: "%-d %b %Y" }, points.length === 1 ? aroundOneDay(points[0].period) : {})),
       yaxis: axis({ title: { text: "Krippendorff's α", font: { color: MUTED } }, range: [low, 1.02] }),
       shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: data.targetAlpha, y1: data.targetAlpha, line: { color: BAD, width: 1.5, dash: "dash" } }],
       annotations: [{ xref: "paper", x: 1, xanchor: "right", y: data.targetAlpha, yanchor: "bottom", text: "target " + data.targetAlpha.toFixed(3), showarrow: false, font: { color: BAD, size: 11 } }],
@@ -86,7 +93,7 @@
       type: "heatmap", x: names, y: names, z: kappa.matrix, customdata: kappa.shared,
       zmin: 0, zmax: 1, xgap: 1, ygap: 1,
       colorscale: [[0, "#fdecea"], [0.5, "#fff5e0"], [1, ACCENT]],
-      colorbar: { title: { text: "κ", side: "right" }, thickness: 10, outlinewidth: 0, tickfont: { color: MUTED } },
+      colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: MUTED } },
       texttemplate: count <= 12 ? "%{z:.2f}" : "",
       hovertemplate: "%{y} × %{x}<br>κ %{z:.3f} on %{customdata} shared pairs<extra></extra>",
       hoverongaps: false,

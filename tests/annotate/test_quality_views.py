@@ -151,8 +151,9 @@ def test_the_quality_page_shows_the_headline_the_flags_and_the_charts(crafted):
     alpha = AgreementSnapshot.objects.get().data["alpha"]["nominal"]["estimate"]
     assert f"{alpha:.3f}" in html
     assert "Training gate" in html and "Closed" in html
-    assert re.search(r'<tr class="flagged">\s*<td class="cell-title" data-value="lefty">lefty</td>', html)
-    assert re.search(r'<tr class="flagged">\s*<td class="cell-title" data-value="guesser">guesser</td>', html)
+    row = r'<tr class="flagged">\s*<td class="cell-title" data-value="{0}">{0}<span class="badge flag">{1}</span></td>'
+    assert re.search(row.format("lefty", "Position bias"), html)
+    assert re.search(row.format("guesser", "Gold accuracy"), html)
     assert not re.search(r'<tr class="flagged">\s*<td class="cell-title" data-value="ann">', html)
     for chart in ("chart-over-time", "chart-kappa", "chart-position"):
         assert f'id="{chart}"' in html
