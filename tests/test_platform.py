@@ -94,7 +94,14 @@ def test_every_api_operation_documents_its_errors_in_the_one_shape(tmp_path):
         if route != "/api/auth/token/"
         for method, operation in methods.items()
     ]
-    assert len(operations) == 11
+    from annotate.api.urls import urlpatterns
+
+    implemented = sum(
+        hasattr(pattern.callback.view_class, method)
+        for pattern in urlpatterns
+        for method in ("get", "post", "patch", "put", "delete")
+    )
+    assert len(operations) == implemented
     for route, method, operation in operations:
         errors = {
             status: response for status, response in operation["responses"].items() if status.startswith("4")
