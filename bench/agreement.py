@@ -330,9 +330,9 @@ def snapshot_main(*, reload: bool) -> None:
     signed = service.signed_strength(choice=rows.choice, strength=rows.strength)
     names = [str(annotator_id) for annotator_id in annotator_ids]
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("alpha nominal + bootstrap", lambda: service._alpha_with_interval(choice=rows.choice, level="nominal", **long)),
-        ("alpha ordinal + bootstrap", lambda: service._alpha_with_interval(choice=signed, level="ordinal", **long)),
-        ("alpha interval + bootstrap", lambda: service._alpha_with_interval(choice=signed, level="interval", **long)),
+        ("alpha nominal + bootstrap", lambda: service._alpha_with_interval(values=rows.choice, level="nominal", **long)),
+        ("alpha ordinal + bootstrap", lambda: service._alpha_with_interval(values=signed, level="ordinal", **long)),
+        ("alpha interval + bootstrap", lambda: service._alpha_with_interval(values=signed, level="interval", **long)),
         ("alpha per criterion (2)", lambda: [
             agreement.krippendorff_alpha(values=values, **long) for values in rows.criteria.values()
         ]),

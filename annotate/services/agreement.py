@@ -4,8 +4,8 @@ The service only turns judgment rows into aligned arrays and feeds ``annotate/st
 statistic is computed there. The unit of agreement is the pair. Only annotators' judgments count: labels
 imported with the data (origin ``imported``) are not anyone's opinion to agree with.
 
-Rows are read in one streamed query of plain numbers (choices coded in SQL, no model instances), so a
-project with a million judgments is read in a couple of seconds. A snapshot is stored only when the
+Rows are read in one query of plain numbers (choices coded in SQL, no model instances) that PostgreSQL
+packs into a few binary values for numpy, so a project with a million judgments is read in a second or two. A snapshot is stored only when the
 project's judgments changed (their count or their latest ``updated_at``), which is what the Celery beat task
 asks for every few minutes.
 
@@ -235,13 +235,13 @@ def agreement_snapshot_compute(*, project: Project) -> dict[str, Any]:
             "strength_scale": int(project.strength_scale),
             "overlap": int(project.overlap),
         },
-        "alpha": {"nominal": _alpha_with_interval(choice=choice, level="nominal", **long)},
+        "alpha": {"nominal": _alpha_with_interval(values=choice, level="nominal", **long)},
     }
     # With strength on, the signed scale -N..+N is ordinal and interval data too; off, those are None.
     signed = signed_strength(choice=choice, strength=rows.strength) if project.strength_scale else None
     for level in ("ordinal", "interval"):
         data["alpha"][level] = (
-            None if signed is None else _alpha_with_interval(choice=signed, level=level, **long)
+            None if signed is None else _alpha_with_interval(values=signed, level=level, **long)
         )
     data["criteria"] = [
         {
@@ -270,10 +270,10 @@ def agreement_snapshot_compute(*, project: Project) -> dict[str, Any]:
 
 
 def _alpha_with_interval(
-    *, units: NDArray[np.int64], coders: NDArray[np.int64], choice: NDArray[np.float64], level: str
+    *, units: NDArray[np.int64], coders: NDArray[np.int64], values: NDArray[np.float64], level: str
 ) -> dict[str, Any]:
     result = agreement.krippendorff_alpha_bootstrap(
-        units=units, coders=coders, values=choice, level=level, rounds=BOOTSTRAP_ROUNDS, seed=BOOTSTRAP_SEED
+        units=units, coders=coders, values=values, level=level, rounds=BOOTSTRAP_ROUNDS, seed=BOOTSTRAP_SEED
     )
     return {
         "estimate": _number(result.estimate),
@@ -281,7 +281,7 @@ def _alpha_with_interval(
         "high": _number(result.high),
         "confidence": result.confidence,
         "rounds": BOOTSTRAP_ROUNDS,
-        "judgments": int(np.count_nonzero(~np.isnan(choice))),
+        "judgments": int(np.count_nonzero(~np.isnan(values))),
     }
 
 
