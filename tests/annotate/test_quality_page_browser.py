@@ -1,0 +1,118 @@
+"""The quality dashboard in Debian's Chromium through Playwright: the charts draw from the locally served
+plotly, the annotator table sorts on a click, and the contested pairs' drill-down loads with htmx and runs
+none of the untrusted text."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from annotate.models import Membership
+from tests.annotate.quality_data import crafted_project, judge
+from tests.factories import MembershipFactory, PairFactory, UserFactory
+
+PASSWORD = "correct horse battery staple"
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
+    # synchronous and safe, so Django's async-safety check is turned off for this module only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_the_dashboard_draws_sorts_and_drills_down_without_calling_out(page, live_server):
+    crafted = crafted_project()
+    project = crafted.project
+    lead = UserFactory(username="leader")
+    MembershipFactory(user=lead, project=project, role=Membership.Role.LEAD)
+    pair = PairFactory(
+        prompt__project=project,
+        prompt__content="Pick one <script>window.__xss = 1</script>",
+        response_a__content='<img src=x onerror="window.__xss = 2"> plain',
+        response_b__content="**bold** answer",
+    )
+    judge(
+        pair,
+        crafted.users["ann"],
+        "a",
+        1,
+        swapped=False,
+        minutes=1,
+        rationale="<script>window.__xss = 3</script>",
+    )
+    judge(pair, crafted.users["ben"], "b", 1, swapped=True, minutes=1)
+    judge(pair, crafted.users["cat"], "tie", None, swapped=False, minutes=1)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+
+    target = reverse("project-quality", args=[project.slug])
+    page.goto(f"{live_server.url}{reverse('login')}?next={target}")
+    page.fill("#id_username", "leader")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{target}")
+
+    for chart in ("#chart-over-time", "#chart-kappa", "#chart-position"):
+        page.wait_for_selector(f"{chart} .main-svg")
+
+    def names() -> list[str]:
+        cells = page.locator(".annotator-table tbody td.cell-title")
+        return cells.evaluate_all("cells => cells.map(cell => cell.dataset.value)")
+
+    assert names() == ["ann", "ben", "cat", "guesser", "lefty"]
+
+    left = page.locator(".annotator-table th button.sort", has_text="Left")
+    left.click()
+    assert names()[-1] == "lefty"  # ascending: lefty, who always picks left, comes last
+    left.click()
+    assert names()[0] == "lefty"
+    assert page.get_attribute(".annotator-table th:has(button:text('Left'))", "aria-sort") == "descending"
+    page.screenshot(path=ARTIFACTS / "quality-dashboard.png", full_page=True)
+
+    page.locator(".contested-table tr", has_text="Pick one").get_by_role("button", name="Show votes").click()
+    page.wait_for_selector("#pair-detail .votes")
+    detail = page.locator("#pair-detail")
+    assert "<script>window.__xss = 1</script>" in detail.inner_text()  # shown as text
+    assert detail.locator("strong", has_text="bold").count() == 1
+    assert detail.locator("script, img").count() == 0
+    assert detail.locator(".votes tbody tr").count() == 3
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert requests and all(url.startswith(live_server.url) for url in requests), [
+        url for url in requests if not url.startswith(live_server.url)
+    ]
