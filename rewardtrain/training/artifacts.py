@@ -1,0 +1,164 @@
+"""The trained reward model as a standard Hugging Face directory.
+
+``save_reward_model`` writes ``config.json`` (with ``reward_mean``/``reward_std`` for normalisation,
+``problem_type="regression"`` so ``pipeline("text-classification")`` returns raw rewards, and a ``palate``
+block with the training summary), ``model.safetensors``, the tokenizer (with the chat template the model was
+trained on), ``README.md`` (a model card with the data, the export policy and the metrics) and
+``palate_training.json`` (the whole summary, evaluation report included). LoRA adapters are merged first,
+so the directory loads without peft:
+
+    AutoModelForSequenceClassification.from_pretrained(directory)
+    pipeline("text-classification", model=directory)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rewardtrain.training.config import TrainConfig
+from rewardtrain.training.model import RewardModel
+
+SUMMARY_FILE = "palate_training.json"
+
+
+def save_reward_model(
+    reward_model: RewardModel,
+    output_dir: str | Path,
+    *,
+    config: TrainConfig,
+    evaluation: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    policy: Any = None,
+) -> Path:
+    """Write the model directory and return its path. ``data`` describes the training data (pair counts and
+    truncation reports); ``policy`` is the export policy the pairs came from (any JSON value)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = reward_model.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model_config = model.config
+    reward_mean = (evaluation or {}).get("reward_mean")
+    reward_std = (evaluation or {}).get("reward_std")
+    model_config.problem_type = "regression"
+    model_config.id2label = {0: "reward"}
+    model_config.label2id = {"reward": 0}
+    model_config.reward_mean = reward_mean
+    model_config.reward_std = reward_std
+    summary = {
+        "base_model": reward_model.base_model,
+        "kind": reward_model.kind,
+        "hyperparameters": config.to_dict(),
+        "data": data or {},
+        "policy": policy,
+        "evaluation": evaluation,
+    }
+    model_config.palate = {
+        "base_model": reward_model.base_model,
+        "kind": reward_model.kind,
+        "max_length": config.max_length,
+        "accuracy": (evaluation or {}).get("accuracy"),
+    }
+    model.save_pretrained(output_dir)
+    reward_model.tokenizer.save_pretrained(output_dir)
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    (output_dir / "README.md").write_text(model_card(summary, reward_model))
+    return output_dir
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
+    evaluation = summary.get("evaluation") or {}
+    data = summary.get("data") or {}
+    hyperparameters = summary["hyperparameters"]
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "- reward-model",
+        "- palate",
+        "---",
+        "",
+        "# Reward model",
+        "",
+        f"Trained with Palate from human pairwise judgments on top of `{summary['base_model']}` "
+        f"({summary['kind']}), as a one-output sequence classifier: a higher score means a better response.",
+        "",
+        "## Data",
+        "",
+        "| split | pairs | prompt truncated | response truncated | dropped | identical after truncation |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("train", "eval"):
+        report = data.get(split)
+        if report:
+            lines.append(
+                f"| {split} | {report['pairs']} | {report['prompt_truncated']} | {report['response_truncated']} "
+                f"| {report['dropped']} | {report['identical_pairs']} |"
+            )
+    lines += [
+        "",
+        f"Truncation policy: at most {hyperparameters['max_length']} tokens per sequence; the prompt loses "
+        "tokens from its start first (chosen and rejected keep the same prompt), responses are cut from their "
+        "end only when the prompt is down to its floor. No pair is dropped.",
+        "",
+    ]
+    if summary.get("policy") is not None:
+        lines += [
+            "Export policy:",
+            "",
+            "```json",
+            json.dumps(summary["policy"], indent=2, default=str),
+            "```",
+            "",
+        ]
+    lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]
+    lines += [f"| {name} | {_format(value)} |" for name, value in hyperparameters.items()]
+    lines += ["", "## Evaluation (held-out pairs)", ""]
+    if evaluation:
+        lines += [
+            "| metric | value |",
+            "|---|---|",
+            f"| pairs | {evaluation['count']} |",
+            f"| accuracy (equal scores count wrong) | {_format(evaluation['accuracy'])} |",
+            f"| loss | {_format(evaluation['loss'])} |",
+            f"| expected calibration error | {_format(evaluation['ece'])} |",
+            f"| reward mean / std | {_format(evaluation['reward_mean'])} / {_format(evaluation['reward_std'])} |",
+        ]
+        for bucket, values in evaluation.get("by_agreement", {}).items():
+            lines.append(f"| accuracy, {bucket} ({values['count']} pairs) | {_format(values['accuracy'])} |")
+        bias = evaluation.get("length_bias") or {}
+        if bias:
+            lines += [
+                f"| reward-length correlation (Spearman) | {_format(bias.get('spearman'))} |",
+                f"| accuracy when the chosen is shorter | {_format(bias.get('accuracy_when_chosen_shorter'))} |",
+                f"| longer response scores higher | {_format(bias.get('longer_scores_higher'))} |",
+            ]
+    else:
+        lines.append("No held-out pairs were given.")
+    lines += ["", "## Usage", "", "```python", "from transformers import pipeline", ""]
+    lines.append('reward = pipeline("text-classification", model="PATH")')
+    lines.append(
+        "# A conversation: render it with the saved chat template, as in training."
+        if reward_model.kind == "decoder"
+        else "# A conversation: render it with the saved chat template, as in training;"
+        " plain text: {'text': prompt, 'text_pair': response}."
+    )
+    lines += [
+        "text = reward.tokenizer.apply_chat_template(messages, tokenize=False)",
+        'score = reward(text)[0]["score"]  # raw reward',
+        "normalised = (score - reward.model.config.reward_mean) / reward.model.config.reward_std",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

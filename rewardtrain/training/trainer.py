@@ -1,0 +1,491 @@
+"""The training loop: ``train(config, train_rows, eval_rows, output_dir=...) -> TrainResult``.
+
+Framework-free: a Celery task, a management command or a script calls ``train`` with plain rows and two
+callables, and gets a JSON-serialisable result.
+
+- ``on_progress(step, total_steps, epoch, metrics)`` after every optimizer step (``metrics`` holds the step's
+  loss, accuracy and learning rate, throughput, and the held-out ``eval_*`` figures after an evaluation);
+- ``should_stop()`` before every step: when it returns True the run writes a checkpoint of the last finished
+  step and returns ``status="cancelled"`` at once;
+- checkpoints every ``save_steps`` in ``output_dir/checkpoints/step-N`` (weights, optimizer, scheduler,
+  random state, position in the data, history). ``train(..., resume_from=latest_checkpoint(output_dir))``
+  continues a crashed or cancelled run exactly where it stopped; the batch order is a function of
+  (seed, epoch), so the resumed run sees the same batches as an uninterrupted one;
+- at the end the held-out pairs are evaluated and the model is written to ``output_dir/model``
+  (see ``artifacts.save_reward_model``).
+
+A step is ``gradient_accumulation_steps`` micro-batches of ``batch_size`` pairs; the loss of a step is its
+pairs' weighted mean whatever the accumulation, so accumulating gives the gradient of the large batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardtrain.training.artifacts import save_reward_model
+from rewardtrain.training.config import TrainConfig
+from rewardtrain.training.data import (
+    PairDataset,
+    build_pair_dataset,
+    length_grouped_batches,
+    plan_pairs,
+)
+from rewardtrain.training.errors import CheckpointError, ConfigError, DataError
+from rewardtrain.training.evaluate import evaluate_scores
+from rewardtrain.training.loss import pair_losses
+from rewardtrain.training.model import RewardModel, load_reward_model, score_sequences, sequence_rewards
+
+ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
+CHECKPOINT_FORMAT = 1
+STATE_FILE = "trainer_state.json"
+# Fields that may change between a checkpoint and its resumption: they do not change what is computed.
+RESUMABLE_CHANGES = frozenset({"eval_steps", "save_steps", "save_total_limit", "eval_batch_size"})
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" or "cancelled"
+    global_step: int
+    total_steps: int
+    epoch: float
+    device: str
+    artifact_dir: str | None = None
+    checkpoint_dir: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: dict[str, Any] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint under ``output_dir/checkpoints``, or None."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    complete = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and p.name[5:].isdigit()]
+    return max(complete, key=lambda p: int(p.name[5:]), default=None)
+
+
+def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if config.lr_scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if config.lr_scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 1.0 - progress)
+
+    return factor
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            # Biases and normalisation weights are not decayed (the usual AdamW practice).
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
+
+
+class _Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        reward_model: RewardModel,
+        train_data: PairDataset,
+        eval_data: PairDataset | None,
+        output_dir: Path,
+    ):
+        self.config = config
+        self.reward_model = reward_model
+        self.train_data = train_data
+        self.eval_data = eval_data
+        self.output_dir = output_dir
+        self.shared_prefix = self._shared_prefix()
+        self.batches_per_epoch = math.ceil(len(train_data) / config.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation_steps)
+        self.total_steps = self.steps_per_epoch * config.num_epochs
+        self.optimizer = _optimizer(reward_model.model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _schedule(config, self.total_steps)
+        )
+        self.step = 0
+        self.checkpoint_dir: Path | None = None
+        self.history: list[dict[str, Any]] = []
+        self.eval_history: list[dict[str, Any]] = []
+        self.counters = {
+            "train_seconds": 0.0,
+            "pairs": 0,
+            "sequences": 0,
+            "real_tokens": 0,
+            "processed_tokens": 0,
+        }
+        device = reward_model.device
+        self.margin = (
+            torch.from_numpy(train_data.margin).to(device) if self._use_margins(train_data) else None
+        )
+        self.vote_share = (
+            torch.from_numpy(train_data.vote_share).to(device) if self._use_vote_share(train_data) else None
+        )
+        self.weight = torch.from_numpy(train_data.weight).to(device)
+
+    def _use_margins(self, data: PairDataset) -> bool:
+        return self.config.use_margins and data.has_margin
+
+    def _use_vote_share(self, data: PairDataset) -> bool:
+        return self.config.use_soft_labels and data.has_vote_share
+
+    def _shared_prefix(self) -> bool:
+        choice = self.config.shared_prefix
+        possible = self.reward_model.can_share_prefix()
+        if choice == "on" and not possible:
+            raise ConfigError(
+                "shared_prefix", "needs a decoder model with a score head and gradient checkpointing off"
+            )
+        return possible and choice != "off"
+
+    # --- the loop ------------------------------------------------------------------------------------------
+
+    def epoch_steps(self, epoch: int) -> list[list[np.ndarray]]:
+        batches = length_grouped_batches(
+            self.train_data, self.config.batch_size, seed=self.config.seed, epoch=epoch
+        )
+        accumulation = self.config.gradient_accumulation_steps
+        return [batches[i : i + accumulation] for i in range(0, len(batches), accumulation)]
+
+    def run(self, on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> str:
+        model = self.reward_model.model
+        model.train()
+        for epoch in range(self.config.num_epochs):
+            for index, micro_batches in enumerate(self.epoch_steps(epoch)):
+                step = epoch * self.steps_per_epoch + index + 1
+                if step <= self.step:
+                    continue  # done before the checkpoint this run resumed from
+                if should_stop is not None and should_stop():
+                    self.save_checkpoint()
+                    return "cancelled"
+                started = time.perf_counter()
+                metrics = self.train_step(micro_batches)
+                elapsed = time.perf_counter() - started
+                self.step = step
+                self.counters["train_seconds"] += elapsed
+                metrics.update(
+                    step=step,
+                    epoch=round(epoch + (index + 1) / self.steps_per_epoch, 6),
+                    seconds=elapsed,
+                    pairs_per_second=self.counters["pairs"] / self.counters["train_seconds"],
+                )
+                self.history.append(metrics)
+                if (
+                    self.eval_data is not None
+                    and self.config.eval_steps
+                    and step % self.config.eval_steps == 0
+                    and step < self.total_steps
+                ):
+                    report = self.evaluate(full=False)
+                    self.eval_history.append({"step": step, **report})
+                    metrics = {**metrics, **{f"eval_{k}": v for k, v in report.items()}}
+                if self.config.save_steps and step % self.config.save_steps == 0:
+                    self.save_checkpoint()
+                if on_progress is not None:
+                    on_progress(step, self.total_steps, metrics["epoch"], metrics)
+        return "completed"
+
+    def train_step(self, micro_batches: list[np.ndarray]) -> dict[str, Any]:
+        config, reward_model = self.config, self.reward_model
+        pairs = np.concatenate(micro_batches)
+        weight_total = float(self.train_data.weight[pairs].sum())
+        pair_count = len(pairs)
+        loss_total = 0.0
+        correct = 0
+        for batch in micro_batches:
+            plan, chosen_rows, rejected_rows = plan_pairs(
+                self.train_data,
+                batch,
+                pad_token_id=reward_model.pad_token_id,
+                shared_prefix=self.shared_prefix,
+                deduplicate=config.deduplicate_sequences,
+                chunk_overhead_tokens=config.chunk_overhead_tokens,
+            )
+            rewards = sequence_rewards(reward_model, plan)
+            device = rewards.device
+            index = torch.from_numpy(batch).to(device)
+            chosen = rewards.index_select(0, torch.from_numpy(chosen_rows).to(device))
+            rejected = rewards.index_select(0, torch.from_numpy(rejected_rows).to(device))
+            losses = pair_losses(
+                chosen,
+                rejected,
+                margin=None if self.margin is None else self.margin.index_select(0, index),
+                vote_share=None if self.vote_share is None else self.vote_share.index_select(0, index),
+            )
+            weight = self.weight.index_select(0, index)
+            loss = (losses * weight).sum() / weight_total if weight_total > 0 else losses.sum() * 0.0
+            if config.center_rewards_coefficient:
+                loss = (
+                    loss + config.center_rewards_coefficient * ((chosen + rejected) ** 2).sum() / pair_count
+                )
+            loss.backward()
+            loss_total += float(loss.detach())
+            correct += int((chosen > rejected).sum())
+            self.counters["sequences"] += len(plan.sequence_ids)
+            self.counters["real_tokens"] += plan.real_tokens
+            self.counters["processed_tokens"] += plan.processed_tokens
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in reward_model.model.parameters() if p.requires_grad], config.max_grad_norm
+            )
+        learning_rate = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.counters["pairs"] += pair_count
+        return {
+            "loss": loss_total,
+            "accuracy": correct / pair_count,
+            "learning_rate": learning_rate,
+            "pairs": pair_count,
+        }
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+
+    def evaluate(self, *, full: bool) -> dict[str, Any]:
+        data = self.eval_data
+        rewards = score_sequences(
+            self.reward_model,
+            data,
+            sequences_per_batch=2 * self.config.eval_batch_size,
+            shared_prefix=self.shared_prefix,
+            chunk_overhead_tokens=self.config.chunk_overhead_tokens,
+        )
+        lengths = data.continuation_lengths
+        report = evaluate_scores(
+            rewards[data.chosen],
+            rewards[data.rejected],
+            vote_share=data.vote_share if data.has_vote_share else None,
+            agreement=data.agreement,
+            margin=data.margin if self._use_margins(data) else None,
+            chosen_length=lengths[data.chosen],
+            rejected_length=lengths[data.rejected],
+        )
+        if full:
+            return report
+        return {"accuracy": report["accuracy"], "loss": report["loss"]}
+
+    # --- checkpoints -----------------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        from safetensors.torch import save_model
+
+        root = self.output_dir / "checkpoints"
+        final = root / f"step-{self.step}"
+        partial = root / f".step-{self.step}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        save_model(self.reward_model.model, str(partial / "model.safetensors"))
+        torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), partial / "scheduler.pt")
+        random_state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            random_state["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(random_state, partial / "random_state.pt")
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "eval_history": self.eval_history,
+            "counters": self.counters,
+        }
+        # The state file is written last: a checkpoint without it is incomplete and never resumed from.
+        (partial / STATE_FILE).write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+        kept = sorted(
+            (p for p in root.glob("step-*") if p.name[5:].isdigit()),
+            key=lambda p: int(p.name[5:]),
+            reverse=True,
+        )
+        for old in kept[self.config.save_total_limit :]:
+            shutil.rmtree(old, ignore_errors=True)
+        self.checkpoint_dir = final
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_model
+
+        state = read_checkpoint_state(path)
+        if state.get("total_steps") != self.total_steps:
+            raise CheckpointError(
+                f"checkpoint {path} was written for {state.get('total_steps')} steps, this run has {self.total_steps}:"
+                " the training pairs differ"
+            )
+        load_model(
+            self.reward_model.model, str(path / "model.safetensors"), device=str(self.reward_model.device)
+        )
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        random_state = torch.load(path / "random_state.pt", weights_only=True)
+        torch.set_rng_state(random_state["torch"])
+        if "cuda" in random_state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(random_state["cuda"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.eval_history = list(state["eval_history"])
+        self.counters = dict(state["counters"])
+        self.checkpoint_dir = path
+
+
+def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The ``trainer_state.json`` of a checkpoint; CheckpointError when it is missing or unreadable."""
+    path = Path(path)
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"no complete checkpoint at {path}: {error}") from error
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}"
+        )
+    return state
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any],
+    train_rows: Iterable[Mapping[str, Any]],
+    eval_rows: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    output_dir: str | Path,
+    device: str = "auto",
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume_from: str | Path | None = None,
+    policy: Any = None,
+) -> TrainResult:
+    """Train a reward model on preference rows (see ``data``) and evaluate it on ``eval_rows``.
+
+    Raises ConfigError, DataError, ModelLoadError or CheckpointError (all TrainingError) before the first step
+    when the run cannot start. ``policy`` (any JSON value) is written into the model card.
+    """
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_dict(dict(config))
+    output_dir = Path(output_dir)
+    resume_path = Path(resume_from) if resume_from is not None else None
+    if resume_path is not None:
+        state = read_checkpoint_state(resume_path)
+        changed = sorted(
+            name
+            for name, value in config.to_dict().items()
+            if state["config"].get(name) != value and name not in RESUMABLE_CHANGES
+        )
+        if changed:
+            raise CheckpointError(
+                f"checkpoint {resume_path} was written with different hyperparameters ({', '.join(changed)})"
+            )
+
+    torch.manual_seed(config.seed)
+    reward_model = load_reward_model(
+        config.base_model,
+        device=device,
+        disable_dropout=config.disable_dropout,
+        gradient_checkpointing=config.gradient_checkpointing,
+        mixed_precision=config.mixed_precision,
+        lora={"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout}
+        if config.use_lora
+        else None,
+    )
+    if reward_model.max_positions and config.max_length > reward_model.max_positions:
+        raise ConfigError(
+            "max_length",
+            f"{config.base_model} reads at most {reward_model.max_positions} tokens, got {config.max_length}",
+        )
+
+    def build(rows) -> PairDataset:
+        return build_pair_dataset(
+            rows,
+            reward_model.tokenizer,
+            kind=reward_model.kind,
+            max_length=config.max_length,
+            prompt_floor=config.prompt_floor,
+            append_eos=config.append_eos,
+        )
+
+    train_data = build(train_rows)
+    if len(train_data) == 0:
+        raise DataError(None, "there are no training pairs")
+    eval_data = build(eval_rows) if eval_rows is not None else None
+    if eval_data is not None and len(eval_data) == 0:
+        eval_data = None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(config, reward_model, train_data, eval_data, output_dir)
+    if resume_path is not None:
+        trainer.load_checkpoint(resume_path)
+
+    status = trainer.run(on_progress, should_stop)
+    data = {"train": train_data.report.to_dict()}
+    if eval_data is not None:
+        data["eval"] = eval_data.report.to_dict()
+    counters = trainer.counters
+    seconds = counters["train_seconds"]
+    timing = {
+        "train_seconds": seconds,
+        "pairs_per_second": counters["pairs"] / seconds if seconds else None,
+        "tokens_per_second": counters["real_tokens"] / seconds if seconds else None,
+        "padding_share": 1 - counters["real_tokens"] / counters["processed_tokens"]
+        if counters["processed_tokens"]
+        else None,
+        "sequences_per_pair": counters["sequences"] / counters["pairs"] if counters["pairs"] else None,
+        "shared_prefix": trainer.shared_prefix,
+    }
+    result = TrainResult(
+        status=status,
+        global_step=trainer.step,
+        total_steps=trainer.total_steps,
+        epoch=trainer.step / trainer.steps_per_epoch,
+        device=str(reward_model.device),
+        checkpoint_dir=str(trainer.checkpoint_dir) if trainer.checkpoint_dir else None,
+        history=trainer.history,
+        eval_history=trainer.eval_history,
+        data=data,
+        timing=timing,
+    )
+    if status != "completed":
+        return result
+    if eval_data is not None:
+        result.evaluation = trainer.evaluate(full=True)
+        if on_progress is not None:
+            final = {"eval_accuracy": result.evaluation["accuracy"], "eval_loss": result.evaluation["loss"]}
+            on_progress(trainer.step, trainer.total_steps, result.epoch, final)
+    artifact = save_reward_model(
+        reward_model,
+        output_dir / "model",
+        config=config,
+        evaluation=result.evaluation,
+        data=data,
+        policy=policy,
+    )
+    result.artifact_dir = str(artifact)
+    return result
