@@ -45,7 +45,11 @@ DRIFT_WINDOW = 50
 # Fewer scored judgments than this and "recent agreement" is noise, so it is left empty.
 DRIFT_MIN_OUTCOMES = 10
 CONTESTED_PAIRS = 25
-TIMELINE_MAX_POINTS = 20
+TIMELINE_MAX_POINTS = 30
+# Each point is an alpha over all judgments up to it; on big projects fewer points keep the timeline's cost
+# near that of a dozen alphas over everything.
+TIMELINE_JUDGMENT_BUDGET = 6_000_000
+TIMELINE_MIN_POINTS = 8
 # An annotator is flagged only on enough evidence: a handful of gold pairs, or of sided choices with a
 # binomial test that rejects "left half the time", says little.
 GOLD_FLAG_MIN_JUDGMENTS = 5
@@ -528,7 +532,8 @@ def _alpha_over_time(
     created: NDArray[np.float64],
 ) -> dict[str, Any]:
     """Cumulative nominal alpha at the end of each day (week, or month for long projects), at most
-    ``TIMELINE_MAX_POINTS`` points spread evenly over the periods."""
+    ``TIMELINE_MAX_POINTS`` points (fewer on big projects, see ``TIMELINE_JUDGMENT_BUDGET``) spread evenly
+    over the periods, always including the last."""
     if not created.size:
         return {"granularity": "day", "points": []}
     order = np.argsort(created, kind="stable")
@@ -537,7 +542,7 @@ def _alpha_over_time(
     if span <= 62:
         granularity, periods = "day", stamps
     elif span <= 2 * 365:
-        # numpy counts weeks from a Thursday (1970-01-01); shift by three days so they start on Monday.
+        # numpy counts weeks from a Thursday (1970-01-01); shifting by four days makes them start on Monday.
         granularity = "week"
         periods = ((stamps - np.timedelta64(4, "D")).astype("datetime64[W]") + np.timedelta64(4, "D")).astype(
             "datetime64[D]"
@@ -545,10 +550,12 @@ def _alpha_over_time(
     else:
         granularity, periods = "month", stamps.astype("datetime64[M]").astype("datetime64[D]")
     starts = np.unique(periods)
-    if starts.size > TIMELINE_MAX_POINTS:
-        starts = starts[
-            np.unique(np.linspace(0, starts.size - 1, TIMELINE_MAX_POINTS).round().astype(np.int64))
-        ]
+    # The prefixes average half the judgments, so that many points cost about the budget in all.
+    most = int(
+        np.clip(2 * TIMELINE_JUDGMENT_BUDGET // created.size, TIMELINE_MIN_POINTS, TIMELINE_MAX_POINTS)
+    )
+    if starts.size > most:
+        starts = starts[np.unique(np.linspace(0, starts.size - 1, most).round().astype(np.int64))]
     ordered_units, ordered_coders, ordered_choice = units[order], coders[order], choice[order]
     points = []
     for start in starts:

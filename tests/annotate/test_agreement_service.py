@@ -241,6 +241,21 @@ def test_alpha_over_time_is_cumulative_by_day(crafted):
     )
 
 
+def test_a_long_timeline_is_thinned_to_evenly_spread_points_ending_with_the_last(crafted, monkeypatch):
+    monkeypatch.setattr(service, "TIMELINE_MAX_POINTS", 5)
+    early = timezone.now().replace(year=2024, month=3, day=1, hour=12)
+    for offset, judgment in enumerate(Judgment.objects.filter(origin="human").order_by("id")):
+        Judgment.objects.filter(pk=judgment.pk).update(created_at=early + timedelta(days=offset % 40))
+
+    over_time = agreement_snapshot_compute(project=crafted.project)["over_time"]
+
+    assert over_time["granularity"] == "day"
+    periods = [point["period"] for point in over_time["points"]]
+    assert len(periods) == 5 and periods == sorted(periods)
+    assert periods[0] == "2024-03-01" and periods[-1] == "2024-04-09"
+    assert over_time["points"][-1]["judgments"] == 5 * ORDINARY_PAIRS + 4 * GOLD_PAIRS
+
+
 def test_flags_follow_the_current_thresholds(crafted):
     snapshot = agreement_snapshot_refresh(project_id=crafted.project.pk)
     crafted.project.max_position_bias = 1.0
