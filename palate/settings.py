@@ -230,7 +230,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"rewardtrain.tasks.*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    # Exact names win over the pattern: beat's light rewardtrain tasks stay off the gpu worker.
+    "rewardtrain.tasks.training_runs_reap_task": {"queue": "default"},
+    "rewardtrain.tasks.training_retrain_due_task": {"queue": "default"},
+    "rewardtrain.tasks.*": {"queue": "gpu"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -249,7 +254,19 @@ CELERY_BEAT_SCHEDULE: dict = {
     "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
     # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
     "pair-priorities-refresh-due": {"task": "annotate.pair_priorities_refresh_due", "schedule": 60.0},
+    # Re-queues (or fails) training runs whose worker died: no run stays "running" for ever.
+    "training-runs-reap": {"task": "rewardtrain.tasks.training_runs_reap_task", "schedule": 120.0, "options": {"queue": "default"}},
+    # Starts a retraining run for projects with enough new judgments and agreement on target.
+    "training-retrain-due": {"task": "rewardtrain.tasks.training_retrain_due_task", "schedule": 900.0, "options": {"queue": "default"}},
 }
+
+# Training runs (rewardtrain/services/runs.py): a running run refreshes its heartbeat every
+# TRAINING_HEARTBEAT_SECONDS; one silent for TRAINING_HEARTBEAT_TIMEOUT_SECONDS is taken for dead and reaped.
+TRAINING_HEARTBEAT_SECONDS = envint("TRAINING_HEARTBEAT_SECONDS", 15)
+TRAINING_HEARTBEAT_TIMEOUT_SECONDS = envint("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", 300)
+TRAINING_PROGRESS_SECONDS = 1.0
+# A run's default time limit (one attempt); a run may set its own.
+TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).
 PALATE_DEVICE = os.environ.get("PALATE_DEVICE", "auto")

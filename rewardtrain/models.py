@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+DEFAULT_TIME_LIMIT_SECONDS = 6 * 3600
+
 
 class TrainingRun(models.Model):
     class Status(models.TextChoices):
@@ -18,6 +20,11 @@ class TrainingRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Started by hand"
+        SCHEDULE = "schedule", "Periodic retraining"
+        COMMAND = "command", "Command line"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="training_runs")
     export = models.ForeignKey(
@@ -28,6 +35,11 @@ class TrainingRun(models.Model):
     base_model = models.CharField(max_length=500, help_text="A Hugging Face id or a local path.")
     hyperparameters = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    time_limit_seconds = models.PositiveIntegerField(
+        default=DEFAULT_TIME_LIMIT_SECONDS,
+        help_text="Hard limit of one attempt on a worker; the soft limit (a clean failure) comes a minute earlier.",
+    )
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     epoch = models.FloatField(default=0.0)
@@ -55,7 +67,11 @@ class TrainingRun(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
                 name="trainingrun_status_valid",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger__in=["manual", "schedule", "command"]), name="trainingrun_trigger_valid"
+            ),
+            models.CheckConstraint(condition=Q(time_limit_seconds__gte=120), name="trainingrun_time_limit_sensible"),
         ]
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="trainingrun_status_heartbeat")]
 
@@ -85,3 +101,28 @@ class RewardModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} reward model v{self.version}"
+
+
+class RetrainingSettings(models.Model):
+    """Periodic retraining of one project (beat): when enabled, a new run starts once ``min_new_judgments``
+    human judgments arrived since the project's last run and its agreement meets the quality targets. The
+    last check's outcome is kept so the lead can see why it did or did not train."""
+
+    project = models.OneToOneField("annotate.Project", on_delete=models.CASCADE, related_name="retraining")
+    enabled = models.BooleanField(default=False)
+    min_new_judgments = models.PositiveIntegerField(default=500)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True, help_text="Why the last check did or did not start a run.")
+    last_started = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The last run periodic retraining started.",
+    )  # fmt: skip
+
+    class Meta:
+        verbose_name_plural = "retraining settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(min_new_judgments__gte=1), name="retraining_min_new_judgments_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"retraining of {self.project} ({'on' if self.enabled else 'off'})"
