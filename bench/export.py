@@ -1,0 +1,425 @@
+"""Export benchmark: judgments in PostgreSQL to a TRL preference dataset (JSONL and Parquet).
+
+For each size, a project is loaded once with COPY (three responses per prompt, every pair of them, three or
+four judgments per pair from 50 annotators), then exported in a fresh process by the export service and by a
+naive baseline: an ORM loop that builds everything in memory (judgments with their pair, prompt and
+responses, a majority vote per pair, a list of rows) and writes JSONL with ``json`` and Parquet with pandas.
+Each prints pairs/s and the process's peak RSS, so 10,000 and 1,000,000 judgments show whether memory
+stays flat.
+
+    .venv/bin/python bench/export.py                          # 10,000 and 1,000,000 judgments
+    .venv/bin/python bench/export.py --sizes 10000 100000     # smaller
+    .venv/bin/python bench/export.py --baseline-max 100000    # skip the baseline above this size
+
+Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/palate_bench_export, created and migrated
+when missing). Loaded projects are kept between runs (``--reload`` loads them again); files are written
+to a temporary folder and deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_export"
+ANNOTATORS = 50
+LOAD_CHUNK_PROMPTS = 10_000
+WORDS = [
+    "the",
+    "model",
+    "answer",
+    "explains",
+    "why",
+    "a",
+    "reward",
+    "function",
+    "learned",
+    "from",
+    "human",
+    "preferences",
+    "can",
+    "drift",
+    "when",
+    "annotators",
+    "disagree",
+    "about",
+    "tone",
+    "length",
+    "accuracy",
+    "and",
+    "safety",
+    "so",
+    "leads",
+    "check",
+    "agreement",
+    "before",
+    "training",
+]
+
+
+def _setup() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
+    django.setup()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _slug(judgments: int) -> str:
+    return f"bench-export-{judgments}"
+
+
+# Loading ------------------------------------------------------------------------------------------------------
+
+
+def load(judgments: int, seed: int = 0) -> dict:
+    """Loads a project with about ``judgments`` judgments (pairs = judgments * 3 / 10) through COPY."""
+    _setup()
+    import numpy as np
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from django.utils import timezone
+
+    from annotate.models import Judgment, Pair, Project, Prompt, Response
+    from annotate.services.imports import bulk_insert
+
+    existing = Project.objects.filter(slug=_slug(judgments)).first()
+    if existing is not None:
+        _delete_project(existing.pk)
+    project = Project.objects.create(
+        name=f"Export benchmark {judgments:,}", slug=_slug(judgments), strength_scale=3
+    )
+    users = [
+        get_user_model().objects.get_or_create(username=f"bench-annotator-{index}")[0].pk
+        for index in range(ANNOTATORS)
+    ]
+    generator = np.random.default_rng(seed)
+    words = np.array(WORDS)
+    pool = [
+        " ".join(words[generator.integers(0, len(words), generator.integers(40, 120))]) for _ in range(5_000)
+    ]
+    pair_count = judgments * 3 // 10
+    prompt_count = pair_count // 3
+    now = timezone.now()
+    started = time.perf_counter()
+    made = 0
+    for first in range(0, prompt_count, LOAD_CHUNK_PROMPTS):
+        count = min(LOAD_CHUNK_PROMPTS, prompt_count - first)
+        with transaction.atomic():
+            prompt_ids = bulk_insert(
+                Prompt,
+                ["project_id", "external_id", "content", "messages", "category", "metadata", "fingerprint", "created_at"],
+                [
+                    (project.pk, f"q{first + index}", f"Question {first + index}: {pool[(first + index) % len(pool)][:200]}", None,
+                     ("coding", "writing", "math")[(first + index) % 3], {}, f"{first + index:040d}", now)
+                    for index in range(count)
+                ],
+            )  # fmt: skip
+            choices = generator.integers(0, len(pool), 3 * count)
+            response_ids = bulk_insert(
+                Response,
+                ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
+                [
+                    (prompt_id, f"r{side}", f"system-{(index + side) % 8}", pool[choices[3 * index + side]], {}, f"{3 * (first + index) + side:040d}", now)
+                    for index, prompt_id in enumerate(prompt_ids)
+                    for side in range(3)
+                ],
+            )  # fmt: skip
+            pair_rows = [
+                (
+                    project.pk,
+                    prompt_id,
+                    response_ids[3 * index + one],
+                    response_ids[3 * index + two],
+                    "",
+                    False,
+                    "",
+                    now,
+                )
+                for index, prompt_id in enumerate(prompt_ids)
+                for one, two in ((0, 1), (0, 2), (1, 2))
+            ]
+            pair_ids = bulk_insert(
+                Pair,
+                [
+                    "project_id",
+                    "prompt_id",
+                    "response_a_id",
+                    "response_b_id",
+                    "external_id",
+                    "is_gold",
+                    "gold_choice",
+                    "created_at",
+                ],
+                pair_rows,
+            )
+            votes = []
+            leaning = generator.random(len(pair_ids))
+            for position, pair_id in enumerate(pair_ids):
+                number = made + position
+                voters = generator.choice(ANNOTATORS, 4 if number % 3 == 0 else 3, replace=False)
+                for annotator in voters:
+                    draw = generator.random()
+                    choice = (
+                        "tie" if draw < 0.08 else ("a" if draw < 0.08 + 0.92 * leaning[position] else "b")
+                    )
+                    strength = None if choice == "tie" else int(generator.integers(1, 4))
+                    votes.append(
+                        (
+                            pair_id,
+                            users[annotator],
+                            "human",
+                            choice,
+                            strength,
+                            {},
+                            "",
+                            bool(draw > 0.5),
+                            20_000,
+                            now,
+                            now,
+                        )
+                    )
+            bulk_insert(
+                Judgment,
+                ["pair_id", "annotator_id", "origin", "choice", "strength", "criteria", "rationale", "shown_swapped", "duration_ms", "created_at", "updated_at"],
+                votes,
+            )  # fmt: skip
+            made += len(pair_ids)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ANALYZE annotate_judgment; ANALYZE annotate_pair; ANALYZE annotate_response; ANALYZE annotate_prompt"
+        )
+    return {
+        "seconds": time.perf_counter() - started,
+        "judgments": Judgment.objects.filter(pair__project=project).count(),
+    }
+
+
+def _delete_project(project_id: int) -> None:
+    """Plain SQL: the ORM's cascade would load every row into memory first."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM annotate_judgment WHERE pair_id IN (SELECT id FROM annotate_pair WHERE project_id = %s)",
+            [project_id],
+        )
+        cursor.execute("DELETE FROM annotate_pair WHERE project_id = %s", [project_id])
+        cursor.execute(
+            "DELETE FROM annotate_response WHERE prompt_id IN (SELECT id FROM annotate_prompt WHERE project_id = %s)",
+            [project_id],
+        )
+        for table in (
+            "annotate_prompt",
+            "annotate_export",
+            "annotate_membership",
+            "annotate_agreementsnapshot",
+        ):
+            cursor.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])
+        cursor.execute("DELETE FROM annotate_project WHERE id = %s", [project_id])
+
+
+# The two exports ---------------------------------------------------------------------------------------------
+
+
+def export_service(judgments: int) -> dict:
+    """The export service, JSONL and Parquet at once."""
+    _setup()
+    from annotate.models import Export, Project
+    from annotate.services.exports import export_create, export_run
+
+    project = Project.objects.get(slug=_slug(judgments))
+    started = time.perf_counter()
+    export = export_create(
+        project=project, policy={"split": 0.9}, formats=["jsonl", "parquet"], created_by=None, enqueue=False
+    )
+    export = export_run(export_id=export.pk)
+    seconds = time.perf_counter() - started
+    if export.status != Export.Status.SUCCEEDED:
+        raise SystemExit(export.error)
+    return {
+        "seconds": seconds,
+        "pairs": export.counts["pairs_considered"],
+        "rows": export.counts["pairs_exported"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "mb": sum(record["bytes"] for record in export.files.values()) / 1e6,
+    }
+
+
+def export_naive(judgments: int) -> dict:
+    """What a first version often looks like: every judgment with its pair, prompt and responses as model
+    instances in one list, a Counter per pair, every row in a list, then json and pandas."""
+    _setup()
+    from collections import Counter, defaultdict
+
+    import pandas as pd
+    from django.conf import settings
+
+    from annotate.models import Judgment, Project
+
+    project = Project.objects.get(slug=_slug(judgments))
+    folder = Path(settings.ARTIFACT_ROOT) / "naive"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    judgments_list = list(
+        Judgment.objects.filter(pair__project=project, origin="human", pair__is_gold=False).select_related(
+            "pair__prompt", "pair__response_a", "pair__response_b"
+        )
+    )
+    votes: dict[int, Counter] = defaultdict(Counter)
+    pairs = {}
+    for judgment in judgments_list:
+        votes[judgment.pair_id][judgment.choice] += 1
+        pairs[judgment.pair_id] = judgment.pair
+    rows = []
+    for pair_id, counter in sorted(votes.items()):
+        (winner, top), *rest = counter.most_common()
+        if winner not in ("a", "b") or (rest and rest[0][1] == top):
+            continue
+        pair = pairs[pair_id]
+        chosen, rejected = (
+            (pair.response_a, pair.response_b) if winner == "a" else (pair.response_b, pair.response_a)
+        )
+        total = sum(counter.values())
+        rows.append(
+            {
+                "prompt": pair.prompt.content,
+                "chosen": chosen.content,
+                "rejected": rejected.content,
+                "vote_share": (counter[winner] + 0.5 * counter["tie"]) / total,
+                "n_votes": total,
+                "agreement": top / total,
+                "system_chosen": chosen.system,
+                "system_rejected": rejected.system,
+                "prompt_id": pair.prompt.external_id,
+                "pair_id": pair_id,
+            }
+        )
+    with (folder / "train.jsonl").open("w") as stream:
+        for row in rows:
+            stream.write(json.dumps(row) + "\n")
+    pd.DataFrame(rows).to_parquet(folder / "train.parquet")
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "pairs": len(votes), "rows": len(rows), "peak_rss_mb": _peak_rss_mb()}
+
+
+# Orchestration ------------------------------------------------------------------------------------------------
+
+
+def prepare_database() -> None:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
+    )
+
+
+def loaded(judgments: int) -> bool:
+    _setup()
+    from annotate.models import Judgment, Project
+
+    project = Project.objects.filter(slug=_slug(judgments)).first()
+    return project is not None and Judgment.objects.filter(pair__project=project).exists()
+
+
+def child(mode: str, size: int, env: dict) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(size)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 1_000_000], help="judgments per project"
+    )
+    parser.add_argument(
+        "--baseline-max", type=int, default=10_000_000, help="run the naive baseline up to this size"
+    )
+    parser.add_argument("--reload", action="store_true", help="load the projects again even when present")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
+
+    if arguments.child:
+        mode, size = arguments.child[0], int(arguments.child[1])
+        result = {
+            "load": load,
+            "service": export_service,
+            "naive": export_naive,
+            "loaded": lambda n: {"loaded": loaded(n)},
+        }[mode](size)
+        print(json.dumps(result))
+        return
+
+    prepare_database()
+    artifacts = Path(tempfile.mkdtemp(prefix="palate-bench-export-"))
+    env = {**os.environ, "ARTIFACT_ROOT": str(artifacts), "PALATE_VAR_DIR": str(artifacts / "var")}
+    results = []
+    try:
+        for size in arguments.sizes:
+            if arguments.reload or not child("loaded", size, env)["loaded"]:
+                print(f"loading {size:,} judgments ...", flush=True)
+                load_result = child("load", size, env)
+                print(f"  loaded in {load_result['seconds']:.1f} s", flush=True)
+            service = child("service", size, env)
+            print(f"  service: {service['seconds']:.2f} s", flush=True)
+            shutil.rmtree(artifacts / "exports", ignore_errors=True)
+            naive = child("naive", size, env) if size <= arguments.baseline_max else None
+            if naive:
+                print(f"  naive:   {naive['seconds']:.2f} s", flush=True)
+            shutil.rmtree(artifacts / "naive", ignore_errors=True)
+            results.append((size, service, naive))
+    finally:
+        shutil.rmtree(artifacts, ignore_errors=True)
+
+    print(f"\nExport to JSONL + Parquet from PostgreSQL, one process each, {os.cpu_count()} cores")
+    header = f"{'judgments':>10} {'pairs':>8} {'rows':>8} {'method':<8} {'seconds':>8} {'pairs/s':>9} {'peak RSS MB':>12} {'speed-up':>9}"
+    print(header)
+    print("-" * len(header))
+    for size, service, naive in results:
+        for name, row in (("service", service), ("naive", naive)):
+            if row is None:
+                continue
+            rate = row["pairs"] / row["seconds"]
+            ratio = f"{naive['seconds'] / service['seconds']:.1f}x" if naive and name == "service" else ""
+            print(
+                f"{size:>10,} {row['pairs']:>8,} {row['rows']:>8,} {name:<8} {row['seconds']:>8.2f} {rate:>9,.0f} "
+                f"{row['peak_rss_mb']:>12.0f} {ratio:>9}"
+            )
+    print(
+        "pairs/s counts the pairs read and labelled; speed-up is the naive baseline's time over the service's."
+    )
+
+
+if __name__ == "__main__":
+    main()
