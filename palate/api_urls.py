@@ -10,4 +10,5 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("annotate.api.urls")),
+    path("", include("rewardtrain.api.urls")),
 ]

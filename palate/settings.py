@@ -213,7 +213,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Export policies use the same drop/keep choice for ties and "both bad".
-    "ENUM_NAME_OVERRIDES": {"DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP"},
+    "ENUM_NAME_OVERRIDES": {
+        "DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP",
+        # Exports and import jobs share one status enum; training runs (which can be cancelled) have their own.
+        "StatusEnum": "annotate.models.Export.Status",
+        "TrainingRunStatusEnum": "rewardtrain.models.TrainingRun.Status",
+    },
 }
 
 # Celery. With no broker configured, kombu's filesystem transport under var/ needs no server.

@@ -1,0 +1,89 @@
+"""Input and output shapes of the training API. No logic: the services validate."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from rewardtrain.models import RewardModel, TrainingRun
+
+
+class TrainingRunCreateInput(serializers.Serializer):
+    base_model = serializers.CharField(
+        max_length=500, help_text="A Hugging Face id (in the local cache) or a local path."
+    )
+    export = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A succeeded preference export of this project."
+    )
+    policy = serializers.JSONField(
+        required=False, allow_null=True, help_text="An export policy: the worker makes the export first."
+    )
+    hyperparameters = serializers.JSONField(
+        required=False, default=dict, help_text="See TrainConfig; missing keys take defaults."
+    )
+    allow_below_target = serializers.BooleanField(
+        required=False, default=False, help_text="Start even when agreement misses the project's targets."
+    )
+    time_limit_seconds = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Hard limit of one attempt."
+    )
+
+
+class TrainingRunOutput(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reward_model = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "project",
+            "status",
+            "trigger",
+            "export",
+            "policy",
+            "base_model",
+            "hyperparameters",
+            "step",
+            "total_steps",
+            "epoch",
+            "eta_seconds",
+            "metrics",
+            "evaluation",
+            "device",
+            "worker",
+            "attempts",
+            "max_attempts",
+            "cancel_requested",
+            "time_limit_seconds",
+            "heartbeat_at",
+            "error",
+            "traceback",
+            "log",
+            "artifact_path",
+            "reward_model",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_reward_model(self, run: TrainingRun) -> int | None:
+        model = getattr(run, "reward_model", None)
+        return model.pk if model is not None else None
+
+
+class TrainingRunSummaryOutput(TrainingRunOutput):
+    """A run in a list: without the metrics history, the log and the traceback."""
+
+    class Meta(TrainingRunOutput.Meta):
+        fields = [
+            name
+            for name in TrainingRunOutput.Meta.fields
+            if name not in {"metrics", "log", "traceback", "evaluation"}
+        ]
+
+
+class RewardModelOutput(serializers.ModelSerializer):
+    class Meta:
+        model = RewardModel
+        fields = ["id", "project", "run", "version", "path", "metrics", "is_active", "created_at"]
