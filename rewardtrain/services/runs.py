@@ -37,8 +37,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Q
-from django.db.models.functions import Coalesce
+from django.db.models import F, Max, Q, TextField, Value
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from annotate.models import Export, Judgment, Project
@@ -220,7 +220,7 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
         status=TrainingRun.Status.CANCELLED,
         cancel_requested=True,
         finished_at=now,
-        log=F("log") + _log_line("cancelled before it started", now=now),
+        log=_appended("cancelled before it started", now=now),
     )
     if not cancelled:
         requested = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
@@ -252,6 +252,11 @@ def reward_model_activate(*, reward_model: RewardModel) -> RewardModel:
 
 def _log_line(message: str, *, now: Any = None) -> str:
     return f"{(now or timezone.now()).strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
+
+
+def _appended(message: str, *, now: Any = None) -> Concat:
+    """The run's log with one more line, as an UPDATE expression (no read-modify-write race)."""
+    return Concat(F("log"), Value(_log_line(message, now=now)), output_field=TextField())
 
 
 def run_directory(*, run: TrainingRun | int) -> Path:
@@ -437,7 +442,7 @@ def _make_export(run: TrainingRun, attempt: int) -> Export:
         project=run.project, policy=run.policy, formats=["jsonl"], created_by=run.created_by, enqueue=False
     )
     _ours(run.pk, attempt).update(
-        export=export, log=F("log") + _log_line(f"making export v{export.version} with the run's policy")
+        export=export, log=_appended(f"making export v{export.version} with the run's policy")
     )
     export = export_run(export_id=export.pk) or Export.objects.get(pk=export.pk)
     if export.status != Export.Status.SUCCEEDED:
@@ -482,7 +487,7 @@ def training_run_execute(
             if attempt < run.max_attempts:
                 requeued = _ours(run_id, attempt).update(
                     status=TrainingRun.Status.QUEUED,
-                    log=F("log") + _log_line(f"attempt {attempt} crashed ({message}); queued again"),
+                    log=_appended(f"attempt {attempt} crashed ({message}); queued again"),
                     traceback=details,
                 )
                 run.refresh_from_db()
@@ -495,9 +500,7 @@ def training_run_execute(
 def _train(run: TrainingRun, attempt: int, on_progress: ProgressCallback | None) -> TrainingRun:
     from rewardtrain.training.trainer import latest_checkpoint, train
 
-    _ours(run.pk, attempt).update(
-        log=F("log") + _log_line(f"attempt {attempt} on {run.worker or 'this process'}")
-    )
+    _ours(run.pk, attempt).update(log=_appended(f"attempt {attempt} on {run.worker or 'this process'}"))
     export = run.export if run.export_id else _make_export(run, attempt)
     train_rows = _export_rows(export, "train")
     if not train_rows:
@@ -510,7 +513,7 @@ def _train(run: TrainingRun, attempt: int, on_progress: ProgressCallback | None)
         resumed_step = int(resume_from.name.removeprefix("step-"))
         history = [entry for entry in history if entry.get("step", 0) <= resumed_step]
         _ours(run.pk, attempt).update(
-            metrics=history, log=F("log") + _log_line(f"resuming from the checkpoint of step {resumed_step}")
+            metrics=history, log=_appended(f"resuming from the checkpoint of step {resumed_step}")
         )
     else:
         history = []
@@ -605,7 +608,7 @@ def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
             error="",
             finished_at=now,
             heartbeat_at=now,
-            log=F("log") + _log_line(f"finished {result.global_step} steps; model at {artifact}", now=now),
+            log=_appended(f"finished {result.global_step} steps; model at {artifact}", now=now),
         )
         if finished:
             version = (
@@ -636,7 +639,7 @@ def _finish(
         finished_at=now,
         heartbeat_at=now,
         eta_seconds=None,
-        log=F("log") + _log_line(line, now=now),
+        log=_appended(line, now=now),
     )
     run.refresh_from_db()
     return run
@@ -665,14 +668,13 @@ def training_runs_reap(*, now: Any = None) -> dict[str, int]:
             if same.update(
                 status=TrainingRun.Status.CANCELLED,
                 finished_at=now,
-                log=F("log") + _log_line("cancelled (its worker stopped before it could)", now=now),
+                log=_appended("cancelled (its worker stopped before it could)", now=now),
             ):
                 counts["cancelled"] += 1
         elif attempts < max_attempts:
             if same.update(
                 status=TrainingRun.Status.QUEUED,
-                log=F("log")
-                + _log_line(f"the worker stopped (heartbeat last seen {seen}); queued again", now=now),
+                log=_appended(f"the worker stopped (heartbeat last seen {seen}); queued again", now=now),
             ):
                 counts["requeued"] += 1
                 run = TrainingRun.objects.get(pk=run_id)
@@ -685,7 +687,7 @@ def training_runs_reap(*, now: Any = None) -> dict[str, int]:
                 status=TrainingRun.Status.FAILED,
                 error=message,
                 finished_at=now,
-                log=F("log") + _log_line(f"failed: {message}", now=now),
+                log=_appended(f"failed: {message}", now=now),
             ):
                 counts["failed"] += 1
     if any(counts.values()):
