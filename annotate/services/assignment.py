@@ -191,7 +191,12 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, reason: 
             pk=assignment.pk, status__in=[Assignment.Status.ACTIVE, Assignment.Status.EXPIRED]
         ).update(status=Assignment.Status.SKIPPED, skip_reason=reason[:500], closed_at=now)
         if not updated:
-            raise ApplicationError("this assignment was already submitted", code="conflict", http_status=409)
+            assignment.refresh_from_db(fields=["status"])
+            if assignment.status == Assignment.Status.SKIPPED:
+                return assignment  # a retried skip: it already took effect
+            raise ApplicationError(
+                "this pair was already judged from this assignment; undo it instead", code="conflict", http_status=409
+            )
         pair_slots_recompute(pair_id=assignment.pair_id, now=now)
     assignment.refresh_from_db()
     return assignment

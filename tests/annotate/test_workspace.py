@@ -403,3 +403,16 @@ def test_the_beat_task_reclaims_expired_leases_in_every_project():
     assert leases_expire_all() == 1
     pairs[0].refresh_from_db()
     assert pairs[0].slots_taken == 0
+
+
+def test_a_retried_skip_is_harmless_and_a_skip_after_submitting_is_refused():
+    project, _ = _project_with_pairs(2)
+    annotator = _annotator(project)
+    first = pair_claim_next(project=project, annotator=annotator)
+    assignment_skip(assignment_id=first.pk, annotator=annotator, reason="unsure")
+    assert assignment_skip(assignment_id=first.pk, annotator=annotator).status == Assignment.Status.SKIPPED
+    second = pair_claim_next(project=project, annotator=annotator)
+    judgment_submit(assignment_id=second.pk, annotator=annotator, data=JudgmentInput(choice="left"))
+    with pytest.raises(ApplicationError) as refused:
+        assignment_skip(assignment_id=second.pk, annotator=annotator)
+    assert refused.value.http_status == 409
