@@ -1580,11 +1580,16 @@ def dataset_card(
         "",
     ]
     excluded = counts["annotators_excluded"]
+    excluded_note = (
+        f"{counts['judgments_excluded']:,} judgments of excluded annotators left out "
+        f"({excluded['flagged']} flagged, {excluded['gold_accuracy']} below the gold accuracy)"
+        if excluded["flagged"] or excluded["gold_accuracy"]
+        else "no annotator was excluded"
+    )
     lines += [
         f"- Pairs considered: {counts['pairs_considered']:,}; exported: {counts['pairs_exported']:,}.",
-        f"- Judgments counted: {counts['judgments_counted']:,} from {counts['annotators_counted']:,} annotators; "
-        f"{counts['judgments_excluded']:,} judgments of excluded annotators left out "
-        f"({excluded['flagged']} flagged, {excluded['gold_accuracy']} below the gold accuracy).",
+        f"- Judgments counted: {counts['judgments_counted']:,} from {counts['annotators_counted']:,} "
+        f"annotators; {excluded_note}.",
     ]
     if counts.get("labels"):
         lines.append(
