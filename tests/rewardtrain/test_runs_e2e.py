@@ -1,0 +1,197 @@
+"""Training runs end to end through real Celery workers on Redis, on the CPU, with a tiny decoder built from a
+config (tests/rewardtrain/conftest.py): judgments → export → run → a reward model that loads with
+``pipeline``; cancel; a worker killed mid-run and the next one resuming from the checkpoint."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from annotate.models import Membership
+from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.services.runs import (
+    artifact_absolute,
+    run_directory,
+    training_run_create,
+    training_runs_reap,
+)
+from tests.factories import MembershipFactory
+from tests.rewardtrain.conftest import marker_rows
+from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
+
+pytestmark = pytest.mark.celery_worker
+
+# Many tiny steps with frequent checkpoints: long enough to interrupt, short enough to finish quickly.
+LONG = {**FAST, "batch_size": 1, "num_epochs": 1, "save_steps": 5, "learning_rate": 0.001}
+
+
+def _wait_for(condition, seconds: float = 90.0, every: float = 0.2):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def _run(pk: int) -> TrainingRun:
+    return TrainingRun.objects.get(pk=pk)
+
+
+def _engineer(project) -> APIClient:
+    client = APIClient()
+    engineer = MembershipFactory(project=project, role=Membership.Role.ENGINEER).user
+    client.force_authenticate(engineer)
+    return client
+
+
+def test_a_run_trains_on_a_gpu_worker_and_its_model_ranks_held_out_pairs(celery_worker_process, tiny_decoder):
+    project, _ = judged_project(160)
+    export = succeeded_export(project)
+    client = _engineer(project)
+    response = client.post(
+        f"/api/projects/{project.pk}/training-runs/",
+        {
+            "base_model": tiny_decoder,
+            "export": export.pk,
+            "hyperparameters": FAST,
+            "allow_below_target": True,
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+
+    body = _wait_for(
+        lambda: (
+            (b := client.get(f"/api/training-runs/{run_id}/").json())["status"] in {"succeeded", "failed"}
+            and b
+        )
+    )
+    assert body["status"] == "succeeded", body["error"] + body["traceback"]
+    assert body["step"] == body["total_steps"] == 30 and body["attempts"] == 1 and body["worker"]
+    assert body["metrics"][-1]["step"] == 30 and "loss" in body["metrics"][0]
+    assert body["evaluation"]["accuracy"] > 0.8 and body["evaluation"]["histogram"]["edges"]
+    model = RewardModel.objects.get(run_id=run_id)
+    assert (model.version, model.is_active) == (1, True)
+    directory = artifact_absolute(model.path)
+    assert (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
+
+    from transformers import pipeline
+
+    scorer = pipeline("text-classification", model=str(directory), device="cpu")
+    held_out = marker_rows(60, seed=1234)
+    texts = [row["prompt"] + side for row in held_out for side in (row["chosen"], row["rejected"])]
+    scores = [item["score"] for item in scorer(texts, function_to_apply="none", batch_size=16)]
+    right = sum(scores[2 * i] > scores[2 * i + 1] for i in range(len(held_out)))
+    assert right / len(held_out) > 0.8, right
+
+
+def test_cancel_stops_a_running_run_within_a_step_and_keeps_its_checkpoint(
+    celery_worker_process, tiny_decoder
+):
+    project, _ = judged_project(160)
+    export = succeeded_export(project)
+    run = training_run_create(
+        project=project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 3}, export=export,
+        allow_below_target=True,
+    )  # fmt: skip
+    _wait_for(lambda: _run(run.pk).step >= 6)
+    response = _engineer(project).post(f"/api/training-runs/{run.pk}/cancel/")
+    assert response.status_code == 202 and response.json()["cancel_requested"] is True
+    run = _wait_for(lambda: (r := _run(run.pk)).status == TrainingRun.Status.CANCELLED and r, seconds=15)
+    assert run.step < run.total_steps and "cancelled at step" in run.log
+    from rewardtrain.training.trainer import latest_checkpoint
+
+    assert latest_checkpoint(run_directory(run=run)).name == f"step-{run.step}"
+    assert not RewardModel.objects.filter(run=run).exists()
+    assert _engineer(project).post(f"/api/training-runs/{run.pk}/cancel/").status_code == 409
+
+
+def _start_worker(settings) -> subprocess.Popen:
+    from django.db import connection
+
+    database = connection.settings_dict
+    environment = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}",
+        "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CACHE_URL": "",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", "gpu", "--concurrency", "1",
+         "--prefetch-multiplier", "1", "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat",
+         "--without-gossip", "--without-mingle", "--hostname", f"gpu-{random.randint(0, 10**6)}@test"],
+        env=environment, start_new_session=True,
+    )  # fmt: skip
+    return worker
+
+
+@pytest.fixture
+def start_gpu_worker(transactional_db, settings):
+    """Starts gpu-queue workers on demand, so a test can kill one and start the next (as
+    ``celery_worker_process`` does for one worker); kills what is left and empties the broker afterwards."""
+    workers: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        worker = _start_worker(settings)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=20)
+    from palate.celery import app
+
+    with app.connection_for_write() as broker:
+        broker.default_channel.client.flushdb()
+
+
+def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker(
+    start_gpu_worker, settings, tiny_decoder
+):
+    project, _ = judged_project(120)
+    export = succeeded_export(project)
+    run = training_run_create(
+        project=project, base_model=tiny_decoder, hyperparameters=LONG, export=export, allow_below_target=True,
+        enqueue=False,
+    )  # fmt: skip
+    first = start_gpu_worker()
+    from rewardtrain.services.runs import training_run_enqueue
+
+    training_run_enqueue(run=run)
+    directory = run_directory(run=run)
+    checkpoints = directory / "checkpoints"
+    _wait_for(
+        lambda: _run(run.pk).status == TrainingRun.Status.RUNNING and any(Path(checkpoints).glob("step-1*"))
+    )
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=20)
+    killed_at = _run(run.pk)
+    assert killed_at.status == TrainingRun.Status.RUNNING and killed_at.step < killed_at.total_steps
+
+    # Time passes: the heartbeat goes stale, and beat's reaper queues the run again.
+    settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS = 60
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0}
+    start_gpu_worker()
+    run = _wait_for(lambda: (r := _run(run.pk)).status in {"succeeded", "failed"} and r)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.traceback
+    assert run.attempts == 2 and "resuming from the checkpoint of step" in run.log
+    steps = [entry["step"] for entry in run.metrics]
+    assert steps == sorted(set(steps)) and steps[-1] == run.total_steps
+    assert RewardModel.objects.get(run=run).is_active
