@@ -86,7 +86,7 @@ class RewardModel:
         return (
             self.kind == "decoder"
             and hasattr(core, "score")
-            and not getattr(core, "is_gradient_checkpointing", False)
+            and not getattr(core, "is_activation_checkpointing", False)
         )
 
     def autocast(self):

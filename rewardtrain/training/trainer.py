@@ -107,7 +107,13 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
+    groups = [g for g in groups if g["params"]]
+    try:
+        # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop; Transformers'
+        # Trainer uses it by default too.
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
 class _Trainer:
