@@ -291,3 +291,33 @@ def test_the_permission_table_covers_every_training_endpoint():
         for pattern in urlpatterns
     }
     assert routes <= covered
+
+
+def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_decoder):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    project, _ = judged_project(40)
+    export = succeeded_export(project)
+    with pytest.raises(CommandError, match=r"hyperparameters\.num_epochs"):
+        call_command(
+            "train_reward_model",
+            project.slug,
+            "--export",
+            str(export.pk),
+            "--base-model",
+            tiny_decoder,
+            "--set",
+            "num_epochs=0",
+        )
+    out = StringIO()
+    call_command(
+        "train_reward_model", project.slug, "--export", str(export.pk), "--base-model", tiny_decoder,
+        "--set", "num_epochs=1", "--set", "max_length=64", "--set", "eval_steps=0", "--allow-below-target",
+        "--no-progress", stdout=out,
+    )  # fmt: skip
+    run = TrainingRun.objects.get(project=project)
+    assert run.status == TrainingRun.Status.SUCCEEDED and run.trigger == TrainingRun.Trigger.COMMAND
+    assert run.hyperparameters["num_epochs"] == 1 and run.step == run.total_steps
+    assert "Reward model v1 at" in out.getvalue()
