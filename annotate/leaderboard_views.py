@@ -69,7 +69,8 @@ def _by_group_table(board: dict[str, Any]) -> dict[str, Any] | None:
         rows.append(
             {"system": system, "cells": [group["ratings"].get(system) for group in by_group["groups"]]}
         )
-    return {"key": by_group["key"], "groups": by_group["groups"], "rows": rows}
+    groups = [{**group, "label": group["group"].partition("=")[2]} for group in by_group["groups"]]
+    return {"key": by_group["key"], "groups": groups, "rows": rows}
 
 
 def _table_rows(board: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Active comparison selection: the "uncertain_systems" assignment strategy.
 
 ``pair_priorities_refresh`` fits the project's Bradley-Terry ratings, scores every pair that still takes
-judgments by how much its next vote would narrow the uncertainty between its two systems
-(``annotate.stats.selection``), and writes the scores to ``Pair.priority``; ``pair_claim_next`` hands out the
+judgments by how much its next vote would narrow the uncertainty between its two systems where their order is
+in doubt (``annotate.stats.selection``), and writes the scores to ``Pair.priority``; ``pair_claim_next`` hands out the
 highest first. Full pairs get -1. The beat task refreshes a project when enough judgments arrived since its
 last refresh (or the last one is a few minutes old), so the claim path itself never fits anything.
 """
@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from annotate.models import Judgment, Project
 from annotate.services.leaderboard import integer_rows, project_battles, project_systems
 from annotate.stats.ratings import build_outcome_table, fit_ratings
-from annotate.stats.selection import pair_priorities
+from annotate.stats.selection import fisher_covariance, pair_priorities
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def pair_priorities_refresh(*, project: Project) -> int:
             len(systems),
             both_bad_as_tie=project.both_bad_as_tie,
         )
-        fit = fit_ratings(table, systems=systems, interval="sandwich")
-        theta, covariance = fit.theta, fit.covariance
+        fit = fit_ratings(table, systems=systems, interval="none")
+        theta, covariance = fit.theta, fisher_covariance(table.battles, fit.theta)
     else:
         theta, covariance = np.zeros(0), np.zeros((0, 0))
 

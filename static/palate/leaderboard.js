@@ -72,8 +72,8 @@
       height: 320,
       xaxis: axis({ title: { text: "Judgments", font: { color: MUTED } } }),
       yaxis: axis({ title: { text: "Rating", font: { color: MUTED } } }),
-      legend: { orientation: "h", x: 0, y: -0.22, yanchor: "top" },
-      margin: { l: 8, r: 16, t: 8, b: 8 },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
+      margin: { l: 8, r: 16, t: 28, b: 44 },
     }), CONFIG);
   }
 
@@ -92,7 +92,8 @@
       colorbar: { thickness: 10, tickformat: ".0%", outlinewidth: 0, tickfont: { color: MUTED } },
     }], baseLayout({
       height: Math.max(260, 48 * labels.length + 110),
-      xaxis: axis({ side: "bottom", tickangle: labels.length > 4 ? -30 : 0, showgrid: false }),
+      // Long system names would run into each other under narrow columns.
+      xaxis: axis({ side: "bottom", tickangle: labels.some((label) => label.length > 8) || labels.length > 5 ? -30 : 0, showgrid: false }),
       yaxis: axis({ autorange: "reversed", showgrid: false }),
       margin: { l: 8, r: 8, t: 8, b: 8 },
     }), CONFIG);

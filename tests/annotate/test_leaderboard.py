@@ -36,7 +36,14 @@ from annotate.stats.ratings import (
     online_elo,
     prompt_response_scores,
 )
-from annotate.stats.selection import difference_variance, expected_information_gain, pair_priorities
+from annotate.stats.selection import (
+    PRIOR_PRECISION,
+    difference_variance,
+    expected_information_gain,
+    fisher_covariance,
+    order_uncertainty,
+    pair_priorities,
+)
 from palate.errors import ApplicationError
 from tests.factories import (
     MembershipFactory,
@@ -603,6 +610,29 @@ def test_the_scores_prefer_close_and_uncertain_system_pairs():
     lopsided = expected_information_gain([0, 0], [1, 1], np.array([0.0, 0.1, 0, 0]), np.eye(4))
     far = expected_information_gain([0], [1], np.array([0.0, 4.0, 0, 0]), np.eye(4))
     assert far[0] < lopsided[0]
+
+
+def test_priorities_favour_systems_whose_order_is_still_in_doubt():
+    covariance = np.eye(4) * 0.05
+    # (0, 1) are level; (2, 3) are as uncertain but 2 is clearly ahead, so their order is settled.
+    theta = np.array([0.0, 0.0, 1.5, -1.5])
+    priority = pair_priorities([0, 2], [1, 3], [1, 1], theta, covariance)
+    assert priority[0] > 10 * priority[1]
+    plain = pair_priorities([0, 2], [1, 3], [1, 1], theta, covariance, rank_aware=False)
+    assert plain[1] > 0 and priority[1] < plain[1]
+    assert order_uncertainty([0.0, 1.0, 5.0], [1.0, 1.0, 1.0]) == pytest.approx(
+        [1.0, 0.3173, 5.7e-7], rel=1e-2
+    )
+    assert order_uncertainty([0.0, 1.0], [0.0, 0.0]).tolist() == [1.0, 0.0]
+
+
+def test_the_model_covariance_shrinks_with_comparisons_and_stays_wide_without_them():
+    battles = np.zeros((3, 3))
+    battles[0, 1] = battles[1, 0] = 100
+    covariance = fisher_covariance(battles, np.zeros(3))
+    # Var(theta_0 - theta_1) = 2 / (2 n p (1 - p) + prior precision).
+    assert difference_variance([0], [1], covariance)[0] == pytest.approx(2 / (50 + PRIOR_PRECISION))
+    assert difference_variance([0], [2], covariance)[0] > 100
 
 
 def test_priorities_interleave_system_pairs_and_put_full_pairs_last():
