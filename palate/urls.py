@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("palate.api_urls")),
     path("", include("annotate.urls")),
+    path("", include("rewardtrain.urls")),
 ]

@@ -321,3 +321,61 @@ def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_decoder)
     assert run.status == TrainingRun.Status.SUCCEEDED and run.trigger == TrainingRun.Trigger.COMMAND
     assert run.hyperparameters["num_epochs"] == 1 and run.step == run.total_steps
     assert "Reward model v1 at" in out.getvalue()
+
+
+def test_the_training_pages_show_the_form_errors_per_field_and_a_run(client):
+    project, _ = judged_project(10)
+    export = succeeded_export(project)
+    engineer, _ = _member(project, Membership.Role.ENGINEER)
+    annotator, _ = _member(project, Membership.Role.ANNOTATOR)
+    client.force_login(annotator)
+    assert client.get(f"/projects/{project.slug}/training/").status_code == 403
+    client.force_login(engineer)
+    page = client.get(f"/projects/{project.slug}/training/")
+    assert (
+        page.status_code == 200
+        and b'name="hp-learning_rate"' in page.content
+        and b"Below the quality targets" in page.content
+    )
+    response = client.post(
+        f"/projects/{project.slug}/training/",
+        {
+            "source": "export",
+            "export": export.pk,
+            "base_model": "/m",
+            "hp-learning_rate": "-1",
+            "hp-num_epochs": "two",
+            "allow_below_target": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert b"must be a whole number" in response.content  # num_epochs, checked by the page
+    response = client.post(
+        f"/projects/{project.slug}/training/",
+        {
+            "source": "export",
+            "export": export.pk,
+            "base_model": "/m",
+            "hp-learning_rate": "-1",
+            "allow_below_target": "on",
+        },
+    )
+    assert b"must be &gt; 0" in response.content and not TrainingRun.objects.exists()
+    response = client.post(
+        f"/projects/{project.slug}/training/",
+        {
+            "source": "export",
+            "export": export.pk,
+            "base_model": "/m",
+            "hp-learning_rate": "0.001",
+            "allow_below_target": "on",
+        },
+    )
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.hyperparameters["learning_rate"] == 0.001
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"chart-loss" in page.content and b"Cancel run" in page.content
+    assert client.get(f"/projects/{project.slug}/training/{run.pk}/live/").status_code == 200
+    client.post(f"/projects/{project.slug}/training/{run.pk}/cancel/")
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED

@@ -1,0 +1,117 @@
+// Training run page: live loss and accuracy charts (redrawn after each htmx poll of #run-live) and the
+// evaluation report (calibration, length bias, score histogram). Plotly comes from vendor/plotly.min.js.
+(function () {
+  "use strict";
+  if (typeof Plotly === "undefined") return;
+
+  const style = getComputedStyle(document.documentElement);
+  const css = (name, fallback) => (style.getPropertyValue(name) || fallback).trim();
+  const TEXT = css("--text", "#1d2433");
+  const MUTED = css("--muted", "#5b6475");
+  const LINE = css("--line", "#dde1e8");
+  const ACCENT = css("--accent", "#4338ca");
+  const GOOD = css("--good", "#067647");
+  const BAD = css("--bad", "#b42318");
+  const FONT = css("--font", "system-ui, sans-serif");
+  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
+  const layout = (extra) => Object.assign({
+    font: { family: FONT, size: 12, color: TEXT },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    margin: { l: 8, r: 16, t: 8, b: 40 },
+    legend: { orientation: "h", y: -0.25, font: { color: MUTED } },
+    hoverlabel: { font: { family: FONT } },
+  }, extra);
+  const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
+  const read = (id) => { const node = document.getElementById(id); return node ? JSON.parse(node.textContent) : null; };
+
+  function empty(id, text) {
+    const node = document.getElementById(id);
+    if (node) node.innerHTML = '<p class="chart-empty">' + text + "</p>";
+  }
+
+  // A moving average, so a noisy per-step curve shows its trend (the raw points stay, faint).
+  function smooth(values, width) {
+    const out = [];
+    let sum = 0;
+    const window = [];
+    values.forEach((value) => {
+      window.push(value); sum += value;
+      if (window.length > width) sum -= window.shift();
+      out.push(sum / window.length);
+    });
+    return out;
+  }
+
+  function series(metrics, key) {
+    const rows = metrics.filter((entry) => typeof entry[key] === "number");
+    return { x: rows.map((entry) => entry.step), y: rows.map((entry) => entry[key]) };
+  }
+
+  function drawLive() {
+    const metrics = read("run-metrics") || [];
+    [["chart-loss", "loss", "eval_loss", "Loss"], ["chart-accuracy", "accuracy", "eval_accuracy", "Accuracy"]].forEach(([id, key, evalKey, title]) => {
+      const node = document.getElementById(id);
+      if (!node) return;
+      const train = series(metrics, key);
+      const held = series(metrics, evalKey);
+      if (!train.x.length) { empty(id, "The curves appear with the first steps."); return; }
+      const width = Math.max(1, Math.round(train.x.length / 25));
+      const traces = [
+        { x: train.x, y: train.y, mode: "lines", name: "train (each step)", line: { color: ACCENT, width: 1 }, opacity: 0.25, hovertemplate: "step %{x}: %{y:.3f}<extra></extra>" },
+        { x: train.x, y: smooth(train.y, width), mode: "lines", name: "train (moving average)", line: { color: ACCENT, width: 2 }, hovertemplate: "step %{x}: %{y:.3f}<extra></extra>" },
+      ];
+      if (held.x.length) traces.push({ x: held.x, y: held.y, mode: "lines+markers", name: "held out", line: { color: GOOD, width: 2 }, marker: { size: 7 }, hovertemplate: "step %{x}: %{y:.3f}<extra>held out</extra>" });
+      const yaxis = key === "accuracy" ? axis({ range: [0, 1.02], tickformat: ".0%" }) : axis({ rangemode: "tozero" });
+      Plotly.react(node, traces, layout({ xaxis: axis({ title: { text: "step", font: { color: MUTED } } }), yaxis: yaxis }), CONFIG);
+    });
+  }
+
+  function drawEvaluation() {
+    const data = read("run-data");
+    if (!data || !data.evaluation) return;
+    const evaluation = data.evaluation;
+    const calibration = (evaluation.calibration || []).filter((bin) => bin.count > 0);
+    if (document.getElementById("chart-calibration")) {
+      if (!calibration.length) empty("chart-calibration", "No held-out pairs.");
+      else Plotly.react("chart-calibration", [
+        { x: [0, 1], y: [0, 1], mode: "lines", name: "perfect", line: { color: LINE, dash: "dot" }, hoverinfo: "skip" },
+        { x: calibration.map((bin) => bin.mean_predicted), y: calibration.map((bin) => bin.mean_observed), text: calibration.map((bin) => bin.count + " pairs"), mode: "lines+markers", name: "model", line: { color: ACCENT }, marker: { size: calibration.map((bin) => 6 + Math.min(14, Math.sqrt(bin.count))) }, hovertemplate: "predicted %{x:.2f}, observed %{y:.2f} (%{text})<extra></extra>" },
+      ], layout({ xaxis: axis({ range: [0, 1], title: { text: "predicted P(chosen preferred)", font: { color: MUTED } } }), yaxis: axis({ range: [0, 1.02], title: { text: "observed share", font: { color: MUTED } } }) }), CONFIG);
+    }
+    const bias = evaluation.length_bias || {};
+    if (document.getElementById("chart-length")) {
+      const bars = [["chosen is shorter", bias.accuracy_when_chosen_shorter, bias.count_chosen_shorter], ["chosen is longer", bias.accuracy_when_chosen_longer, bias.count_chosen_longer]].filter((bar) => typeof bar[1] === "number");
+      if (!bars.length) empty("chart-length", "No pairs of different lengths.");
+      else Plotly.react("chart-length", [{
+        type: "bar", x: bars.map((bar) => bar[0]), y: bars.map((bar) => bar[1]), text: bars.map((bar) => Math.round(bar[1] * 100) + "% of " + bar[2]), textposition: "outside", cliponaxis: false,
+        marker: { color: bars.map((bar) => (bar[1] >= 0.5 ? ACCENT : BAD)) }, hovertemplate: "%{x}: %{y:.1%}<extra></extra>",
+      }], layout({ xaxis: axis({}), yaxis: axis({ range: [0, 1.15], tickformat: ".0%", title: { text: "accuracy", font: { color: MUTED } } }), showlegend: false }), CONFIG);
+    }
+    const histogram = evaluation.histogram || {};
+    if (document.getElementById("chart-histogram")) {
+      const edges = histogram.edges || [];
+      if (edges.length < 2) empty("chart-histogram", "No scores.");
+      else {
+        const centres = edges.slice(0, -1).map((edge, index) => (edge + edges[index + 1]) / 2);
+        const width = edges[1] - edges[0];
+        Plotly.react("chart-histogram", [
+          { type: "bar", x: centres, y: histogram.chosen, width: width, name: "chosen", marker: { color: GOOD }, opacity: 0.6, hovertemplate: "%{y} chosen near %{x:.2f}<extra></extra>" },
+          { type: "bar", x: centres, y: histogram.rejected, width: width, name: "rejected", marker: { color: BAD }, opacity: 0.6, hovertemplate: "%{y} rejected near %{x:.2f}<extra></extra>" },
+        ], layout({ barmode: "overlay", bargap: 0, xaxis: axis({ title: { text: "reward", font: { color: MUTED } } }), yaxis: axis({ title: { text: "responses", font: { color: MUTED } } }) }), CONFIG);
+      }
+    }
+  }
+
+  const initial = read("run-data");
+  const wasFinished = initial && ["succeeded", "failed", "cancelled"].includes(initial.status);
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    const live = document.getElementById("run-live");
+    if (!live || !live.contains(event.detail.elt) && event.detail.elt !== live) return;
+    // A run that just finished: reload once for its evaluation report and its buttons.
+    if (!wasFinished && !live.hasAttribute("hx-get")) { window.location.reload(); return; }
+    drawLive();
+  });
+  drawLive();
+  drawEvaluation();
+})();
