@@ -40,7 +40,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--set",
-            dest="settings",
+            dest="assignments",
             action="append",
             default=[],
             metavar="KEY=VALUE",
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         if project is None:
             raise CommandError(f"no project with slug '{options['project']}'")
         hyperparameters = {}
-        for item in options["settings"]:
+        for item in options["assignments"]:
             key, equals, text = item.partition("=")
             if not equals or not key.strip():
                 raise CommandError(f"--set takes KEY=VALUE, got {item!r}")
