@@ -6,7 +6,7 @@ from celery import shared_task
 
 from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
-from annotate.services.exports import export_run
+from annotate.services.exports import export_run, exports_reap
 from annotate.services.assignment import leases_expire_all
 from annotate.services.imports import import_job_run, import_jobs_reap
 from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
@@ -43,6 +43,11 @@ def agreement_refresh_all() -> None:
 @shared_task(name="annotate.export_run", acks_late=True)
 def export_run_task(export_id: int) -> None:
     export_run(export_id=export_id)
+
+
+@shared_task(name="annotate.exports_reap")
+def exports_reap_task() -> None:
+    exports_reap()
 
 
 @shared_task(name="annotate.pair_priorities_refresh", acks_late=True)

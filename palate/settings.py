@@ -253,6 +253,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     # Fails import jobs whose worker died, so none stays "running" for ever.
     "import-jobs-reap": {"task": "annotate.import_jobs_reap", "schedule": 600.0},
+    # Fails exports whose worker died, so none stays "running" for ever.
+    "exports-reap": {"task": "annotate.exports_reap", "schedule": 600.0},
     # Frees the slots of expired leases (claims also do this; this keeps progress figures fresh).
     "leases-expire": {"task": "annotate.leases_expire_all", "schedule": 300.0},
     # Recomputes the quality dashboard's figures of projects whose judgments changed.

@@ -32,6 +32,7 @@ import queue
 import shutil
 import tarfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -351,7 +352,7 @@ def export_progress(*, export: Export) -> float:
     if export.status == Export.Status.RUNNING:
         live = cache.get(_progress_key(export.pk))
         if live is not None:
-            return float(live)
+            return float(live["done"])
     return float(export.progress)
 
 
@@ -367,7 +368,7 @@ def export_run(*, export_id: int, progress: ProgressCallback | None = None) -> E
     export = Export.objects.select_related("project").get(pk=export_id)
 
     def report(done: float) -> None:
-        cache.set(_progress_key(export.pk), round(done, 4), timeout=24 * 3600)
+        cache.set(_progress_key(export.pk), {"done": round(done, 4), "at": time.time()}, timeout=24 * 3600)
         if progress:
             progress(done)
 
@@ -397,6 +398,34 @@ def export_run(*, export_id: int, progress: ProgressCallback | None = None) -> E
     export.finished_at = timezone.now()
     export.save(update_fields=["status", "error", "counts", "files", "progress", "finished_at"])
     return export
+
+
+def exports_reap(*, stale_after_seconds: int = 1800) -> int:
+    """Fails exports whose worker died: running with no progress reported for ``stale_after_seconds``
+    (every chunk reports), or queued for a day. Their unfinished folders are removed. Returns how many."""
+    now = timezone.now()
+    reaped = 0
+    for export in Export.objects.filter(status=Export.Status.RUNNING):
+        live = cache.get(_progress_key(export.pk)) or {}
+        last_sign_of_life = live.get("at") or (export.started_at or export.created_at).timestamp()
+        if time.time() - last_sign_of_life > stale_after_seconds:
+            failed = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
+                status=Export.Status.FAILED,
+                error="the worker stopped while exporting; start the export again",
+                finished_at=now,
+            )
+            if failed:
+                folder = export_folder(export=export)
+                shutil.rmtree(folder.with_name(f"{folder.name}.partial"), ignore_errors=True)
+            reaped += failed
+    reaped += Export.objects.filter(
+        status=Export.Status.QUEUED, created_at__lt=now - timezone.timedelta(days=1)
+    ).update(
+        status=Export.Status.FAILED,
+        error="no worker picked this export up within a day; is a Celery worker running?",
+        finished_at=now,
+    )
+    return reaped
 
 
 def export_folder(*, export: Export) -> Path:

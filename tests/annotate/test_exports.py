@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -740,6 +741,37 @@ def test_the_task_claims_the_export_once(small_project):
     assert export_run(export_id=export.pk) is None
     export.refresh_from_db()
     assert export.finished_at == finished
+
+
+def test_exports_whose_worker_died_are_failed_and_live_ones_are_left_alone(small_project, settings):
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from annotate.services.exports import export_progress, exports_reap
+
+    project = small_project.project
+    dead, alive, waiting = (
+        export_create(project=project, policy={}, formats=["jsonl"], created_by=None, enqueue=False)
+        for _ in range(3)
+    )
+    an_hour_ago = timezone.now() - timezone.timedelta(hours=1)
+    Export.objects.filter(pk__in=[dead.pk, alive.pk]).update(
+        status=Export.Status.RUNNING, started_at=an_hour_ago
+    )
+    Export.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timezone.timedelta(days=2))
+    cache.set(f"palate:export-progress:{alive.pk}", {"done": 0.25, "at": time.time()})
+    partial = Path(settings.ARTIFACT_ROOT) / "exports" / f"{dead.pk}.partial"
+    partial.mkdir(parents=True)
+
+    assert exports_reap() == 2
+
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    waiting.refresh_from_db()
+    assert dead.status == Export.Status.FAILED and "worker stopped" in dead.error
+    assert not partial.exists()
+    assert alive.status == Export.Status.RUNNING and export_progress(export=alive) == 0.25
+    assert waiting.status == Export.Status.FAILED and "within a day" in waiting.error
 
 
 # The page and the command ------------------------------------------------------------------------------------------
