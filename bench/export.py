@@ -78,6 +78,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """User and system time of this process, all threads (not PostgreSQL's)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _slug(judgments: int) -> str:
     return f"bench-export-{judgments}"
 
@@ -244,16 +250,19 @@ def export_service(judgments: int) -> dict:
     from annotate.services.exports import export_create, export_run
 
     project = Project.objects.get(slug=_slug(judgments))
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     export = export_create(
         project=project, policy={"split": 0.9}, formats=["jsonl", "parquet"], created_by=None, enqueue=False
     )
     export = export_run(export_id=export.pk)
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
     if export.status != Export.Status.SUCCEEDED:
         raise SystemExit(export.error)
     return {
         "seconds": seconds,
+        "cpu": cpu,
         "pairs": export.counts["pairs_considered"],
         "rows": export.counts["pairs_exported"],
         "peak_rss_mb": _peak_rss_mb(),
@@ -275,6 +284,7 @@ def export_naive(judgments: int) -> dict:
     project = Project.objects.get(slug=_slug(judgments))
     folder = Path(settings.ARTIFACT_ROOT) / "naive"
     folder.mkdir(parents=True, exist_ok=True)
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     judgments_list = list(
         Judgment.objects.filter(pair__project=project, origin="human", pair__is_gold=False).select_related(
@@ -315,7 +325,13 @@ def export_naive(judgments: int) -> dict:
             stream.write(json.dumps(row) + "\n")
     pd.DataFrame(rows).to_parquet(folder / "train.parquet")
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "pairs": len(votes), "rows": len(rows), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu_seconds() - cpu,
+        "pairs": len(votes),
+        "rows": len(rows),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 # Orchestration ------------------------------------------------------------------------------------------------
@@ -402,8 +418,14 @@ def main() -> None:
     finally:
         shutil.rmtree(artifacts, ignore_errors=True)
 
-    print(f"\nExport to JSONL + Parquet from PostgreSQL, one process each, {os.cpu_count()} cores")
-    header = f"{'judgments':>10} {'pairs':>8} {'rows':>8} {'method':<8} {'seconds':>8} {'pairs/s':>9} {'peak RSS MB':>12} {'speed-up':>9}"
+    load_average = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"\nExport to JSONL + Parquet from PostgreSQL, one process each, {os.cpu_count()} cores, load average {load_average}"
+    )
+    header = (
+        f"{'judgments':>10} {'pairs':>8} {'rows':>8} {'method':<8} {'seconds':>8} {'CPU s':>6} {'pairs/s':>9} "
+        f"{'peak RSS MB':>12} {'speed-up':>9}"
+    )
     print(header)
     print("-" * len(header))
     for size, service, naive in results:
@@ -413,11 +435,12 @@ def main() -> None:
             rate = row["pairs"] / row["seconds"]
             ratio = f"{naive['seconds'] / service['seconds']:.1f}x" if naive and name == "service" else ""
             print(
-                f"{size:>10,} {row['pairs']:>8,} {row['rows']:>8,} {name:<8} {row['seconds']:>8.2f} {rate:>9,.0f} "
+                f"{size:>10,} {row['pairs']:>8,} {row['rows']:>8,} {name:<8} {row['seconds']:>8.2f} {row['cpu']:>6.1f} {rate:>9,.0f} "
                 f"{row['peak_rss_mb']:>12.0f} {ratio:>9}"
             )
     print(
-        "pairs/s counts the pairs read and labelled; speed-up is the naive baseline's time over the service's."
+        "pairs/s counts the pairs read and labelled; CPU s is the exporting process's own (all its threads, not "
+        "PostgreSQL's); speed-up is the naive baseline's time over the service's."
     )
 
 
