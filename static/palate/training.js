@@ -18,8 +18,8 @@
     font: { family: FONT, size: 12, color: TEXT },
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)",
-    margin: { l: 8, r: 16, t: 8, b: 40 },
-    legend: { orientation: "h", y: -0.25, font: { color: MUTED } },
+    margin: { l: 8, r: 16, t: 28, b: 40 },
+    legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { color: MUTED } },
     hoverlabel: { font: { family: FONT } },
   }, extra);
   const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
