@@ -126,3 +126,51 @@ class RetrainingSettings(models.Model):
 
     def __str__(self) -> str:
         return f"retraining of {self.project} ({'on' if self.enabled else 'off'})"
+
+
+class ScoringJob(models.Model):
+    """Batch scoring: every response of a project scored by one reward model (a gpu Celery job)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="scoring_jobs")
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="scoring_jobs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    scored = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="scoringjob_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"scoring job {self.pk} · {self.reward_model} · {self.status}"
+
+
+class ResponseScore(models.Model):
+    """One response's raw reward under one model version (normalise with the model's reward mean/std)."""
+
+    response = models.ForeignKey("annotate.Response", on_delete=models.CASCADE, related_name="scores")
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="scores")
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reward_model", "response"], name="responsescore_one_per_model_and_response"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.response_id} · v{self.reward_model_id} · {self.score:.3f}"

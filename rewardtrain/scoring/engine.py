@@ -1,0 +1,126 @@
+"""Loaded reward models and the scoring of (prompt, responses) requests.
+
+A request is a prompt (text, or a conversation as ``[{"role", "content"}, ...]``) and its responses (text).
+Each response is scored alone, as the sequence training saw for it: ``build_pair_dataset`` gets the row
+``{"prompt": prompt, "chosen": response, "rejected": response}``, so the prompt is truncated against that
+response only. Identical sequences across requests are interned and scored once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    prompt: str | list[dict[str, str]]
+    responses: tuple[str, ...]
+
+
+@dataclass
+class LoadedModel:
+    reward_model: Any  # rewardtrain.training.model.RewardModel
+    max_length: int
+    reward_mean: float | None
+    reward_std: float | None
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray | None:
+        """(raw - mean) / std with the reward statistics of the training run's held-out pairs, or None when
+        the run stored none (no evaluation split)."""
+        return normalise(raw, self.reward_mean, self.reward_std)
+
+
+def normalise(raw: np.ndarray, mean: float | None, std: float | None) -> np.ndarray | None:
+    if mean is None or std is None or not np.isfinite(std) or std <= 0:
+        return None
+    return (np.asarray(raw, dtype=np.float64) - mean) / std
+
+
+def load_model(path: str, *, device: str = "auto") -> LoadedModel:
+    """Load a saved reward model directory (``rewardtrain.training.artifacts.save_reward_model``) for
+    inference. Raises ``rewardtrain.training.errors.ModelLoadError`` when it cannot be loaded."""
+    import torch
+
+    from rewardtrain.training.model import load_reward_model
+
+    reward_model = load_reward_model(path, device=device, mixed_precision="auto")
+    reward_model.model.eval()
+    config = reward_model.core.config
+    palate = getattr(config, "palate", None) or {}
+    max_length = palate.get("max_length") or min(
+        DEFAULT_MAX_LENGTH, reward_model.max_positions or DEFAULT_MAX_LENGTH
+    )
+    mean, std = getattr(config, "reward_mean", None), getattr(config, "reward_std", None)
+    torch.set_grad_enabled(False)
+    return LoadedModel(
+        reward_model=reward_model,
+        max_length=int(max_length),
+        reward_mean=float(mean) if mean is not None else None,
+        reward_std=float(std) if std is not None else None,
+    )
+
+
+def _row(prompt: str | list[dict[str, str]], response: str) -> dict[str, Any]:
+    return {"prompt": prompt, "chosen": response, "rejected": response}
+
+
+def score_requests(
+    loaded: LoadedModel, requests: Sequence[ScoringRequest], *, sequences_per_batch: int = 64
+) -> list[np.ndarray]:
+    """Raw rewards (float64) of every response of every request, in one length-sorted pass over all of them."""
+    from rewardtrain.training.data import build_pair_dataset
+    from rewardtrain.training.model import score_sequences
+
+    rows = [_row(request.prompt, response) for request in requests for response in request.responses]
+    if not rows:
+        return [np.zeros(0) for _ in requests]
+    model = loaded.reward_model
+    dataset = build_pair_dataset(rows, model.tokenizer, kind=model.kind, max_length=loaded.max_length)
+    rewards = score_sequences(model, dataset, sequences_per_batch=sequences_per_batch)[dataset.chosen]
+    results, start = [], 0
+    for request in requests:
+        results.append(rewards[start : start + len(request.responses)])
+        start += len(request.responses)
+    return results
+
+
+class ModelCache:
+    """At most ``capacity`` loaded models per process, least recently used evicted first. A model is keyed by
+    (reward model id, path): a path never changes for an id, but keying on both makes a re-saved artifact a
+    new entry. Loading happens outside the lock's fast path but only once per key."""
+
+    def __init__(self, capacity: int = 2, loader: Callable[[str], LoadedModel] | None = None) -> None:
+        self.capacity = max(1, capacity)
+        self._loader = loader
+        self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, model_id: int, path: str, *, device: str = "auto") -> LoadedModel:
+        key = (model_id, path)
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is not None:
+                self._models.move_to_end(key)
+                return loaded
+            loaded = self._loader(path) if self._loader else load_model(path, device=device)
+            self.loads += 1
+            self._models[key] = loaded
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return loaded
+
+    def __contains__(self, key: tuple[int, str]) -> bool:
+        return key in self._models
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
