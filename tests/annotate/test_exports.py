@@ -724,6 +724,13 @@ def test_a_failed_or_running_export_has_nothing_to_download(api):
     assert response.status_code == 409
 
 
+def test_the_schema_documents_every_policy_key():
+    from annotate.api.export_views import ExportPolicyDoc
+    from annotate.services.exports import POLICY_KEYS
+
+    assert set(ExportPolicyDoc().fields) == set(POLICY_KEYS)
+
+
 # The task ----------------------------------------------------------------------------------------------------------
 
 
