@@ -185,16 +185,18 @@ def _vote_expression(criterion: str | None) -> tuple[str, list[Any]]:
     )
 
 
-def project_battles(
+def _battle_query(
     *,
     project: Project,
-    criterion: str | None = None,
-    category: str | None = None,
-    systems: list[str] | None = None,
-) -> Battles:
-    """The project's human judgments as battles, optionally on one criterion (``Judgment.criteria[name]``) and
-    for prompts of one category. Imported labels are not votes and are never read."""
-    systems = project_systems(project=project) if systems is None else systems
+    systems: list[str],
+    criterion: str | None,
+    category: str | None,
+    columns: str,
+    tail: str = "",
+) -> tuple[str, list[Any]]:
+    """``SELECT {columns}`` over the project's human judgments, with ``sa.column2``/``sb.column2`` the system
+    indices of responses A and B (NULL for a name not in ``systems``) and ``{outcome}`` in ``columns`` standing
+    for the outcome code (-1 when there is no valid vote)."""
     vote, vote_params = _vote_expression(criterion)
     params: list[Any] = [*vote_params]
     category_join = ""
@@ -207,11 +209,7 @@ def project_battles(
     system_params = [item for index, name in enumerate(systems) for item in (name, index)]
     params += [*system_params, *system_params, project.pk]
     sql = f"""
-        SELECT CAST(j.id AS BIGINT),
-               CAST(COALESCE(sa.column2, -1) AS BIGINT),
-               CAST(COALESCE(sb.column2, -1) AS BIGINT),
-               CAST({_OUTCOME_CASE.format(vote=vote)} AS BIGINT),
-               CAST(j.annotator_id AS BIGINT)
+        SELECT {columns.format(outcome=_OUTCOME_CASE.format(vote=vote))}
         FROM annotate_judgment j
         JOIN annotate_pair pr ON pr.id = j.pair_id
         JOIN annotate_response ra ON ra.id = pr.response_a_id
@@ -220,20 +218,47 @@ def project_battles(
         LEFT JOIN (VALUES {values}) sa ON sa.column1 = ra.system
         LEFT JOIN (VALUES {values}) sb ON sb.column1 = rb.system
         WHERE pr.project_id = %s AND j.origin = 'human'
+        {tail}
     """
+    return sql, params
+
+
+def _usable(
+    model_a: IntArray, model_b: IntArray, outcome: IntArray
+) -> tuple[NDArray[np.bool_], dict[str, int]]:
+    no_system = (model_a < 0) | (model_b < 0)
+    same_system = ~no_system & (model_a == model_b)
+    no_vote = ~no_system & ~same_system & (outcome < 0)
+    masks = (("no_system", no_system), ("same_system", same_system), ("no_vote", no_vote))
+    return ~(no_system | same_system | no_vote), dict(masks)
+
+
+def project_battles(
+    *,
+    project: Project,
+    criterion: str | None = None,
+    category: str | None = None,
+    systems: list[str] | None = None,
+) -> Battles:
+    """The project's human judgments as battles, optionally on one criterion (``Judgment.criteria[name]``) and
+    for prompts of one category. Imported labels are not votes and are never read."""
+    systems = project_systems(project=project) if systems is None else systems
+    sql, params = _battle_query(
+        project=project,
+        systems=systems,
+        criterion=criterion,
+        category=category,
+        columns="""CAST(j.id AS BIGINT),
+               CAST(COALESCE(sa.column2, -1) AS BIGINT),
+               CAST(COALESCE(sb.column2, -1) AS BIGINT),
+               CAST({outcome} AS BIGINT),
+               CAST(j.annotator_id AS BIGINT)""",
+    )
     rows = integer_rows(sql, params, 5)
     if rows.shape[0] > 1 and np.any(rows[1:, 0] < rows[:-1, 0]):
         rows = rows[np.argsort(rows[:, 0], kind="stable")]
     judgment_id, model_a, model_b, outcome, annotator = rows.T
-    no_system = (model_a < 0) | (model_b < 0)
-    same_system = ~no_system & (model_a == model_b)
-    no_vote = ~no_system & ~same_system & (outcome < 0)
-    keep = ~(no_system | same_system | no_vote)
-    skipped = {
-        reason: int(mask.sum())
-        for reason, mask in (("no_system", no_system), ("same_system", same_system), ("no_vote", no_vote))
-        if mask.any()
-    }
+    keep, reasons = _usable(model_a, model_b, outcome)
     return Battles(
         systems=systems,
         judgment_id=np.ascontiguousarray(judgment_id[keep]),
@@ -241,8 +266,39 @@ def project_battles(
         model_b=np.ascontiguousarray(model_b[keep]),
         outcome=np.ascontiguousarray(outcome[keep]),
         annotator=np.ascontiguousarray(annotator[keep]),
-        skipped=skipped,
+        skipped={reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()},
     )
+
+
+def project_outcome_table(
+    *, project: Project, systems: list[str], both_bad_as_tie: bool = True
+) -> tuple[OutcomeTable, int]:
+    """The outcome table of the project's human judgments (overall choice), counted by the database so that
+    only a few hundred rows leave it, and the id of the latest judgment counted (0 when none)."""
+    sql, params = _battle_query(
+        project=project,
+        systems=systems,
+        criterion=None,
+        category=None,
+        columns="""CAST(COALESCE(sa.column2, -1) AS BIGINT),
+               CAST(COALESCE(sb.column2, -1) AS BIGINT),
+               CAST({outcome} AS BIGINT),
+               CAST(COUNT(*) AS BIGINT),
+               CAST(MAX(j.id) AS BIGINT)""",
+        tail="GROUP BY 1, 2, 3",
+    )
+    rows = integer_rows(sql, params, 5)
+    last_judgment = int(rows[:, 4].max()) if rows.shape[0] else 0
+    model_a, model_b, outcome, count = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    keep, _ = _usable(model_a, model_b, outcome)
+    table = build_outcome_table(
+        np.repeat(model_a[keep], count[keep]),
+        np.repeat(model_b[keep], count[keep]),
+        np.repeat(outcome[keep], count[keep]),
+        max(len(systems), 1),
+        both_bad_as_tie=both_bad_as_tie,
+    )
+    return table, last_judgment
 
 
 # ------------------------------------------------------------------------------------------------------------

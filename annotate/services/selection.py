@@ -17,8 +17,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from annotate.models import Judgment, Project
-from annotate.services.leaderboard import integer_rows, project_battles, project_systems
-from annotate.stats.ratings import build_outcome_table, fit_ratings
+from annotate.services.leaderboard import integer_rows, project_outcome_table, project_systems
+from annotate.stats.ratings import fit_ratings
 from annotate.stats.selection import fisher_covariance, pair_priorities
 
 logger = logging.getLogger(__name__)
@@ -48,16 +48,10 @@ def pair_priorities_refresh(*, project: Project) -> int:
     if project.assignment_strategy != STRATEGY:
         return 0
     systems = project_systems(project=project)
-    battles = project_battles(project=project, systems=systems)
-    last_judgment = int(battles.judgment_id.max()) if battles.count else 0
+    table, last_judgment = project_outcome_table(
+        project=project, systems=systems, both_bad_as_tie=project.both_bad_as_tie
+    )
     if systems:
-        table = build_outcome_table(
-            battles.model_a,
-            battles.model_b,
-            battles.outcome,
-            len(systems),
-            both_bad_as_tie=project.both_bad_as_tie,
-        )
         fit = fit_ratings(table, systems=systems, interval="none")
         theta, covariance = fit.theta, fisher_covariance(table.battles, fit.theta)
     else:
@@ -102,22 +96,81 @@ def pair_priorities_refresh(*, project: Project) -> int:
 
 
 def _priorities_write(pair_id: np.ndarray, priority: np.ndarray) -> int:
+    order = np.argsort(pair_id, kind="stable")
+    pair_id, priority = pair_id[order], priority[order]
+    if connection.vendor == "postgresql":
+        return _priorities_write_postgresql(pair_id, priority)
     changed = 0
     for start in range(0, pair_id.size, UPDATE_CHUNK):
-        ids = pair_id[start : start + UPDATE_CHUNK].tolist()
-        scores = [float(value) for value in priority[start : start + UPDATE_CHUNK]]
-        values = ", ".join(["(%s, %s)"] * len(ids))
-        params = [item for pair in zip(ids, scores, strict=True) for item in pair]
+        rows = [
+            (score, pair, score)
+            for pair, score in zip(
+                pair_id[start : start + UPDATE_CHUNK].tolist(),
+                priority[start : start + UPDATE_CHUNK].tolist(),
+                strict=True,
+            )
+        ]
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                UPDATE annotate_pair AS p SET priority = CAST(v.column2 AS DOUBLE PRECISION)
-                FROM (VALUES {values}) AS v
-                WHERE p.id = v.column1 AND p.priority <> CAST(v.column2 AS DOUBLE PRECISION)
-                """,
-                params,
+            cursor.executemany(
+                "UPDATE annotate_pair SET priority = %s WHERE id = %s AND priority <> %s", rows
             )
             changed += max(cursor.rowcount, 0)
+    return changed
+
+
+def _binary_copy_rows(pair_id: np.ndarray, priority: np.ndarray) -> bytes:
+    """``COPY ... (FORMAT binary)`` data for rows (BIGINT id, DOUBLE PRECISION priority), built by numpy."""
+    row = np.dtype(
+        [
+            ("count", ">i2"),
+            ("id_length", ">i4"),
+            ("id", ">i8"),
+            ("priority_length", ">i4"),
+            ("priority", ">f8"),
+        ]
+    )
+    records = np.empty(pair_id.size, dtype=row)
+    records["count"] = 2
+    records["id_length"] = 8
+    records["id"] = pair_id
+    records["priority_length"] = 8
+    records["priority"] = priority
+    header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    return header + records.tobytes() + (-1).to_bytes(2, "big", signed=True)
+
+
+def _priorities_write_postgresql(pair_id: np.ndarray, priority: np.ndarray) -> int:
+    """COPY the new priorities into a temporary table, then update the pairs from it in short statements over
+    consecutive id ranges. Each statement locks at most ``UPDATE_CHUNK`` pairs for a moment and skips pairs
+    whose priority did not change; the id range lets PostgreSQL walk the primary key instead of the table."""
+    changed = 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS palate_pair_priority "
+            "(id BIGINT PRIMARY KEY, priority DOUBLE PRECISION NOT NULL)"
+        )
+        try:
+            cursor.execute("TRUNCATE palate_pair_priority")
+            with cursor.cursor.copy(
+                "COPY palate_pair_priority (id, priority) FROM STDIN (FORMAT binary)"
+            ) as copy:
+                copy.write(_binary_copy_rows(pair_id, priority))
+            cursor.execute("ANALYZE palate_pair_priority")
+            for start in range(0, pair_id.size, UPDATE_CHUNK):
+                low, high = int(pair_id[start]), int(pair_id[min(start + UPDATE_CHUNK, pair_id.size) - 1])
+                with transaction.atomic():
+                    cursor.execute(
+                        """
+                        UPDATE annotate_pair AS p SET priority = t.priority
+                        FROM palate_pair_priority AS t
+                        WHERE p.id BETWEEN %s AND %s AND t.id BETWEEN %s AND %s
+                          AND p.id = t.id AND p.priority <> t.priority
+                        """,
+                        [low, high, low, high],
+                    )
+                    changed += max(cursor.rowcount, 0)
+        finally:
+            cursor.execute("DROP TABLE IF EXISTS palate_pair_priority")
     return changed
 
 
