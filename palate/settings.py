@@ -239,6 +239,9 @@ CELERY_TASK_ROUTES = {
     # Exact names win over the pattern: beat's light rewardtrain tasks stay off the gpu worker.
     "rewardtrain.tasks.training_runs_reap_task": {"queue": "default"},
     "rewardtrain.tasks.training_retrain_due_task": {"queue": "default"},
+    "rewardtrain.tasks.model_priorities_refresh_due_task": {"queue": "default"},
+    # Online scoring (the score and best-of-N API) may have a worker of its own: see SCORING_QUEUE below.
+    "rewardtrain.tasks.reward_model_score_task": {"queue": os.environ.get("SCORING_QUEUE", "gpu")},
     "rewardtrain.tasks.*": {"queue": "gpu"},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -247,7 +250,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 3600)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 3900)
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
-CELERY_RESULT_BACKEND = None
+# Results are kept only for tasks that ask for them (the scoring API waits on its task's result): in Redis
+# when the broker is Redis, else in files under var/ (no server, like the filesystem broker).
+CELERY_RESULT_BACKEND = os.environ.get(
+    "CELERY_RESULT_BACKEND",
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else f"file://{VAR_DIR / 'results'}",
+)
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
@@ -265,6 +276,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "training-runs-reap": {"task": "rewardtrain.tasks.training_runs_reap_task", "schedule": 120.0, "options": {"queue": "default"}},
     # Starts a retraining run for projects with enough new judgments and agreement on target.
     "training-retrain-due": {"task": "rewardtrain.tasks.training_retrain_due_task", "schedule": 900.0, "options": {"queue": "default"}},
+    # Re-ranks open pairs of "uncertain_model" projects from the active model's stored scores and new votes.
+    "model-priorities-refresh": {"task": "rewardtrain.tasks.model_priorities_refresh_due_task", "schedule": 300.0, "options": {"queue": "default"}},
 }
 
 # Training runs (rewardtrain/services/runs.py): a running run refreshes its heartbeat every
@@ -277,6 +290,15 @@ TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).
 PALATE_DEVICE = os.environ.get("PALATE_DEVICE", "auto")
+
+# Scoring API (rewardtrain/services/scoring.py): limits of one request, how long the web process waits for the
+# worker, the loaded models kept per worker process, and the micro-batching window.
+SCORING_MAX_RESPONSES = envint("SCORING_MAX_RESPONSES", 64)
+SCORING_MAX_CHARS = envint("SCORING_MAX_CHARS", 20_000)
+SCORING_TIMEOUT_SECONDS = envint("SCORING_TIMEOUT_SECONDS", 30)
+SCORING_MODEL_CACHE_SIZE = envint("SCORING_MODEL_CACHE_SIZE", 2)
+SCORING_BATCH_WINDOW_MS = envint("SCORING_BATCH_WINDOW_MS", 5)
+SCORING_BATCH_MAX_SEQUENCES = envint("SCORING_BATCH_MAX_SEQUENCES", 256)
 
 LOGGING = {
     "version": 1,

@@ -27,3 +27,27 @@ def training_runs_reap_task() -> None:
 @shared_task
 def training_retrain_due_task() -> None:
     training_retrain_due()
+
+
+@shared_task(ignore_result=False, acks_late=False)
+def reward_model_score_task(
+    reward_model_id: int, path: str, prompt: str | list[dict[str, str]], responses: list[str]
+) -> dict:
+    # Not acks_late: a request whose caller has given up is not worth running twice.
+    from rewardtrain.services.scoring import scores_compute
+
+    return scores_compute(reward_model_id=reward_model_id, path=path, prompt=prompt, responses=responses)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def scoring_job_task(job_id: int) -> None:
+    from rewardtrain.services.scoring import scoring_job_execute
+
+    scoring_job_execute(job_id=job_id)
+
+
+@shared_task
+def model_priorities_refresh_due_task() -> None:
+    from rewardtrain.services.assisted import model_priorities_refresh_due
+
+    model_priorities_refresh_due()

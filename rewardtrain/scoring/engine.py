@@ -39,9 +39,9 @@ class LoadedModel:
 
 
 def normalise(raw: np.ndarray, mean: float | None, std: float | None) -> np.ndarray | None:
-    if mean is None or std is None or not np.isfinite(std) or std <= 0:
-        return None
-    return (np.asarray(raw, dtype=np.float64) - mean) / std
+    from rewardtrain.stats import normalise_scores
+
+    return normalise_scores(raw, mean, std)
 
 
 def load_model(path: str, *, device: str = "auto") -> LoadedModel:

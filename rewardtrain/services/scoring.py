@@ -1,0 +1,262 @@
+"""Scoring with reward models: the score and best-of-N requests, batch scoring jobs.
+
+The web process never loads a model: ``reward_model_score`` sends the request to the worker as a Celery task
+(``reward_model_score_task``, on SCORING_QUEUE, ``gpu`` by default) and waits for its result (the result
+backend is Redis with a Redis broker, files under var/ otherwise) up to SCORING_TIMEOUT_SECONDS. The worker
+keeps its models loaded and micro-batches concurrent requests (``rewardtrain.scoring``).
+
+Batch scoring (``scoring_job_create`` → ``scoring_job_execute`` on the gpu queue) scores every response of a
+project with one model version and stores ``ResponseScore`` rows, one per (response, model).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import status
+
+from annotate.models import Project, Prompt, Response
+from palate.errors import ApplicationError, Conflict
+from rewardtrain.models import ResponseScore, RewardModel, ScoringJob
+
+logger = logging.getLogger(__name__)
+
+PROMPTS_PER_CHUNK = 200
+
+
+def reward_model_for_project(*, project: Project, reference: str | int) -> RewardModel:
+    """``reference`` is a model id of the project or "active"."""
+    models = RewardModel.objects.filter(project=project)
+    if reference == "active":
+        model = models.filter(is_active=True).first()
+        if model is None:
+            raise ApplicationError(
+                "this project has no active reward model",
+                code="no_active_model",
+                http_status=status.HTTP_404_NOT_FOUND,
+            )
+        return model
+    model = models.filter(pk=reference).first()
+    if model is None:
+        raise ApplicationError(
+            "no such reward model", code="not_found", http_status=status.HTTP_404_NOT_FOUND
+        )
+    return model
+
+
+def scoring_input_check(*, prompt: Any, messages: Any, responses: list[str]) -> str | list[dict[str, str]]:
+    """The prompt to score against (text or messages), after the request limits; ApplicationError naming the
+    field otherwise."""
+    if (prompt is None) == (messages is None):
+        raise ApplicationError(
+            "give either prompt (text) or messages (a conversation), not both or neither",
+            fields={"prompt": ["give either prompt or messages"]},
+        )
+    max_responses, max_chars = settings.SCORING_MAX_RESPONSES, settings.SCORING_MAX_CHARS
+    if len(responses) > max_responses:
+        raise ApplicationError(
+            f"responses: at most {max_responses} responses per request, got {len(responses)}",
+            fields={"responses": [f"at most {max_responses} responses per request"]},
+        )
+    for index, response in enumerate(responses):
+        if len(response) > max_chars:
+            raise ApplicationError(
+                f"responses[{index}]: at most {max_chars} characters, got {len(response)}",
+                fields={f"responses[{index}]": [f"at most {max_chars} characters"]},
+            )
+    if prompt is not None:
+        if len(prompt) > max_chars:
+            raise ApplicationError(
+                f"prompt: at most {max_chars} characters",
+                fields={"prompt": [f"at most {max_chars} characters"]},
+            )
+        return prompt
+    total = sum(len(message["content"]) for message in messages)
+    if total > max_chars:
+        raise ApplicationError(
+            f"messages: at most {max_chars} characters in all, got {total}",
+            fields={"messages": [f"at most {max_chars} characters in all"]},
+        )
+    return [{"role": message["role"], "content": message["content"]} for message in messages]
+
+
+def reward_model_score(
+    *, reward_model: RewardModel, prompt: str | list[dict[str, str]], responses: list[str]
+) -> list[dict[str, Any]]:
+    """One ``{"index", "raw", "normalised"}`` per response, in the given order. Waits for the worker up to
+    SCORING_TIMEOUT_SECONDS; a 503 ApplicationError when no worker answered in time."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from rewardtrain.tasks import reward_model_score_task
+
+    timeout = settings.SCORING_TIMEOUT_SECONDS
+    # The message expires with the caller's patience: a worker that gets to it later drops it.
+    result = reward_model_score_task.apply_async(
+        kwargs={
+            "reward_model_id": reward_model.pk,
+            "path": reward_model.path,
+            "prompt": prompt,
+            "responses": responses,
+        },
+        expires=timeout,
+    )
+    try:
+        outcome = result.get(timeout=timeout, propagate=False)
+    except CeleryTimeout as error:
+        result.forget()
+        raise ApplicationError(
+            f"no scoring worker answered within {timeout} s: is a worker consuming the scoring queue?",
+            code="scoring_unavailable",
+            http_status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        ) from error
+    if result.failed() or not isinstance(outcome, dict):
+        raise ApplicationError(
+            f"the reward model could not score this request: {outcome}",
+            code="scoring_failed",
+            http_status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    result.forget()
+    normalised = outcome["normalised"] or [None] * len(outcome["raw"])
+    return [
+        {"index": index, "raw": raw, "normalised": norm}
+        for index, (raw, norm) in enumerate(zip(outcome["raw"], normalised, strict=True))
+    ]
+
+
+def reward_model_best_of_n(
+    *, reward_model: RewardModel, prompt: str | list[dict[str, str]], responses: list[str]
+) -> list[dict[str, Any]]:
+    """The responses ranked best first (ties keep the given order), each with its scores and rank (1 = best)."""
+    scores = reward_model_score(reward_model=reward_model, prompt=prompt, responses=responses)
+    ranked = sorted(scores, key=lambda row: (-row["raw"], row["index"]))
+    return [{**row, "rank": rank, "response": responses[row["index"]]} for rank, row in enumerate(ranked, 1)]
+
+
+def scores_compute(
+    *, reward_model_id: int, path: str, prompt: str | list[dict[str, str]], responses: list[str]
+) -> dict[str, Any]:
+    """Worker side of ``reward_model_score``: JSON-ready raw and normalised rewards."""
+    from rewardtrain.scoring.worker import score_one_request
+    from rewardtrain.services.runs import artifact_absolute
+
+    raw, normalised = score_one_request(
+        reward_model_id=reward_model_id, path=str(artifact_absolute(path)), prompt=prompt, responses=responses
+    )
+    return {"raw": raw.tolist(), "normalised": None if normalised is None else normalised.tolist()}
+
+
+# --- batch scoring -------------------------------------------------------------------------------------------
+
+
+def scoring_job_create(*, reward_model: RewardModel, created_by=None) -> ScoringJob:
+    """Queue a job scoring every response of the model's project; a 409 while one for this model is pending."""
+    from rewardtrain.tasks import scoring_job_task
+
+    with transaction.atomic():
+        RewardModel.objects.select_for_update().filter(pk=reward_model.pk).first()
+        pending = ScoringJob.objects.filter(
+            reward_model=reward_model, status__in=[ScoringJob.Status.QUEUED, ScoringJob.Status.RUNNING]
+        ).first()
+        if pending is not None:
+            raise Conflict(f"scoring job {pending.pk} for this model is still {pending.status}")
+        job = ScoringJob.objects.create(
+            project_id=reward_model.project_id,
+            reward_model=reward_model,
+            total=Response.objects.filter(prompt__project_id=reward_model.project_id).count(),
+            created_by=created_by,
+        )
+        transaction.on_commit(lambda: scoring_job_task.delay(job.pk))
+    return job
+
+
+def _prompt_value(prompt: Prompt) -> str | list[dict[str, str]]:
+    # As exports write it, so a response is scored in the form the model was trained on.
+    if prompt.messages is not None:
+        return [
+            {"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in prompt.messages
+        ]
+    return prompt.content
+
+
+def scoring_job_execute(*, job_id: int) -> ScoringJob | None:
+    """Claim the queued job (None when another worker has it, or it is finished), score every response of the
+    project prompt by prompt in chunks, upsert the scores, keep ``scored`` current. Responses already scored by
+    this model (an earlier, interrupted job) are skipped."""
+    from rewardtrain.scoring.engine import ScoringRequest, score_requests
+    from rewardtrain.scoring.worker import loaded_model
+    from rewardtrain.services.runs import artifact_absolute
+
+    claimed = ScoringJob.objects.filter(pk=job_id, status=ScoringJob.Status.QUEUED).update(
+        status=ScoringJob.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    job = ScoringJob.objects.select_related("reward_model").get(pk=job_id)
+    try:
+        model = job.reward_model
+        loaded = loaded_model(reward_model_id=model.pk, path=str(artifact_absolute(model.path)))
+        done = set(ResponseScore.objects.filter(reward_model=model).values_list("response_id", flat=True))
+        prompt_ids = list(
+            Prompt.objects.filter(project_id=job.project_id).order_by("id").values_list("id", flat=True)
+        )
+        scored = len(done)
+        for start in range(0, len(prompt_ids), PROMPTS_PER_CHUNK):
+            prompts = Prompt.objects.filter(id__in=prompt_ids[start : start + PROMPTS_PER_CHUNK]).order_by(
+                "id"
+            )
+            responses: dict[int, list[Response]] = {}
+            for response in Response.objects.filter(prompt__in=prompts).exclude(id__in=done).order_by("id"):
+                responses.setdefault(response.prompt_id, []).append(response)
+            requests, owners = [], []
+            for prompt in prompts:
+                if prompt.pk in responses:
+                    requests.append(
+                        ScoringRequest(_prompt_value(prompt), tuple(r.content for r in responses[prompt.pk]))
+                    )
+                    owners.append(responses[prompt.pk])
+            if not requests:
+                continue
+            rewards = score_requests(loaded, requests)
+            rows = [
+                ResponseScore(response=response, reward_model=model, score=float(value))
+                for group, values in zip(owners, rewards, strict=True)
+                for response, value in zip(group, values, strict=True)
+            ]
+            ResponseScore.objects.bulk_create(
+                rows,
+                batch_size=2000,
+                update_conflicts=True,
+                unique_fields=["reward_model", "response"],
+                update_fields=["score"],
+            )
+            scored += len(rows)
+            ScoringJob.objects.filter(pk=job_id).update(scored=scored)
+        ScoringJob.objects.filter(pk=job_id).update(
+            status=ScoringJob.Status.SUCCEEDED, scored=scored, finished_at=timezone.now()
+        )
+    except Exception as error:
+        logger.exception("scoring job %s failed", job_id)
+        ScoringJob.objects.filter(pk=job_id).update(
+            status=ScoringJob.Status.FAILED,
+            error=f"{error.__class__.__name__}: {error}",
+            finished_at=timezone.now(),
+        )
+    job.refresh_from_db()
+    if job.status == ScoringJob.Status.SUCCEEDED and model.is_active:
+        from rewardtrain.services.assisted import model_pair_priorities_refresh
+
+        model_pair_priorities_refresh(project=job.project)
+    return job
+
+
+def normalised_scores(reward_model: RewardModel, raw: np.ndarray) -> np.ndarray | None:
+    from rewardtrain.stats import normalise_scores
+
+    return normalise_scores(
+        raw, reward_model.metrics.get("reward_mean"), reward_model.metrics.get("reward_std")
+    )
