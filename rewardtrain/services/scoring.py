@@ -67,7 +67,7 @@ def scoring_input_check(*, prompt: Any, messages: Any, responses: list[str]) -> 
         if len(response) > max_chars:
             raise ApplicationError(
                 f"responses[{index}]: at most {max_chars} characters, got {len(response)}",
-                fields={f"responses[{index}]": [f"at most {max_chars} characters"]},
+                fields={f"responses.{index}": [f"at most {max_chars} characters"]},
             )
     if prompt is not None:
         if len(prompt) > max_chars:

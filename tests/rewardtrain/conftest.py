@@ -157,3 +157,11 @@ def tiny_decoder(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def minilm() -> str:
     return str(minilm_directory())
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(tiny_decoder, tmp_path_factory) -> str:
+    """The tiny decoder saved as a trained reward model (fresh head, reward mean 0.25 and std 2.0)."""
+    from tests.rewardtrain.scoring_data import save_tiny_reward_model
+
+    return save_tiny_reward_model(tiny_decoder, tmp_path_factory.mktemp("tiny-reward-model"))

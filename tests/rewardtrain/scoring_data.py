@@ -1,0 +1,42 @@
+"""A tiny reward model saved as a training artifact (with the reward mean/std that normalisation reads) and
+the rows that make it a project's RewardModel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from annotate.models import Project
+from rewardtrain.models import RewardModel, TrainingRun
+
+REWARD_MEAN, REWARD_STD = 0.25, 2.0
+
+
+def save_tiny_reward_model(base: str, directory: Path) -> str:
+    from rewardtrain.training.artifacts import save_reward_model
+    from rewardtrain.training.config import TrainConfig
+    from rewardtrain.training.model import load_reward_model
+
+    model = load_reward_model(base, device="cpu")
+    evaluation = {
+        "count": 0,
+        "accuracy": None,
+        "loss": None,
+        "ece": None,
+        "reward_mean": REWARD_MEAN,
+        "reward_std": REWARD_STD,
+    }
+    save_reward_model(
+        model,
+        directory,
+        config=TrainConfig.from_dict({"base_model": base, "max_length": 64}),
+        evaluation=evaluation,
+    )
+    return str(directory)
+
+
+def reward_model_row(project: Project, path: str, *, version: int = 1, active: bool = True) -> RewardModel:
+    run = TrainingRun.objects.create(project=project, base_model="tiny", status=TrainingRun.Status.SUCCEEDED)
+    return RewardModel.objects.create(
+        run=run, project=project, version=version, path=path, is_active=active,
+        metrics={"reward_mean": REWARD_MEAN, "reward_std": REWARD_STD},
+    )  # fmt: skip
