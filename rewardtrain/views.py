@@ -17,11 +17,11 @@ from annotate.services.exports import ExportPolicy
 from annotate.views import project_for_page
 from palate.errors import ApplicationError
 from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.services import runs as runs_service
 from rewardtrain.services.runs import (
     retraining_settings_get,
     retraining_settings_update,
     reward_model_activate,
-    training_gate,
     training_run_cancel,
     training_run_create,
 )
@@ -204,7 +204,7 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
             "failure": failure,
             "sections": _form_sections(values, errors),
             "exports": exports,
-            "gate": training_gate(project=project),
+            "gate": runs_service.training_gate(project=project),
             "runs": runs,
             "any_running": any_running,
             "retraining": retraining_settings_get(project=project),

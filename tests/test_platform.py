@@ -95,10 +95,11 @@ def test_every_api_operation_documents_its_errors_in_the_one_shape(tmp_path):
         for method, operation in methods.items()
     ]
     from annotate.api.urls import urlpatterns
+    from rewardtrain.api.urls import urlpatterns as rewardtrain_urlpatterns
 
     implemented = sum(
         hasattr(pattern.callback.view_class, method)
-        for pattern in urlpatterns
+        for pattern in [*urlpatterns, *rewardtrain_urlpatterns]
         for method in ("get", "post", "patch", "put", "delete")
     )
     assert len(operations) == implemented

@@ -280,17 +280,20 @@ def test_every_training_endpoint_is_for_engineers_leads_and_admins(method, url, 
 
 
 def test_the_permission_table_covers_every_training_endpoint():
+    from rewardtrain.api import views
     from rewardtrain.api.urls import urlpatterns
 
     covered = {url.split("/api/", 1)[1] for _, url, _, _ in ENDPOINTS}
-    routes = {
-        str(pattern.pattern)
-        .replace("<int:project_id>", "{project}")
-        .replace("<int:run_id>", "{run}")
-        .replace("<int:model_id>", "{model}")
-        for pattern in urlpatterns
-    }
-    assert routes <= covered
+    names = {"<int:project_id>": "{project}", "<int:run_id>": "{run}", "<int:model_id>": "{model}"}
+    routes = set()
+    for pattern in urlpatterns:
+        if pattern.callback.view_class.__module__ != views.__name__:
+            continue  # scoring endpoints have their own tests
+        route = str(pattern.pattern)
+        for old, new in names.items():
+            route = route.replace(old, new)
+        routes.add(route)
+    assert routes and routes <= covered
 
 
 def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_decoder):
