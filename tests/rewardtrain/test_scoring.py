@@ -266,3 +266,29 @@ def test_report_math():
         np.array([1.0, 0.2, 1.0]), np.array([0.0, 0.0, 0.0]), np.array([0, 0, -1])
     )
     assert np.argsort(-priority).tolist() == [2, 1, 0]
+
+
+@pytest.mark.django_db
+def test_the_reports_read_stored_scores(tiny_reward_model):
+    from rewardtrain.selectors import (
+        reward_model_agreement,
+        reward_model_drift,
+        reward_model_length_bias,
+        reward_model_system_means,
+    )
+
+    project, _ = judged_project(8)
+    first = reward_model_row(project, tiny_reward_model, version=1)
+    second = reward_model_row(project, tiny_reward_model, version=2, active=False)
+    for pair in Pair.objects.filter(project=project).select_related("response_a", "response_b"):
+        for response in (pair.response_a, pair.response_b):
+            good = 1.0 if response.system == "chosen" else -1.0
+            ResponseScore.objects.create(response=response, reward_model=first, score=good)
+            ResponseScore.objects.create(
+                response=response, reward_model=second, score=-good + 0.01 * response.pk
+            )
+    assert reward_model_agreement(reward_model=first) == {"count": 8, "correct": 8, "accuracy": 1.0}
+    assert reward_model_agreement(reward_model=second)["accuracy"] == 0.0
+    assert [row["system"] for row in reward_model_system_means(reward_model=first)] == ["chosen", "rejected"]
+    assert reward_model_length_bias(reward_model=first)["responses"] == 16
+    assert reward_model_drift(before=first, after=second)["count"] == 16

@@ -1,0 +1,80 @@
+"""Reads over stored reward-model scores for the pages: the leaderboard's reward model view, the active model's
+agreement with the human majority, the length-bias report and the drift between model versions. The math is
+in ``rewardtrain.stats``; these only turn rows into arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from django.db.models import Avg, Count, Q
+
+from annotate.models import Judgment, Pair
+from rewardtrain.models import ResponseScore, RewardModel
+from rewardtrain.stats import length_bias, majority_agreement, score_drift
+
+
+def reward_model_system_means(*, reward_model: RewardModel) -> list[dict[str, Any]]:
+    """Mean raw score per system (the leaderboard's reward model view), best first."""
+    rows = (
+        ResponseScore.objects.filter(reward_model=reward_model)
+        .values("response__system")
+        .annotate(mean=Avg("score"), count=Count("id"))
+        .order_by("-mean")
+    )
+    return [{"system": row["response__system"], "mean": row["mean"], "count": row["count"]} for row in rows]
+
+
+def _decided_pairs(reward_model: RewardModel) -> list[tuple[int, int, int]]:
+    """(response_a, response_b, majority) of the project's pairs with a strict human majority (+1 A, -1 B)."""
+    votes = (
+        Judgment.objects.filter(pair__project_id=reward_model.project_id, origin=Judgment.Origin.HUMAN)
+        .values("pair_id")
+        .annotate(a=Count("id", filter=Q(choice="a")), b=Count("id", filter=Q(choice="b")))
+    )
+    majority = {row["pair_id"]: (1 if row["a"] > row["b"] else -1) for row in votes if row["a"] != row["b"]}
+    pairs = Pair.objects.filter(pk__in=list(majority)).values_list("id", "response_a_id", "response_b_id")
+    return [(a, b, majority[pair]) for pair, a, b in pairs]
+
+
+def reward_model_agreement(*, reward_model: RewardModel) -> dict[str, Any]:
+    """Share of pairs whose human majority the model's score difference agrees with (scored pairs only)."""
+    scores = dict(ResponseScore.objects.filter(reward_model=reward_model).values_list("response_id", "score"))
+    rows = [
+        (scores[a], scores[b], m) for a, b, m in _decided_pairs(reward_model) if a in scores and b in scores
+    ]
+    if not rows:
+        return {"count": 0, "correct": 0, "accuracy": None}
+    a, b, m = (np.array(column) for column in zip(*rows, strict=True))
+    return majority_agreement(a, b, m)
+
+
+def reward_model_length_bias(*, reward_model: RewardModel) -> dict[str, Any]:
+    rows = list(
+        ResponseScore.objects.filter(reward_model=reward_model).values_list(
+            "response_id", "score", "response__content"
+        )
+    )
+    scores = {response: score for response, score, _ in rows}
+    lengths = {response: len(content) for response, _, content in rows}
+    chosen, rejected = [], []
+    for a, b, m in _decided_pairs(reward_model):
+        if a in scores and b in scores:
+            chosen.append(a if m > 0 else b)
+            rejected.append(b if m > 0 else a)
+    return length_bias(
+        np.array([score for _, score, _ in rows]),
+        np.array([lengths[r] for r, _, _ in rows]),
+        np.array([scores[r] for r in chosen]),
+        np.array([scores[r] for r in rejected]),
+        np.array([lengths[r] for r in chosen]),
+        np.array([lengths[r] for r in rejected]),
+    )
+
+
+def reward_model_drift(*, before: RewardModel, after: RewardModel) -> dict[str, Any]:
+    """Drift between two versions over the responses both scored."""
+    first = dict(ResponseScore.objects.filter(reward_model=before).values_list("response_id", "score"))
+    second = dict(ResponseScore.objects.filter(reward_model=after).values_list("response_id", "score"))
+    shared = sorted(set(first) & set(second))
+    return score_drift(np.array([first[r] for r in shared]), np.array([second[r] for r in shared]))
