@@ -25,6 +25,7 @@ from annotate.services.leaderboard import (
 )
 from annotate.views import LEAD_ROLES, project_for_page
 from palate.errors import ApplicationError
+from rewardtrain.selectors import reward_model_active, reward_model_system_means
 
 READER_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
 # What the page's form may set; everything else in the query string is ignored.
@@ -97,6 +98,21 @@ def _table_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _reward_model_view(project: Project, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The active model's mean score per system from its stored scores, beside each system's human rank.
+    ``rows`` is empty when there is no active model or it has scored nothing yet (the page says how)."""
+    model = reward_model_active(project_id=project.pk)
+    means = reward_model_system_means(reward_model=model) if model is not None else []
+    human_rank = {row["system"]: row["rank"] for row in rows}
+    return {
+        "model": model,
+        "rows": [
+            {**row, "model_rank": index, "human_rank": human_rank.get(row["system"])}
+            for index, row in enumerate(means, 1)
+        ],
+    }
+
+
 def _labels(board: dict[str, Any] | None) -> dict[str, str]:
     if board is None:
         return {"method_label": "", "interval_label": ""}
@@ -156,6 +172,7 @@ def _leaderboard_page(
             if project.leaderboard_public_token and not public
             else None
         ),
+        "reward_view": None if public else _reward_model_view(project, board["rows"] if board else []),
         "advanced_open": any(name in chosen for name in ("interval", "ties", "anchor", "split_by")),
     }
     response = render(request, "annotate/leaderboard.html", context, status=400 if error else 200)

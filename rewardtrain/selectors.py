@@ -78,3 +78,38 @@ def reward_model_drift(*, before: RewardModel, after: RewardModel) -> dict[str, 
     second = dict(ResponseScore.objects.filter(reward_model=after).values_list("response_id", "score"))
     shared = sorted(set(first) & set(second))
     return score_drift(np.array([first[r] for r in shared]), np.array([second[r] for r in shared]))
+
+
+def reward_model_active(*, project_id: int) -> RewardModel | None:
+    return RewardModel.objects.filter(project_id=project_id, is_active=True).first()
+
+
+def reward_model_previous(*, reward_model: RewardModel) -> RewardModel | None:
+    """The project's latest version before this one (what the drift report compares with)."""
+    return (
+        RewardModel.objects.filter(project_id=reward_model.project_id, version__lt=reward_model.version)
+        .order_by("-version")
+        .first()
+    )
+
+
+def reward_model_has_scores(*, reward_model: RewardModel) -> bool:
+    return ResponseScore.objects.filter(reward_model=reward_model).exists()
+
+
+def pair_model_predictions(*, reward_model: RewardModel, pairs: list[Pair]) -> dict[int, dict[str, Any]]:
+    """For leads and engineers only: ``{pair id: {score_a, score_b, prefers}}`` of the pairs whose two
+    responses the model scored; ``prefers`` is "a", "b" or "tie"."""
+    responses = {pair.response_a_id for pair in pairs} | {pair.response_b_id for pair in pairs}
+    scores = dict(
+        ResponseScore.objects.filter(reward_model=reward_model, response_id__in=responses).values_list(
+            "response_id", "score"
+        )
+    )
+    predictions = {}
+    for pair in pairs:
+        if pair.response_a_id in scores and pair.response_b_id in scores:
+            score_a, score_b = scores[pair.response_a_id], scores[pair.response_b_id]
+            prefers = "a" if score_a > score_b else "b" if score_b > score_a else "tie"
+            predictions[pair.pk] = {"score_a": score_a, "score_b": score_b, "prefers": prefers}
+    return predictions
