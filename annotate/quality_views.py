@@ -22,6 +22,7 @@ from annotate.services.agreement import (
     agreement_snapshot_current,
 )
 from annotate.views import project_for_page
+from rewardtrain.selectors import reward_model_active, reward_model_agreement, reward_model_has_scores
 
 READER_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
 
@@ -47,6 +48,15 @@ ANNOTATOR_COLUMNS = (
 
 def _figures(project: Project) -> dict[str, Any]:
     return agreement_figures(snapshot=agreement_snapshot_current(project=project), project=project)
+
+
+def _reward_model_agreement(project: Project) -> dict[str, Any] | None:
+    """The active model's agreement with the human majority over the pairs it scored; None before it has
+    scores."""
+    model = reward_model_active(project_id=project.pk)
+    if model is None or not reward_model_has_scores(reward_model=model):
+        return None
+    return {"model": model, **reward_model_agreement(reward_model=model)}
 
 
 @login_required
@@ -83,6 +93,7 @@ def project_quality(request: HttpRequest, slug: str) -> HttpResponse:
                 if figures["alpha"][level]
             ],
             "csv_tables": CSV_TABLES,
+            "reward_agreement": _reward_model_agreement(project),
         },
     )
 

@@ -69,3 +69,28 @@ def test_annotators_get_403_on_the_leaderboard():
         .status_code
         == 403
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [Membership.Role.LEAD, Membership.Role.ENGINEER])
+def test_the_quality_dashboard_shows_the_active_models_agreement_with_the_human_majority(role):
+    project, _, second = _scored_project(6)
+    response = _page_client(project, role).get(f"/projects/{project.slug}/quality/")
+    assert response.status_code == 200
+    agreement = response.context["reward_agreement"]
+    assert agreement["model"] == second
+    assert (agreement["count"], agreement["correct"]) == (6, 6)
+    assert "reward model v2 agrees with the human majority on 6 of 6" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_quality_dashboard_leaves_the_figure_out_before_scores_and_refuses_annotators():
+    project, _ = judged_project(3)
+    reward_model_row(project, "unused", version=1, active=True)
+    response = _page_client(project, Membership.Role.LEAD).get(f"/projects/{project.slug}/quality/")
+    assert response.context["reward_agreement"] is None
+    assert "agrees with the human majority" not in response.content.decode()
+    assert (
+        _page_client(project, Membership.Role.ANNOTATOR).get(f"/projects/{project.slug}/quality/").status_code
+        == 403
+    )
