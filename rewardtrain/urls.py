@@ -26,4 +26,14 @@ urlpatterns = [
         views.project_reward_model_activate,
         name="project-reward-model-activate",
     ),
+    path(
+        "projects/<slug:slug>/training/models/<int:model_id>/score/",
+        views.project_reward_model_score,
+        name="project-reward-model-score",
+    ),
+    path(
+        "projects/<slug:slug>/training/models/<int:model_id>/scoring/",
+        views.project_scoring_job_live,
+        name="project-scoring-job-live",
+    ),
 ]

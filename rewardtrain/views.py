@@ -10,13 +10,20 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotate.models import Export, Membership, Project
 from annotate.services.exports import ExportPolicy
 from annotate.views import project_for_page
 from palate.errors import ApplicationError
-from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.models import RewardModel, ScoringJob, TrainingRun
+from rewardtrain.selectors import (
+    reward_model_drift,
+    reward_model_has_scores,
+    reward_model_length_bias,
+    reward_model_previous,
+)
 from rewardtrain.services import runs as runs_service
 from rewardtrain.services.runs import (
     retraining_settings_get,
@@ -25,6 +32,7 @@ from rewardtrain.services.runs import (
     training_run_cancel,
     training_run_create,
 )
+from rewardtrain.services.scoring import scoring_job_create
 from rewardtrain.training.config import TrainConfig
 
 TRAINING_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
@@ -258,9 +266,37 @@ def _chart_data(run: TrainingRun) -> dict[str, Any]:
     }
 
 
+def _scoring(model: RewardModel) -> dict[str, Any]:
+    """Batch scoring of the run's model: its latest job, and the reward hacking checks once it has scores
+    (length bias, and drift from the previous version over the responses both scored)."""
+    job = ScoringJob.objects.filter(reward_model=model).order_by("-created_at", "-id").first()
+    has_scores = reward_model_has_scores(reward_model=model)
+    previous = reward_model_previous(reward_model=model)
+    length_bias = reward_model_length_bias(reward_model=model) if has_scores else None
+    drift = None
+    if has_scores and previous is not None and reward_model_has_scores(reward_model=previous):
+        drift = reward_model_drift(before=previous, after=model)
+    return {
+        "model": model,
+        "job": job,
+        "pending": job is not None and job.status in {ScoringJob.Status.QUEUED, ScoringJob.Status.RUNNING},
+        "has_scores": has_scores,
+        "previous": previous,
+        "length_bias": length_bias,
+        "drift": drift,
+        "chart": {
+            "version": model.version,
+            "previous": previous.version if previous else None,
+            "lengthBias": length_bias,
+            "drift": drift,
+        },
+    }
+
+
 @login_required
 def project_training_run(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project, role, run = _run_for_page(request, slug, run_id)
+    model = getattr(run, "reward_model", None)
     return render(
         request,
         "rewardtrain/run.html",
@@ -271,6 +307,7 @@ def project_training_run(request: HttpRequest, slug: str, run_id: int) -> HttpRe
             "chart": _chart_data(run),
             "hyperparameters_json": json.dumps(run.hyperparameters, indent=2),
             "policy_json": json.dumps(run.export.policy if run.export else run.policy, indent=2),
+            "scoring": _scoring(model) if model is not None else None,
         },
     )
 
@@ -307,3 +344,30 @@ def project_reward_model_activate(request: HttpRequest, slug: str, model_id: int
     reward_model_activate(reward_model=model)
     messages.success(request, f"Reward model v{model.version} is now the project's active model.")
     return redirect("project-training-run", slug=project.slug, run_id=model.run_id)
+
+
+@login_required
+@require_POST
+def project_reward_model_score(request: HttpRequest, slug: str, model_id: int) -> HttpResponse:
+    project, _ = project_for_page(request, slug, TRAINING_ROLES)
+    model = get_object_or_404(RewardModel, pk=model_id, project=project)
+    try:
+        job = scoring_job_create(reward_model=model, created_by=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request, f"Scoring job {job.pk} is queued: {job.total} responses for a gpu worker to score."
+        )
+    return redirect(reverse("project-training-run", args=[project.slug, model.run_id]) + "#scoring")
+
+
+@login_required
+def project_scoring_job_live(request: HttpRequest, slug: str, model_id: int) -> HttpResponse:
+    """The batch scoring card (an htmx partial, polled while the job is pending)."""
+    project, _ = project_for_page(request, slug, TRAINING_ROLES)
+    model = get_object_or_404(RewardModel, pk=model_id, project=project)
+    job = ScoringJob.objects.filter(reward_model=model).order_by("-created_at", "-id").first()
+    pending = job is not None and job.status in {ScoringJob.Status.QUEUED, ScoringJob.Status.RUNNING}
+    scoring = {"model": model, "job": job, "pending": pending}
+    return render(request, "rewardtrain/_scoring_job.html", {"project": project, "scoring": scoring})

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from annotate.models import Membership, Pair
-from rewardtrain.models import ResponseScore
+from rewardtrain.models import ResponseScore, ScoringJob
 from tests.factories import MembershipFactory, UserFactory
 from tests.rewardtrain.runs_data import judged_project
 from tests.rewardtrain.scoring_data import reward_model_row
@@ -94,3 +94,55 @@ def test_the_quality_dashboard_leaves_the_figure_out_before_scores_and_refuses_a
         _page_client(project, Membership.Role.ANNOTATOR).get(f"/projects/{project.slug}/quality/").status_code
         == 403
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [Membership.Role.LEAD, Membership.Role.ENGINEER])
+def test_the_run_page_shows_the_reward_hacking_checks_beside_the_previous_version(role):
+    project, first, second = _scored_project(6)
+    response = _page_client(project, role).get(f"/projects/{project.slug}/training/{second.run_id}/")
+    assert response.status_code == 200
+    scoring = response.context["scoring"]
+    assert scoring["previous"] == first
+    assert scoring["length_bias"]["responses"] == 12
+    assert scoring["drift"]["count"] == 12 and scoring["drift"]["histogram"]["edges"]
+    text = response.content.decode()
+    assert "Reward hacking checks" in text and "chart-check-drift" in text and "chart-check-length" in text
+    assert "vendor/plotly.min.js" in text and "reward-checks-data" in text
+    first_page = _page_client(project, role).get(f"/projects/{project.slug}/training/{first.run_id}/")
+    assert first_page.context["scoring"]["drift"] is None
+    assert "first reward model" in first_page.content.decode()
+
+
+@pytest.mark.django_db
+def test_start_batch_scoring_queues_a_job_and_its_card_polls_until_it_finishes(
+    django_capture_on_commit_callbacks,
+):
+    project, _ = judged_project(3)
+    model = reward_model_row(project, "unused", version=1, active=True)
+    client = _page_client(project, Membership.Role.ENGINEER)
+    page = client.get(f"/projects/{project.slug}/training/{model.run_id}/").content.decode()
+    assert "Start batch scoring" in page and "appear once this model has scored" in page
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(f"/projects/{project.slug}/training/models/{model.pk}/score/")
+    assert response.status_code == 302 and response["Location"].endswith(f"/training/{model.run_id}/#scoring")
+    job = ScoringJob.objects.get(reward_model=model)
+    assert (job.status, job.total, len(callbacks)) == (ScoringJob.Status.QUEUED, 6, 1)
+    live = client.get(f"/projects/{project.slug}/training/models/{model.pk}/scoring/").content.decode()
+    assert "hx-get" in live and "0 of 6 responses scored" in live
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(f"/projects/{project.slug}/training/models/{model.pk}/score/")
+    assert ScoringJob.objects.filter(reward_model=model).count() == 1  # a second press while pending
+    ScoringJob.objects.filter(pk=job.pk).update(status=ScoringJob.Status.SUCCEEDED, scored=6)
+    live = client.get(f"/projects/{project.slug}/training/models/{model.pk}/scoring/").content.decode()
+    assert "hx-get" not in live and "6 of 6 responses scored" in live
+
+
+@pytest.mark.django_db
+def test_annotators_cannot_start_batch_scoring_or_see_the_run_page():
+    project, _, second = _scored_project(2)
+    annotator = _page_client(project, Membership.Role.ANNOTATOR)
+    assert annotator.get(f"/projects/{project.slug}/training/{second.run_id}/").status_code == 403
+    assert annotator.post(f"/projects/{project.slug}/training/models/{second.pk}/score/").status_code == 403
+    assert annotator.get(f"/projects/{project.slug}/training/models/{second.pk}/scoring/").status_code == 403
+    assert not ScoringJob.objects.exists()
