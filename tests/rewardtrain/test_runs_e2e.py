@@ -34,7 +34,7 @@ pytestmark = pytest.mark.celery_worker
 LONG = {**FAST, "batch_size": 1, "num_epochs": 1, "save_steps": 5, "learning_rate": 0.001}
 
 
-def _wait_for(condition, seconds: float = 90.0, every: float = 0.2):
+def _wait_for(condition, seconds: float = 300.0, every: float = 0.2):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         result = condition()
