@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import ImportJob, Membership, Pair, Project, Prompt, ShownChoice
@@ -145,3 +146,26 @@ class PairOutput(serializers.ModelSerializer):
     class Meta:
         model = Pair
         fields = ["id", "external_id", "prompt", "response_a", "response_b", "is_gold", "gold_choice", "created_at"]
+
+
+class ModelPredictionOutput(serializers.Serializer):
+    reward_model_version = serializers.IntegerField()
+    score_a = serializers.FloatField(help_text="Raw reward of response A.")
+    score_b = serializers.FloatField(help_text="Raw reward of response B.")
+    prefers = serializers.ChoiceField(choices=["a", "b", "tie"])
+
+
+class PairWithPredictionOutput(PairOutput):
+    """The pairs list for leads and engineers: with the active reward model's view of the pair (annotators
+    never get scores)."""
+
+    model_prediction = serializers.SerializerMethodField()
+
+    class Meta(PairOutput.Meta):
+        fields = [*PairOutput.Meta.fields, "model_prediction"]
+
+    @extend_schema_field(ModelPredictionOutput(allow_null=True))
+    def get_model_prediction(self, pair: Pair) -> dict | None:
+        """From the context's ``predictions`` (pair id → scores); null when the project has no active model
+        or it has not scored both responses."""
+        return self.context.get("predictions", {}).get(pair.pk)

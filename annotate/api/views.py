@@ -20,6 +20,7 @@ from annotate.services.imports import import_job_create, import_job_progress, im
 from annotate.services.members import membership_remove, membership_set
 from annotate.services.projects import project_create, project_update
 from palate.errors import ApplicationError
+from rewardtrain.selectors import pair_model_predictions, reward_model_active
 
 ERROR_RESPONSE = inline_serializer(
     "Error",
@@ -178,7 +179,7 @@ class PairListApi(APIView):
     @extend_schema(
         operation_id="pairs_list",
         parameters=[OpenApiParameter("gold", bool, description="only gold pairs (true) or only ordinary pairs (false)")],
-        responses={200: io.PairOutput(many=True), **ERRORS},
+        responses={200: io.PairWithPredictionOutput(many=True), **ERRORS},
     )
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, READERS)
@@ -190,4 +191,12 @@ class PairListApi(APIView):
             pairs = pairs.filter(is_gold=gold.lower() == "true")
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(pairs, request, view=self)
-        return paginator.get_paginated_response(io.PairOutput(page, many=True).data)
+        model = reward_model_active(project_id=project.pk)
+        predictions = {}
+        if model is not None:
+            predictions = {
+                pair_id: {"reward_model_version": model.version, **prediction}
+                for pair_id, prediction in pair_model_predictions(reward_model=model, pairs=page).items()
+            }
+        data = io.PairWithPredictionOutput(page, many=True, context={"predictions": predictions}).data
+        return paginator.get_paginated_response(data)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from rest_framework.test import APIClient
 
 from annotate.models import Membership, Pair
 from rewardtrain.models import ResponseScore, ScoringJob
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, PairFactory, UserFactory
 from tests.rewardtrain.runs_data import judged_project
 from tests.rewardtrain.scoring_data import reward_model_row
 
@@ -19,6 +20,14 @@ def _page_client(project, role) -> Client:
     user = UserFactory()
     MembershipFactory(user=user, project=project, role=role)
     client.force_login(user)
+    return client
+
+
+def _api_client(project, role) -> APIClient:
+    client = APIClient()
+    user = UserFactory()
+    MembershipFactory(user=user, project=project, role=role)
+    client.force_authenticate(user)
     return client
 
 
@@ -146,3 +155,31 @@ def test_annotators_cannot_start_batch_scoring_or_see_the_run_page():
     assert annotator.post(f"/projects/{project.slug}/training/models/{second.pk}/score/").status_code == 403
     assert annotator.get(f"/projects/{project.slug}/training/models/{second.pk}/scoring/").status_code == 403
     assert not ScoringJob.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [Membership.Role.LEAD, Membership.Role.ENGINEER])
+def test_leads_and_engineers_see_the_active_models_prediction_for_each_pair(role):
+    project, _, second = _scored_project(3)
+    unscored = PairFactory(project=project, prompt__project=project)
+    response = _api_client(project, role).get(f"/api/projects/{project.pk}/pairs/")
+    assert response.status_code == 200
+    pairs = {row["id"]: row for row in response.json()["results"]}
+    assert pairs[unscored.pk]["model_prediction"] is None
+    for pair in Pair.objects.filter(project=project).exclude(pk=unscored.pk).select_related("response_a"):
+        prediction = pairs[pair.pk]["model_prediction"]
+        assert set(prediction) == {"reward_model_version", "score_a", "score_b", "prefers"}
+        assert prediction["reward_model_version"] == second.version
+        assert prediction["prefers"] == ("a" if pair.response_a.system == "chosen" else "b")
+
+
+@pytest.mark.django_db
+def test_annotators_get_no_model_predictions_from_the_pairs_list_or_the_next_pair():
+    project, _, _ = _scored_project(3)
+    annotator = _api_client(project, Membership.Role.ANNOTATOR)
+    listed = annotator.get(f"/api/projects/{project.pk}/pairs/")
+    assert listed.status_code == 403 and "model_prediction" not in listed.content.decode()
+    claimed = annotator.get(f"/api/projects/{project.pk}/next/")
+    assert claimed.status_code == 200, claimed.content
+    text = claimed.content.decode()
+    assert "model_prediction" not in text and "score" not in text and "prefers" not in text
