@@ -40,7 +40,7 @@
     else Plotly.react("chart-check-length", [{
       type: "bar", x: bars.map((bar) => bar[0]), y: bars.map((bar) => bar[1]), text: bars.map((bar) => Math.round(bar[1] * 100) + "% of " + bar[2]), textposition: "outside", cliponaxis: false,
       marker: { color: bars.map((bar) => (bar[1] >= 0.5 ? ACCENT : BAD)) }, hovertemplate: "%{x}: %{y:.1%}<extra></extra>",
-    }], layout({ xaxis: axis({}), yaxis: axis({ range: [0, 1.15], tickformat: ".0%", title: { text: "agrees with the human majority", font: { color: MUTED } } }), showlegend: false }), CONFIG);
+    }], layout({ xaxis: axis({}), yaxis: axis({ range: [0, 1.15], tickformat: ".0%", title: { text: "agreement with humans", font: { color: MUTED } } }), showlegend: false }), CONFIG);
   }
 
   const histogram = (data.drift || {}).histogram;

@@ -89,7 +89,7 @@ def test_the_quality_dashboard_shows_the_active_models_agreement_with_the_human_
     agreement = response.context["reward_agreement"]
     assert agreement["model"] == second
     assert (agreement["count"], agreement["correct"]) == (6, 6)
-    assert "reward model v2 agrees with the human majority on 6 of 6" in response.content.decode()
+    assert "reward model v2 agrees on 6 of 6 decided pairs" in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -98,7 +98,7 @@ def test_the_quality_dashboard_leaves_the_figure_out_before_scores_and_refuses_a
     reward_model_row(project, "unused", version=1, active=True)
     response = _page_client(project, Membership.Role.LEAD).get(f"/projects/{project.slug}/quality/")
     assert response.context["reward_agreement"] is None
-    assert "agrees with the human majority" not in response.content.decode()
+    assert "Active reward model" not in response.content.decode()
     assert (
         _page_client(project, Membership.Role.ANNOTATOR).get(f"/projects/{project.slug}/quality/").status_code
         == 403
