@@ -95,7 +95,11 @@ class TrainConfig:
     )
     mixed_precision: str = field(
         default="auto",
-        metadata=_help("'auto': bf16 autocast on a CUDA device that supports it.", choices=MIXED_PRECISION),
+        metadata=_help(
+            "bf16 autocast, weights and loss in float32: 'auto' on CUDA devices with bf16 and on CPUs with "
+            "AMX-BF16 matrix units, 'bf16' on any device, 'no' never.",
+            choices=MIXED_PRECISION,
+        ),
     )
     use_lora: bool = field(
         default=False, metadata=_help("Train LoRA adapters (peft) instead of all weights.")
@@ -118,7 +122,7 @@ class TrainConfig:
     save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (the newest).", ge=1))
     eval_batch_size: int = field(default=32, metadata=_help("Pairs per evaluation batch.", ge=1))
     chunk_overhead_tokens: int = field(
-        default=64,
+        default=256,
         metadata=_help(
             "Padding trade-off: a micro-batch's sequences are split into length-sorted chunks when that saves "
             "more than this many padded tokens per extra chunk. Larger on GPUs.",

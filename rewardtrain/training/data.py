@@ -60,6 +60,7 @@ class PairDataset:
     sequence_prefix: np.ndarray  # prefix index of each sequence
     chosen: np.ndarray  # sequence index of each pair's chosen response
     rejected: np.ndarray
+    prompt_group: np.ndarray  # the same number for pairs on the same prompt (before truncation)
     margin: np.ndarray  # float32, 0 where absent
     vote_share: np.ndarray  # float32, NaN where absent
     weight: np.ndarray  # float32, 1 where absent
@@ -375,7 +376,10 @@ def build_pair_dataset(
     # Texts first, so the tokenizer sees each distinct text once, in one batch.
     rendered: dict[tuple, tuple[str, str]] = {}
     pair_texts: list[tuple[tuple[bool, str], tuple[bool, str], tuple[bool, str]]] = []
-    for row in parsed:
+    prompt_groups: dict[tuple, int] = {}
+    pair_group = np.empty(len(parsed), dtype=np.int64)
+    for index, row in enumerate(parsed):
+        pair_group[index] = prompt_groups.setdefault((row.conversational, row.prompt), len(prompt_groups))
         pieces = []
         for response in (row.chosen, row.rejected):
             key = (row.conversational, row.prompt, response)
@@ -489,6 +493,7 @@ def build_pair_dataset(
         sequence_prefix=np.asarray(sequence_prefix, dtype=np.int64),
         chosen=chosen_index,
         rejected=rejected_index,
+        prompt_group=pair_group,
         margin=margin,
         vote_share=vote_share,
         weight=weight,
@@ -519,27 +524,67 @@ def length_grouped_batches(
 ) -> list[np.ndarray]:
     """One epoch's micro-batches of pair indices, the same for the same (seed, epoch).
 
-    Pairs are shuffled, cut into megabatches of ``batch_size * megabatch_factor``, and sorted inside each
-    by prompt length and prompt, so a batch holds pairs of similar length and pairs sharing a prompt sit
-    together (their shared sequences are then scored once); the batches' order is shuffled again.
+    Pairs on the same prompt travel together, as in InstructGPT's reward-model training: the prompt groups
+    are shuffled, gathered into megabatches of about ``batch_size * megabatch_factor`` pairs, and sorted
+    inside each by their pairs' length, so a batch holds pairs of similar length and a response compared
+    with several others is scored once for all of its pairs (``plan_pairs``). The batches' order is shuffled
+    again; a group larger than a batch spans consecutive batches.
     """
     count = len(dataset)
     if count == 0:
         return []
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(count)
-    pair_prefix = dataset.sequence_prefix[dataset.chosen]
-    prefix_lengths = dataset.prefix_lengths[pair_prefix]
     lengths = dataset.sequence_lengths
     pair_longest = np.maximum(lengths[dataset.chosen], lengths[dataset.rejected])
+    groups = dataset.prompt_group
+    # Pairs in a random order, then regrouped by prompt in a random order of prompts.
+    order = rng.permutation(count)
+    group_rank = rng.permutation(int(groups.max()) + 1)
+    order = order[np.argsort(group_rank[groups[order]], kind="stable")]
+    group_of = groups[order]
+    starts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
+    ends = np.r_[starts[1:], count]
+    group_length = np.array([pair_longest[order[a:b]].mean() for a, b in zip(starts, ends, strict=True)])
     batches: list[np.ndarray] = []
     size = batch_size * megabatch_factor
-    for start in range(0, count, size):
-        chunk = order[start : start + size]
-        chunk = chunk[np.lexsort((pair_longest[chunk], pair_prefix[chunk], prefix_lengths[chunk]))]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    first = 0
+    while first < len(starts):
+        last = first
+        while last < len(starts) and ends[last] - starts[first] < size:
+            last += 1
+        last = max(last, first + 1)
+        members = np.arange(first, last)
+        members = members[np.argsort(group_length[members], kind="stable")]
+        batches.extend(_pack_groups([order[starts[g] : ends[g]] for g in members], batch_size))
+        first = last
     permutation = rng.permutation(len(batches))
     return [batches[i] for i in permutation]
+
+
+def _pack_groups(groups: list[np.ndarray], batch_size: int, window: int = 16) -> list[np.ndarray]:
+    """Cut length-sorted prompt groups into batches of ``batch_size`` pairs, splitting as few groups as
+    possible: when the next group does not fit in what is left of a batch, one of the next ``window``
+    groups that fits whole goes first; only when none does is the group split."""
+    queue = list(groups)
+    batches: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    space = batch_size
+    while queue:
+        position = 0
+        if len(queue[0]) > space:
+            position = next((i for i in range(1, min(window, len(queue))) if len(queue[i]) <= space), 0)
+        group = queue.pop(position)
+        if len(group) > space:
+            queue.insert(0, group[space:])
+            group = group[:space]
+        current.append(group)
+        space -= len(group)
+        if space == 0:
+            batches.append(np.concatenate(current))
+            current, space = [], batch_size
+    if current:
+        batches.append(np.concatenate(current))
+    return batches
 
 
 def sorted_batches(dataset: PairDataset, batch_size: int) -> list[np.ndarray]:

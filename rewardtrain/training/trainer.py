@@ -227,6 +227,7 @@ class _Trainer:
         pair_count = len(pairs)
         loss_total = 0.0
         correct = 0
+        tokens = 0
         for batch in micro_batches:
             plan, chosen_rows, rejected_rows = plan_pairs(
                 self.train_data,
@@ -258,6 +259,7 @@ class _Trainer:
             correct += int((chosen > rejected).sum())
             self.counters["sequences"] += len(plan.sequence_ids)
             self.counters["real_tokens"] += plan.real_tokens
+            tokens += plan.real_tokens
             self.counters["processed_tokens"] += plan.processed_tokens
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(
@@ -273,6 +275,7 @@ class _Trainer:
             "accuracy": correct / pair_count,
             "learning_rate": learning_rate,
             "pairs": pair_count,
+            "tokens": tokens,
         }
 
     # --- evaluation ----------------------------------------------------------------------------------------

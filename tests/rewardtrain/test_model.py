@@ -15,7 +15,7 @@ from tests.rewardtrain.conftest import marker_rows
 @pytest.fixture(scope="module")
 def decoder(tiny_decoder):
     torch.manual_seed(0)
-    return load_reward_model(tiny_decoder, device="cpu")
+    return load_reward_model(tiny_decoder, device="cpu", mixed_precision="no")
 
 
 def multi_turn_rows() -> list[dict]:

