@@ -288,11 +288,13 @@ def _leading_specials(ids: Sequence[int], special: set[int]) -> int:
     return count
 
 
-def _trailing_specials(ids: Sequence[int], special: set[int]) -> int:
-    count = 0
-    while count < len(ids) and ids[len(ids) - 1 - count] in special:
-        count += 1
-    return count
+def _closing_tokens(ids: Sequence[int], special: set[int], lookback: int = 4) -> int:
+    """How many tokens close a response: from its last special token (an end-of-turn marker, possibly
+    followed by a newline, as in ChatML) to its end, when that token is among the last ``lookback``."""
+    for back in range(1, min(lookback, len(ids)) + 1):
+        if ids[len(ids) - back] in special:
+            return back
+    return 0
 
 
 # --- truncation --------------------------------------------------------------------------------------------
@@ -369,7 +371,9 @@ def build_pair_dataset(
     rows = list(rows)
     parsed = [_parse_row(index, row) for index, row in enumerate(rows)]
     if any(row.conversational for row in parsed) and not getattr(tokenizer, "chat_template", None):
-        raise ValueError("conversational rows need a chat template: call install_default_chat_template first")
+        raise DataError(
+            None, "conversational rows need a chat template: call install_default_chat_template first"
+        )
     layout = SequenceLayout.probe(tokenizer, kind, append_eos=append_eos)
     special = set(tokenizer.all_special_ids)
 
@@ -414,7 +418,7 @@ def build_pair_dataset(
         ids = continuation_ids[key]
         conversational = key[0]
         if conversational:
-            return ids, _trailing_specials(ids, special)
+            return ids, _closing_tokens(ids, special)
         if layout.tail and ids[-len(layout.tail) :] == list(layout.tail):
             return ids, len(layout.tail)
         return ids + list(layout.tail), len(layout.tail)

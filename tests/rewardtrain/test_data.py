@@ -76,6 +76,21 @@ def test_truncation_keeps_the_end_of_the_prompt_and_reports_counts(tokenizer):
     assert cut[-1] == tokenizer.eos_token_id and len(cut) < 100
 
 
+def test_a_cut_conversational_response_keeps_its_end_of_turn_marker(tokenizer):
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": "the question"}],
+            "chosen": [{"role": "assistant", "content": " ".join(["stone"] * 80)}],
+            "rejected": [{"role": "assistant", "content": "terrible"}],
+        }
+    ]
+    data = build_pair_dataset(rows, tokenizer, kind="decoder", max_length=32, prompt_floor=8)
+    assert data.report.response_truncated == 1
+    chosen = tokenizer.decode(data.continuations[data.chosen[0]])
+    assert chosen.startswith("stone stone") and chosen.endswith("<|im_end|>\n")
+    assert len(data.prefixes[0]) + len(data.continuations[data.chosen[0]]) == 32
+
+
 def test_sequences_shared_by_several_pairs_are_interned(tokenizer):
     answers = [" excellent one", " good two", " terrible three"]
     rows = [
