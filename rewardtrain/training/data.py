@@ -289,9 +289,9 @@ def _leading_specials(ids: Sequence[int], special: set[int]) -> int:
 
 
 def _closing_tokens(ids: Sequence[int], special: set[int], lookback: int = 4) -> int:
-    """How many tokens close a response: from its last special token (an end-of-turn marker, possibly
-    followed by a newline, as in ChatML) to its end, when that token is among the last ``lookback``."""
-    for back in range(1, min(lookback, len(ids)) + 1):
+    """How many tokens close a response: from the first special token among its last ``lookback`` (an
+    end-of-turn marker, possibly followed by a newline, as in ChatML) to its end."""
+    for back in range(min(lookback, len(ids)), 0, -1):
         if ids[len(ids) - back] in special:
             return back
     return 0
@@ -375,7 +375,11 @@ def build_pair_dataset(
             None, "conversational rows need a chat template: call install_default_chat_template first"
         )
     layout = SequenceLayout.probe(tokenizer, kind, append_eos=append_eos)
-    special = set(tokenizer.all_special_ids)
+    special = set(tokenizer.all_special_ids) | {
+        token_id
+        for token_id, token in getattr(tokenizer, "added_tokens_decoder", {}).items()
+        if token.special
+    }
 
     # Texts first, so the tokenizer sees each distinct text once, in one batch.
     rendered: dict[tuple, tuple[str, str]] = {}

@@ -104,7 +104,7 @@ def marker_rows(count: int, *, seed: int, conversational: bool = False, extra: b
     return rows
 
 
-def build_tiny_decoder(directory: Path, *, vocab_size: int = 300) -> Path:
+def build_tiny_decoder(directory: Path, *, vocab_size: int = 600) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -115,7 +115,10 @@ def build_tiny_decoder(directory: Path, *, vocab_size: int = 300) -> Path:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     specials = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
-    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials))
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(corpus, trainer)
     bos = backend.token_to_id("<s>")
     # Like Llama's tokenizer: BOS before every text it encodes with special tokens.
     backend.post_processor = processors.TemplateProcessing(
