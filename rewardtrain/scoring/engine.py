@@ -47,11 +47,15 @@ def normalise(raw: np.ndarray, mean: float | None, std: float | None) -> np.ndar
 def load_model(path: str, *, device: str = "auto") -> LoadedModel:
     """Load a saved reward model directory (``rewardtrain.training.artifacts.save_reward_model``) for
     inference. Raises ``rewardtrain.training.errors.ModelLoadError`` when it cannot be loaded."""
-    import torch
 
-    from rewardtrain.training.model import load_reward_model
+    from rewardtrain.training.model import load_reward_model, resolve_device
 
-    reward_model = load_reward_model(path, device=device, mixed_precision="auto")
+    # bf16 only on a GPU: on a CPU, bf16 (AMX) scores shift with the batch a response lands in, and an API
+    # must give the same score to the same response whoever else asked at the same moment.
+    resolved = resolve_device(device)
+    reward_model = load_reward_model(
+        path, device=resolved, mixed_precision="auto" if resolved.type == "cuda" else "no"
+    )
     reward_model.model.eval()
     config = reward_model.core.config
     palate = getattr(config, "palate", None) or {}
@@ -59,7 +63,8 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
         DEFAULT_MAX_LENGTH, reward_model.max_positions or DEFAULT_MAX_LENGTH
     )
     mean, std = getattr(config, "reward_mean", None), getattr(config, "reward_std", None)
-    torch.set_grad_enabled(False)
+    # No global torch.set_grad_enabled(False) here: it would switch gradients off for everything else the
+    # calling thread does later (training in the same process). score_sequences runs under no_grad.
     return LoadedModel(
         reward_model=reward_model,
         max_length=int(max_length),
