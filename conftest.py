@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-
-import tests.environment  # noqa: F401  (imported first through -p; named here for readers)
 from urllib.parse import urlparse
 
 import pytest
 
+import tests.environment  # noqa: F401  (imported first through -p; named here for readers)
 
 
 def _reachable(url: str, default_port: int) -> tuple[bool, str]:
@@ -36,7 +35,9 @@ def pytest_configure(config):
             continue
         ok, where = _reachable(url, port)
         if not ok:
-            problems.append(f"{what} is not reachable at {where}: start it (see README, 'Running the tests') or set {name}")
+            problems.append(
+                f"{what} is not reachable at {where}: start it (see README, 'Running the tests') or set {name}"
+            )
     if problems:
         raise pytest.UsageError("the test suite needs its services:\n  " + "\n  ".join(problems))
 
@@ -45,8 +46,12 @@ def pytest_configure(config):
 def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}}
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher"
+    ]  # speed; never in production
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}
+    }
 
 
 @pytest.fixture
@@ -67,9 +72,7 @@ def celery_worker_process(transactional_db, settings):
 
     broker_url = os.environ["CELERY_BROKER_URL"]
     database = connection.settings_dict
-    database_url = (
-        f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-    )
+    database_url = f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,

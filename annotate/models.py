@@ -48,7 +48,9 @@ class Project(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
     criteria = models.JSONField(
-        default=list, blank=True, help_text="Named criteria (e.g. helpfulness); empty means one overall judgment."
+        default=list,
+        blank=True,
+        help_text="Named criteria (e.g. helpfulness); empty means one overall judgment.",
     )
     allowed_choices = models.JSONField(default=default_allowed_choices)
     strength_scale = models.PositiveSmallIntegerField(
@@ -58,7 +60,9 @@ class Project(models.Model):
     )
     rationale = models.CharField(max_length=10, choices=Rationale.choices, default=Rationale.OPTIONAL)
     overlap = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)], help_text="Judgments wanted per pair."
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Judgments wanted per pair.",
     )
     gold_rate = models.FloatField(
         default=0.0,
@@ -66,7 +70,9 @@ class Project(models.Model):
         help_text="Share of assignments that are gold pairs.",
     )
     lease_seconds = models.PositiveIntegerField(
-        default=900, validators=[MinValueValidator(30)], help_text="How long an assignment is held for its annotator."
+        default=900,
+        validators=[MinValueValidator(30)],
+        help_text="How long an assignment is held for its annotator.",
     )
     assignment_order = models.CharField(
         max_length=20, choices=AssignmentOrder.choices, default=AssignmentOrder.DEPTH_FIRST
@@ -85,12 +91,16 @@ class Project(models.Model):
     )
     both_bad_as_tie = models.BooleanField(default=True, help_text="Leaderboards count 'both bad' as a tie.")
     target_alpha = models.FloatField(default=0.667, help_text="Krippendorff's alpha the data should reach.")
-    min_gold_accuracy = models.FloatField(default=0.8, help_text="Annotators below this gold accuracy are flagged.")
+    min_gold_accuracy = models.FloatField(
+        default=0.8, help_text="Annotators below this gold accuracy are flagged."
+    )
     max_position_bias = models.FloatField(
         default=0.65, help_text="Annotators who choose the left response more often than this are flagged."
     )
     leaderboard_public_token = models.CharField(
-        max_length=64, blank=True, help_text="When set, /leaderboard/public/<token>/ shows the leaderboard read-only."
+        max_length=64,
+        blank=True,
+        help_text="When set, /leaderboard/public/<token>/ shows the leaderboard read-only.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -102,9 +112,15 @@ class Project(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
-            models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_share"),
-            models.CheckConstraint(condition=Q(strength_scale__lte=5), name="project_strength_scale_at_most_5"),
-            models.CheckConstraint(condition=Q(rationale__in=["off", "optional", "required"]), name="project_rationale_valid"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_share"
+            ),
+            models.CheckConstraint(
+                condition=Q(strength_scale__lte=5), name="project_strength_scale_at_most_5"
+            ),
+            models.CheckConstraint(
+                condition=Q(rationale__in=["off", "optional", "required"]), name="project_rationale_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -132,7 +148,9 @@ class Membership(models.Model):
         ordering = ["project", "role", "user__username"]
         constraints = [
             models.UniqueConstraint(fields=["user", "project"], name="membership_one_per_user_and_project"),
-            models.CheckConstraint(condition=Q(role__in=["annotator", "lead", "engineer"]), name="membership_role_valid"),
+            models.CheckConstraint(
+                condition=Q(role__in=["annotator", "lead", "engineer"]), name="membership_role_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -141,20 +159,28 @@ class Membership(models.Model):
 
 class Prompt(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
-    external_id = models.CharField(max_length=255, help_text="The id in the imported file, or a content hash.")
-    content = models.TextField(blank=True, help_text="The prompt as text (for conversations, the last user turn).")
+    external_id = models.CharField(
+        max_length=255, help_text="The id in the imported file, or a content hash."
+    )
+    content = models.TextField(
+        blank=True, help_text="The prompt as text (for conversations, the last user turn)."
+    )
     messages = models.JSONField(
         null=True, blank=True, help_text="The conversation as a list of {role, content}, when it is one."
     )
     category = models.CharField(max_length=100, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    fingerprint = models.CharField(max_length=40, help_text="sha1 of the prompt's content, for re-import checks.")
+    fingerprint = models.CharField(
+        max_length=40, help_text="sha1 of the prompt's content, for re-import checks."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "external_id"], name="prompt_external_id_unique_in_project"),
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="prompt_external_id_unique_in_project"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -177,7 +203,9 @@ class Response(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["prompt", "external_id"], name="response_external_id_unique_in_prompt"),
+            models.UniqueConstraint(
+                fields=["prompt", "external_id"], name="response_external_id_unique_in_prompt"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -195,7 +223,9 @@ class Pair(models.Model):
     # Derived from the pair's own rows (judgments, live leases) and recomputed under the pair's row lock
     # whenever they change, so that finding work never counts over the whole project.
     judgment_count = models.PositiveIntegerField(default=0, db_default=0, help_text="Annotators' judgments.")
-    slots_taken = models.PositiveIntegerField(default=0, db_default=0, help_text="Judgments plus unexpired leases.")
+    slots_taken = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Judgments plus unexpired leases."
+    )
     priority = models.FloatField(
         default=0.0,
         db_default=0.0,
@@ -208,12 +238,19 @@ class Pair(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="pair_responses_differ"),
             # One pair per unordered couple of responses: (x, y) and (y, x) are the same comparison.
-            models.UniqueConstraint(Least("response_a", "response_b"), Greatest("response_a", "response_b"), name="pair_unique_couple"),
             models.UniqueConstraint(
-                fields=["project", "external_id"], condition=~Q(external_id=""), name="pair_external_id_unique_in_project"
+                Least("response_a", "response_b"),
+                Greatest("response_a", "response_b"),
+                name="pair_unique_couple",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=~Q(external_id=""),
+                name="pair_external_id_unique_in_project",
             ),
             models.CheckConstraint(
-                condition=Q(is_gold=False, gold_choice="") | Q(is_gold=True, gold_choice__in=["a", "b", "tie", "both_bad"]),
+                condition=Q(is_gold=False, gold_choice="")
+                | Q(is_gold=True, gold_choice__in=["a", "b", "tie", "both_bad"]),
                 name="pair_gold_choice_iff_gold",
             ),
         ]
@@ -250,13 +287,17 @@ class Judgment(models.Model):
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     criteria = models.JSONField(default=dict, blank=True, help_text="Per-criterion choices in A/B terms.")
     rationale = models.TextField(blank=True)
-    shown_swapped = models.BooleanField(default=False, help_text="True when response B was shown on the left.")
+    shown_swapped = models.BooleanField(
+        default=False, help_text="True when response B was shown on the left."
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=100, blank=True, db_default="")
     assignment = models.OneToOneField(
         "Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="judgment"
     )
-    revision = models.PositiveIntegerField(default=1, db_default=1, help_text="1 when first submitted; each edit adds one.")
+    revision = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="1 when first submitted; each edit adds one."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -270,11 +311,16 @@ class Judgment(models.Model):
                 name="judgment_idempotency_key_unique",
             ),
             models.UniqueConstraint(
-                fields=["pair"], condition=Q(annotator__isnull=True), name="judgment_one_imported_label_per_pair"
+                fields=["pair"],
+                condition=Q(annotator__isnull=True),
+                name="judgment_one_imported_label_per_pair",
             ),
-            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie", "both_bad"]), name="judgment_choice_valid"),
             models.CheckConstraint(
-                condition=Q(origin="human", annotator__isnull=False) | Q(origin="imported", annotator__isnull=True),
+                condition=Q(choice__in=["a", "b", "tie", "both_bad"]), name="judgment_choice_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(origin="human", annotator__isnull=False)
+                | Q(origin="imported", annotator__isnull=True),
                 name="judgment_annotator_iff_human",
             ),
         ]
@@ -296,7 +342,9 @@ class Assignment(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
     shown_swapped = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     skip_reason = models.CharField(max_length=500, blank=True)
@@ -308,11 +356,14 @@ class Assignment(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["active", "submitted", "skipped", "expired"]), name="assignment_status_valid"
+                condition=Q(status__in=["active", "submitted", "skipped", "expired"]),
+                name="assignment_status_valid",
             ),
             # At most one live lease per annotator and pair.
             models.UniqueConstraint(
-                fields=["pair", "annotator"], condition=Q(status="active"), name="assignment_one_active_per_pair_and_annotator"
+                fields=["pair", "annotator"],
+                condition=Q(status="active"),
+                name="assignment_one_active_per_pair_and_annotator",
             ),
         ]
         indexes = [
@@ -378,8 +429,12 @@ class Export(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
     version = models.PositiveIntegerField(help_text="1, 2, 3… per project.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    policy = models.JSONField(default=dict, help_text="Aggregation policy, split and columns, with defaults filled in.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    policy = models.JSONField(
+        default=dict, help_text="Aggregation policy, split and columns, with defaults filled in."
+    )
     formats = models.JSONField(default=list, help_text="e.g. ['jsonl', 'parquet', 'hf']")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
@@ -395,7 +450,8 @@ class Export(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "version"], name="export_version_unique_in_project"),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="export_status_valid"
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]),
+                name="export_status_valid",
             ),
         ]
 
@@ -413,9 +469,13 @@ class ImportJob(models.Model):
         FAILED = "failed", "Failed"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     filename = models.CharField(max_length=255)
-    stored_path = models.CharField(max_length=500, blank=True, help_text="The upload, while the job waits or runs.")
+    stored_path = models.CharField(
+        max_length=500, blank=True, help_text="The upload, while the job waits or runs."
+    )
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     rows_done = models.PositiveBigIntegerField(default=0)
@@ -431,7 +491,8 @@ class ImportJob(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="importjob_status_valid"
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]),
+                name="importjob_status_valid",
             )
         ]
 

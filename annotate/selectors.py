@@ -40,7 +40,9 @@ def project_roles_for_user(*, user) -> list[tuple[Project, str]]:
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:
-    return Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+    return (
+        Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+    )
 
 
 def agreement_snapshot_latest(*, project: Project) -> AgreementSnapshot | None:
@@ -74,5 +76,6 @@ def agreement_projects_changed() -> list[int]:
     return [
         project_id
         for project_id, total, last in states
-        if (project_id in latest and latest[project_id] != (total, last)) or (project_id not in latest and total)
+        if (project_id in latest and latest[project_id] != (total, last))
+        or (project_id not in latest and total)
     ]

@@ -6,8 +6,8 @@ from celery import shared_task
 
 from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
-from annotate.services.exports import export_run, exports_reap
 from annotate.services.assignment import leases_expire_all
+from annotate.services.exports import export_run, exports_reap
 from annotate.services.imports import import_job_run, import_jobs_reap
 from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
 

@@ -12,12 +12,18 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("projects/<slug:slug>/annotate/", views.project_annotate, name="project-annotate"),
     path("projects/<slug:slug>/members/", views.project_members, name="project-members"),
-    path("projects/<slug:slug>/members/<str:username>/remove/", views.project_member_remove, name="project-member-remove"),
+    path(
+        "projects/<slug:slug>/members/<str:username>/remove/",
+        views.project_member_remove,
+        name="project-member-remove",
+    ),
     path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
     path("projects/<slug:slug>/import/jobs/", views.project_import_jobs, name="project-import-jobs"),
     path("projects/<slug:slug>/exports/", views.project_exports, name="project-exports"),
     path("projects/<slug:slug>/exports/list/", views.project_exports_list, name="project-exports-list"),
-    path("projects/<slug:slug>/leaderboard/", leaderboard_views.project_leaderboard, name="project-leaderboard"),
+    path(
+        "projects/<slug:slug>/leaderboard/", leaderboard_views.project_leaderboard, name="project-leaderboard"
+    ),
     path(
         "projects/<slug:slug>/leaderboard/public-link/",
         leaderboard_views.project_leaderboard_public_link,
@@ -25,7 +31,19 @@ urlpatterns = [
     ),
     path("leaderboard/public/<str:token>/", leaderboard_views.leaderboard_public, name="leaderboard-public"),
     path("projects/<slug:slug>/quality/", quality_views.project_quality, name="project-quality"),
-    path("projects/<slug:slug>/quality/refresh/", quality_views.project_quality_refresh, name="project-quality-refresh"),
-    path("projects/<slug:slug>/quality/pairs/<int:pair_id>/", quality_views.project_quality_pair, name="project-quality-pair"),
-    path("projects/<slug:slug>/quality/<slug:table>.csv", quality_views.project_quality_csv, name="project-quality-csv"),
+    path(
+        "projects/<slug:slug>/quality/refresh/",
+        quality_views.project_quality_refresh,
+        name="project-quality-refresh",
+    ),
+    path(
+        "projects/<slug:slug>/quality/pairs/<int:pair_id>/",
+        quality_views.project_quality_pair,
+        name="project-quality-pair",
+    ),
+    path(
+        "projects/<slug:slug>/quality/<slug:table>.csv",
+        quality_views.project_quality_csv,
+        name="project-quality-csv",
+    ),
 ]

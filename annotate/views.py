@@ -32,7 +32,13 @@ from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import import_job_create, import_job_progress, import_run_now
 from annotate.services.members import membership_remove, membership_set
 from palate.errors import ApplicationError
-from palate.login_throttle import blocked_message, client_address, login_blocked, login_failed, login_succeeded
+from palate.login_throttle import (
+    blocked_message,
+    client_address,
+    login_blocked,
+    login_failed,
+    login_succeeded,
+)
 
 LEAD_ROLES = (Membership.Role.LEAD,)
 
@@ -59,7 +65,9 @@ class PalateLoginView(LoginView):
     redirect_authenticated_user = True
 
 
-def project_for_page(request: HttpRequest, slug: str, roles: Iterable[str] | None = None) -> tuple[Project, str]:
+def project_for_page(
+    request: HttpRequest, slug: str, roles: Iterable[str] | None = None
+) -> tuple[Project, str]:
     project = Project.objects.filter(slug=slug).first()
     role = project_role(user=request.user, project=project) if project else None
     if project is None or role is None:
@@ -82,7 +90,10 @@ def home(request: HttpRequest) -> HttpResponse:
     rows = project_roles_for_user(user=request.user)
     project_ids = [project.pk for project, _ in rows]
     pair_counts = dict(
-        Pair.objects.filter(project_id__in=project_ids).values_list("project_id").annotate(total=Count("id")).values_list("project_id", "total")
+        Pair.objects.filter(project_id__in=project_ids)
+        .values_list("project_id")
+        .annotate(total=Count("id"))
+        .values_list("project_id", "total")
     )
     judgment_counts = dict(
         Judgment.objects.filter(pair__project_id__in=project_ids)
@@ -93,7 +104,11 @@ def home(request: HttpRequest) -> HttpResponse:
     groups = []
     for group in ROLE_GROUPS:
         projects = [
-            {"project": project, "pairs": pair_counts.get(project.pk, 0), "judgments": judgment_counts.get(project.pk, 0)}
+            {
+                "project": project,
+                "pairs": pair_counts.get(project.pk, 0),
+                "judgments": judgment_counts.get(project.pk, 0),
+            }
             for project, role in rows
             if role == group["key"]
         ]
@@ -102,21 +117,29 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "annotate/home.html",
-        {"rows": rows, "groups": groups, "can_create": request.user.has_perm("annotate.add_project") and request.user.is_staff},
+        {
+            "rows": rows,
+            "groups": groups,
+            "can_create": request.user.has_perm("annotate.add_project") and request.user.is_staff,
+        },
     )
 
 
 @login_required
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_page(request, slug)
-    pair_counts = Pair.objects.filter(project=project).aggregate(total=Count("id"), gold=Count("id", filter=Q(is_gold=True)))
+    pair_counts = Pair.objects.filter(project=project).aggregate(
+        total=Count("id"), gold=Count("id", filter=Q(is_gold=True))
+    )
     counts = {
         "prompts": Prompt.objects.filter(project=project).count(),
         "pairs": pair_counts["total"],
         "gold": pair_counts["gold"],
         "judgments": Judgment.objects.filter(pair__project=project).count(),
     }
-    return render(request, "annotate/project_detail.html", {"project": project, "role": role, "counts": counts})
+    return render(
+        request, "annotate/project_detail.html", {"project": project, "role": role, "counts": counts}
+    )
 
 
 def _parse_attributes(text: str) -> dict[str, str]:
@@ -124,7 +147,9 @@ def _parse_attributes(text: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, separator, value = item.partition("=")
         if not separator or not key.strip():
-            raise ApplicationError(f"attribute {item!r} must look like key=value", fields={"attributes": ["key=value"]})
+            raise ApplicationError(
+                f"attribute {item!r} must look like key=value", fields={"attributes": ["key=value"]}
+            )
         attributes[key.strip()] = value.strip()
     return attributes
 
@@ -146,7 +171,9 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
             messages.error(request, error.message)
         else:
             verb = "added as" if created else "is now"
-            messages.success(request, f"{membership.user.username} {verb} {membership.get_role_display().lower()}.")
+            messages.success(
+                request, f"{membership.user.username} {verb} {membership.get_role_display().lower()}."
+            )
             return redirect("project-members", slug=project.slug)
     return render(
         request,
@@ -179,7 +206,9 @@ class ImportForm(forms.Form):
     pairing = forms.ChoiceField(choices=[("all", "all"), ("random", "random")], initial="all")
     pairs_per_prompt = forms.IntegerField(min_value=0, initial=0, required=False)
     seed = forms.IntegerField(initial=0, required=False)
-    label_as = forms.ChoiceField(choices=[("gold", "gold"), ("judgment", "judgment"), ("none", "none")], initial="gold")
+    label_as = forms.ChoiceField(
+        choices=[("gold", "gold"), ("judgment", "judgment"), ("none", "none")], initial="gold"
+    )
     cross_system_only = forms.BooleanField(required=False)
 
 
@@ -187,7 +216,11 @@ def _job_rows(project: Project) -> tuple[list[dict], bool]:
     jobs = list(ImportJob.objects.filter(project=project).select_related("created_by")[:10])
     rows = []
     for job in jobs:
-        live = import_job_progress(job=job) if job.status == ImportJob.Status.RUNNING else {"rows": job.rows_done, "bytes": 0}
+        live = (
+            import_job_progress(job=job)
+            if job.status == ImportJob.Status.RUNNING
+            else {"rows": job.rows_done, "bytes": 0}
+        )
         percent = round(100 * live["bytes"] / job.bytes_total) if job.bytes_total else 0
         rows.append({"job": job, "rows": live["rows"], "percent": min(percent, 100)})
     running = any(job.status in {ImportJob.Status.QUEUED, ImportJob.Status.RUNNING} for job in jobs)
@@ -201,7 +234,10 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         form = ImportForm(request.POST, request.FILES)
         if not form.is_valid():
-            failure = {"message": "The form is incomplete.", "errors": [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]}
+            failure = {
+                "message": "The form is incomplete.",
+                "errors": [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()],
+            }
         else:
             data = form.cleaned_data
             upload = data["file"]
@@ -215,15 +251,27 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
             try:
                 if upload.size > settings.IMPORT_ASYNC_THRESHOLD_BYTES:
                     import_job_create(
-                        project=project, upload=upload, filename=upload.name, size=upload.size, options=options, created_by=request.user
+                        project=project,
+                        upload=upload,
+                        filename=upload.name,
+                        size=upload.size,
+                        options=options,
+                        created_by=request.user,
                     )
                     messages.success(request, f"{upload.name} is being imported; progress shows below.")
                     return redirect("project-import", slug=project.slug)
-                job, result, import_failure = import_run_now(
-                    project=project, upload=upload, filename=upload.name, options=options, created_by=request.user
+                _job, result, import_failure = import_run_now(
+                    project=project,
+                    upload=upload,
+                    filename=upload.name,
+                    options=options,
+                    created_by=request.user,
                 )
             except ApplicationError as error:
-                failure = {"message": error.message, "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()]}
+                failure = {
+                    "message": error.message,
+                    "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()],
+                }
             else:
                 if import_failure is not None:
                     failure = {"message": import_failure.message, "errors": import_failure.errors}
@@ -246,7 +294,9 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
 def project_import_jobs(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = project_for_page(request, slug, LEAD_ROLES)
     jobs, any_running = _job_rows(project)
-    return render(request, "annotate/_import_jobs.html", {"project": project, "jobs": jobs, "any_running": any_running})
+    return render(
+        request, "annotate/_import_jobs.html", {"project": project, "jobs": jobs, "any_running": any_running}
+    )
 
 
 ANNOTATOR_ROLES = (Membership.Role.ANNOTATOR,)
@@ -294,7 +344,13 @@ def project_annotate(request: HttpRequest, slug: str) -> HttpResponse:
 
 EXPORT_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
 EXPORT_CHOICE_FIELDS = ("kind", "label", "tied_vote", "ties", "both_bad", "criterion", "shape", "license")
-EXPORT_NUMBER_FIELDS = {"min_votes": int, "min_agreement": float, "min_gold_accuracy": float, "split": float, "seed": int}
+EXPORT_NUMBER_FIELDS = {
+    "min_votes": int,
+    "min_agreement": float,
+    "min_gold_accuracy": float,
+    "split": float,
+    "seed": int,
+}
 EXPORT_FLAG_FIELDS = ("exclude_gold", "exclude_flagged", "include_imported", "stratify")
 
 
@@ -309,7 +365,10 @@ def _export_policy_from_form(data) -> dict:
                 policy[key] = kind(raw)
             except ValueError:
                 noun = "whole number" if kind is int else "number"
-                raise ApplicationError(f"policy.{key}: must be a {noun}, got {raw!r}", fields={f"policy.{key}": [f"must be a {noun}"]}) from None
+                raise ApplicationError(
+                    f"policy.{key}: must be a {noun}, got {raw!r}",
+                    fields={f"policy.{key}": [f"must be a {noun}"]},
+                ) from None
     for key in EXPORT_FLAG_FIELDS:
         policy[key] = key in data
     policy["columns"] = data.getlist("columns")
@@ -317,12 +376,20 @@ def _export_policy_from_form(data) -> dict:
 
 
 def _export_rows(project: Project) -> tuple[list[dict], bool]:
-    exports = list(Export.objects.filter(project=project).select_related("created_by").order_by("-version")[:20])
+    exports = list(
+        Export.objects.filter(project=project).select_related("created_by").order_by("-version")[:20]
+    )
     rows = []
     for export in exports:
         download = reverse("api-export-download", args=[export.pk])
         files = [
-            {"name": name, "bytes": record["bytes"], "rows": record["rows"], "sha256": record["sha256"], "url": f"{download}?file={name}"}
+            {
+                "name": name,
+                "bytes": record["bytes"],
+                "rows": record["rows"],
+                "sha256": record["sha256"],
+                "url": f"{download}?file={name}",
+            }
             for name, record in export.files.items()
             if not name.startswith("hf/")
         ]
@@ -353,11 +420,22 @@ def project_exports(request: HttpRequest, slug: str) -> HttpResponse:
             values = _export_policy_from_form(request.POST)
             export = export_create(project=project, policy=values, formats=formats, created_by=request.user)
         except ApplicationError as error:
-            failure = {"message": error.message, "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()]}
-            values = {**ExportPolicy().as_dict(), **{key: request.POST.get(key, "") for key in (*EXPORT_CHOICE_FIELDS, *EXPORT_NUMBER_FIELDS)}}
-            values.update({key: key in request.POST for key in EXPORT_FLAG_FIELDS}, columns=request.POST.getlist("columns"))
+            failure = {
+                "message": error.message,
+                "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()],
+            }
+            values = {
+                **ExportPolicy().as_dict(),
+                **{key: request.POST.get(key, "") for key in (*EXPORT_CHOICE_FIELDS, *EXPORT_NUMBER_FIELDS)},
+            }
+            values.update(
+                {key: key in request.POST for key in EXPORT_FLAG_FIELDS},
+                columns=request.POST.getlist("columns"),
+            )
         else:
-            messages.success(request, f"Export v{export.version} is queued; it shows below with its progress.")
+            messages.success(
+                request, f"Export v{export.version} is queued; it shows below with its progress."
+            )
             return redirect("project-exports", slug=project.slug)
     exports, any_running = _export_rows(project)
     return render(
@@ -381,4 +459,8 @@ def project_exports(request: HttpRequest, slug: str) -> HttpResponse:
 def project_exports_list(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = project_for_page(request, slug, EXPORT_ROLES)
     exports, any_running = _export_rows(project)
-    return render(request, "annotate/_exports_list.html", {"project": project, "exports": exports, "any_running": any_running})
+    return render(
+        request,
+        "annotate/_exports_list.html",
+        {"project": project, "exports": exports, "any_running": any_running},
+    )

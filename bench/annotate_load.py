@@ -22,7 +22,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,9 @@ def prepare_database() -> None:
     with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
         if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
+    )
 
 
 def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[str]]:
@@ -65,7 +66,9 @@ def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[st
     from annotate.services.imports import items_import
 
     slug = f"load-{size}-{uuid.uuid4().hex[:6]}"
-    project = Project.objects.create(name=slug, slug=slug, overlap=overlap, criteria=[], strength_scale=0, rationale="optional")
+    project = Project.objects.create(
+        name=slug, slug=slug, overlap=overlap, criteria=[], strength_scale=0, rationale="optional"
+    )
     generator = random.Random(size)
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as stream:
         for index in range(size):
@@ -75,7 +78,8 @@ def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[st
                         "id": f"p{index}",
                         "prompt": f"Prompt {index // 2}: which answer is better?",
                         "response_a": f"Answer A to {index}: " + "lorem ipsum " * generator.randint(20, 80),
-                        "response_b": f"Answer B to {index}: " + "dolor sit amet " * generator.randint(20, 80),
+                        "response_b": f"Answer B to {index}: "
+                        + "dolor sit amet " * generator.randint(20, 80),
                         "system_a": f"system-{generator.randint(0, 7)}",
                         "system_b": f"system-{generator.randint(0, 7)}",
                     }
@@ -89,7 +93,9 @@ def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[st
     User = get_user_model()
     for index in range(annotators):
         user, _ = User.objects.get_or_create(username=f"load-annotator-{index}")
-        Membership.objects.get_or_create(user=user, project=project, defaults={"role": Membership.Role.ANNOTATOR})
+        Membership.objects.get_or_create(
+            user=user, project=project, defaults={"role": Membership.Role.ANNOTATOR}
+        )
         tokens.append(Token.objects.get_or_create(user=user)[0].key)
     return project.pk, tokens
 
@@ -129,7 +135,14 @@ class Annotator(threading.Thread):
         self.errors: list[str] = []
         self.finished_early = False
 
-    def _request(self, connection: http.client.HTTPConnection, method: str, path: str, body: dict | None = None, key: str = ""):
+    def _request(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        key: str = "",
+    ):
         headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
         if key:
             headers["Idempotency-Key"] = key
@@ -156,7 +169,11 @@ class Annotator(threading.Thread):
                 connection,
                 "POST",
                 "/api/judgments/",
-                {"assignment": assignment, "choice": generator.choice(["left", "right", "tie"]), "duration_ms": 1000},
+                {
+                    "assignment": assignment,
+                    "choice": generator.choice(["left", "right", "tie"]),
+                    "duration_ms": 1000,
+                },
                 key=uuid.uuid4().hex,
             )
             self.submit_ms.append((time.perf_counter() - started) * 1000)
@@ -222,7 +239,9 @@ def run_load(port: int, project_id: int, tokens: list[str], seconds: float) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000])
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20)
@@ -270,7 +289,9 @@ def main() -> None:
         )
         for error in result["errors"][:3]:
             print(f"    e.g. {error}")
-    print("Label Studio 1.23.2, same machine, 10 annotators: 1,000 tasks 9-10 judgments/s (next p95 0.6-0.7 s);")
+    print(
+        "Label Studio 1.23.2, same machine, 10 annotators: 1,000 tasks 9-10 judgments/s (next p95 0.6-0.7 s);"
+    )
     print("  100,000 tasks 1.3-4.5 judgments/s (next p50 1.3-6.8 s)")
     if any(result["problems"] for result in results):
         sys.exit(1)

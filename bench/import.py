@@ -29,10 +29,37 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench"
 LABEL_STUDIO_PAIRS_PER_SECOND = (3_000, 3_750)
 
-WORDS = (
-    "the model answer explains why a reward function learned from human preferences can drift when "
-    "annotators disagree about tone length accuracy and safety so leads check agreement before training"
-).split()
+WORDS = [
+    "the",
+    "model",
+    "answer",
+    "explains",
+    "why",
+    "a",
+    "reward",
+    "function",
+    "learned",
+    "from",
+    "human",
+    "preferences",
+    "can",
+    "drift",
+    "when",
+    "annotators",
+    "disagree",
+    "about",
+    "tone",
+    "length",
+    "accuracy",
+    "and",
+    "safety",
+    "so",
+    "leads",
+    "check",
+    "agreement",
+    "before",
+    "training",
+]
 
 
 def _text(generator: random.Random, words: int) -> str:
@@ -68,7 +95,9 @@ def run_one(path: Path) -> dict:
     from annotate.services.import_rows import ImportOptions
     from annotate.services.imports import items_import
 
-    project = Project.objects.create(name=f"bench {time.time()}", slug=f"bench-{os.getpid()}-{int(time.time())}")
+    project = Project.objects.create(
+        name=f"bench {time.time()}", slug=f"bench-{os.getpid()}-{int(time.time())}"
+    )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         started = time.perf_counter()
@@ -94,11 +123,13 @@ def _delete_project(project_id: int) -> None:
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "DELETE FROM annotate_judgment WHERE pair_id IN (SELECT id FROM annotate_pair WHERE project_id = %s)", [project_id]
+            "DELETE FROM annotate_judgment WHERE pair_id IN (SELECT id FROM annotate_pair WHERE project_id = %s)",
+            [project_id],
         )
         cursor.execute("DELETE FROM annotate_pair WHERE project_id = %s", [project_id])
         cursor.execute(
-            "DELETE FROM annotate_response WHERE prompt_id IN (SELECT id FROM annotate_prompt WHERE project_id = %s)", [project_id]
+            "DELETE FROM annotate_response WHERE prompt_id IN (SELECT id FROM annotate_prompt WHERE project_id = %s)",
+            [project_id],
         )
         for table in ("annotate_prompt", "annotate_importjob", "annotate_membership"):
             cursor.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])
@@ -115,11 +146,15 @@ def prepare_database() -> None:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -136,7 +171,11 @@ def main() -> None:
             path = Path(folder) / f"pairs-{size}.jsonl"
             write_file(path, size)
             output = subprocess.run(
-                [sys.executable, __file__, "--child", str(path)], check=True, capture_output=True, text=True, cwd=ROOT
+                [sys.executable, __file__, "--child", str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
             ).stdout
             result = json.loads(output.strip().splitlines()[-1])
             result["file_mb"] = path.stat().st_size / 1e6

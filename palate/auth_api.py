@@ -11,7 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from palate.errors import ApplicationError
-from palate.login_throttle import blocked_message, client_address, login_blocked, login_failed, login_succeeded
+from palate.login_throttle import (
+    blocked_message,
+    client_address,
+    login_blocked,
+    login_failed,
+    login_succeeded,
+)
 
 
 class TokenObtainApi(APIView):
@@ -33,12 +39,16 @@ class TokenObtainApi(APIView):
         username, password = data.validated_data["username"], data.validated_data["password"]
         address = client_address(request)
         if login_blocked(username=username, address=address):
-            raise ApplicationError(blocked_message(), code="throttled", http_status=status.HTTP_429_TOO_MANY_REQUESTS)
+            raise ApplicationError(
+                blocked_message(), code="throttled", http_status=status.HTTP_429_TOO_MANY_REQUESTS
+            )
         user = authenticate(request, username=username, password=password)
         if user is None:
             login_failed(username=username, address=address)
             raise ApplicationError(
-                "wrong username or password", code="authentication_failed", http_status=status.HTTP_401_UNAUTHORIZED
+                "wrong username or password",
+                code="authentication_failed",
+                http_status=status.HTTP_401_UNAUTHORIZED,
             )
         login_succeeded(username=username)
         token, _ = Token.objects.get_or_create(user=user)

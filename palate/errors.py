@@ -1,6 +1,6 @@
 """The one application error type, and the DRF exception handler that gives every API error one shape:
 
-    {"error": {"code": "...", "message": "...", "fields": {"field": ["message", ...]}}}
+{"error": {"code": "...", "message": "...", "fields": {"field": ["message", ...]}}}
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ from django.core.cache import cache
 
 
 def _keys(username: str, address: str) -> list[str]:
-    return [f"palate:login-failures:user:{username.lower()[:150]}", f"palate:login-failures:address:{address}"]
+    return [
+        f"palate:login-failures:user:{username.lower()[:150]}",
+        f"palate:login-failures:address:{address}",
+    ]
 
 
 def login_blocked(*, username: str, address: str) -> bool:

@@ -118,7 +118,12 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if os.environ.get("CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+        }
+    }
 else:
     # A file cache is shared by every process on the machine, so login throttling holds across
     # gunicorn workers without a server.
@@ -252,7 +257,9 @@ CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 3900)
 # when the broker is Redis, else in files under var/ (no server, like the filesystem broker).
 CELERY_RESULT_BACKEND = os.environ.get(
     "CELERY_RESULT_BACKEND",
-    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else f"file://{VAR_DIR / 'results'}",
+    CELERY_BROKER_URL
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else f"file://{VAR_DIR / 'results'}",
 )
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
@@ -271,11 +278,23 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
     "pair-priorities-refresh-due": {"task": "annotate.pair_priorities_refresh_due", "schedule": 60.0},
     # Re-queues (or fails) training runs whose worker died: no run stays "running" for ever.
-    "training-runs-reap": {"task": "rewardtrain.tasks.training_runs_reap_task", "schedule": 120.0, "options": {"queue": "default"}},
+    "training-runs-reap": {
+        "task": "rewardtrain.tasks.training_runs_reap_task",
+        "schedule": 120.0,
+        "options": {"queue": "default"},
+    },
     # Starts a retraining run for projects with enough new judgments and agreement on target.
-    "training-retrain-due": {"task": "rewardtrain.tasks.training_retrain_due_task", "schedule": 900.0, "options": {"queue": "default"}},
+    "training-retrain-due": {
+        "task": "rewardtrain.tasks.training_retrain_due_task",
+        "schedule": 900.0,
+        "options": {"queue": "default"},
+    },
     # Re-ranks open pairs of "uncertain_model" projects from the active model's stored scores and new votes.
-    "model-priorities-refresh": {"task": "rewardtrain.tasks.model_priorities_refresh_due_task", "schedule": 300.0, "options": {"queue": "default"}},
+    "model-priorities-refresh": {
+        "task": "rewardtrain.tasks.model_priorities_refresh_due_task",
+        "schedule": 300.0,
+        "options": {"queue": "default"},
+    },
 }
 
 # Training runs (rewardtrain/services/runs.py): a running run refreshes its heartbeat every

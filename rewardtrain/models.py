@@ -44,7 +44,9 @@ class TrainingRun(models.Model):
     total_steps = models.PositiveIntegerField(default=0)
     epoch = models.FloatField(default=0.0)
     eta_seconds = models.FloatField(null=True, blank=True)
-    metrics = models.JSONField(default=list, blank=True, help_text="History: [{step, loss, accuracy, eval_*}].")
+    metrics = models.JSONField(
+        default=list, blank=True, help_text="History: [{step, loss, accuracy, eval_*}]."
+    )
     evaluation = models.JSONField(default=dict, blank=True)
     device = models.CharField(max_length=50, blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="Hostname of the worker running it.")
@@ -56,7 +58,9 @@ class TrainingRun(models.Model):
     traceback = models.TextField(blank=True)
     log = models.TextField(blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -71,7 +75,9 @@ class TrainingRun(models.Model):
             models.CheckConstraint(
                 condition=Q(trigger__in=["manual", "schedule", "command"]), name="trainingrun_trigger_valid"
             ),
-            models.CheckConstraint(condition=Q(time_limit_seconds__gte=120), name="trainingrun_time_limit_sensible"),
+            models.CheckConstraint(
+                condition=Q(time_limit_seconds__gte=120), name="trainingrun_time_limit_sensible"
+            ),
         ]
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="trainingrun_status_heartbeat")]
 
@@ -95,8 +101,12 @@ class RewardModel(models.Model):
     class Meta:
         ordering = ["project", "-version"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "version"], name="rewardmodel_version_unique_in_project"),
-            models.UniqueConstraint(fields=["project"], condition=Q(is_active=True), name="rewardmodel_one_active_per_project"),
+            models.UniqueConstraint(
+                fields=["project", "version"], name="rewardmodel_version_unique_in_project"
+            ),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="rewardmodel_one_active_per_project"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -121,7 +131,9 @@ class RetrainingSettings(models.Model):
     class Meta:
         verbose_name_plural = "retraining settings"
         constraints = [
-            models.CheckConstraint(condition=Q(min_new_judgments__gte=1), name="retraining_min_new_judgments_positive")
+            models.CheckConstraint(
+                condition=Q(min_new_judgments__gte=1), name="retraining_min_new_judgments_positive"
+            )
         ]
 
     def __str__(self) -> str:
@@ -143,7 +155,9 @@ class ScoringJob(models.Model):
     scored = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -152,7 +166,8 @@ class ScoringJob(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="scoringjob_status_valid"
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]),
+                name="scoringjob_status_valid",
             ),
         ]
 
@@ -169,7 +184,9 @@ class ResponseScore(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["reward_model", "response"], name="responsescore_one_per_model_and_response"),
+            models.UniqueConstraint(
+                fields=["reward_model", "response"], name="responsescore_one_per_model_and_response"
+            ),
         ]
 
     def __str__(self) -> str:

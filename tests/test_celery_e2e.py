@@ -24,14 +24,21 @@ def _wait_for(condition, seconds: float = 60.0):
     raise AssertionError("timed out waiting")
 
 
-def test_a_large_upload_is_imported_by_a_celery_worker_with_progress(celery_worker_process, settings, tmp_path):
+def test_a_large_upload_is_imported_by_a_celery_worker_with_progress(
+    celery_worker_process, settings, tmp_path
+):
     settings.IMPORT_ASYNC_THRESHOLD_BYTES = 1_000
     project = ProjectFactory()
     lead = UserFactory()
     MembershipFactory(user=lead, project=project, role=Membership.Role.LEAD)
     path = tmp_path / "pairs.jsonl"
     rows = [
-        {"id": f"p{index}", "prompt": f"Question {index}?", "response_a": f"yes {index}", "response_b": f"no {index}"}
+        {
+            "id": f"p{index}",
+            "prompt": f"Question {index}?",
+            "response_a": f"yes {index}",
+            "response_b": f"no {index}",
+        }
         for index in range(300)
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -59,13 +66,20 @@ def test_a_bad_large_upload_fails_in_the_worker_and_writes_nothing(celery_worker
     lead = UserFactory()
     MembershipFactory(user=lead, project=project, role=Membership.Role.LEAD)
     path = tmp_path / "pairs.jsonl"
-    good = [json.dumps({"prompt": f"Q{index}", "response_a": "a", "response_b": f"b{index}"}) for index in range(50)]
+    good = [
+        json.dumps({"prompt": f"Q{index}", "response_a": "a", "response_b": f"b{index}"})
+        for index in range(50)
+    ]
     path.write_text("\n".join([*good, "{broken"]) + "\n")
     client = APIClient()
     client.force_authenticate(lead)
     with path.open("rb") as upload:
-        job_id = client.post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart").json()["id"]
-    body = _wait_for(lambda: (b := client.get(f"/api/imports/{job_id}/").json())["status"] in {"succeeded", "failed"} and b)
+        job_id = client.post(
+            f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
+        ).json()["id"]
+    body = _wait_for(
+        lambda: (b := client.get(f"/api/imports/{job_id}/").json())["status"] in {"succeeded", "failed"} and b
+    )
     assert body["status"] == "failed"
     assert any("line 51" in error and "malformed JSON" in error for error in body["errors"])
     assert Pair.objects.filter(project=project).count() == 0

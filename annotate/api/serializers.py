@@ -10,8 +10,12 @@ from annotate.models import ImportJob, Membership, Pair, Project, Prompt, ShownC
 
 class ProjectConfigInput(serializers.Serializer):
     guidelines = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
-    criteria = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=12)
-    allowed_choices = serializers.ListField(child=serializers.ChoiceField(choices=ShownChoice.choices), required=False)
+    criteria = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, max_length=12
+    )
+    allowed_choices = serializers.ListField(
+        child=serializers.ChoiceField(choices=ShownChoice.choices), required=False
+    )
     strength_scale = serializers.IntegerField(required=False, min_value=0, max_value=5)
     rationale = serializers.ChoiceField(choices=Project.Rationale.choices, required=False)
     overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
@@ -63,7 +67,17 @@ class ProjectAnnotatorOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "slug", "role", "guidelines", "criteria", "allowed_choices", "strength_scale", "rationale"]
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "role",
+            "guidelines",
+            "criteria",
+            "allowed_choices",
+            "strength_scale",
+            "rationale",
+        ]
 
     def get_role(self, project: Project) -> str:
         return Membership.Role.ANNOTATOR
@@ -85,7 +99,9 @@ class MemberOutput(serializers.ModelSerializer):
 
 class ImportInput(serializers.Serializer):
     file = serializers.FileField()
-    format = serializers.ChoiceField(choices=["", "jsonl", "json", "csv", "parquet"], required=False, default="")
+    format = serializers.ChoiceField(
+        choices=["", "jsonl", "json", "csv", "parquet"], required=False, default=""
+    )
     pairing = serializers.ChoiceField(choices=["all", "random"], required=False, default="all")
     pairs_per_prompt = serializers.IntegerField(required=False, min_value=0, default=0)
     cross_system_only = serializers.BooleanField(required=False, default=False)
@@ -145,7 +161,16 @@ class PairOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Pair
-        fields = ["id", "external_id", "prompt", "response_a", "response_b", "is_gold", "gold_choice", "created_at"]
+        fields = [
+            "id",
+            "external_id",
+            "prompt",
+            "response_a",
+            "response_b",
+            "is_gold",
+            "gold_choice",
+            "created_at",
+        ]
 
 
 class ModelPredictionOutput(serializers.Serializer):

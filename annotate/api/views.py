@@ -55,7 +55,9 @@ class ProjectListCreateApi(APIView):
         projects = project_list_for_user(user=request.user)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(projects, request, view=self)
-        roles = dict(Membership.objects.filter(user=request.user, project__in=page).values_list("project_id", "role"))
+        roles = dict(
+            Membership.objects.filter(user=request.user, project__in=page).values_list("project_id", "role")
+        )
         if user_is_site_admin(request.user):
             roles = {project.pk: roles.get(project.pk, ADMIN) for project in page}
         data = [
@@ -66,14 +68,22 @@ class ProjectListCreateApi(APIView):
         ]
         return paginator.get_paginated_response(data)
 
-    @extend_schema(operation_id="projects_create", request=io.ProjectCreateInput, responses={201: io.ProjectOutput, **ERRORS})
+    @extend_schema(
+        operation_id="projects_create",
+        request=io.ProjectCreateInput,
+        responses={201: io.ProjectOutput, **ERRORS},
+    )
     def post(self, request):
         if not request.user.has_perm("annotate.add_project"):
-            raise PermissionDenied("creating projects needs the 'can add project' permission (ask a site admin)")
+            raise PermissionDenied(
+                "creating projects needs the 'can add project' permission (ask a site admin)"
+            )
         data = io.ProjectCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         project = project_create(created_by=request.user, **data.validated_data)
-        return Response(_project_output(project, Membership.Role.LEAD, request), status=status.HTTP_201_CREATED)
+        return Response(
+            _project_output(project, Membership.Role.LEAD, request), status=status.HTTP_201_CREATED
+        )
 
 
 class ProjectDetailApi(APIView):
@@ -82,7 +92,11 @@ class ProjectDetailApi(APIView):
         project, role = project_for_request(request, project_id, MEMBERS)
         return Response(_project_output(project, role, request))
 
-    @extend_schema(operation_id="projects_update", request=io.ProjectUpdateInput, responses={200: io.ProjectOutput, **ERRORS})
+    @extend_schema(
+        operation_id="projects_update",
+        request=io.ProjectUpdateInput,
+        responses={200: io.ProjectOutput, **ERRORS},
+    )
     def patch(self, request, project_id: int):
         project, role = project_for_request(request, project_id, LEADS)
         data = io.ProjectUpdateInput(data=request.data, partial=True)
@@ -97,13 +111,20 @@ class ProjectMembersApi(APIView):
         project, _ = project_for_request(request, project_id, LEADS)
         return Response(io.MemberOutput(membership_list(project=project), many=True).data)
 
-    @extend_schema(operation_id="members_set", request=io.MemberInput, responses={201: io.MemberOutput, 200: io.MemberOutput, **ERRORS})
+    @extend_schema(
+        operation_id="members_set",
+        request=io.MemberInput,
+        responses={201: io.MemberOutput, 200: io.MemberOutput, **ERRORS},
+    )
     def post(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, LEADS)
         data = io.MemberInput(data=request.data)
         data.is_valid(raise_exception=True)
         membership, created = membership_set(project=project, **data.validated_data)
-        return Response(io.MemberOutput(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            io.MemberOutput(membership).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class ProjectMemberDeleteApi(APIView):
@@ -122,7 +143,9 @@ class ProjectImportApi(APIView):
         request={"multipart/form-data": io.ImportInput},
         responses={
             201: OpenApiResponse(io.ImportJobOutput, description="Imported; `counts` says what was created."),
-            202: OpenApiResponse(io.ImportJobOutput, description="A large file: queued as a job; poll /api/imports/{id}/."),
+            202: OpenApiResponse(
+                io.ImportJobOutput, description="A large file: queued as a job; poll /api/imports/{id}/."
+            ),
             **ERRORS,
         },
     )
@@ -139,10 +162,17 @@ class ProjectImportApi(APIView):
             )
         if upload.size > settings.IMPORT_ASYNC_THRESHOLD_BYTES:
             job = import_job_create(
-                project=project, upload=upload, filename=upload.name, size=upload.size, options=options, created_by=request.user
+                project=project,
+                upload=upload,
+                filename=upload.name,
+                size=upload.size,
+                options=options,
+                created_by=request.user,
             )
             return Response(io.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
-        job, _, failure = import_run_now(project=project, upload=upload, filename=upload.name, options=options, created_by=request.user)
+        job, _, failure = import_run_now(
+            project=project, upload=upload, filename=upload.name, options=options, created_by=request.user
+        )
         if failure is not None:
             raise failure
         return Response(io.ImportJobOutput(job).data, status=status.HTTP_201_CREATED)
@@ -178,7 +208,11 @@ class PromptListApi(APIView):
 class PairListApi(APIView):
     @extend_schema(
         operation_id="pairs_list",
-        parameters=[OpenApiParameter("gold", bool, description="only gold pairs (true) or only ordinary pairs (false)")],
+        parameters=[
+            OpenApiParameter(
+                "gold", bool, description="only gold pairs (true) or only ordinary pairs (false)"
+            )
+        ],
         responses={200: io.PairWithPredictionOutput(many=True), **ERRORS},
     )
     def get(self, request, project_id: int):
@@ -187,7 +221,9 @@ class PairListApi(APIView):
         gold = request.query_params.get("gold")
         if gold is not None:
             if gold.lower() not in {"true", "false"}:
-                raise ApplicationError("gold must be true or false", fields={"gold": ["must be true or false"]})
+                raise ApplicationError(
+                    "gold must be true or false", fields={"gold": ["must be true or false"]}
+                )
             pairs = pairs.filter(is_gold=gold.lower() == "true")
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(pairs, request, view=self)

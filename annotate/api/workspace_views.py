@@ -16,10 +16,20 @@ from annotate.api.views import ERRORS
 from annotate.models import Assignment, Judgment, Membership, Prompt
 from annotate.rendering import render_untrusted
 from annotate.services.assignment import NothingLeft, annotator_progress, assignment_skip, pair_claim_next
-from annotate.services.judgments import JudgmentInput, judgment_edit, judgment_submit, judgments_recent, to_screen_terms
+from annotate.services.judgments import (
+    JudgmentInput,
+    judgment_edit,
+    judgment_submit,
+    judgments_recent,
+    to_screen_terms,
+)
 
 ANNOTATORS = (Membership.Role.ANNOTATOR,)
-CONFLICT = {409: OpenApiResponse(ERRORS[400].response, description="The pair was completed by others, or already judged.")}
+CONFLICT = {
+    409: OpenApiResponse(
+        ERRORS[400].response, description="The pair was completed by others, or already judged."
+    )
+}
 
 
 class ShownMessageOutput(serializers.Serializer):
@@ -42,7 +52,9 @@ class ShownSideOutput(serializers.Serializer):
 class ProgressOutput(serializers.Serializer):
     done_today = serializers.IntegerField()
     done_total = serializers.IntegerField()
-    remaining = serializers.IntegerField(help_text="Pairs in the project that still need judgments (refreshed every 30 s).")
+    remaining = serializers.IntegerField(
+        help_text="Pairs in the project that still need judgments (refreshed every 30 s)."
+    )
 
 
 class NextPairOutput(serializers.Serializer):
@@ -59,14 +71,20 @@ def _prompt_payload(prompt: Prompt) -> dict:
     messages = None
     if prompt.messages is not None:
         messages = [
-            {"role": message["role"], "content": message["content"], "content_html": render_untrusted(message["content"])}
+            {
+                "role": message["role"],
+                "content": message["content"],
+                "content_html": render_untrusted(message["content"]),
+            }
             for message in prompt.messages
         ]
     return {"content": prompt.content, "content_html": render_untrusted(prompt.content), "messages": messages}
 
 
 def _sides(pair, shown_swapped: bool) -> tuple[dict, dict]:
-    first, second = (pair.response_b, pair.response_a) if shown_swapped else (pair.response_a, pair.response_b)
+    first, second = (
+        (pair.response_b, pair.response_a) if shown_swapped else (pair.response_a, pair.response_b)
+    )
     return (
         {"content": first.content, "content_html": render_untrusted(first.content)},
         {"content": second.content, "content_html": render_untrusted(second.content)},
@@ -106,12 +124,16 @@ class NextPairApi(APIView):
         after = request.query_params.get("after")
         if after is not None and not after.isdigit():
             raise serializers.ValidationError({"after": ["must be an assignment id"]})
-        claimed = pair_claim_next(project=project, annotator=request.user, after=int(after) if after else None)
+        claimed = pair_claim_next(
+            project=project, annotator=request.user, after=int(after) if after else None
+        )
         if isinstance(claimed, NothingLeft):
             response = Response(status=status.HTTP_204_NO_CONTENT)
             response["Palate-Reason"] = claimed.reason
             return response
-        assignment = Assignment.objects.select_related("pair__prompt", "pair__response_a", "pair__response_b").get(pk=claimed.pk)
+        assignment = Assignment.objects.select_related(
+            "pair__prompt", "pair__response_a", "pair__response_b"
+        ).get(pk=claimed.pk)
         progress = annotator_progress(project=project, annotator=request.user)
         return Response(NextPairOutput(next_pair_payload(assignment, progress)).data)
 
@@ -120,7 +142,9 @@ class JudgmentInputSerializer(serializers.Serializer):
     choice = serializers.ChoiceField(choices=["left", "right", "tie", "both_bad"])
     strength = serializers.IntegerField(required=False, allow_null=True)
     criteria = serializers.DictField(child=serializers.CharField(), required=False)
-    rationale = serializers.CharField(required=False, allow_blank=True, max_length=10_000, trim_whitespace=False)
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, max_length=10_000, trim_whitespace=False
+    )
     duration_ms = serializers.IntegerField(required=False, allow_null=True)
 
 
@@ -152,7 +176,9 @@ def judgment_payload(judgment: Judgment) -> dict:
         "pair": judgment.pair_id,
         "choice": to_screen_terms(judgment.choice, shown_swapped=swapped),
         "strength": judgment.strength,
-        "criteria": {name: to_screen_terms(value, shown_swapped=swapped) for name, value in judgment.criteria.items()},
+        "criteria": {
+            name: to_screen_terms(value, shown_swapped=swapped) for name, value in judgment.criteria.items()
+        },
         "rationale": judgment.rationale,
         "duration_ms": judgment.duration_ms,
         "revision": judgment.revision,
@@ -195,7 +221,8 @@ class JudgmentSubmitApi(APIView):
             idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
         return Response(
-            JudgmentOutput(judgment_payload(judgment)).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            JudgmentOutput(judgment_payload(judgment)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
 
@@ -208,7 +235,9 @@ class JudgmentEditApi(APIView):
     def patch(self, request, judgment_id: int):
         data = JudgmentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        judgment = judgment_edit(judgment_id=judgment_id, annotator=request.user, data=_judgment_input(data.validated_data))
+        judgment = judgment_edit(
+            judgment_id=judgment_id, annotator=request.user, data=_judgment_input(data.validated_data)
+        )
         return Response(JudgmentOutput(judgment_payload(judgment)).data)
 
 
@@ -223,7 +252,9 @@ class AssignmentSkipApi(APIView):
     def post(self, request, assignment_id: int):
         data = SkipInput(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=data.validated_data.get("reason", ""))
+        assignment_skip(
+            assignment_id=assignment_id, annotator=request.user, reason=data.validated_data.get("reason", "")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -234,11 +265,20 @@ class RecentJudgmentOutput(JudgmentOutput):
 
 
 class RecentJudgmentsApi(APIView):
-    @extend_schema(operation_id="judgments_recent", responses={200: RecentJudgmentOutput(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="judgments_recent", responses={200: RecentJudgmentOutput(many=True), **ERRORS}
+    )
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, ANNOTATORS)
         items = []
         for judgment in judgments_recent(project=project, annotator=request.user):
             left, right = _sides(judgment.pair, judgment.shown_swapped)
-            items.append({**judgment_payload(judgment), "prompt": _prompt_payload(judgment.pair.prompt), "left": left, "right": right})
+            items.append(
+                {
+                    **judgment_payload(judgment),
+                    "prompt": _prompt_payload(judgment.pair.prompt),
+                    "left": left,
+                    "right": right,
+                }
+            )
         return Response(RecentJudgmentOutput(items, many=True).data)

@@ -118,9 +118,11 @@ def pair_claim_next(
     leases_expire(project=project, now=now)
     with transaction.atomic():
         # Locks the annotator's membership row: one claim at a time per annotator.
-        if not Membership.objects.select_for_update().filter(
-            project=project, user=annotator, role=Membership.Role.ANNOTATOR
-        ).values_list("pk", flat=True):
+        if (
+            not Membership.objects.select_for_update()
+            .filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR)
+            .values_list("pk", flat=True)
+        ):
             raise ApplicationError(
                 "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
             )
@@ -155,7 +157,9 @@ def _candidate(*, project: Project, annotator: AbstractBaseUser, gold: bool) -> 
     judged = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
     # Skipped pairs are not offered to the same annotator again; pairs they hold a lease on are theirs already.
     leased_or_skipped = Assignment.objects.filter(
-        pair=OuterRef("pk"), annotator=annotator, status__in=[Assignment.Status.SKIPPED, Assignment.Status.ACTIVE]
+        pair=OuterRef("pk"),
+        annotator=annotator,
+        status__in=[Assignment.Status.SKIPPED, Assignment.Status.ACTIVE],
     )
     if project.assignment_strategy != "fill":
         # An uncertainty-seeking strategy has ranked the pairs (Pair.priority); fill order breaks ties.
@@ -175,7 +179,11 @@ def _candidate(*, project: Project, annotator: AbstractBaseUser, gold: bool) -> 
 
 
 def assignment_for_annotator(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
-    assignment = Assignment.objects.select_related("project", "pair").filter(pk=assignment_id, annotator=annotator).first()
+    assignment = (
+        Assignment.objects.select_related("project", "pair")
+        .filter(pk=assignment_id, annotator=annotator)
+        .first()
+    )
     if assignment is None:
         raise ApplicationError("no such assignment", code="not_found", http_status=404)
     return assignment
@@ -195,7 +203,9 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, reason: 
             if assignment.status == Assignment.Status.SKIPPED:
                 return assignment  # a retried skip: it already took effect
             raise ApplicationError(
-                "this pair was already judged from this assignment; undo it instead", code="conflict", http_status=409
+                "this pair was already judged from this assignment; undo it instead",
+                code="conflict",
+                http_status=409,
             )
         pair_slots_recompute(pair_id=assignment.pair_id, now=now)
     assignment.refresh_from_db()
@@ -213,7 +223,9 @@ def project_remaining_pairs(*, project: Project) -> int:
     return remaining
 
 
-def annotator_progress(*, project: Project, annotator: AbstractBaseUser, now: datetime | None = None) -> dict[str, int]:
+def annotator_progress(
+    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
+) -> dict[str, int]:
     now = now or timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = Judgment.objects.filter(annotator=annotator, pair__project=project).aggregate(
@@ -226,7 +238,11 @@ def leases_expire_all(*, now: datetime | None = None) -> int:
     """For the beat task: reclaims expired leases in every project (claims also do this lazily)."""
     now = now or timezone.now()
     projects = Project.objects.filter(
-        Exists(Assignment.objects.filter(project=OuterRef("pk"), status=Assignment.Status.ACTIVE, expires_at__lte=now))
+        Exists(
+            Assignment.objects.filter(
+                project=OuterRef("pk"), status=Assignment.Status.ACTIVE, expires_at__lte=now
+            )
+        )
     )
     return sum(leases_expire(project=project, now=now) for project in projects)
 

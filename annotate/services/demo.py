@@ -41,7 +41,9 @@ DEMO_USERS = (
     DemoUser("engineer", Membership.Role.ENGINEER, {}),
     DemoUser("alice", Membership.Role.ANNOTATOR, {"locale": "en-GB", "expertise": "general"}, "careful"),
     DemoUser("bob", Membership.Role.ANNOTATOR, {"locale": "en-US", "expertise": "coding"}, "noisy"),
-    DemoUser("carol", Membership.Role.ANNOTATOR, {"locale": "fr-FR", "expertise": "general"}, "position_biased"),
+    DemoUser(
+        "carol", Membership.Role.ANNOTATOR, {"locale": "fr-FR", "expertise": "general"}, "position_biased"
+    ),
 )
 
 GUIDELINES = """\
@@ -89,13 +91,18 @@ def demo_seed() -> tuple[Project, ImportResult | None]:
     )
     for spec in DEMO_USERS:
         Membership.objects.get_or_create(
-            user=users[spec.username], project=project, defaults={"role": spec.role, "attributes": spec.attributes}
+            user=users[spec.username],
+            project=project,
+            defaults={"role": spec.role, "attributes": spec.attributes},
         )
     result = None
     if not Pair.objects.filter(project=project).exists():
         with DEMO_FILE.open("rb") as stream:
             result = items_import(
-                project=project, stream=stream, filename=DEMO_FILE.name, options=ImportOptions(cross_system_only=True, seed=7)
+                project=project,
+                stream=stream,
+                filename=DEMO_FILE.name,
+                options=ImportOptions(cross_system_only=True, seed=7),
             )
         _mark_gold_pairs(project)
     return project, result
@@ -103,7 +110,11 @@ def demo_seed() -> tuple[Project, ImportResult | None]:
 
 def _mark_gold_pairs(project: Project) -> None:
     """The best against the worst system on every fifth prompt: answers a careful annotator cannot miss."""
-    pairs = Pair.objects.filter(project=project).select_related("response_a", "response_b", "prompt").order_by("prompt_id", "id")
+    pairs = (
+        Pair.objects.filter(project=project)
+        .select_related("response_a", "response_b", "prompt")
+        .order_by("prompt_id", "id")
+    )
     gold = []
     for pair in pairs:
         systems = {pair.response_a.system, pair.response_b.system}
@@ -126,13 +137,17 @@ def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1)
     }
     judged = set(Judgment.objects.filter(pair__project=project).values_list("pair_id", "annotator_id"))
     counts = dict(Pair.objects.filter(project=project).annotate(n=Count("judgments")).values_list("id", "n"))
-    pairs = list(Pair.objects.filter(project=project).select_related("response_a", "response_b", "prompt").order_by("id"))
+    pairs = list(
+        Pair.objects.filter(project=project)
+        .select_related("response_a", "response_b", "prompt")
+        .order_by("id")
+    )
     generator.shuffle(pairs)
     pairs = pairs[: int(len(pairs) * share)]
     now = timezone.now()
     judgments = []
     for index, pair in enumerate(pairs):
-        for username, (user, behaviour) in annotators.items():
+        for user, behaviour in annotators.values():
             if counts.get(pair.pk, 0) >= project.overlap or (pair.pk, user.pk) in judged:
                 continue
             judgments.append(_simulated_judgment(generator, project, pair, user, behaviour, now, index))
@@ -142,7 +157,9 @@ def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1)
     return len(judgments)
 
 
-def _simulated_judgment(generator: random.Random, project: Project, pair: Pair, user, behaviour: str, now, index: int) -> Judgment:
+def _simulated_judgment(
+    generator: random.Random, project: Project, pair: Pair, user, behaviour: str, now, index: int
+) -> Judgment:
     quality_a = SYSTEM_QUALITY.get(pair.response_a.system, 0.0)
     quality_b = SYSTEM_QUALITY.get(pair.response_b.system, 0.0)
     difference = quality_a - quality_b
@@ -159,7 +176,9 @@ def _simulated_judgment(generator: random.Random, project: Project, pair: Pair, 
         choice = "a" if generator.random() < 1 / (1 + math.exp(-1.5 * difference)) else "b"
     strength = None
     if project.strength_scale and choice in {"a", "b"}:
-        strength = max(1, min(project.strength_scale, round(abs(difference) * 1.2 + generator.uniform(-0.5, 0.5))))
+        strength = max(
+            1, min(project.strength_scale, round(abs(difference) * 1.2 + generator.uniform(-0.5, 0.5)))
+        )
     criteria = {}
     for criterion in project.criteria:
         if criterion == "safety" and pair.prompt.category != "refusal":

@@ -151,10 +151,19 @@ def detect_format(filename: str, explicit: str = "") -> str:
     name = filename.lower()
     if name.endswith(".gz"):
         name = name[:-3]
-    for extension, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".csv", "csv"), (".parquet", "parquet")):
+    for extension, fmt in (
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "json"),
+        (".csv", "csv"),
+        (".parquet", "parquet"),
+    ):
         if name.endswith(extension):
             return fmt
-    raise RowError(filename, "cannot tell the format from the file name: use .jsonl, .json, .csv or .parquet (optionally .gz), or name the format")
+    raise RowError(
+        filename,
+        "cannot tell the format from the file name: use .jsonl, .json, .csv or .parquet (optionally .gz), or name the format",
+    )
 
 
 def open_decompressed(raw: IO[bytes], name: str, limit: int) -> tuple[IO[bytes], CountingReader]:
@@ -184,7 +193,9 @@ class _LimitedGzip(io.RawIOBase):
             raise RowError(self.name, f"the gzip data is corrupt or truncated ({error})") from error
         self.count += len(data)
         if self.count > self.limit:
-            raise RowError(self.name, f"the decompressed file is larger than the import limit of {self.limit:,} bytes")
+            raise RowError(
+                self.name, f"the decompressed file is larger than the import limit of {self.limit:,} bytes"
+            )
         buffer[: len(data)] = data
         return len(data)
 
@@ -195,12 +206,15 @@ def _decoded_lines(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tup
         if not line:
             return
         if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
-            raise RowError(f"{name}, line {number}", f"line is longer than the limit of {limits.max_line_bytes:,} bytes")
+            raise RowError(
+                f"{name}, line {number}", f"line is longer than the limit of {limits.max_line_bytes:,} bytes"
+            )
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as error:
             raise RowError(
-                f"{name}, line {number}", f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1})"
+                f"{name}, line {number}",
+                f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1})",
             ) from error
         if number == 1:
             text = text.removeprefix("\ufeff")
@@ -217,20 +231,29 @@ def iter_raw_rows(stream: IO[bytes], name: str, fmt: str, limits: Limits) -> Ite
             try:
                 yield f"{name}, line {number}", orjson.loads(text)
             except orjson.JSONDecodeError as error:
-                yield f"{name}, line {number}", RowError(f"{name}, line {number}", f"malformed JSON ({error.msg} at column {error.colno})")
+                yield (
+                    f"{name}, line {number}",
+                    RowError(
+                        f"{name}, line {number}", f"malformed JSON ({error.msg} at column {error.colno})"
+                    ),
+                )
     elif fmt == "json":
         data = stream.read()
         try:
             text = data.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as error:
             line = data[: error.start].count(b"\n") + 1
-            raise RowError(f"{name}, line {line}", f"not valid UTF-8 (byte 0x{data[error.start]:02x})") from error
+            raise RowError(
+                f"{name}, line {line}", f"not valid UTF-8 (byte 0x{data[error.start]:02x})"
+            ) from error
         if not text.strip():
             return
         try:
             document = json.loads(text)
         except json.JSONDecodeError as error:
-            raise RowError(f"{name}, line {error.lineno}", f"malformed JSON ({error.msg} at column {error.colno})") from error
+            raise RowError(
+                f"{name}, line {error.lineno}", f"malformed JSON ({error.msg} at column {error.colno})"
+            ) from error
         if isinstance(document, dict) and isinstance(document.get("items"), list):
             document = document["items"]
         if not isinstance(document, list):
@@ -244,7 +267,13 @@ def iter_raw_rows(stream: IO[bytes], name: str, fmt: str, limits: Limits) -> Ite
             for row in reader:
                 location = f"{name}, line {reader.line_num}"
                 if None in row:
-                    yield location, RowError(location, f"more values than the {len(reader.fieldnames or [])} columns of the header")
+                    yield (
+                        location,
+                        RowError(
+                            location,
+                            f"more values than the {len(reader.fieldnames or [])} columns of the header",
+                        ),
+                    )
                     continue
                 yield location, _csv_row(row, location)
         except csv.Error as error:
@@ -313,7 +342,9 @@ class _Row:
         if not allow_empty and required and not value.strip():
             raise self.fail(f"'{name}' must not be empty")
         if len(value) > self.limits.max_text_chars:
-            raise self.fail(f"'{name}' is {len(value):,} characters, over the limit of {self.limits.max_text_chars:,}")
+            raise self.fail(
+                f"'{name}' is {len(value):,} characters, over the limit of {self.limits.max_text_chars:,}"
+            )
         return value
 
     def identifier(self, name: str = "id") -> str:
@@ -338,11 +369,15 @@ class _Row:
                 raise self.fail(f"{where} must be an object with 'role' and 'content'")
             role, content = message.get("role"), message.get("content")
             if role not in MESSAGE_ROLES:
-                raise self.fail(f"{where}.role must be one of {', '.join(sorted(MESSAGE_ROLES))}, got {role!r}")
+                raise self.fail(
+                    f"{where}.role must be one of {', '.join(sorted(MESSAGE_ROLES))}, got {role!r}"
+                )
             if not isinstance(content, str):
                 raise self.fail(f"{where}.content must be text")
             if len(content) > self.limits.max_text_chars:
-                raise self.fail(f"{where}.content is {len(content):,} characters, over the limit of {self.limits.max_text_chars:,}")
+                raise self.fail(
+                    f"{where}.content is {len(content):,} characters, over the limit of {self.limits.max_text_chars:,}"
+                )
             messages.append({"role": role, "content": content})
         return messages
 
@@ -365,7 +400,9 @@ class _Row:
         return None
 
 
-def prompt_record(row_id: str, value: str | list[dict[str, str]], category: str, metadata: dict[str, Any]) -> PromptRecord:
+def prompt_record(
+    row_id: str, value: str | list[dict[str, str]], category: str, metadata: dict[str, Any]
+) -> PromptRecord:
     digest = fingerprint(value)
     if isinstance(value, list):
         last_user = next((m["content"] for m in reversed(value) if m["role"] == "user"), value[-1]["content"])
@@ -373,7 +410,9 @@ def prompt_record(row_id: str, value: str | list[dict[str, str]], category: str,
     return PromptRecord(row_id or f"sha1:{digest}", value, None, category, metadata, digest)
 
 
-def response_record(external_id: str, system: str, content: str, metadata: dict[str, Any] | None = None) -> ResponseRecord:
+def response_record(
+    external_id: str, system: str, content: str, metadata: dict[str, Any] | None = None
+) -> ResponseRecord:
     # A NUL cannot occur in a system name typed by a person, so it separates the two unambiguously.
     digest = hashlib.sha1(f"{system}\x00{content}".encode()).hexdigest()
     return ResponseRecord(external_id or f"sha1:{digest}", system, content, metadata or {}, digest)
@@ -421,14 +460,20 @@ def _candidates_row(row: _Row, options: ImportOptions) -> RowItems:
             raise row.fail(f"{where}: {error.message}") from None
         record = response_record(response_id, system, content, metadata)
         if record.external_id in seen:
-            what = f"duplicate response id '{response_id}'" if response_id else "the same response appears twice"
+            what = (
+                f"duplicate response id '{response_id}'" if response_id else "the same response appears twice"
+            )
             raise row.fail(f"{where}: {what} (also responses[{seen[record.external_id]}])")
         seen[record.external_id] = index
         responses.append(record)
-    return RowItems(row.location, row_id, prompt, responses, generate_pairs(prompt.external_id, responses, options))
+    return RowItems(
+        row.location, row_id, prompt, responses, generate_pairs(prompt.external_id, responses, options)
+    )
 
 
-def generate_pairs(prompt_key: str, responses: list[ResponseRecord], options: ImportOptions) -> list[PairRecord]:
+def generate_pairs(
+    prompt_key: str, responses: list[ResponseRecord], options: ImportOptions
+) -> list[PairRecord]:
     """All pairs of a prompt's responses, or ``pairs_per_prompt`` of them drawn at random; the draw depends only
     on the seed and the prompt, so the same file and seed give the same pairs in any order or chunking."""
     ordered = sorted(responses, key=lambda response: response.external_id)
@@ -455,14 +500,20 @@ def _pair_row(row: _Row) -> RowItems:
     row_id = row.identifier()
     prompt = row.prompt("")
     assert prompt is not None
-    response_a = response_record("", row.text("system_a", required=False).strip(), row.text("response_a", required=True))
-    response_b = response_record("", row.text("system_b", required=False).strip(), row.text("response_b", required=True))
+    response_a = response_record(
+        "", row.text("system_a", required=False).strip(), row.text("response_a", required=True)
+    )
+    response_b = response_record(
+        "", row.text("system_b", required=False).strip(), row.text("response_b", required=True)
+    )
     if response_a.external_id == response_b.external_id:
         raise row.fail("'response_a' and 'response_b' are the same response")
     gold = row.text("gold", required=False).strip().lower()
     if gold and gold not in CHOICE_VALUES:
         raise row.fail(f"'gold' must be one of a, b, tie, both_bad, got {gold!r}")
-    pair = PairRecord(a=response_a.external_id, b=response_b.external_id, external_id=row_id, gold_choice=gold)
+    pair = PairRecord(
+        a=response_a.external_id, b=response_b.external_id, external_id=row_id, gold_choice=gold
+    )
     return RowItems(row.location, row_id, prompt, [response_a, response_b], [pair])
 
 
@@ -482,8 +533,12 @@ def _preference_row(row: _Row, options: ImportOptions) -> RowItems:
         if explicit_prompt is None:
             shared = _common_prefix_length(chosen, rejected)
             if shared == 0:
-                raise row.fail("no 'prompt', and 'chosen' and 'rejected' share no leading messages to take it from")
-            prompt = prompt_record("", chosen[:shared], row.text("category", required=False).strip(), row.metadata())
+                raise row.fail(
+                    "no 'prompt', and 'chosen' and 'rejected' share no leading messages to take it from"
+                )
+            prompt = prompt_record(
+                "", chosen[:shared], row.text("category", required=False).strip(), row.metadata()
+            )
             chosen, rejected = chosen[shared:], rejected[shared:]
         else:
             prompt = explicit_prompt
@@ -495,8 +550,12 @@ def _preference_row(row: _Row, options: ImportOptions) -> RowItems:
         if explicit_prompt is None:
             shared = _common_text_prefix_length(chosen_text, rejected_text)
             if not chosen_text[:shared].strip():
-                raise row.fail("no 'prompt', and 'chosen' and 'rejected' share no leading text to take it from")
-            prompt = prompt_record("", chosen_text[:shared], row.text("category", required=False).strip(), row.metadata())
+                raise row.fail(
+                    "no 'prompt', and 'chosen' and 'rejected' share no leading text to take it from"
+                )
+            prompt = prompt_record(
+                "", chosen_text[:shared], row.text("category", required=False).strip(), row.metadata()
+            )
             chosen_text, rejected_text = chosen_text[shared:], rejected_text[shared:]
             if not chosen_text.strip() or not rejected_text.strip():
                 raise row.fail("no 'prompt', and one of 'chosen' and 'rejected' is the start of the other")
@@ -516,7 +575,9 @@ def _preference_row(row: _Row, options: ImportOptions) -> RowItems:
 
 def _single_reply(row: _Row, name: str, messages: list[dict[str, str]]) -> str:
     if len(messages) != 1 or messages[0]["role"] != "assistant":
-        raise row.fail(f"'{name}' must end with exactly one assistant message after the prompt, got {len(messages)} message(s)")
+        raise row.fail(
+            f"'{name}' must end with exactly one assistant message after the prompt, got {len(messages)} message(s)"
+        )
     if not messages[0]["content"].strip():
         raise row.fail(f"'{name}' has an empty reply")
     return messages[0]["content"]
@@ -534,7 +595,8 @@ def _common_prefix_length(first: list[Any], second: list[Any]) -> int:
 def _common_text_prefix_length(first: str, second: str) -> int:
     """The shared leading text, cut back to the last whitespace so that a word both answers start with
     stays in the answers (TRL's extract_prompt does the same for a shared leading space)."""
-    length = len(os.path.commonprefix([first, second]))
+    # Character by character is what is wanted here: these are texts, not paths.
+    length = len(os.path.commonprefix([first, second]))  # noqa: RUF071
     if length == min(len(first), len(second)):
         return length
     while length > 0 and not first[length - 1].isspace():

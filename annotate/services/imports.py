@@ -53,7 +53,11 @@ class ImportFailed(ApplicationError):
     def __init__(self, errors: list[str], *, more: bool = False) -> None:
         self.errors = errors
         suffix = f" (showing the first {len(errors)})" if more else ""
-        summary = errors[0] if len(errors) == 1 else f"the file has {len(errors)} errors{suffix}; nothing was imported"
+        summary = (
+            errors[0]
+            if len(errors) == 1
+            else f"the file has {len(errors)} errors{suffix}; nothing was imported"
+        )
         super().__init__(summary, fields={"file": errors})
 
 
@@ -107,14 +111,29 @@ def items_import(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _items_import(project=project, stream=stream, name=name, fmt=fmt, options=options, limits=limits, progress=progress)
+        return _items_import(
+            project=project,
+            stream=stream,
+            name=name,
+            fmt=fmt,
+            options=options,
+            limits=limits,
+            progress=progress,
+        )
     finally:
         if collecting:
             gc.enable()
 
 
 def _items_import(
-    *, project: Project, stream: IO[bytes], name: str, fmt: str, options: ImportOptions, limits: Limits, progress: ProgressCallback | None
+    *,
+    project: Project,
+    stream: IO[bytes],
+    name: str,
+    fmt: str,
+    options: ImportOptions,
+    limits: Limits,
+    progress: ProgressCallback | None,
 ) -> ImportResult:
     errors: list[str] = []
     more_errors = False
@@ -166,7 +185,9 @@ def _check_unique_row_id(items: RowItems, raw: dict[str, Any], seen: dict[tuple[
     shape = "prompt" if "responses" in raw else "pair"
     key = (shape, items.row_id)
     if key in seen:
-        raise RowError(items.location, f"duplicate id '{items.row_id}' (first used at {seen[key].split(', ', 1)[-1]})")
+        raise RowError(
+            items.location, f"duplicate id '{items.row_id}' (first used at {seen[key].split(', ', 1)[-1]})"
+        )
     seen[key] = items.location
 
 
@@ -193,9 +214,9 @@ class _ChunkWriter:
         keys = {items.prompt.external_id for items in chunk}
         stored = {
             external_id: (pk, digest)
-            for external_id, pk, digest in Prompt.objects.filter(project=self.project, external_id__in=keys).order_by().values_list(
-                "external_id", "id", "fingerprint"
-            )
+            for external_id, pk, digest in Prompt.objects.filter(project=self.project, external_id__in=keys)
+            .order_by()
+            .values_list("external_id", "id", "fingerprint")
         }
         ids: dict[str, tuple[int, bool]] = {}
         new_rows: list[tuple[str, tuple]] = []
@@ -206,27 +227,49 @@ class _ChunkWriter:
             if record.external_id in stored:
                 pk, digest = stored[record.external_id]
                 if digest != record.fingerprint:
-                    self.errors.append(f"{items.location}: id '{record.external_id}' was imported before with a different prompt")
+                    self.errors.append(
+                        f"{items.location}: id '{record.external_id}' was imported before with a different prompt"
+                    )
                     continue
                 if record.external_id not in ids:
                     self.result.prompts_existing += 1
                 ids[record.external_id] = (pk, True)
             elif record.external_id in pending:
                 if pending[record.external_id] != record.fingerprint:
-                    self.errors.append(f"{items.location}: id '{record.external_id}' is used for two different prompts")
+                    self.errors.append(
+                        f"{items.location}: id '{record.external_id}' is used for two different prompts"
+                    )
             else:
                 pending[record.external_id] = record.fingerprint
                 new_rows.append(
                     (
                         record.external_id,
-                        (self.project.pk, record.external_id, record.content, record.messages, record.category, record.metadata, record.fingerprint, now),
+                        (
+                            self.project.pk,
+                            record.external_id,
+                            record.content,
+                            record.messages,
+                            record.category,
+                            record.metadata,
+                            record.fingerprint,
+                            now,
+                        ),
                     )
                 )
         if self.errors:
             return ids
         created = bulk_insert(
             Prompt,
-            ["project_id", "external_id", "content", "messages", "category", "metadata", "fingerprint", "created_at"],
+            [
+                "project_id",
+                "external_id",
+                "content",
+                "messages",
+                "category",
+                "metadata",
+                "fingerprint",
+                "created_at",
+            ],
             [row for _, row in new_rows],
         )
         for (external_id, _), pk in zip(new_rows, created, strict=True):
@@ -234,12 +277,16 @@ class _ChunkWriter:
         self.result.prompts_created += len(created)
         return ids
 
-    def _responses(self, chunk: list[RowItems], prompt_ids: dict[str, tuple[int, bool]]) -> dict[tuple[int, str], int]:
+    def _responses(
+        self, chunk: list[RowItems], prompt_ids: dict[str, tuple[int, bool]]
+    ) -> dict[tuple[int, str], int]:
         existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
         stored: dict[tuple[int, str], tuple[int, str]] = {}
         if existing_prompts:
-            for prompt_id, external_id, pk, digest in Response.objects.filter(prompt_id__in=existing_prompts).order_by().values_list(
-                "prompt_id", "external_id", "id", "fingerprint"
+            for prompt_id, external_id, pk, digest in (
+                Response.objects.filter(prompt_id__in=existing_prompts)
+                .order_by()
+                .values_list("prompt_id", "external_id", "id", "fingerprint")
             ):
                 stored[(prompt_id, external_id)] = (pk, digest)
         ids: dict[tuple[int, str], int] = {}
@@ -262,31 +309,56 @@ class _ChunkWriter:
                         ids[key] = pk
                 elif key in pending:
                     if pending[key] != record.fingerprint:
-                        self.errors.append(f"{items.location}: response id '{record.external_id}' is used for two different responses")
+                        self.errors.append(
+                            f"{items.location}: response id '{record.external_id}' is used for two different responses"
+                        )
                 else:
                     pending[key] = record.fingerprint
                     new_keys.append(key)
-                    new_rows.append((prompt_id, record.external_id, record.system, record.content, record.metadata, record.fingerprint, now))
+                    new_rows.append(
+                        (
+                            prompt_id,
+                            record.external_id,
+                            record.system,
+                            record.content,
+                            record.metadata,
+                            record.fingerprint,
+                            now,
+                        )
+                    )
         if self.errors:
             return ids
         created = bulk_insert(
-            Response, ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"], new_rows
+            Response,
+            ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
+            new_rows,
         )
         ids.update(zip(new_keys, created, strict=True))
         self.result.responses_created += len(created)
         return ids
 
-    def _pairs(self, chunk: list[RowItems], prompt_ids: dict[str, tuple[int, bool]], response_ids: dict[tuple[int, str], int]) -> None:
+    def _pairs(
+        self,
+        chunk: list[RowItems],
+        prompt_ids: dict[str, tuple[int, bool]],
+        response_ids: dict[tuple[int, str], int],
+    ) -> None:
         existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
         stored_couples: set[tuple[int, int]] = set()
         if existing_prompts:
-            for first, second in Pair.objects.filter(prompt_id__in=existing_prompts).order_by().values_list("response_a_id", "response_b_id"):
+            for first, second in (
+                Pair.objects.filter(prompt_id__in=existing_prompts)
+                .order_by()
+                .values_list("response_a_id", "response_b_id")
+            ):
                 stored_couples.add((min(first, second), max(first, second)))
         named = [pair.external_id for items in chunk for pair in items.pairs if pair.external_id]
         stored_names: dict[str, tuple[int, int]] = {}
         if named:
-            for external_id, first, second in Pair.objects.filter(project=self.project, external_id__in=named).order_by().values_list(
-                "external_id", "response_a_id", "response_b_id"
+            for external_id, first, second in (
+                Pair.objects.filter(project=self.project, external_id__in=named)
+                .order_by()
+                .values_list("external_id", "response_a_id", "response_b_id")
             ):
                 stored_names[external_id] = (min(first, second), max(first, second))
 
@@ -299,14 +371,25 @@ class _ChunkWriter:
                 a_id, b_id = response_ids[(prompt_id, pair.a)], response_ids[(prompt_id, pair.b)]
                 couple = (min(a_id, b_id), max(a_id, b_id))
                 if pair.external_id in stored_names and stored_names[pair.external_id] != couple:
-                    self.errors.append(f"{items.location}: pair id '{pair.external_id}' was imported before for different responses")
+                    self.errors.append(
+                        f"{items.location}: pair id '{pair.external_id}' was imported before for different responses"
+                    )
                     continue
                 if couple in stored_couples:
                     self.result.pairs_existing += 1
                     continue
                 stored_couples.add(couple)
                 new_rows.append(
-                    (self.project.pk, prompt_id, a_id, b_id, pair.external_id, bool(pair.gold_choice), pair.gold_choice, now)
+                    (
+                        self.project.pk,
+                        prompt_id,
+                        a_id,
+                        b_id,
+                        pair.external_id,
+                        bool(pair.gold_choice),
+                        pair.gold_choice,
+                        now,
+                    )
                 )
                 prior_choices.append(pair.prior_choice)
                 self.result.gold_pairs_created += bool(pair.gold_choice)
@@ -314,7 +397,16 @@ class _ChunkWriter:
             return
         created = bulk_insert(
             Pair,
-            ["project_id", "prompt_id", "response_a_id", "response_b_id", "external_id", "is_gold", "gold_choice", "created_at"],
+            [
+                "project_id",
+                "prompt_id",
+                "response_a_id",
+                "response_b_id",
+                "external_id",
+                "is_gold",
+                "gold_choice",
+                "created_at",
+            ],
             new_rows,
         )
         self.result.pairs_created += len(created)
@@ -325,7 +417,19 @@ class _ChunkWriter:
         ]
         bulk_insert(
             Judgment,
-            ["pair_id", "annotator_id", "origin", "choice", "strength", "criteria", "rationale", "shown_swapped", "duration_ms", "created_at", "updated_at"],
+            [
+                "pair_id",
+                "annotator_id",
+                "origin",
+                "choice",
+                "strength",
+                "criteria",
+                "rationale",
+                "shown_swapped",
+                "duration_ms",
+                "created_at",
+                "updated_at",
+            ],
             judgments,
         )
         self.result.judgments_created += len(judgments)
@@ -333,6 +437,8 @@ class _ChunkWriter:
 
 # Tables written only by imports (annotators write judgments, so those never get a table lock).
 _IMPORT_ONLY_MODELS = (Prompt, Response, Pair)
+
+
 def _copy_escape(text: str) -> str:
     # Four str.replace calls run in C and skip quickly when the character is absent; str.translate with a
     # mapping goes through Python for every character and was five times slower on real texts.
@@ -356,7 +462,11 @@ def _copy_text(value: Any) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dict | list):
-        return _copy_escape(orjson.dumps(value).decode()) if value else ("{}" if isinstance(value, dict) else "[]")
+        return (
+            _copy_escape(orjson.dumps(value).decode())
+            if value
+            else ("{}" if isinstance(value, dict) else "[]")
+        )
     if isinstance(value, datetime):
         return _isoformat(value)
     return str(value)
@@ -377,7 +487,9 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
     if not rows:
         return []
     if connection.vendor != "postgresql":
-        objects = model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=1000)
+        objects = model.objects.bulk_create(
+            [model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=1000
+        )
         return [obj.pk for obj in objects]
 
     table = model._meta.db_table
@@ -393,10 +505,15 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
             last = cursor.fetchone()[0]
             ids = list(range(last - len(rows) + 1, last + 1))
         else:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)])
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [table, len(rows)],
+            )
             ids = [row[0] for row in cursor.fetchall()]
         column_list = ", ".join(connection.ops.quote_name(column) for column in ["id", *columns])
-        with cursor.cursor.copy(f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN") as copy:
+        with cursor.cursor.copy(
+            f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN"
+        ) as copy:
             batch: list[str] = []
             for pk, row in zip(ids, rows, strict=True):
                 batch.append(f"{pk}\t" + "\t".join(map(_copy_text, row)) + "\n")
@@ -468,7 +585,11 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     try:
         with open(job.stored_path, "rb") as stream:
             result = items_import(
-                project=job.project, stream=stream, filename=job.filename, options=ImportOptions(**job.options), progress=report
+                project=job.project,
+                stream=stream,
+                filename=job.filename,
+                options=ImportOptions(**job.options),
+                progress=report,
             )
     except ImportFailed as failure:
         job.status, job.errors = ImportJob.Status.FAILED, failure.errors
@@ -483,7 +604,9 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         cache.delete(_progress_key(job.pk))
     job.stored_path = ""
     job.finished_at = timezone.now()
-    job.save(update_fields=["status", "errors", "counts", "rows_done", "bytes_done", "stored_path", "finished_at"])
+    job.save(
+        update_fields=["status", "errors", "counts", "rows_done", "bytes_done", "stored_path", "finished_at"]
+    )
     return job
 
 
@@ -498,7 +621,9 @@ def import_jobs_reap(*, stale_after_seconds: int = 1800) -> int:
         if time.time() - last_sign_of_life > stale_after_seconds:
             reaped += ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
                 status=ImportJob.Status.FAILED,
-                errors=[f"{job.filename}: the worker stopped while importing; nothing was imported. Try again."],
+                errors=[
+                    f"{job.filename}: the worker stopped while importing; nothing was imported. Try again."
+                ],
                 finished_at=now,
             )
     reaped += ImportJob.objects.filter(
@@ -532,6 +657,11 @@ def import_run_now(
     except ApplicationError:
         job.delete()
         raise
-    job.status, job.counts, job.rows_done, job.finished_at = ImportJob.Status.SUCCEEDED, result.as_dict(), result.rows, timezone.now()
+    job.status, job.counts, job.rows_done, job.finished_at = (
+        ImportJob.Status.SUCCEEDED,
+        result.as_dict(),
+        result.rows,
+        timezone.now(),
+    )
     job.save(update_fields=["status", "counts", "rows_done", "finished_at"])
     return job, result, None

@@ -92,7 +92,10 @@ def _pair_values(data: JudgmentInput, *, shown_swapped: bool) -> dict[str, Any]:
     return {
         "choice": to_pair_terms(data.choice, shown_swapped=shown_swapped),
         "strength": data.strength if data.choice in {"left", "right"} else None,
-        "criteria": {name: to_pair_terms(value, shown_swapped=shown_swapped) for name, value in (data.criteria or {}).items()},
+        "criteria": {
+            name: to_pair_terms(value, shown_swapped=shown_swapped)
+            for name, value in (data.criteria or {}).items()
+        },
         "rationale": (data.rationale or "").strip(),
         "duration_ms": data.duration_ms,
     }
@@ -113,16 +116,25 @@ def judgment_submit(
     now = timezone.now()
     try:
         with transaction.atomic():
-            Pair.objects.select_for_update().filter(pk=assignment.pair_id).values_list("pk", flat=True).first()
+            Pair.objects.select_for_update().filter(pk=assignment.pair_id).values_list(
+                "pk", flat=True
+            ).first()
             if idempotency_key:
-                earlier = Judgment.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+                earlier = Judgment.objects.filter(
+                    annotator=annotator, idempotency_key=idempotency_key
+                ).first()
                 if earlier is not None:
                     return earlier, False
             assignment.refresh_from_db(fields=["status", "expires_at"])
             if assignment.status == Assignment.Status.SKIPPED:
-                raise Conflict("this pair was skipped; it can no longer be judged from this assignment", code="skipped")
+                raise Conflict(
+                    "this pair was skipped; it can no longer be judged from this assignment", code="skipped"
+                )
             lease_live = assignment.status == Assignment.Status.ACTIVE and assignment.expires_at > now
-            if not lease_live and pair_slots_recompute(pair_id=assignment.pair_id, now=now) >= project.overlap:
+            if (
+                not lease_live
+                and pair_slots_recompute(pair_id=assignment.pair_id, now=now) >= project.overlap
+            ):
                 raise Conflict(
                     "your time on this pair ran out and others have since completed it; your judgment was not needed",
                     code="pair_completed",
@@ -135,7 +147,9 @@ def judgment_submit(
                 assignment=assignment,
                 **_pair_values(data, shown_swapped=assignment.shown_swapped),
             )
-            Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, closed_at=now)
+            Assignment.objects.filter(pk=assignment.pk).update(
+                status=Assignment.Status.SUBMITTED, closed_at=now
+            )
             pair_slots_recompute(pair_id=assignment.pair_id, now=now)
     except IntegrityError:
         # Two submits with the same key raced past the first check; the database kept exactly one.
@@ -143,7 +157,9 @@ def judgment_submit(
             earlier = Judgment.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
             if earlier is not None:
                 return earlier, False
-        raise Conflict("you have already judged this pair; edit that judgment instead", code="already_judged") from None
+        raise Conflict(
+            "you have already judged this pair; edit that judgment instead", code="already_judged"
+        ) from None
     return judgment, True
 
 
@@ -162,7 +178,10 @@ def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: Judgme
         project = judgment.pair.project
         if judgment.created_at < now - timedelta(seconds=project.edit_window_seconds):
             minutes = project.edit_window_seconds // 60
-            raise Conflict(f"judgments can be changed for {minutes} minutes after they are made", code="edit_window_closed")
+            raise Conflict(
+                f"judgments can be changed for {minutes} minutes after they are made",
+                code="edit_window_closed",
+            )
         judgment_input_check(project=project, data=data)
         JudgmentRevision.objects.create(
             judgment=judgment,
@@ -176,7 +195,9 @@ def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: Judgme
         )
         values = _pair_values(data, shown_swapped=judgment.shown_swapped)
         if data.duration_ms is not None and judgment.duration_ms is not None:
-            values["duration_ms"] = judgment.duration_ms + data.duration_ms  # time spent reconsidering counts too
+            values["duration_ms"] = (
+                judgment.duration_ms + data.duration_ms
+            )  # time spent reconsidering counts too
         for field, value in values.items():
             setattr(judgment, field, value)
         judgment.revision += 1
@@ -184,7 +205,9 @@ def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: Judgme
     return judgment
 
 
-def judgments_recent(*, project: Project, annotator: AbstractBaseUser, now=None, limit: int = 10) -> list[Judgment]:
+def judgments_recent(
+    *, project: Project, annotator: AbstractBaseUser, now=None, limit: int = 10
+) -> list[Judgment]:
     """The annotator's judgments still inside the edit window, newest first."""
     now = now or timezone.now()
     since = now - timedelta(seconds=project.edit_window_seconds)

@@ -28,7 +28,9 @@ def project_config_check(config: dict[str, Any]) -> None:
     problems: dict[str, list[str]] = {}
     criteria = config.get("criteria")
     if criteria is not None:
-        names = [name.strip() for name in criteria] if all(isinstance(name, str) for name in criteria) else None
+        names = (
+            [name.strip() for name in criteria] if all(isinstance(name, str) for name in criteria) else None
+        )
         if names is None or any(not name or len(name) > 50 for name in names):
             problems["criteria"] = ["each criterion is a name of 1 to 50 characters"]
         elif len(set(names)) != len(names):
@@ -39,7 +41,9 @@ def project_config_check(config: dict[str, Any]) -> None:
     if choices is not None:
         unknown = [choice for choice in choices if choice not in ShownChoice.values]
         if unknown:
-            problems["allowed_choices"] = [f"unknown choice {unknown[0]!r}: use {', '.join(ShownChoice.values)}"]
+            problems["allowed_choices"] = [
+                f"unknown choice {unknown[0]!r}: use {', '.join(ShownChoice.values)}"
+            ]
         elif not {"left", "right"} <= set(choices):
             problems["allowed_choices"] = ["'left' and 'right' are always allowed"]
         elif len(set(choices)) != len(choices):
@@ -62,7 +66,12 @@ def project_create(*, name: str, created_by, slug: str = "", **config: Any) -> P
     """Creates a project; its creator becomes its first lead."""
     project_config_check(config)
     if slug and Project.objects.filter(slug=slug).exists():
-        raise ApplicationError(f"a project with slug '{slug}' exists", fields={"slug": ["already taken"]}, code="conflict", http_status=409)
+        raise ApplicationError(
+            f"a project with slug '{slug}' exists",
+            fields={"slug": ["already taken"]},
+            code="conflict",
+            http_status=409,
+        )
     project = Project.objects.create(
         name=name,
         slug=slug or _unique_slug(name),

@@ -27,7 +27,11 @@ urlpatterns = [
         name="api-reward-model-activate",
     ),
     # Scoring (rewardtrain/api/scoring.py).
-    path("reward-models/<int:model_id>/score/", scoring.RewardModelScoreApi.as_view(), name="api-reward-model-score"),
+    path(
+        "reward-models/<int:model_id>/score/",
+        scoring.RewardModelScoreApi.as_view(),
+        name="api-reward-model-score",
+    ),
     path(
         "reward-models/<int:model_id>/best-of-n/",
         scoring.RewardModelBestOfNApi.as_view(),

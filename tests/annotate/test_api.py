@@ -112,11 +112,15 @@ def full_world(world) -> World:
     expires_at = timezone.now() + timedelta(minutes=15)
     annotator = world.users["annotator"]
     world.submit_assignment, world.skip_assignment = (
-        Assignment.objects.create(project=world.project, pair=pair, annotator=annotator, expires_at=expires_at)
+        Assignment.objects.create(
+            project=world.project, pair=pair, annotator=annotator, expires_at=expires_at
+        )
         for pair in pairs[:2]
     )
     world.judgment = Judgment.objects.create(pair=pairs[2], annotator=annotator, choice="a")
-    world.export = Export.objects.create(project=world.project, version=1, status=Export.Status.QUEUED, formats=["jsonl"])
+    world.export = Export.objects.create(
+        project=world.project, version=1, status=Export.Status.QUEUED, formats=["jsonl"]
+    )
     return world
 
 
@@ -158,11 +162,15 @@ def call(world: World, role: str, endpoint: str):
     if endpoint == "judgments-recent":
         return client.get(f"{project_url}judgments/recent/")
     if endpoint == "judgments-submit":
-        return client.post("/api/judgments/", {"assignment": world.submit_assignment.pk, "choice": "left"}, format="json")
+        return client.post(
+            "/api/judgments/", {"assignment": world.submit_assignment.pk, "choice": "left"}, format="json"
+        )
     if endpoint == "judgment-edit":
         return client.patch(f"/api/judgments/{world.judgment.pk}/", {"choice": "tie"}, format="json")
     if endpoint == "assignment-skip":
-        return client.post(f"/api/assignments/{world.skip_assignment.pk}/skip/", {"reason": "unsure"}, format="json")
+        return client.post(
+            f"/api/assignments/{world.skip_assignment.pk}/skip/", {"reason": "unsure"}, format="json"
+        )
     if endpoint == "leaderboard-get":
         return client.get(f"{project_url}leaderboard/")
     if endpoint == "exports-list":

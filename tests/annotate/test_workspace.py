@@ -113,7 +113,9 @@ def test_an_expired_lease_is_still_accepted_while_the_pair_has_room():
     assignment = pair_claim_next(project=project, annotator=annotator)
     Assignment.objects.filter(pk=assignment.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     leases_expire(project=project)
-    judgment, created = judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="right"))
+    judgment, created = judgment_submit(
+        assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="right")
+    )
     assert created and judgment.choice in {"a", "b"}
 
 
@@ -130,7 +132,16 @@ def test_an_expired_lease_is_refused_with_409_once_others_completed_the_pair():
     assert Judgment.objects.count() == 1
 
 
-@pytest.mark.parametrize(("shown_swapped", "screen", "stored"), [(False, "left", "a"), (True, "left", "b"), (False, "right", "b"), (True, "right", "a"), (True, "tie", "tie")])
+@pytest.mark.parametrize(
+    ("shown_swapped", "screen", "stored"),
+    [
+        (False, "left", "a"),
+        (True, "left", "b"),
+        (False, "right", "b"),
+        (True, "right", "a"),
+        (True, "tie", "tie"),
+    ],
+)
 def test_left_and_right_are_mapped_to_a_and_b_through_shown_swapped(shown_swapped, screen, stored):
     project = ProjectFactory(criteria=["helpfulness"])
     PairFactory(prompt__project=project)
@@ -138,9 +149,15 @@ def test_left_and_right_are_mapped_to_a_and_b_through_shown_swapped(shown_swappe
     assignment = pair_claim_next(project=project, annotator=annotator)
     Assignment.objects.filter(pk=assignment.pk).update(shown_swapped=shown_swapped)
     judgment, _ = judgment_submit(
-        assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice=screen, criteria={"helpfulness": screen})
+        assignment_id=assignment.pk,
+        annotator=annotator,
+        data=JudgmentInput(choice=screen, criteria={"helpfulness": screen}),
     )
-    assert (judgment.choice, judgment.criteria["helpfulness"], judgment.shown_swapped) == (stored, stored, shown_swapped)
+    assert (judgment.choice, judgment.criteria["helpfulness"], judgment.shown_swapped) == (
+        stored,
+        stored,
+        shown_swapped,
+    )
 
 
 def test_swaps_are_drawn_per_lease_so_position_bias_cancels_out():
@@ -161,8 +178,16 @@ def test_swaps_are_drawn_per_lease_so_position_bias_cancels_out():
         ({"strength_scale": 3}, JudgmentInput(choice="left", strength=4), "strength"),
         ({"strength_scale": 3}, JudgmentInput(choice="tie", strength=1), "strength"),
         ({"strength_scale": 0}, JudgmentInput(choice="left", strength=1), "strength"),
-        ({"criteria": ["helpfulness", "safety"]}, JudgmentInput(choice="left", criteria={"helpfulness": "left"}), "criteria"),
-        ({"criteria": ["helpfulness"]}, JudgmentInput(choice="left", criteria={"helpfulness": "sideways"}), "criteria.helpfulness"),
+        (
+            {"criteria": ["helpfulness", "safety"]},
+            JudgmentInput(choice="left", criteria={"helpfulness": "left"}),
+            "criteria",
+        ),
+        (
+            {"criteria": ["helpfulness"]},
+            JudgmentInput(choice="left", criteria={"helpfulness": "sideways"}),
+            "criteria.helpfulness",
+        ),
         ({"criteria": []}, JudgmentInput(choice="left", criteria={"helpfulness": "left"}), "criteria"),
         ({"rationale": "required"}, JudgmentInput(choice="left", rationale="  "), "rationale"),
         ({"rationale": "off"}, JudgmentInput(choice="left", rationale="because"), "rationale"),
@@ -184,9 +209,17 @@ def test_a_retried_submit_with_the_same_key_returns_the_first_judgment():
     project, _ = _project_with_pairs(2)
     annotator = _annotator(project)
     assignment = pair_claim_next(project=project, annotator=annotator)
-    first, created = judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left"), idempotency_key="k-1")
+    first, created = judgment_submit(
+        assignment_id=assignment.pk,
+        annotator=annotator,
+        data=JudgmentInput(choice="left"),
+        idempotency_key="k-1",
+    )
     again, created_again = judgment_submit(
-        assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="right"), idempotency_key="k-1"
+        assignment_id=assignment.pk,
+        annotator=annotator,
+        data=JudgmentInput(choice="right"),
+        idempotency_key="k-1",
     )
     assert created and not created_again and first.pk == again.pk and again.choice == first.choice
     assert Judgment.objects.count() == 1
@@ -196,9 +229,19 @@ def test_it_refuses_a_second_judgment_on_the_same_pair():
     project, _ = _project_with_pairs(1, overlap=3)
     annotator = _annotator(project)
     assignment = pair_claim_next(project=project, annotator=annotator)
-    judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left"), idempotency_key="a")
+    judgment_submit(
+        assignment_id=assignment.pk,
+        annotator=annotator,
+        data=JudgmentInput(choice="left"),
+        idempotency_key="a",
+    )
     with pytest.raises(Conflict):
-        judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left"), idempotency_key="b")
+        judgment_submit(
+            assignment_id=assignment.pk,
+            annotator=annotator,
+            data=JudgmentInput(choice="left"),
+            idempotency_key="b",
+        )
 
 
 def test_skip_releases_the_lease_and_the_pair_is_not_handed_straight_back():
@@ -220,8 +263,12 @@ def test_an_edit_inside_the_window_keeps_the_old_version_as_a_revision():
     project, _ = _project_with_pairs(1)
     annotator = _annotator(project)
     assignment = pair_claim_next(project=project, annotator=annotator)
-    judgment, _ = judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left", rationale="first"))
-    edited = judgment_edit(judgment_id=judgment.pk, annotator=annotator, data=JudgmentInput(choice="tie", rationale="second"))
+    judgment, _ = judgment_submit(
+        assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left", rationale="first")
+    )
+    edited = judgment_edit(
+        judgment_id=judgment.pk, annotator=annotator, data=JudgmentInput(choice="tie", rationale="second")
+    )
     assert (edited.choice, edited.revision) == ("tie", 2)
     revision = JudgmentRevision.objects.get(judgment=judgment)
     assert (revision.revision, revision.choice, revision.rationale) == (1, judgment.choice, "first")
@@ -231,7 +278,9 @@ def test_an_edit_after_the_window_is_refused():
     project, _ = _project_with_pairs(1, edit_window_seconds=60)
     annotator = _annotator(project)
     assignment = pair_claim_next(project=project, annotator=annotator)
-    judgment, _ = judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left"))
+    judgment, _ = judgment_submit(
+        assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left")
+    )
     Judgment.objects.filter(pk=judgment.pk).update(created_at=timezone.now() - timedelta(minutes=5))
     with pytest.raises(Conflict):
         judgment_edit(judgment_id=judgment.pk, annotator=annotator, data=JudgmentInput(choice="right"))
@@ -278,8 +327,18 @@ def test_the_submit_api_maps_and_stores_once_for_a_repeated_idempotency_key():
     client = APIClient()
     client.force_authenticate(annotator)
     assignment = client.get(f"/api/projects/{project.pk}/next/").json()["assignment"]
-    first = client.post("/api/judgments/", {"assignment": assignment, "choice": "left"}, format="json", HTTP_IDEMPOTENCY_KEY="x1")
-    second = client.post("/api/judgments/", {"assignment": assignment, "choice": "left"}, format="json", HTTP_IDEMPOTENCY_KEY="x1")
+    first = client.post(
+        "/api/judgments/",
+        {"assignment": assignment, "choice": "left"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="x1",
+    )
+    second = client.post(
+        "/api/judgments/",
+        {"assignment": assignment, "choice": "left"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="x1",
+    )
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"] and first.json()["choice"] == "left"
     invalid = client.post("/api/judgments/", {"assignment": assignment, "choice": "sideways"}, format="json")
@@ -318,7 +377,7 @@ def test_many_annotators_claiming_and_submitting_at_once_never_overfill_or_dupli
             claimed = pair_claim_next(project=project, annotator=annotator)
             if isinstance(claimed, NothingLeft):
                 return
-            judgment, created = judgment_submit(
+            judgment, _created = judgment_submit(
                 assignment_id=claimed.pk,
                 annotator=annotator,
                 data=JudgmentInput(choice=rng.choice(["left", "right", "tie"])),
@@ -333,7 +392,9 @@ def test_many_annotators_claiming_and_submitting_at_once_never_overfill_or_dupli
     counts = {pair.pk: Judgment.objects.filter(pair=pair).count() for pair in pairs}
     assert max(counts.values()) <= overlap
     assert sum(counts.values()) == len(accepted) == len(set(accepted))
-    assert sum(counts.values()) == len(pairs) * overlap  # 36 annotators × up to 10 is enough to fill every pair
+    assert (
+        sum(counts.values()) == len(pairs) * overlap
+    )  # 36 annotators × up to 10 is enough to fill every pair
     pairs_and_annotators = list(Judgment.objects.values_list("pair_id", "annotator_id"))
     assert len(pairs_and_annotators) == len(set(pairs_and_annotators))
     for pair in Pair.objects.filter(project=project):
@@ -351,7 +412,10 @@ def test_the_same_submit_sent_five_times_at_once_stores_one_judgment():
     def submit(_):
         barrier.wait()
         judgment, _ = judgment_submit(
-            assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left"), idempotency_key="same-key"
+            assignment_id=assignment.pk,
+            annotator=annotator,
+            data=JudgmentInput(choice="left"),
+            idempotency_key="same-key",
         )
         return judgment.pk
 
@@ -383,9 +447,14 @@ def test_a_running_import_job_whose_worker_died_is_failed_by_the_reaper(settings
 
     project = ProjectFactory()
     stale = ImportJob.objects.create(
-        project=project, filename="big.jsonl", status=ImportJob.Status.RUNNING, started_at=timezone.now() - timedelta(hours=2)
+        project=project,
+        filename="big.jsonl",
+        status=ImportJob.Status.RUNNING,
+        started_at=timezone.now() - timedelta(hours=2),
     )
-    fresh = ImportJob.objects.create(project=project, filename="new.jsonl", status=ImportJob.Status.RUNNING, started_at=timezone.now())
+    fresh = ImportJob.objects.create(
+        project=project, filename="new.jsonl", status=ImportJob.Status.RUNNING, started_at=timezone.now()
+    )
     assert import_jobs_reap() == 1
     stale.refresh_from_db()
     fresh.refresh_from_db()

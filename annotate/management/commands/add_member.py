@@ -15,7 +15,11 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--role", required=True, choices=Membership.Role.values)
         parser.add_argument(
-            "--attribute", action="append", default=[], metavar="KEY=VALUE", help="annotator attribute, e.g. locale=fr-FR"
+            "--attribute",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="annotator attribute, e.g. locale=fr-FR",
         )
 
     def handle(self, *args, **options):
@@ -32,7 +36,10 @@ class Command(BaseCommand):
         # With no --attribute the member's attributes stay: changing a role must not erase them.
         try:
             membership, created = membership_set(
-                project=project, username=options["username"], role=options["role"], attributes=attributes or None
+                project=project,
+                username=options["username"],
+                role=options["role"],
+                attributes=attributes or None,
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None

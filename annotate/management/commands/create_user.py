@@ -16,15 +16,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--password-file", required=True, help="a file whose first line is the password ('-' for stdin)")
+        parser.add_argument(
+            "--password-file", required=True, help="a file whose first line is the password ('-' for stdin)"
+        )
         parser.add_argument("--email", default="")
-        parser.add_argument("--admin", action="store_true", help="make the user a site admin (sees every project)")
-        parser.add_argument("--can-create-projects", action="store_true", help="allow the user to create projects")
+        parser.add_argument(
+            "--admin", action="store_true", help="make the user a site admin (sees every project)"
+        )
+        parser.add_argument(
+            "--can-create-projects", action="store_true", help="allow the user to create projects"
+        )
 
     def handle(self, *args, **options):
         source = options["password_file"]
         try:
-            text = (options.get("stdin") or sys.stdin).read() if source == "-" else Path(source).read_text(encoding="utf-8")
+            text = (
+                (options.get("stdin") or sys.stdin).read()
+                if source == "-"
+                else Path(source).read_text(encoding="utf-8")
+            )
         except OSError as error:
             raise CommandError(f"{source}: cannot read the password file ({error.strerror})") from None
         password = text.splitlines()[0] if text else ""
@@ -45,5 +55,7 @@ class Command(BaseCommand):
         if options["can_create_projects"]:
             from django.contrib.auth.models import Permission
 
-            user.user_permissions.add(Permission.objects.get(codename="add_project", content_type__app_label="annotate"))
+            user.user_permissions.add(
+                Permission.objects.get(codename="add_project", content_type__app_label="annotate")
+            )
         self.stdout.write(f"{'created' if created else 'updated'} user {user.username}")

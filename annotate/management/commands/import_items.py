@@ -18,13 +18,29 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("project", help="the project's slug")
         parser.add_argument("file", help="the file to import")
-        parser.add_argument("--format", choices=FORMATS, default="", help="override the format taken from the extension")
-        parser.add_argument("--pairing", choices=["all", "random"], default="all", help="pairs per prompt for rows with candidate responses")
-        parser.add_argument("--pairs-per-prompt", type=int, default=0, help="with --pairing random: pairs drawn per prompt")
-        parser.add_argument("--cross-system-only", action="store_true", help="only pair responses of different systems")
-        parser.add_argument("--seed", type=int, default=0, help="seed for random pairing (same seed, same pairs)")
         parser.add_argument(
-            "--label-as", choices=["gold", "judgment", "none"], default="gold", help="what a chosen/rejected label becomes"
+            "--format", choices=FORMATS, default="", help="override the format taken from the extension"
+        )
+        parser.add_argument(
+            "--pairing",
+            choices=["all", "random"],
+            default="all",
+            help="pairs per prompt for rows with candidate responses",
+        )
+        parser.add_argument(
+            "--pairs-per-prompt", type=int, default=0, help="with --pairing random: pairs drawn per prompt"
+        )
+        parser.add_argument(
+            "--cross-system-only", action="store_true", help="only pair responses of different systems"
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="seed for random pairing (same seed, same pairs)"
+        )
+        parser.add_argument(
+            "--label-as",
+            choices=["gold", "judgment", "none"],
+            default="gold",
+            help="what a chosen/rejected label becomes",
         )
         parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
 
@@ -45,7 +61,14 @@ class Command(BaseCommand):
             format=options["format"],
         )
         size = os.path.getsize(path)
-        bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=options["no_progress"], file=self.stderr)
+        bar = tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=path.name,
+            disable=options["no_progress"],
+            file=self.stderr,
+        )
 
         def progress(rows: int, read: int) -> None:
             bar.set_postfix(rows=f"{rows:,}")
@@ -54,13 +77,19 @@ class Command(BaseCommand):
         try:
             with path.open("rb") as stream:
                 result = items_import(
-                    project=project, stream=stream, filename=path.name, options=import_options, progress=progress
+                    project=project,
+                    stream=stream,
+                    filename=path.name,
+                    options=import_options,
+                    progress=progress,
                 )
         except ImportFailed as failure:
             bar.close()
             for error in failure.errors:
                 self.stderr.write(error)
-            raise CommandError(failure.message if len(failure.errors) > 1 else f"{failure.message}; nothing was imported") from None
+            raise CommandError(
+                failure.message if len(failure.errors) > 1 else f"{failure.message}; nothing was imported"
+            ) from None
         except ApplicationError as error:
             bar.close()
             raise CommandError(f"{error.message}: {error.fields}") from None

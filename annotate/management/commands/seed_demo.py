@@ -15,8 +15,15 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         project, result = demo_seed()
         if result is not None:
-            self.stdout.write(f"demo project '{project.slug}': {result.prompts_created} prompts, {result.pairs_created} pairs")
+            self.stdout.write(
+                f"demo project '{project.slug}': {result.prompts_created} prompts, {result.pairs_created} pairs"
+            )
         if not options["no_votes"] and not Judgment.objects.filter(pair__project=project).exists():
             written = demo_votes_simulate(project=project)
-            self.stdout.write(f"simulated {written} judgments from alice (careful), bob (noisy) and carol (position-biased)")
-        self.stdout.write("demo logins (password '%s'): %s" % (DEMO_PASSWORD, ", ".join(f"{u.username} ({u.role})" for u in DEMO_USERS)))
+            self.stdout.write(
+                f"simulated {written} judgments from alice (careful), bob (noisy) and carol (position-biased)"
+            )
+        self.stdout.write(
+            f"demo logins (password '{DEMO_PASSWORD}'): "
+            + ", ".join(f"{user.username} ({user.role})" for user in DEMO_USERS)
+        )

@@ -7,7 +7,9 @@ from annotate.services.demo import demo_votes_simulate
 
 
 class Command(BaseCommand):
-    help = "Simulate the demo annotators (careful alice, noisy bob, position-biased carol) voting on a project."
+    help = (
+        "Simulate the demo annotators (careful alice, noisy bob, position-biased carol) voting on a project."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("project", nargs="?", default="demo", help="the project's slug (default: demo)")

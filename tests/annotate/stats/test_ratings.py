@@ -116,6 +116,7 @@ def test_half_win_fit_matches_choix_with_decisive_battles_doubled_and_ties_as_a_
     reference_battles: tuple,
 ) -> None:
     import choix
+
     _, model_a, model_b, outcome = reference_battles
     # Chatbot Arena's expansion: every battle twice, a tie as one win each way; the same likelihood, doubled.
     data = []
@@ -134,6 +135,7 @@ def test_half_win_fit_matches_choix_with_decisive_battles_doubled_and_ties_as_a_
 
 def test_fit_matches_choix_when_each_tie_counts_as_a_win_for_both(reference_battles: tuple) -> None:
     import choix
+
     _, model_a, model_b, outcome = reference_battles
     data = []
     for a, b, code in zip(model_a.tolist(), model_b.tolist(), outcome.tolist(), strict=True):
@@ -153,6 +155,7 @@ def test_fit_matches_unregularised_logistic_regression_on_the_one_hot_design(
     reference_battles: tuple,
 ) -> None:
     import statsmodels.api as statsmodels
+
     _, model_a, model_b, outcome = reference_battles
     battles = model_a.size
     # One row per battle and copy (Chatbot Arena's duplication): +1 for model_a, -1 for model_b.
@@ -170,6 +173,7 @@ def test_fit_matches_unregularised_logistic_regression_on_the_one_hot_design(
 
 def test_fit_matches_scikit_learn_logistic_regression_without_penalty(reference_battles: tuple) -> None:
     from sklearn import linear_model
+
     _, model_a, model_b, outcome = reference_battles
     decisive = outcome != TIE
     # Ties as two half-weighted rows, one won by each side.
