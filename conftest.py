@@ -15,6 +15,9 @@ import pytest
 
 import tests.environment  # noqa: F401  (imported first through -p; named here for readers)
 
+# The browser fixture for the Playwright tests (Debian Chromium).
+pytest_plugins = ["tests.browser"]
+
 
 def _reachable(url: str, default_port: int) -> tuple[bool, str]:
     parsed = urlparse(url)
