@@ -210,7 +210,9 @@ def run_trl(train_rows, test_rows, args, work: Path, precision: str) -> dict[str
         data_collator=collator,
     )
     trained_pairs = len(trainer.train_dataset)
+    cpu_started = time.process_time()
     output = trainer.train()
+    cpu_seconds = time.process_time() - cpu_started
     wall = time.perf_counter() - started
     seconds = output.metrics["train_runtime"]
     accuracy = held_out_accuracy(trainer.model, tokenizer, test_rows, args.max_length)
@@ -224,6 +226,7 @@ def run_trl(train_rows, test_rows, args, work: Path, precision: str) -> dict[str
         "tokens_computed": CountingCollator.total,
         "train_seconds": seconds,
         "pairs_per_second": trained_pairs * args.epochs / seconds,
+        "cpu_seconds": cpu_seconds,
         "wall_seconds": wall,
         "accuracy": accuracy,
     }
@@ -272,6 +275,7 @@ def run_palate(train_rows, test_rows, args, work: Path, precision: str) -> dict[
         ),
         "train_seconds": timing["train_seconds"],
         "pairs_per_second": timing["pairs_per_second"],
+        "cpu_seconds": timing["train_cpu_seconds"],
         "wall_seconds": wall,
         "accuracy": held_out_accuracy(model, tokenizer, test_rows, args.max_length),
     }
@@ -337,22 +341,36 @@ def main() -> None:
     print()
     print(_table(summary))
     print()
-    for precision in precisions:
-        trl_speed = summary[f"TRL RewardTrainer, {precision}"]["pairs_per_second"]
-        palate_speed = summary[f"Palate, {precision}"]["pairs_per_second"]
-        print(f"Palate / TRL pairs/s, both {precision}: {palate_speed / trl_speed:.2f}x")
-    if len(precisions) > 1:
-        best_trl = max(summary[f"TRL RewardTrainer, {p}"]["pairs_per_second"] for p in precisions)
-        best_palate = max(summary[f"Palate, {p}"]["pairs_per_second"] for p in precisions)
-        print(f"Palate / TRL pairs/s, each at its fastest: {best_palate / best_trl:.2f}x")
+    comparisons = [(f"both {p}", f"Palate, {p}", f"TRL RewardTrainer, {p}") for p in precisions]
+    if {"fp32", "bf16"} <= set(precisions):
+        # Each trainer as it runs out of the box on this CPU: TRL in float32 unless told otherwise, Palate's
+        # mixed_precision="auto" in bf16 where the CPU has AMX-BF16.
+        from rewardtrain.training.model import cpu_has_amx_bf16
+
+        palate_default = "bf16" if cpu_has_amx_bf16() else "fp32"
+        comparisons.append(("defaults", f"Palate, {palate_default}", "TRL RewardTrainer, fp32"))
+    for label, palate, reference in comparisons:
+        wall = [
+            p["pairs_per_second"] / t["pairs_per_second"]
+            for p, t in zip(runs[palate], runs[reference], strict=True)
+        ]
+        cpu = [
+            (p["pairs_trained"] / p["cpu_seconds"]) / (t["pairs_trained"] / t["cpu_seconds"])
+            for p, t in zip(runs[palate], runs[reference], strict=True)
+        ]
+        print(
+            f"Palate / TRL, {label} ({palate} against {reference}): pairs/s {statistics.median(wall):.2f}x, "
+            f"pairs per CPU second {statistics.median(cpu):.2f}x (medians of the rounds' ratios: "
+            f"{', '.join(f'{r:.2f}' for r in wall)} / {', '.join(f'{r:.2f}' for r in cpu)})"
+        )
     if args.json:
         args.json.write_text(json.dumps({"rounds": runs, "summary": summary}, indent=2))
 
 
 def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median pairs/s (the lower middle one for an even count)."""
     speeds = [r["pairs_per_second"] for r in results]
-    median = statistics.median_low(speeds)
-    chosen = dict(results[speeds.index(median)])
+    chosen = dict(results[speeds.index(statistics.median_low(speeds))])
     chosen["rounds"] = len(results)
     chosen["pairs_per_second_all_rounds"] = speeds
     return chosen
@@ -361,7 +379,8 @@ def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _table(summary: dict[str, dict[str, Any]]) -> str:
     header = (
         "| trainer | pairs trained | dropped | truncated (prompt / response) | padding share | sequences per pair "
-        "| tokens trained | tokens/s | train s | pairs/s | wall s | held-out acc. (all) | held-out acc. (fits 256) |"
+        "| tokens trained | train s | pairs/s | CPU s | pairs per CPU s | wall s | held-out acc. (all) "
+        "| held-out acc. (fits 256) |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, r in summary.items():
@@ -370,7 +389,8 @@ def _table(summary: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"| {name} | {r['pairs_trained']} | {r['dropped']} | {truncated} | {r['padding_share']:.1%} "
             f"| {r.get('sequences_per_pair', 2.0):.2f} | {r['tokens_trained']} "
-            f"| {r['tokens_trained'] / r['train_seconds']:.0f} | {r['train_seconds']:.1f} | {r['pairs_per_second']:.2f} "
+            f"| {r['train_seconds']:.1f} | {r['pairs_per_second']:.2f} "
+            f"| {r['cpu_seconds']:.1f} | {r['pairs_trained'] / r['cpu_seconds']:.2f} "
             f"| {r['wall_seconds']:.1f} | {accuracy['all']:.3f} ({accuracy['pairs']}) "
             f"| {accuracy['fits']:.3f} ({accuracy['pairs_that_fit']}) |"
         )

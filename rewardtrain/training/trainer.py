@@ -144,6 +144,7 @@ class _Trainer:
         self.eval_history: list[dict[str, Any]] = []
         self.counters = {
             "train_seconds": 0.0,
+            "train_cpu_seconds": 0.0,
             "pairs": 0,
             "sequences": 0,
             "real_tokens": 0,
@@ -193,11 +194,12 @@ class _Trainer:
                 if should_stop is not None and should_stop():
                     self.save_checkpoint()
                     return "cancelled"
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 metrics = self.train_step(micro_batches)
                 elapsed = time.perf_counter() - started
                 self.step = step
                 self.counters["train_seconds"] += elapsed
+                self.counters["train_cpu_seconds"] += time.process_time() - started_cpu
                 metrics.update(
                     step=step,
                     epoch=round(epoch + (index + 1) / self.steps_per_epoch, 6),
@@ -461,6 +463,9 @@ def train(
     seconds = counters["train_seconds"]
     timing = {
         "train_seconds": seconds,
+        # CPU time of the whole process (every thread) during the steps: steadier than wall time on a
+        # machine that other work shares.
+        "train_cpu_seconds": counters["train_cpu_seconds"],
         "pairs_per_second": counters["pairs"] / seconds if seconds else None,
         "tokens_per_second": counters["real_tokens"] / seconds if seconds else None,
         "padding_share": 1 - counters["real_tokens"] / counters["processed_tokens"]
