@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import prepare_database  # noqa: E402 (after the path is set)
+
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_load"
 BENCH_SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -41,19 +43,6 @@ def _setup_django() -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
     django.setup()
-
-
-def prepare_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
-    )
 
 
 def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[str]]:
@@ -110,15 +99,21 @@ def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
     environment = {**os.environ, "DEBUG": "False", "SECRET_KEY": BENCH_SECRET, "ALLOWED_HOSTS": "127.0.0.1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "palate.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", "8", "--log-level", "warning"],
+         "--worker-class", "gthread", "--threads", "8", "--preload", "--log-level", "warning"],
         cwd=ROOT, env=environment, start_new_session=True,
     )  # fmt: skip
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
+            # Warm every worker (and its first connection to PostgreSQL) before the clock starts.
+            for _ in range(workers * 8):
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                connection.request("GET", "/api/schema/")
+                connection.getresponse().read()
+                connection.close()
+            return process
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.2)
     process.kill()
     raise RuntimeError("gunicorn did not start")
 

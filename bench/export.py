@@ -31,40 +31,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import WORDS, prepare_database  # noqa: E402 (after the path is set)
+
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_export"
 ANNOTATORS = 50
 LOAD_CHUNK_PROMPTS = 10_000
-WORDS = [
-    "the",
-    "model",
-    "answer",
-    "explains",
-    "why",
-    "a",
-    "reward",
-    "function",
-    "learned",
-    "from",
-    "human",
-    "preferences",
-    "can",
-    "drift",
-    "when",
-    "annotators",
-    "disagree",
-    "about",
-    "tone",
-    "length",
-    "accuracy",
-    "and",
-    "safety",
-    "so",
-    "leads",
-    "check",
-    "agreement",
-    "before",
-    "training",
-]
 
 
 def _setup() -> None:
@@ -335,20 +306,6 @@ def export_naive(judgments: int) -> dict:
 
 
 # Orchestration ------------------------------------------------------------------------------------------------
-
-
-def prepare_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
-    )
 
 
 def loaded(judgments: int) -> bool:

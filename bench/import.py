@@ -26,40 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import WORDS, prepare_database  # noqa: E402 (after the path is set)
+
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench"
 LABEL_STUDIO_PAIRS_PER_SECOND = (3_000, 3_750)
-
-WORDS = [
-    "the",
-    "model",
-    "answer",
-    "explains",
-    "why",
-    "a",
-    "reward",
-    "function",
-    "learned",
-    "from",
-    "human",
-    "preferences",
-    "can",
-    "drift",
-    "when",
-    "annotators",
-    "disagree",
-    "about",
-    "tone",
-    "length",
-    "accuracy",
-    "and",
-    "safety",
-    "so",
-    "leads",
-    "check",
-    "agreement",
-    "before",
-    "training",
-]
 
 
 def _text(generator: random.Random, words: int) -> str:
@@ -134,21 +104,6 @@ def _delete_project(project_id: int) -> None:
         for table in ("annotate_prompt", "annotate_importjob", "annotate_membership"):
             cursor.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])
         cursor.execute("DELETE FROM annotate_project WHERE id = %s", [project_id])
-
-
-def prepare_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
-    )
 
 
 def main() -> None:
