@@ -195,7 +195,9 @@ class _Trainer:
                     self.save_checkpoint()
                     return "cancelled"
                 started, started_cpu = time.perf_counter(), time.process_time()
-                metrics = self.train_step(micro_batches)
+                # A caller (a worker that also scores) may have switched autograd off for its thread.
+                with torch.enable_grad():
+                    metrics = self.train_step(micro_batches)
                 elapsed = time.perf_counter() - started
                 self.step = step
                 self.counters["train_seconds"] += elapsed
