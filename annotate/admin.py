@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from annotate.models import ImportJob, Judgment, Membership, Pair, Project, Prompt, Response
+from annotate.models import (
+    ImportJob,
+    Judgment,
+    Membership,
+    Pair,
+    Project,
+    ProjectApiToken,
+    Prompt,
+    Response,
+)
+from annotate.services.api_tokens import api_token_revoke
 
 
 class MembershipInline(admin.TabularInline):
@@ -69,3 +79,44 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["filename", "project", "status", "rows_done", "created_by", "created_at", "finished_at"]
     list_filter = ["status"]
     raw_id_fields = ["project", "created_by"]
+
+
+@admin.register(ProjectApiToken)
+class ProjectApiTokenAdmin(admin.ModelAdmin):
+    """Read and revoke only: a token is made on the project's members page or through the API, which show
+    its secret once (the admin has nowhere to show it)."""
+
+    list_display = [
+        "name",
+        "prefix",
+        "project",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["project"]
+    search_fields = ["name", "prefix", "project__name"]
+    list_select_related = ["project", "created_by"]
+    readonly_fields = [
+        "project",
+        "name",
+        "prefix",
+        "secret_hash",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        "revoked_by",
+    ]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token, revoked_by=request.user)

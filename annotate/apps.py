@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class AnnotateConfig(AppConfig):
     name = "annotate"
     verbose_name = "Annotation"
+
+    def ready(self) -> None:
+        from annotate.api import schema  # noqa: F401  (registers the API token scheme with drf-spectacular)

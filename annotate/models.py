@@ -504,3 +504,52 @@ class ImportJob(models.Model):
         if self.status == self.Status.SUCCEEDED:
             return 1.0
         return self.bytes_done / self.bytes_total if self.bytes_total else 0.0
+
+
+class ProjectApiToken(models.Model):
+    """A secret that scores with one project's reward models over the API and does nothing else: it acts as
+    nobody (not as the lead who made it), so every other endpoint refuses it.
+
+    Only the SHA-256 hash of the secret is stored (a check constraint keeps it a hash), with its first
+    characters to recognise it by; the secret itself is shown once, when the token is made."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. 'best-of-n sampler'.")
+    prefix = models.CharField(max_length=12, help_text="The secret's first characters, shown in lists.")
+    secret_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the secret, hex.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="Updated at most once a minute, not on every request."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(secret_hash__regex=r"^[0-9a-f]{64}$"), name="projectapitoken_secret_is_hashed"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                condition=Q(revoked_at__isnull=True),
+                name="projectapitoken_name_unique_among_unrevoked",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) · {self.project}"
+
+    def state(self, now) -> str:
+        """ "active", "expired" or "revoked" at ``now`` (timezone-aware)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"

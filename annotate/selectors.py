@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import Count, Max, Q, QuerySet
 
-from annotate.models import AgreementSnapshot, Judgment, Membership, Project
+from annotate.models import AgreementSnapshot, Judgment, Membership, Project, ProjectApiToken
 
 ADMIN = "admin"
 
@@ -79,3 +79,12 @@ def agreement_projects_changed() -> list[int]:
         if (project_id in latest and latest[project_id] != (total, last))
         or (project_id not in latest and total)
     ]
+
+
+def api_token_list(*, project: Project) -> QuerySet[ProjectApiToken]:
+    """The project's API tokens, newest first, revoked ones included (their history matters)."""
+    return (
+        ProjectApiToken.objects.filter(project=project)
+        .select_related("created_by", "revoked_by")
+        .order_by("-created_at", "-id")
+    )

@@ -17,6 +17,16 @@ urlpatterns = [
         views.project_member_remove,
         name="project-member-remove",
     ),
+    path(
+        "projects/<slug:slug>/members/api-tokens/",
+        views.project_api_token_create,
+        name="project-api-token-create",
+    ),
+    path(
+        "projects/<slug:slug>/members/api-tokens/<int:token_id>/revoke/",
+        views.project_api_token_revoke,
+        name="project-api-token-revoke",
+    ),
     path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
     path("projects/<slug:slug>/import/jobs/", views.project_import_jobs, name="project-import-jobs"),
     path("projects/<slug:slug>/exports/", views.project_exports, name="project-exports"),

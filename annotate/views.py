@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
@@ -17,10 +18,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from annotate.models import Export, ImportJob, Judgment, Membership, Pair, Project, Prompt
-from annotate.selectors import ADMIN, membership_list, project_role, project_roles_for_user
+from annotate.models import Export, ImportJob, Judgment, Membership, Pair, Project, ProjectApiToken, Prompt
+from annotate.selectors import ADMIN, api_token_list, membership_list, project_role, project_roles_for_user
+from annotate.services.api_tokens import api_token_create, api_token_revoke
 from annotate.services.exports import (
     EXPORT_FORMATS,
     OPTIONAL_COLUMNS,
@@ -175,7 +178,25 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
                 request, f"{membership.user.username} {verb} {membership.get_role_display().lower()}."
             )
             return redirect("project-members", slug=project.slug)
-    return render(
+    return _members_page(request, project, role, form_values=form_values)
+
+
+# The expiry choices of the token form, in days ("" for never).
+API_TOKEN_EXPIRY_DAYS = (("", "Never"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year"))
+
+
+def _members_page(
+    request: HttpRequest,
+    project: Project,
+    role: str,
+    *,
+    form_values: dict[str, str] | None = None,
+    token_values: dict[str, str] | None = None,
+    new_token: tuple[ProjectApiToken, str] | None = None,
+) -> HttpResponse:
+    now = timezone.now()
+    tokens = [(token, token.state(now)) for token in api_token_list(project=project)]
+    response = render(
         request,
         "annotate/members.html",
         {
@@ -183,9 +204,49 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
             "role": role,
             "memberships": membership_list(project=project),
             "roles": Membership.Role.choices,
-            "form_values": form_values,
+            "form_values": form_values or {"role": Membership.Role.ANNOTATOR},
+            "api_tokens": tokens,
+            "token_values": token_values or {"expires": ""},
+            "token_expiry_days": API_TOKEN_EXPIRY_DAYS,
+            "new_token": new_token,
         },
     )
+    if new_token is not None:
+        # The secret is in this page and nowhere else: no cache may keep it.
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def project_api_token_create(request: HttpRequest, slug: str) -> HttpResponse:
+    """Makes a token and shows its secret on this response only (a reload asks to send the form again)."""
+    project, role = project_for_page(request, slug, LEAD_ROLES)
+    values = {key: request.POST.get(key, "") for key in ("name", "expires")}
+    try:
+        if values["expires"] not in dict(API_TOKEN_EXPIRY_DAYS):
+            raise ApplicationError("expires: choose one of the listed expiries")
+        days = int(values["expires"] or 0)
+        expires_at = timezone.now() + timedelta(days=days) if days else None
+        token, secret = api_token_create(
+            project=project, name=values["name"], expires_at=expires_at, created_by=request.user
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return _members_page(request, project, role, token_values=values)
+    return _members_page(request, project, role, new_token=(token, secret))
+
+
+@login_required
+@require_POST
+def project_api_token_revoke(request: HttpRequest, slug: str, token_id: int) -> HttpResponse:
+    project, _ = project_for_page(request, slug, LEAD_ROLES)
+    token = ProjectApiToken.objects.filter(pk=token_id, project=project).first()
+    if token is None:
+        raise Http404("No such API token.")
+    api_token_revoke(token=token, revoked_by=request.user)
+    messages.success(request, f"The API token '{token.name}' ({token.prefix}…) is revoked.")
+    return redirect("project-members", slug=project.slug)
 
 
 @login_required

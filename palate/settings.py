@@ -197,8 +197,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # Project API tokens (Authorization: Bearer plt_…): accepted by the scoring endpoints only.
+        "annotate.api.authentication.ProjectApiTokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # A logged-in user; refuses project API tokens (403 token_scope) except where a view allows them.
+    "DEFAULT_PERMISSION_CLASSES": ["annotate.api.authentication.UserRequired"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

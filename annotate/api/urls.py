@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotate.api import agreement_views, export_views, views, workspace_views
+from annotate.api import agreement_views, export_views, token_views, views, workspace_views
 from annotate.api.leaderboard_views import ProjectLeaderboardApi
 
 urlpatterns = [
@@ -13,6 +13,16 @@ urlpatterns = [
         "projects/<int:project_id>/members/<str:username>/",
         views.ProjectMemberDeleteApi.as_view(),
         name="api-member",
+    ),
+    path(
+        "projects/<int:project_id>/api-tokens/",
+        token_views.ProjectApiTokensApi.as_view(),
+        name="api-api-tokens",
+    ),
+    path(
+        "projects/<int:project_id>/api-tokens/<int:token_id>/",
+        token_views.ProjectApiTokenRevokeApi.as_view(),
+        name="api-api-token",
     ),
     path("projects/<int:project_id>/imports/", views.ProjectImportApi.as_view(), name="api-imports"),
     path("projects/<int:project_id>/prompts/", views.PromptListApi.as_view(), name="api-prompts"),

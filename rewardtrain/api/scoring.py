@@ -8,7 +8,9 @@ predictions (leads and engineers only; annotators never see them).
     GET  /api/scoring-jobs/{id}/
     GET  /api/projects/{project_id}/reward-models/active/pair-predictions/
 
-Engineers and leads (and site admins): annotators 403, outsiders 404, anonymous 401.
+Engineers and leads (and site admins): annotators 403, outsiders 404, anonymous 401. Score and best-of-N also
+take a project API token (``Authorization: Bearer plt_…``) for a model of the token's project or ``active``;
+another project's model is 404 to it, and the other endpoints here refuse it (403 ``token_scope``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate.api.authentication import UserOrProjectApiToken, api_token
 from annotate.api.permissions import READERS, project_for_request
 from annotate.api.views import ERROR_RESPONSE, ERRORS
 from annotate.selectors import project_role
@@ -102,6 +105,11 @@ class PairPredictionOutput(serializers.Serializer):
 
 def _model_for_request(request, model_id: int) -> RewardModel:
     model = RewardModel.objects.select_related("project").filter(pk=model_id).first()
+    token = api_token(request)
+    if token is not None:
+        if model is None or model.project_id != token.project_id:
+            raise NotFound("no such reward model")
+        return model
     if model is None or project_role(user=request.user, project=model.project) is None:
         raise NotFound("no such reward model")
     project_for_request(request, model.project_id, READERS)
@@ -109,7 +117,13 @@ def _model_for_request(request, model_id: int) -> RewardModel:
 
 
 def _active_model_for_request(request, project_id: int) -> RewardModel:
-    project, _ = project_for_request(request, project_id, READERS)
+    token = api_token(request)
+    if token is not None:
+        if token.project_id != project_id:
+            raise NotFound("no such project")
+        project = token.project
+    else:
+        project, _ = project_for_request(request, project_id, READERS)
     return reward_model_for_project(project=project, reference="active")
 
 
@@ -138,6 +152,8 @@ def _best_of_n(request, model: RewardModel) -> Response:
 
 
 class RewardModelScoreApi(APIView):
+    permission_classes = [UserOrProjectApiToken]
+
     @extend_schema(
         operation_id="reward_models_score",
         request=ScoreInput,
@@ -148,6 +164,8 @@ class RewardModelScoreApi(APIView):
 
 
 class RewardModelBestOfNApi(APIView):
+    permission_classes = [UserOrProjectApiToken]
+
     @extend_schema(
         operation_id="reward_models_best_of_n",
         request=ScoreInput,
@@ -158,6 +176,8 @@ class RewardModelBestOfNApi(APIView):
 
 
 class ActiveRewardModelScoreApi(APIView):
+    permission_classes = [UserOrProjectApiToken]
+
     @extend_schema(
         operation_id="reward_models_active_score",
         request=ScoreInput,
@@ -168,6 +188,8 @@ class ActiveRewardModelScoreApi(APIView):
 
 
 class ActiveRewardModelBestOfNApi(APIView):
+    permission_classes = [UserOrProjectApiToken]
+
     @extend_schema(
         operation_id="reward_models_active_best_of_n",
         request=ScoreInput,

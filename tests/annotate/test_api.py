@@ -13,7 +13,18 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate.models import Assignment, Export, ImportJob, Judgment, Membership, Pair, Project, Prompt
+from annotate.models import (
+    Assignment,
+    Export,
+    ImportJob,
+    Judgment,
+    Membership,
+    Pair,
+    Project,
+    ProjectApiToken,
+    Prompt,
+)
+from annotate.services.api_tokens import api_token_create
 from annotate.services.imports import import_job_run
 from tests.factories import MembershipFactory, PairFactory, ProjectFactory, PromptFactory, UserFactory
 
@@ -83,6 +94,7 @@ class World:
     skip_assignment: Assignment | None = None
     judgment: Judgment | None = None
     export: Export | None = None
+    api_token: ProjectApiToken | None = None
 
     def client(self, role: str) -> APIClient:
         client = APIClient()
@@ -121,11 +133,14 @@ def full_world(world) -> World:
     world.export = Export.objects.create(
         project=world.project, version=1, status=Export.Status.QUEUED, formats=["jsonl"]
     )
+    world.api_token, _ = api_token_create(
+        project=world.project, name="sampler", created_by=world.users["lead"]
+    )
     return world
 
 
-def call(world: World, role: str, endpoint: str):
-    client = world.client(role)
+def call(world: World, role: str, endpoint: str, client: APIClient | None = None):
+    client = client or world.client(role)
     project_url = f"/api/projects/{world.project.pk}/"
     if endpoint == "projects-list":
         return client.get("/api/projects/")
@@ -145,6 +160,12 @@ def call(world: World, role: str, endpoint: str):
         )
     if endpoint == "members-remove":
         return client.delete(f"{project_url}members/{world.bystander.username}/")
+    if endpoint == "api-tokens-list":
+        return client.get(f"{project_url}api-tokens/")
+    if endpoint == "api-tokens-create":
+        return client.post(f"{project_url}api-tokens/", {"name": "ci"}, format="json")
+    if endpoint == "api-token-revoke":
+        return client.delete(f"{project_url}api-tokens/{world.api_token.pk}/")
     if endpoint == "imports-create":
         return client.post(f"{project_url}imports/", {"file": items_file()}, format="multipart")
     if endpoint == "import-get":
@@ -195,6 +216,10 @@ PERMISSIONS = {
     "members-list": (403, 200, 403, 404, 401, 200),
     "members-add": (403, 201, 403, 404, 401, 201),
     "members-remove": (403, 204, 403, 404, 401, 204),
+    # Project API tokens: engineers may see which exist (never a secret); only leads make or revoke them.
+    "api-tokens-list": (403, 200, 200, 404, 401, 200),
+    "api-tokens-create": (403, 201, 403, 404, 401, 201),
+    "api-token-revoke": (403, 204, 403, 404, 401, 204),
     "imports-create": (403, 201, 403, 404, 401, 201),
     "import-get": (403, 200, 403, 404, 401, 200),
     "prompts-list": (403, 200, 200, 404, 401, 200),
@@ -217,7 +242,15 @@ PERMISSIONS = {
 }
 
 
-WRITES = {"projects-create", "project-patch", "members-add", "members-remove", "imports-create"}
+WRITES = {
+    "projects-create",
+    "project-patch",
+    "members-add",
+    "members-remove",
+    "imports-create",
+    "api-tokens-create",
+    "api-token-revoke",
+}
 
 
 def state(world: World) -> tuple:
@@ -228,6 +261,7 @@ def state(world: World) -> tuple:
         sorted(Membership.objects.values_list("project_id", "user_id", "role")),
         ImportJob.objects.count(),
         Prompt.objects.count(),
+        sorted(ProjectApiToken.objects.values_list("id", "revoked_at")),
     )
 
 
@@ -264,6 +298,8 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-project": {"get", "patch"},
         "api-members": {"get", "post"},
         "api-member": {"delete"},
+        "api-api-tokens": {"get", "post"},
+        "api-api-token": {"delete"},
         "api-imports": {"post"},
         "api-import": {"get"},
         "api-prompts": {"get"},
@@ -282,6 +318,23 @@ def test_every_api_endpoint_is_in_the_permission_table():
     }
     assert methods == covered
     assert len(PERMISSIONS) == sum(len(operations) for operations in covered.values())
+
+
+@pytest.mark.parametrize("endpoint", PERMISSIONS)
+def test_a_project_api_token_is_refused_by_every_endpoint_but_scoring(full_world, endpoint):
+    """The token's own project, made by its lead: still refused (403 token_scope), and nothing changes. It
+    acts as nobody, not as the lead who made it (tests/rewardtrain/test_api_tokens.py covers scoring)."""
+    world = full_world
+    _, secret = api_token_create(project=world.project, name="scorer", created_by=world.users["lead"])
+    before = state(world)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    response = call(world, "token", endpoint, client=client)
+
+    error = assert_error_shape(response, 403, "token_scope")
+    assert "only scores" in error["message"]
+    assert state(world) == before
 
 
 def test_a_site_admin_gets_404_for_a_project_that_does_not_exist(world):

@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotate.models import Membership, Response
+from annotate.services.api_tokens import api_token_create
 from rewardtrain.models import ResponseScore, ScoringJob
 from rewardtrain.scoring.engine import ScoringRequest, load_model, score_requests
 from tests.factories import MembershipFactory
@@ -65,3 +66,31 @@ def test_score_best_of_n_and_batch_scoring_through_a_worker(
     responses = Response.objects.filter(prompt__project=project).count()
     assert job["scored"] == job["total"] == responses == 10
     assert ResponseScore.objects.filter(reward_model=model).count() == responses
+
+
+def test_a_project_api_token_scores_through_a_worker(celery_worker_process, tiny_reward_model, settings):
+    settings.SCORING_TIMEOUT_SECONDS = 60
+    project, _ = judged_project(2)
+    model = reward_model_row(project, tiny_reward_model)
+    _, secret = api_token_create(project=project, name="sampler", created_by=None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    expected = score_requests(
+        load_model(tiny_reward_model, device="cpu"), [ScoringRequest(PROMPT, tuple(RESPONSES))]
+    )[0]
+
+    scored = client.post(
+        f"/api/reward-models/{model.pk}/score/", {"prompt": PROMPT, "responses": RESPONSES}, format="json"
+    )
+    assert scored.status_code == 200, scored.content
+    np.testing.assert_allclose(
+        [row["raw"] for row in scored.json()["scores"]], expected, rtol=1e-4, atol=1e-6
+    )
+    ranked = client.post(
+        f"/api/projects/{project.pk}/reward-models/active/best-of-n/",
+        {"prompt": PROMPT, "responses": RESPONSES},
+        format="json",
+    )
+    assert ranked.status_code == 200, ranked.content
+    assert ranked.json()["best"] == int(np.argmax(expected))
+    assert client.post(f"/api/reward-models/{model.pk}/scoring-jobs/").status_code == 403

@@ -1,0 +1,28 @@
+"""drf-spectacular extensions (imported by AnnotateConfig.ready, before any schema is made)."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+
+from annotate.api.authentication import UserOrProjectApiToken
+
+
+class ProjectApiTokenScheme(OpenApiAuthenticationExtension):
+    """The bearer scheme of project API tokens, listed only on the operations that accept one."""
+
+    target_class = "annotate.api.authentication.ProjectApiTokenAuthentication"
+    name = "projectApiToken"
+
+    def get_security_requirement(self, auto_schema):
+        if UserOrProjectApiToken in getattr(auto_schema.view, "permission_classes", ()):
+            return {self.name: []}
+        return None
+
+    def get_security_definition(self, auto_schema):
+        scheme = build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")
+        scheme["description"] = (
+            "A project API token (plt_…), made by a lead of the project. It only scores and ranks responses "
+            "with that project's reward models (…/score/ and …/best-of-n/)."
+        )
+        return scheme
