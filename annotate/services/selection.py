@@ -2,8 +2,9 @@
 
 ``pair_priorities_refresh`` fits the project's Bradley-Terry ratings, scores every pair that still takes
 judgments by how much its next vote would narrow the uncertainty between its two systems where their order is
-in doubt (``annotate.stats.selection``), and writes the scores to ``Pair.priority``; ``pair_claim_next`` hands out the
-highest first. Full pairs get -1. The beat task refreshes a project when enough judgments arrived since its
+in doubt (``annotate.stats.selection``), and writes the scores to ``Pair.priority`` with
+``pair_priorities_write`` (the one writer, which the "uncertain_model" strategy in
+``rewardtrain.services.assisted`` uses too); ``pair_claim_next`` hands out the highest first. Full pairs get -1. The beat task refreshes a project when enough judgments arrived since its
 last refresh (or the last one is a few minutes old), so the claim path itself never fits anything.
 """
 
@@ -86,7 +87,7 @@ def pair_priorities_refresh(*, project: Project) -> int:
             system_a[informative], system_b[informative], open_slots[informative], theta, covariance
         )
         priority[informative] = np.nan_to_num(scores, nan=UNINFORMATIVE_PRIORITY, posinf=1e6)
-    changed = _priorities_write(pair_id, priority)
+    changed = pair_priorities_write(pair_ids=pair_id, priorities=priority)
     cache.set(
         _state_key(project.pk),
         {"last_judgment_id": last_judgment, "refreshed_at": time.time()},
@@ -95,7 +96,15 @@ def pair_priorities_refresh(*, project: Project) -> int:
     return changed
 
 
-def _priorities_write(pair_id: np.ndarray, priority: np.ndarray) -> int:
+def pair_priorities_write(*, pair_ids: np.ndarray, priorities: np.ndarray) -> int:
+    """Sets ``Pair.priority`` of each pair in ``pair_ids`` to the matching value of ``priorities`` (higher is
+    handed out first) and returns how many pairs changed. The one way any assignment strategy writes
+    priorities: this module's "uncertain_systems" and ``rewardtrain.services.assisted``'s "uncertain_model".
+
+    Writes go in short chunks of ``UPDATE_CHUNK`` consecutive ids that skip unchanged rows (on PostgreSQL
+    through a COPY into a temporary table), so concurrent claims, which lock the pairs they hand out, never
+    wait long. Call it outside a long transaction; the pairs need no lock."""
+    pair_id, priority = np.asarray(pair_ids, dtype=np.int64), np.asarray(priorities, dtype=np.float64)
     order = np.argsort(pair_id, kind="stable")
     pair_id, priority = pair_id[order], priority[order]
     if connection.vendor == "postgresql":

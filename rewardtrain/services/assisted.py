@@ -2,8 +2,8 @@
 for leads.
 
 ``model_pair_priorities_refresh`` reads the active model's stored scores (batch scoring) and writes
-``Pair.priority`` through the same chunked writer as the "uncertain_systems" strategy
-(``annotate.services.selection``): -|r_a - r_b| so the least certain pairs are handed out first, and pairs
+``Pair.priority`` through ``annotate.services.selection.pair_priorities_write``, the writer of the
+"uncertain_systems" strategy too: -|r_a - r_b| so the least certain pairs are handed out first, and pairs
 whose first human votes go against the model at the top. Pairs with an unscored response come after every
 scored one; full pairs last. Annotators never see scores: only this module and the lead/engineer API read them.
 """
@@ -16,6 +16,7 @@ import numpy as np
 from django.db.models import Count, Q
 
 from annotate.models import Judgment, Pair, Project
+from annotate.services.selection import pair_priorities_write
 from rewardtrain.models import ResponseScore, RewardModel
 from rewardtrain.stats import model_uncertainty_priorities
 
@@ -48,8 +49,6 @@ def _pair_rows(project: Project, reward_model: RewardModel):
 def model_pair_priorities_refresh(*, project: Project) -> int:
     """Recompute ``Pair.priority`` of a project whose strategy is "uncertain_model" from its active model's
     stored scores (others, and projects without an active model, are left alone). Returns the pairs changed."""
-    from annotate.services.selection import _priorities_write
-
     if project.assignment_strategy != STRATEGY:
         return 0
     reward_model = RewardModel.objects.filter(project=project, is_active=True).first()
@@ -61,7 +60,7 @@ def model_pair_priorities_refresh(*, project: Project) -> int:
     priority = model_uncertainty_priorities(score_a, score_b, balance)
     priority = np.where(np.isnan(priority), UNSCORED_PRIORITY, priority)
     priority = np.where(slots >= project.overlap, FULL_PRIORITY, priority)
-    return _priorities_write(pair_id, priority)
+    return pair_priorities_write(pair_ids=pair_id, priorities=priority)
 
 
 def model_priorities_refresh_due() -> list[int]:
