@@ -307,6 +307,12 @@ TRAINING_HEARTBEAT_TIMEOUT_SECONDS = envint("TRAINING_HEARTBEAT_TIMEOUT_SECONDS"
 TRAINING_PROGRESS_SECONDS = 1.0
 # A run's default time limit (one attempt); a run may set its own.
 TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
+# A run still queued this long after its task was sent (the message may be lost) gets it sent again by the
+# reaper; one queued for TRAINING_QUEUED_TIMEOUT_SECONDS fails.
+TRAINING_QUEUED_RESEND_SECONDS = envint("TRAINING_QUEUED_RESEND_SECONDS", 900)
+TRAINING_QUEUED_TIMEOUT_SECONDS = envint("TRAINING_QUEUED_TIMEOUT_SECONDS", 24 * 3600)
+# Processes a run trains in, data-parallel (torchrun, one GPU each): 1 trains in the worker's own process.
+TRAINING_PROCESSES = envint("TRAINING_PROCESSES", 1)
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).
 PALATE_DEVICE = os.environ.get("PALATE_DEVICE", "auto")

@@ -54,6 +54,12 @@ class TrainingRun(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     cancel_requested = models.BooleanField(default=False)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was last queued again (empty: queued since it was created)."
+    )
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its task was last sent to the gpu queue."
+    )
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     log = models.TextField(blank=True)

@@ -16,8 +16,14 @@ How a run survives its worker:
 - **Crash.** ``training_runs_reap`` (beat) re-queues a running run whose heartbeat is older than
   ``TRAINING_HEARTBEAT_TIMEOUT_SECONDS`` while attempts remain, else fails it with "the worker stopped". The
   next attempt resumes from the run's latest checkpoint under ``ARTIFACT_ROOT/runs/<id>/checkpoints``.
+- **Lost message.** A run still queued ``TRAINING_QUEUED_RESEND_SECONDS`` after its task was sent gets its task
+  sent again by the reaper (a duplicate finds the run claimed and returns); one queued for
+  ``TRAINING_QUEUED_TIMEOUT_SECONDS`` fails, saying no gpu worker took it.
 - **Cancel.** A queued run is cancelled at once; a running run gets ``cancel_requested``, which the trainer
   reads before every step: it writes a checkpoint of the last finished step and stops.
+- **Several processes.** With ``TRAINING_PROCESSES`` > 1 the attempt trains data-parallel in that many
+  processes started by torchrun (``training/launch.py``); this process keeps the claim, the heartbeat,
+  progress and cancel as above, and a rank that dies fails the attempt like any crash.
 """
 
 from __future__ import annotations
@@ -205,6 +211,7 @@ def training_run_enqueue(*, run: TrainingRun) -> None:
 
     hard = run.time_limit_seconds
     soft = max(MIN_TIME_LIMIT_SECONDS // 2, hard - SOFT_LIMIT_MARGIN_SECONDS)
+    TrainingRun.objects.filter(pk=run.pk).update(enqueued_at=timezone.now())
     training_run_task.apply_async(args=[run.pk], soft_time_limit=soft, time_limit=hard)
 
 
@@ -456,13 +463,17 @@ def training_run_execute(
     worker_name: str,
     on_progress: ProgressCallback | None = None,
     enqueue_retry: bool = True,
+    processes: int | None = None,
 ) -> TrainingRun | None:
     """Claims and trains a run; returns the run as it ended this attempt, or None when it was not claimable.
 
     Makes the export first when the run has only a policy, resumes from the run's latest checkpoint, and on
     success records the reward model (the project's first is made active). A ``TrainingError`` fails the run
     with its message; any other error re-queues it (``enqueue_retry`` queues the task again; otherwise the
-    caller runs it again) until its attempts are spent, then fails it with the traceback."""
+    caller runs it again) until its attempts are spent, then fails it with the traceback. ``processes``
+    (default ``TRAINING_PROCESSES``) > 1 trains data-parallel in that many processes (torchrun)."""
+    if processes is None:
+        processes = int(_setting("TRAINING_PROCESSES", 1))
     attempt = _claim(run_id=run_id, worker_name=worker_name)
     if attempt is None:
         logger.info("training run %s is not claimable (finished, or running elsewhere)", run_id)
@@ -472,7 +483,7 @@ def training_run_execute(
 
     with _Heartbeat(run_id, attempt, _setting("TRAINING_HEARTBEAT_SECONDS", 15)):
         try:
-            return _train(run, attempt, on_progress)
+            return _train(run, attempt, on_progress, processes)
         except (_RunFailed, TrainingError) as error:
             return _finish(run, attempt, TrainingRun.Status.FAILED, error=str(error))
         except SoftTimeLimitExceeded:
@@ -487,6 +498,7 @@ def training_run_execute(
             if attempt < run.max_attempts:
                 requeued = _ours(run_id, attempt).update(
                     status=TrainingRun.Status.QUEUED,
+                    queued_at=timezone.now(),
                     log=_appended(f"attempt {attempt} crashed ({message}); queued again"),
                     traceback=details,
                 )
@@ -497,10 +509,15 @@ def training_run_execute(
             return _finish(run, attempt, TrainingRun.Status.FAILED, error=message, details=details)
 
 
-def _train(run: TrainingRun, attempt: int, on_progress: ProgressCallback | None) -> TrainingRun:
+def _train(
+    run: TrainingRun, attempt: int, on_progress: ProgressCallback | None, processes: int
+) -> TrainingRun:
     from rewardtrain.training.trainer import latest_checkpoint, train
 
-    _ours(run.pk, attempt).update(log=_appended(f"attempt {attempt} on {run.worker or 'this process'}"))
+    where = run.worker or "this process"
+    if processes > 1:
+        where += f" ({processes} processes)"
+    _ours(run.pk, attempt).update(log=_appended(f"attempt {attempt} on {where}"))
     export = run.export if run.export_id else _make_export(run, attempt)
     train_rows = _export_rows(export, "train")
     if not train_rows:
@@ -540,17 +557,22 @@ def _train(run: TrainingRun, attempt: int, on_progress: ProgressCallback | None)
             return True
         return False
 
-    result = train(
-        run.hyperparameters,
-        train_rows,
-        eval_rows or None,
-        output_dir=output_dir,
-        device=str(getattr(settings, "PALATE_DEVICE", "auto")),
-        on_progress=progress,
-        should_stop=should_stop,
-        resume_from=resume_from,
-        policy=export.policy,
-    )
+    arguments = {
+        "output_dir": output_dir,
+        "device": str(getattr(settings, "PALATE_DEVICE", "auto")),
+        "on_progress": progress,
+        "should_stop": should_stop,
+        "resume_from": resume_from,
+        "policy": export.policy,
+    }
+    if processes > 1:
+        from rewardtrain.training.launch import train_in_processes
+
+        result = train_in_processes(
+            run.hyperparameters, train_rows, eval_rows or None, processes=processes, **arguments
+        )
+    else:
+        result = train(run.hyperparameters, train_rows, eval_rows or None, **arguments)
     if progress.step:
         progress.flush()
     _ours(run.pk, attempt).update(device=result.device[:50])
@@ -651,10 +673,11 @@ def _finish(
 
 def training_runs_reap(*, now: Any = None) -> dict[str, int]:
     """Running runs whose heartbeat is stale (their worker died): re-queued while attempts remain (the next
-    attempt resumes from the latest checkpoint), cancelled when a cancel was asked, else failed."""
+    attempt resumes from the latest checkpoint), cancelled when a cancel was asked, else failed. Queued runs
+    whose task may have been lost: sent again, then failed (``_reap_queued``)."""
     now = now or timezone.now()
     stale = now - heartbeat_timeout()
-    counts = {"requeued": 0, "failed": 0, "cancelled": 0}
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
     candidates = TrainingRun.objects.filter(
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale),
         status=TrainingRun.Status.RUNNING,
@@ -674,6 +697,7 @@ def training_runs_reap(*, now: Any = None) -> dict[str, int]:
         elif attempts < max_attempts:
             if same.update(
                 status=TrainingRun.Status.QUEUED,
+                queued_at=now,
                 log=_appended(f"the worker stopped (heartbeat last seen {seen}); queued again", now=now),
             ):
                 counts["requeued"] += 1
@@ -690,9 +714,52 @@ def training_runs_reap(*, now: Any = None) -> dict[str, int]:
                 log=_appended(f"failed: {message}", now=now),
             ):
                 counts["failed"] += 1
+    _reap_queued(now, counts)
     if any(counts.values()):
         logger.warning("training runs reaped: %s", counts)
     return counts
+
+
+def _reap_queued(now: Any, counts: dict[str, int]) -> None:
+    """A queued run whose task message was lost (a broker restarted without persistence, a purged queue)
+    would wait for ever: its task is sent again ``TRAINING_QUEUED_RESEND_SECONDS`` after the last send, and
+    the run fails once it has waited ``TRAINING_QUEUED_TIMEOUT_SECONDS``. A run that merely waits behind
+    another on a busy worker gets a duplicate message, which finds it claimed (or finished) and returns."""
+    resend = timedelta(seconds=_setting("TRAINING_QUEUED_RESEND_SECONDS", 900))
+    timeout = int(_setting("TRAINING_QUEUED_TIMEOUT_SECONDS", 24 * 3600))
+    waiting = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).annotate(
+        waiting_since=Coalesce("queued_at", "created_at"),
+        sent_at=Coalesce("enqueued_at", "queued_at", "created_at"),
+    )
+    for run_id, attempts, waiting_since, sent_at, enqueued_at in waiting.filter(
+        Q(waiting_since__lt=now - timedelta(seconds=timeout)) | Q(sent_at__lt=now - resend)
+    ).values_list("pk", "attempts", "waiting_since", "sent_at", "enqueued_at"):
+        # Unchanged since read (not claimed, cancelled or sent by another reaper): the update is the claim.
+        same = TrainingRun.objects.filter(
+            pk=run_id, status=TrainingRun.Status.QUEUED, attempts=attempts, enqueued_at=enqueued_at
+        )
+        if waiting_since < now - timedelta(seconds=timeout):
+            message = (
+                f"no gpu worker took the run in {timeout} s of waiting in the queue "
+                "(is a worker listening on the gpu queue?)"
+            )
+            if same.update(
+                status=TrainingRun.Status.FAILED,
+                error=message,
+                finished_at=now,
+                log=_appended(f"failed: {message}", now=now),
+            ):
+                counts["failed"] += 1
+        elif same.update(
+            enqueued_at=now,
+            log=_appended(
+                f"still queued {int((now - sent_at).total_seconds())} s after its task was sent; sent again",
+                now=now,
+            ),
+        ):
+            counts["resent"] += 1
+            run = TrainingRun.objects.get(pk=run_id)
+            transaction.on_commit(lambda run=run: training_run_enqueue(run=run))
 
 
 def retraining_settings_get(*, project: Project) -> RetrainingSettings:

@@ -272,6 +272,23 @@ def sequence_rewards(reward_model: RewardModel, plan: SequencePlan) -> torch.Ten
     return result.index_copy(0, order, rewards)
 
 
+class RewardForward(torch.nn.Module):
+    """The reward forward of a plan (plain chunks and shared-prefix groups alike) as one module call.
+
+    DistributedDataParallel averages gradients only for what runs inside the forward of the module it wraps;
+    the shared-prefix path calls the base model and the score head separately, several times per plan, so
+    the trainer wraps this module rather than the Transformers model: every parameter use of the micro-batch
+    happens inside one ``forward``, and DDP's hooks all-reduce the gradients in ``backward``."""
+
+    def __init__(self, reward_model: RewardModel):
+        super().__init__()
+        self.model = reward_model.model  # registers the parameters (the same tensors, not a copy)
+        self.reward_model = reward_model
+
+    def forward(self, plan: SequencePlan) -> torch.Tensor:
+        return sequence_rewards(self.reward_model, plan)
+
+
 def _shared_prefix_rewards(reward_model: RewardModel, plan: SequencePlan):
     from transformers.cache_utils import DynamicCache
 

@@ -16,10 +16,18 @@ callables, and gets a JSON-serialisable result.
 
 A step is ``gradient_accumulation_steps`` micro-batches of ``batch_size`` pairs; the loss of a step is its
 pairs' weighted mean whatever the accumulation, so accumulating gives the gradient of the large batch.
+
+Data parallel: called in every rank of a ``torch.distributed`` process group (torchrun; ``launch.py`` starts
+one), ``train`` runs the reward forward under DistributedDataParallel. The steps are those of one process,
+whatever the number of ranks (the hyperparameters, not the hardware, decide what is computed): each rank
+takes its share of every micro-batch and DDP averages the gradients, so a step's update is the one process's
+up to float rounding. Rank 0 alone calls ``should_stop`` (its answer is sent to every rank) and
+``on_progress``, evaluates, and writes checkpoints and the model; the other ranks return without an artifact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,7 +52,7 @@ from rewardtrain.training.data import (
 from rewardtrain.training.errors import CheckpointError, ConfigError, DataError
 from rewardtrain.training.evaluate import evaluate_scores
 from rewardtrain.training.loss import pair_losses
-from rewardtrain.training.model import RewardModel, load_reward_model, score_sequences, sequence_rewards
+from rewardtrain.training.model import RewardForward, RewardModel, load_reward_model, score_sequences
 
 ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
 CHECKPOINT_FORMAT = 1
@@ -97,6 +105,15 @@ def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def process_group() -> tuple[int, int]:
+    """(rank, world size) of the ``torch.distributed`` group this process trains in; (0, 1) outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for parameter in model.parameters():
@@ -130,6 +147,8 @@ class _Trainer:
         self.train_data = train_data
         self.eval_data = eval_data
         self.output_dir = output_dir
+        self.rank, self.world_size = process_group()
+        self.forward: torch.nn.Module = RewardForward(reward_model)
         self.shared_prefix = self._shared_prefix()
         self.batches_per_epoch = math.ceil(len(train_data) / config.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation_steps)
@@ -183,16 +202,43 @@ class _Trainer:
         accumulation = self.config.gradient_accumulation_steps
         return [batches[i : i + accumulation] for i in range(0, len(batches), accumulation)]
 
+    def distribute(self) -> None:
+        """Wraps the reward forward in DistributedDataParallel (after any checkpoint is loaded: DDP starts
+        from rank 0's weights)."""
+        if self.world_size == 1:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        # device_ids=None: the inputs are a SequencePlan of numpy arrays, which the forward moves itself.
+        # Buffers (rotary frequencies, position ids) never change, so they are not broadcast every forward.
+        self.forward = DistributedDataParallel(
+            RewardForward(self.reward_model), device_ids=None, broadcast_buffers=False
+        )
+
+    def stop_requested(self, should_stop: Callable[[], bool] | None) -> bool:
+        """Rank 0 asks ``should_stop``; every rank gets its answer, so all of them stop at the same step."""
+        stop = self.rank == 0 and should_stop is not None and bool(should_stop())
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1 if stop else 0], device=self.reward_model.device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
+
     def run(self, on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> str:
         model = self.reward_model.model
         model.train()
+        self.distribute()
+        main = self.rank == 0
         for epoch in range(self.config.num_epochs):
             for index, micro_batches in enumerate(self.epoch_steps(epoch)):
                 step = epoch * self.steps_per_epoch + index + 1
                 if step <= self.step:
                     continue  # done before the checkpoint this run resumed from
-                if should_stop is not None and should_stop():
-                    self.save_checkpoint()
+                if self.stop_requested(should_stop):
+                    if main:
+                        self.save_checkpoint()
                     return "cancelled"
                 started, started_cpu = time.perf_counter(), time.process_time()
                 # A caller (a worker that also scores) may have switched autograd off for its thread.
@@ -209,6 +255,8 @@ class _Trainer:
                     pairs_per_second=self.counters["pairs"] / self.counters["train_seconds"],
                 )
                 self.history.append(metrics)
+                if not main:
+                    continue
                 if (
                     self.eval_data is not None
                     and self.config.eval_steps
@@ -224,50 +272,46 @@ class _Trainer:
                     on_progress(step, self.total_steps, metrics["epoch"], metrics)
         return "completed"
 
+    def share(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's pairs of a micro-batch and the factor its loss is scaled by before ``backward``.
+
+        DDP averages the ranks' gradients; each rank's loss is its pairs' part of the step's loss, so scaling
+        by the world size makes the average their sum, the gradient of the whole step. Batches are packed by
+        prompt group, so contiguous shares keep a prompt's pairs (and their shared prefix) together."""
+        if self.world_size == 1:
+            return batch, 1.0
+        share = np.array_split(batch, self.world_size)[self.rank]
+        if len(share) == 0:
+            # Fewer pairs than ranks: a stand-in pair with no weight, so this rank still joins the all-reduce.
+            return batch[:1], 0.0
+        return share, float(self.world_size)
+
     def train_step(self, micro_batches: list[np.ndarray]) -> dict[str, Any]:
-        config, reward_model = self.config, self.reward_model
+        config = self.config
         pairs = np.concatenate(micro_batches)
         weight_total = float(self.train_data.weight[pairs].sum())
         pair_count = len(pairs)
-        loss_total = 0.0
-        correct = 0
-        tokens = 0
-        for batch in micro_batches:
-            plan, chosen_rows, rejected_rows = plan_pairs(
-                self.train_data,
-                batch,
-                pad_token_id=reward_model.pad_token_id,
-                shared_prefix=self.shared_prefix,
-                deduplicate=config.deduplicate_sequences,
-                chunk_overhead_tokens=config.chunk_overhead_tokens,
-            )
-            rewards = sequence_rewards(reward_model, plan)
-            device = rewards.device
-            index = torch.from_numpy(batch).to(device)
-            chosen = rewards.index_select(0, torch.from_numpy(chosen_rows).to(device))
-            rejected = rewards.index_select(0, torch.from_numpy(rejected_rows).to(device))
-            losses = pair_losses(
-                chosen,
-                rejected,
-                margin=None if self.margin is None else self.margin.index_select(0, index),
-                vote_share=None if self.vote_share is None else self.vote_share.index_select(0, index),
-            )
-            weight = self.weight.index_select(0, index)
-            loss = (losses * weight).sum() / weight_total if weight_total > 0 else losses.sum() * 0.0
-            if config.center_rewards_coefficient:
-                loss = (
-                    loss + config.center_rewards_coefficient * ((chosen + rejected) ** 2).sum() / pair_count
-                )
-            loss.backward()
-            loss_total += float(loss.detach())
-            correct += int((chosen > rejected).sum())
-            self.counters["sequences"] += len(plan.sequence_ids)
-            self.counters["real_tokens"] += plan.real_tokens
-            tokens += plan.real_tokens
-            self.counters["processed_tokens"] += plan.processed_tokens
+        # loss, correct pairs, real tokens, sequences, processed tokens: this rank's, summed over the ranks.
+        sums = np.zeros(5, dtype=np.float64)
+        for position, batch in enumerate(micro_batches):
+            share, scale = self.share(batch)
+            last = position == len(micro_batches) - 1
+            # Gradients are all-reduced once per step, after the last micro-batch.
+            with self.forward.no_sync() if self.world_size > 1 and not last else contextlib.nullcontext():
+                sums += self.micro_step(share, scale, weight_total=weight_total, pair_count=pair_count)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            reduced = torch.from_numpy(sums).to(self.reward_model.device)
+            dist.all_reduce(reduced)
+            sums = reduced.cpu().numpy()
+        loss_total, correct, tokens, sequences, processed = sums.tolist()
+        self.counters["sequences"] += int(sequences)
+        self.counters["real_tokens"] += int(tokens)
+        self.counters["processed_tokens"] += int(processed)
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(
-                [p for p in reward_model.model.parameters() if p.requires_grad], config.max_grad_norm
+                [p for p in self.reward_model.model.parameters() if p.requires_grad], config.max_grad_norm
             )
         learning_rate = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -279,8 +323,51 @@ class _Trainer:
             "accuracy": correct / pair_count,
             "learning_rate": learning_rate,
             "pairs": pair_count,
-            "tokens": tokens,
+            "tokens": int(tokens),
         }
+
+    def micro_step(
+        self, batch: np.ndarray, scale: float, *, weight_total: float, pair_count: int
+    ) -> np.ndarray:
+        """Forward and backward of one micro-batch (``scale`` 0: a stand-in that counts for nothing); returns
+        its loss, correct pairs, real tokens, sequences and processed tokens."""
+        config, reward_model = self.config, self.reward_model
+        plan, chosen_rows, rejected_rows = plan_pairs(
+            self.train_data,
+            batch,
+            pad_token_id=reward_model.pad_token_id,
+            shared_prefix=self.shared_prefix,
+            deduplicate=config.deduplicate_sequences,
+            chunk_overhead_tokens=config.chunk_overhead_tokens,
+        )
+        rewards = self.forward(plan)
+        device = rewards.device
+        index = torch.from_numpy(batch).to(device)
+        chosen = rewards.index_select(0, torch.from_numpy(chosen_rows).to(device))
+        rejected = rewards.index_select(0, torch.from_numpy(rejected_rows).to(device))
+        losses = pair_losses(
+            chosen,
+            rejected,
+            margin=None if self.margin is None else self.margin.index_select(0, index),
+            vote_share=None if self.vote_share is None else self.vote_share.index_select(0, index),
+        )
+        weight = self.weight.index_select(0, index)
+        loss = (losses * weight).sum() / weight_total if weight_total > 0 else losses.sum() * 0.0
+        if config.center_rewards_coefficient:
+            loss = loss + config.center_rewards_coefficient * ((chosen + rejected) ** 2).sum() / pair_count
+        (loss * scale).backward()
+        if scale == 0:
+            return np.zeros(5)
+        return np.array(
+            [
+                float(loss.detach()),
+                int((chosen > rejected).sum()),
+                plan.real_tokens,
+                len(plan.sequence_ids),
+                plan.processed_tokens,
+            ],
+            dtype=np.float64,
+        )
 
     # --- evaluation ----------------------------------------------------------------------------------------
 
@@ -488,7 +575,7 @@ def train(
         data=data,
         timing=timing,
     )
-    if status != "completed":
+    if status != "completed" or trainer.rank != 0:
         return result
     if eval_data is not None:
         result.evaluation = trainer.evaluate(full=True)

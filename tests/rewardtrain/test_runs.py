@@ -14,6 +14,7 @@ from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.services import runs
 from rewardtrain.services.runs import (
     reward_model_activate,
+    run_directory,
     training_retrain_due,
     training_run_cancel,
     training_run_create,
@@ -160,7 +161,7 @@ def test_the_reaper_requeues_stale_runs_while_attempts_remain_then_fails_them(
     alive = _queued_run(project, status=running, heartbeat_at=timezone.now(), attempts=1)
     with django_capture_on_commit_callbacks() as callbacks:
         counts = training_runs_reap()
-    assert counts == {"requeued": 1, "failed": 1, "cancelled": 1}
+    assert counts == {"requeued": 1, "failed": 1, "cancelled": 1, "resent": 0}
     assert len(callbacks) == 1
     for run in (retry, spent, stopping, alive):
         run.refresh_from_db()
@@ -168,6 +169,68 @@ def test_the_reaper_requeues_stale_runs_while_attempts_remain_then_fails_them(
     assert spent.status == TrainingRun.Status.FAILED and "the worker stopped" in spent.error
     assert stopping.status == TrainingRun.Status.CANCELLED
     assert alive.status == running
+
+
+def test_the_reaper_sends_the_task_of_a_run_left_queued_again_then_fails_it(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.TRAINING_QUEUED_RESEND_SECONDS = 600
+    settings.TRAINING_QUEUED_TIMEOUT_SECONDS = 3600
+    sent = []
+    monkeypatch.setattr(
+        "rewardtrain.tasks.training_run_task.apply_async", lambda **options: sent.append(options["args"])
+    )
+    project = ProjectFactory()
+    now = timezone.now()
+    lost = _queued_run(project)  # its message never reached a worker
+    TrainingRun.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=11))
+    fresh = _queued_run(project, enqueued_at=now - timedelta(minutes=5))
+    requeued = _queued_run(
+        project, queued_at=now - timedelta(minutes=20), enqueued_at=now - timedelta(minutes=20)
+    )
+    abandoned = _queued_run(
+        project, queued_at=now - timedelta(hours=2), enqueued_at=now - timedelta(minutes=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = training_runs_reap()
+    assert counts == {"requeued": 0, "failed": 1, "cancelled": 0, "resent": 2}
+    assert sorted(sent) == sorted([[lost.pk], [requeued.pk]])
+    for run in (lost, fresh, requeued, abandoned):
+        run.refresh_from_db()
+    assert lost.status == requeued.status == fresh.status == TrainingRun.Status.QUEUED
+    assert "sent again" in lost.log and lost.enqueued_at > now and fresh.log == ""
+    assert abandoned.status == TrainingRun.Status.FAILED
+    assert abandoned.error.startswith("no gpu worker took the run in 3600 s") and abandoned.finished_at
+
+    # Sent a moment ago: nothing to do until the interval passes again; the claim makes a duplicate harmless.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert training_runs_reap()["resent"] == 0
+    assert training_run_execute(run_id=abandoned.pk, worker_name="late") is None
+
+
+def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_checkpoint(tiny_decoder):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from rewardtrain.training.trainer import latest_checkpoint
+
+    project, _ = judged_project(40)
+    export = succeeded_export(project)
+    run = training_run_create(
+        project=project, base_model=tiny_decoder, export=export, allow_below_target=True, enqueue=False,
+        hyperparameters={**FAST, "num_epochs": 1, "save_steps": 2}, time_limit_seconds=300,
+    )  # fmt: skip
+
+    def progress(step: int, total: int, entry: dict) -> None:
+        # Celery raises SoftTimeLimitExceeded in the task wherever it is; here, between two steps.
+        if step == 3:
+            raise SoftTimeLimitExceeded()
+
+    run = training_run_execute(run_id=run.pk, worker_name="w", on_progress=progress, processes=1)
+    assert run.status == TrainingRun.Status.FAILED and run.attempts == 1
+    assert run.error == "the run passed its time limit of 300 s; its latest checkpoint is kept"
+    assert 1 <= run.step <= 3 and run.finished_at is not None
+    assert latest_checkpoint(run_directory(run=run)).name == "step-2"
+    assert not RewardModel.objects.filter(run=run).exists()
 
 
 def test_a_stale_running_run_can_be_claimed_by_a_redelivered_task(settings, tmp_path):

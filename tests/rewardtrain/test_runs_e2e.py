@@ -186,7 +186,7 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
     # Time passes: the heartbeat goes stale, and beat's reaper queues the run again.
     settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS = 60
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
-    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0}
+    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0, "resent": 0}
     start_gpu_worker()
     run = _wait_for(lambda: (r := _run(run.pk)).status in {"succeeded", "failed"} and r)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.traceback

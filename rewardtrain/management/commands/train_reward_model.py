@@ -49,9 +49,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-below-target", action="store_true", help="train even when agreement misses the targets"
         )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            help="train data-parallel in N processes started by torchrun, one GPU each (gloo on the CPU); "
+            "default TRAINING_PROCESSES",
+        )
         parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
 
     def handle(self, *args, **options):
+        if options["processes"] is not None and options["processes"] < 1:
+            raise CommandError(f"--processes must be at least 1, got {options['processes']}")
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"no project with slug '{options['project']}'")
@@ -102,7 +110,11 @@ class Command(BaseCommand):
             # Crashes re-queue the run while attempts remain; here the next attempt runs in this process.
             while True:
                 result = training_run_execute(
-                    run_id=run.pk, worker_name=worker, on_progress=progress, enqueue_retry=False
+                    run_id=run.pk,
+                    worker_name=worker,
+                    on_progress=progress,
+                    enqueue_retry=False,
+                    processes=options["processes"],
                 )
                 if result is None or result.status != TrainingRun.Status.QUEUED:
                     break
