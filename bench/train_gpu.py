@@ -9,14 +9,20 @@ weights). Each configuration trains one epoch with Palate's trainer:
 - ``shared-prefix``: each prompt runs once, its responses continue from its key/value cache;
 - ``plain``: every prompt + response sequence runs whole (``shared_prefix="off"``);
 
-and reports steady-state training tokens/s (real tokens: prompt and response tokens the model computed,
+With several GPUs, every configuration trains data-parallel on all of them (``--processes``, default one per GPU)
+through the launcher a training run uses (``rewardtrain/training/launch.py``: torchrun, DDP, one rank per GPU),
+and the rates are the whole machine's.
+
+It reports steady-state training tokens/s (real tokens: prompt and response tokens the model computed,
 padding excluded; the first steps, which compile and warm up kernels, are left out), pairs/s, padding share,
 peak memory, and the model-FLOPs utilisation estimated as (6 N + 12 L H S) tokens/s / peak, with N the
 non-embedding parameters, L layers, H hidden size, S the mean sequence length, and the peak the device's
-dense bf16 rate (``--peak-tflops``, 989 for an H100/H200 SXM).
+dense bf16 rate (``--peak-tflops``, 989 for an H100/H200 SXM) times the number of GPUs.
 
-    .venv/bin/python bench/train_gpu.py                 # on the GPU machine
+    .venv/bin/python bench/train_gpu.py                 # on the GPU machine (every GPU)
+    .venv/bin/python bench/train_gpu.py --processes 1   # one GPU
     .venv/bin/python bench/train_gpu.py --tiny          # CPU smoke test: a 2-layer model, a few steps
+    .venv/bin/python bench/train_gpu.py --tiny --processes 2   # the same in two processes (gloo)
 """
 
 from __future__ import annotations
@@ -126,30 +132,31 @@ def model_shape(model_dir: Path) -> dict[str, Any]:
 def run(name: str, model_dir: Path, train_rows, args, work: Path, shape: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from rewardtrain.training.launch import train_in_processes
     from rewardtrain.training.trainer import train
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = train(
-        {
-            "base_model": str(model_dir),
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
-            "num_epochs": 1,
-            "max_length": args.max_length,
-            "eval_steps": 0,
-            "save_steps": 0,
-            "shared_prefix": "on" if name == "shared-prefix" else "off",
-            "gradient_checkpointing": args.gradient_checkpointing,
-            "chunk_overhead_tokens": args.chunk_overhead_tokens,
-            "mixed_precision": "bf16",
-        },
-        train_rows,
-        None,
-        output_dir=work,
-        device=args.device,
-    )
+    config = {
+        "base_model": str(model_dir),
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "num_epochs": 1,
+        "max_length": args.max_length,
+        "eval_steps": 0,
+        "save_steps": 0,
+        "shared_prefix": "on" if name == "shared-prefix" else "off",
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "chunk_overhead_tokens": args.chunk_overhead_tokens,
+        "mixed_precision": "bf16",
+    }
+    if args.processes > 1:
+        result = train_in_processes(
+            config, train_rows, None, processes=args.processes, output_dir=work, device=args.device
+        )
+    else:
+        result = train(config, train_rows, None, output_dir=work, device=args.device)
     wall = time.perf_counter() - started
     steady = result.history[args.warmup_steps :] or result.history
     seconds = sum(step["seconds"] for step in steady)
@@ -159,7 +166,7 @@ def run(name: str, model_dir: Path, train_rows, args, work: Path, shape: dict[st
     report = result.data["train"]
     mean_length = report["tokens_after"] / (2 * report["pairs"])
     flops_per_token = 6 * shape["non_embedding"] + 12 * shape["layers"] * shape["hidden"] * mean_length
-    mfu = flops_per_token * tokens_per_second / (args.peak_tflops * 1e12)
+    mfu = flops_per_token * tokens_per_second / (args.peak_tflops * 1e12 * max(1, args.gpus))
     return {
         "configuration": name,
         "steps": result.global_step,
@@ -169,7 +176,10 @@ def run(name: str, model_dir: Path, train_rows, args, work: Path, shape: dict[st
         "padding_share": result.timing["padding_share"],
         "sequences_per_pair": result.timing["sequences_per_pair"],
         "mfu": mfu,
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        # The ranks' memory is not this process's: only a single-process run reports it.
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30
+        if torch.cuda.is_available() and args.processes == 1
+        else None,
         "wall_seconds": wall,
         "final_loss": statistics.fmean(step["loss"] for step in result.history[-5:]),
         "truncated": f"{report['prompt_truncated']} / {report['response_truncated']}",
@@ -191,6 +201,11 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the device")
     parser.add_argument("--configurations", default="shared-prefix,plain")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="data-parallel processes (torchrun, one GPU each; gloo on the CPU); default: one per GPU",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -210,7 +225,13 @@ def main() -> None:
         args.chunk_overhead_tokens = min(args.chunk_overhead_tokens, 64)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     args.device = "cpu" if device == "auto" else device
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    on_gpu = args.device.startswith("cuda")
+    if args.processes is None:
+        args.processes = max(1, torch.cuda.device_count()) if on_gpu else 1
+    args.gpus = args.processes if on_gpu else 0
+    name = torch.cuda.get_device_name() if on_gpu else "CPU"
+    if args.processes > 1:
+        name = f"{args.processes} × {name}"
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = args.model or build_decoder(Path(scratch) / "decoder", texts_of(rows), tiny=args.tiny)
         shape = model_shape(model_dir)

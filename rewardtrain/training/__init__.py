@@ -2,7 +2,8 @@
 
 Modules, lightest first: ``errors`` and ``config`` (no torch: the web process may import them to validate a
 run's hyperparameters), ``evaluate`` (numpy only), then ``loss``, ``data``, ``model``, ``trainer`` and
-``artifacts``, which import torch and transformers and belong in worker code paths only. This package's
+``artifacts``, which import torch and transformers and belong in worker code paths only; ``launch`` trains in
+several data-parallel processes (torchrun, DistributedDataParallel). This package's
 ``__init__`` imports none of them.
 
     from rewardtrain.training.trainer import train, latest_checkpoint
