@@ -51,8 +51,8 @@ def _figures(project: Project) -> dict[str, Any]:
 
 
 def _reward_model_agreement(project: Project) -> dict[str, Any] | None:
-    """The active model's agreement with the human majority over the pairs it scored; None before it has
-    scores."""
+    """The active model's agreement with the human majority over the scored pairs its training run held out
+    (``held_out`` None: the run recorded no split, and the page says so); None before it has scores."""
     model = reward_model_active(project_id=project.pk)
     if model is None or not reward_model_has_scores(reward_model=model):
         return None

@@ -1,6 +1,6 @@
 """Reads over stored reward-model scores for the pages: the leaderboard's reward model view, the active model's
-agreement with the human majority, the length-bias report and the drift between model versions. The math is
-in ``rewardtrain.stats``; these only turn rows into arrays."""
+agreement with the human majority on the pairs its training run held out, the length-bias report and the drift
+between model versions. The math is in ``rewardtrain.stats``; these only turn rows into arrays."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 from django.db.models import Avg, Count, Q
+from numpy.typing import NDArray
 
 from annotate.models import Judgment, Pair
-from rewardtrain.models import ResponseScore, RewardModel
+from annotate.services.exports import export_split_pair_ids
+from rewardtrain.models import ResponseScore, RewardModel, TrainingRun
 from rewardtrain.stats import length_bias, majority_agreement, score_drift
 
 
@@ -25,28 +27,53 @@ def reward_model_system_means(*, reward_model: RewardModel) -> list[dict[str, An
     return [{"system": row["response__system"], "mean": row["mean"], "count": row["count"]} for row in rows]
 
 
-def _decided_pairs(reward_model: RewardModel) -> list[tuple[int, int, int]]:
-    """(response_a, response_b, majority) of the project's pairs with a strict human majority (+1 A, -1 B)."""
+def _decided_pairs(
+    reward_model: RewardModel, only: NDArray[np.int64] | None = None
+) -> list[tuple[int, int, int]]:
+    """(response_a, response_b, majority) of the project's pairs with a strict human majority (+1 A, -1 B);
+    of the pairs in ``only`` (sorted ids) when given."""
     votes = (
         Judgment.objects.filter(pair__project_id=reward_model.project_id, origin=Judgment.Origin.HUMAN)
         .values("pair_id")
         .annotate(a=Count("id", filter=Q(choice="a")), b=Count("id", filter=Q(choice="b")))
     )
     majority = {row["pair_id"]: (1 if row["a"] > row["b"] else -1) for row in votes if row["a"] != row["b"]}
+    if only is not None:
+        decided = np.fromiter(majority, dtype=np.int64, count=len(majority))
+        kept = decided[np.isin(decided, only, assume_unique=True)].tolist()
+        majority = {pair: majority[pair] for pair in kept}
     pairs = Pair.objects.filter(pk__in=list(majority)).values_list("id", "response_a_id", "response_b_id")
     return [(a, b, majority[pair]) for pair, a, b in pairs]
 
 
+def reward_model_held_out_pairs(*, reward_model: RewardModel) -> NDArray[np.int64] | None:
+    """Ids of the pairs held out from the model's training run: the test split of the export it trained on.
+    None when the run recorded no split (no export, or one that cannot say which pairs it held out)."""
+    run = TrainingRun.objects.select_related("export").get(pk=reward_model.run_id)
+    if run.export is None:
+        return None
+    return export_split_pair_ids(export=run.export, split="test")
+
+
 def reward_model_agreement(*, reward_model: RewardModel) -> dict[str, Any]:
-    """Share of pairs whose human majority the model's score difference agrees with (scored pairs only)."""
+    """Share of the pairs held out from the model's training run whose human majority (today's votes) the
+    model's score difference agrees with: pairs with a strict majority whose two responses it scored.
+
+    ``held_out`` is how many pairs the run held out, or None when it recorded no split: then nothing is
+    counted, since any other pair may be one it trained on."""
+    held_out = reward_model_held_out_pairs(reward_model=reward_model)
+    if held_out is None or not held_out.size:
+        return {"count": 0, "correct": 0, "accuracy": None, "held_out": None if held_out is None else 0}
     scores = dict(ResponseScore.objects.filter(reward_model=reward_model).values_list("response_id", "score"))
     rows = [
-        (scores[a], scores[b], m) for a, b, m in _decided_pairs(reward_model) if a in scores and b in scores
+        (scores[a], scores[b], m)
+        for a, b, m in _decided_pairs(reward_model, only=held_out)
+        if a in scores and b in scores
     ]
     if not rows:
-        return {"count": 0, "correct": 0, "accuracy": None}
+        return {"count": 0, "correct": 0, "accuracy": None, "held_out": int(held_out.size)}
     a, b, m = (np.array(column) for column in zip(*rows, strict=True))
-    return majority_agreement(a, b, m)
+    return {**majority_agreement(a, b, m), "held_out": int(held_out.size)}
 
 
 def reward_model_length_bias(*, reward_model: RewardModel) -> dict[str, Any]:

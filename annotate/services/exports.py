@@ -482,6 +482,37 @@ def export_file(
     return path, download_name
 
 
+def export_split_pair_ids(*, export: Export, split: str = "test") -> NDArray[np.int64] | None:
+    """The ids of the pairs the export put in ``split`` (sorted, unique), read back from its files: for
+    ``"test"``, the pairs a training run on this export held out. Empty when the split has no rows (a policy
+    with ``split`` 1.0); None when the export cannot tell: it did not succeed, its policy left out the ``ids``
+    columns, or it has no JSONL or Parquet file of the split on disk. Files never change once written, so
+    the answer is cached by export id."""
+    if export.status != Export.Status.SUCCEEDED or "ids" not in export.policy.get("columns", DEFAULT_COLUMNS):
+        return None
+    if not (export.counts.get("rows") or {}).get(split):
+        return np.zeros(0, dtype=np.int64)
+    key = f"palate:export:{export.pk}:{split}:pair-ids"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    for fmt in ("parquet", "jsonl"):
+        try:
+            path, _ = export_file(export=export, split=split, fmt=fmt)
+        except ApplicationError:
+            continue
+        if fmt == "parquet":
+            ids = pq.read_table(path, columns=["pair_id"]).column("pair_id").to_numpy()
+        else:
+            opener = gzip.open if path.name.endswith(".gz") else open
+            with opener(path, "rb") as handle:
+                ids = np.array([orjson.loads(line)["pair_id"] for line in handle if line.strip()])
+        pair_ids = np.unique(ids.astype(np.int64))
+        cache.set(key, pair_ids, timeout=None)
+        return pair_ids
+    return None
+
+
 def export_hf_tar(*, export: Export) -> tuple[Iterator[bytes], str, int]:
     """The Hugging Face ``datasets`` folder as an uncompressed tar, streamed block by block (no file is held
     in memory); returns the chunks, a file name and the exact size."""

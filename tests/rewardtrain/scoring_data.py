@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from annotate.models import Project
+from annotate.models import Export, Project
 from rewardtrain.models import RewardModel, TrainingRun
 
 REWARD_MEAN, REWARD_STD = 0.25, 2.0
@@ -34,8 +34,13 @@ def save_tiny_reward_model(base: str, directory: Path) -> str:
     return str(directory)
 
 
-def reward_model_row(project: Project, path: str, *, version: int = 1, active: bool = True) -> RewardModel:
-    run = TrainingRun.objects.create(project=project, base_model="tiny", status=TrainingRun.Status.SUCCEEDED)
+def reward_model_row(
+    project: Project, path: str, *, version: int = 1, active: bool = True, export: Export | None = None
+) -> RewardModel:
+    """``export``: what its run trained on (its test split is what the run held out); None records no split."""
+    run = TrainingRun.objects.create(
+        project=project, export=export, base_model="tiny", status=TrainingRun.Status.SUCCEEDED
+    )
     return RewardModel.objects.create(
         run=run, project=project, version=version, path=path, is_active=active,
         metrics={"reward_mean": REWARD_MEAN, "reward_std": REWARD_STD},

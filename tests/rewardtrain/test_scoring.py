@@ -11,6 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotate.models import Membership, Pair
+from annotate.services.exports import export_create, export_run, export_split_pair_ids
 from palate.celery import app
 from rewardtrain.models import ResponseScore, ScoringJob
 from rewardtrain.scoring.batcher import MicroBatcher
@@ -19,7 +20,7 @@ from rewardtrain.services.assisted import model_pair_priorities_refresh, pair_pr
 from rewardtrain.services.scoring import scoring_job_create, scoring_job_execute
 from rewardtrain.stats import length_bias, majority_agreement, model_uncertainty_priorities, score_drift
 from tests.factories import JudgmentFactory, MembershipFactory, PairFactory, ProjectFactory, UserFactory
-from tests.rewardtrain.runs_data import judged_project
+from tests.rewardtrain.runs_data import judged_project, succeeded_export
 from tests.rewardtrain.scoring_data import REWARD_MEAN, REWARD_STD, reward_model_row
 
 PROMPT = "the river and the stone "
@@ -278,8 +279,10 @@ def test_the_reports_read_stored_scores(tiny_reward_model):
     )
 
     project, _ = judged_project(8)
-    first = reward_model_row(project, tiny_reward_model, version=1)
-    second = reward_model_row(project, tiny_reward_model, version=2, active=False)
+    export = succeeded_export(project, split=0.5)
+    held_out = len(export_split_pair_ids(export=export))
+    first = reward_model_row(project, tiny_reward_model, version=1, export=export)
+    second = reward_model_row(project, tiny_reward_model, version=2, active=False, export=export)
     for pair in Pair.objects.filter(project=project).select_related("response_a", "response_b"):
         for response in (pair.response_a, pair.response_b):
             good = 1.0 if response.system == "chosen" else -1.0
@@ -287,8 +290,69 @@ def test_the_reports_read_stored_scores(tiny_reward_model):
             ResponseScore.objects.create(
                 response=response, reward_model=second, score=-good + 0.01 * response.pk
             )
-    assert reward_model_agreement(reward_model=first) == {"count": 8, "correct": 8, "accuracy": 1.0}
+    assert 0 < held_out < 8
+    assert reward_model_agreement(reward_model=first) == {
+        "count": held_out, "correct": held_out, "accuracy": 1.0, "held_out": held_out,
+    }  # fmt: skip
     assert reward_model_agreement(reward_model=second)["accuracy"] == 0.0
     assert [row["system"] for row in reward_model_system_means(reward_model=first)] == ["chosen", "rejected"]
     assert reward_model_length_bias(reward_model=first)["responses"] == 16
     assert reward_model_drift(before=first, after=second)["count"] == 16
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_agreement_counts_only_the_pairs_held_out_from_the_models_training_run(fmt):
+    """The model agrees with the humans on the test split of its export and contradicts them on the train
+    split (which it would have fitted): only the held-out pairs count, so the figure is 100%."""
+    from rewardtrain.selectors import reward_model_agreement
+
+    project, _ = judged_project(12)
+    export = export_create(
+        project=project, policy={"split": 0.5}, formats=[fmt], created_by=None, enqueue=False
+    )
+    export = export_run(export_id=export.pk)
+    held_out = set(export_split_pair_ids(export=export).tolist())
+    model = reward_model_row(project, "unused", export=export)
+    pairs = list(Pair.objects.filter(project=project).select_related("response_a", "response_b"))
+    for pair in pairs:
+        for response in (pair.response_a, pair.response_b):
+            good = 1.0 if response.system == "chosen" else -1.0
+            ResponseScore.objects.create(
+                response=response, reward_model=model, score=good if pair.pk in held_out else -good
+            )
+
+    agreement = reward_model_agreement(reward_model=model)
+
+    assert 0 < len(held_out) < len(pairs)
+    assert len(held_out) == export.counts["rows"]["test"]  # one row per held-out pair
+    assert agreement == {
+        "count": len(held_out),
+        "correct": len(held_out),
+        "accuracy": 1.0,
+        "held_out": len(held_out),
+    }
+
+
+@pytest.mark.django_db
+def test_agreement_is_left_out_when_the_run_recorded_no_split_or_held_out_nothing():
+    from rewardtrain.selectors import reward_model_agreement
+
+    project, _ = judged_project(4)
+    unrecorded = reward_model_row(project, "unused", version=1, export=None)
+    without_ids = reward_model_row(
+        project, "unused", version=2, active=False, export=succeeded_export(project, columns=["vote_share"])
+    )
+    nothing_held_out = reward_model_row(
+        project, "unused", version=3, active=False, export=succeeded_export(project, split=1.0)
+    )
+    for model in (unrecorded, without_ids, nothing_held_out):
+        for pair in Pair.objects.filter(project=project).select_related("response_a", "response_b"):
+            ResponseScore.objects.create(response=pair.response_a, reward_model=model, score=1.0)
+            ResponseScore.objects.create(response=pair.response_b, reward_model=model, score=0.0)
+
+    assert reward_model_agreement(reward_model=unrecorded)["held_out"] is None
+    assert reward_model_agreement(reward_model=without_ids)["held_out"] is None
+    assert reward_model_agreement(reward_model=nothing_held_out) == {
+        "count": 0, "correct": 0, "accuracy": None, "held_out": 0,
+    }  # fmt: skip

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from annotate.models import Membership, Pair
 from rewardtrain.models import ResponseScore, ScoringJob
 from tests.factories import MembershipFactory, PairFactory, UserFactory
-from tests.rewardtrain.runs_data import judged_project
+from tests.rewardtrain.runs_data import judged_project, succeeded_export
 from tests.rewardtrain.scoring_data import reward_model_row
 
 
@@ -33,10 +33,12 @@ def _api_client(project, role) -> APIClient:
 
 def _scored_project(pairs: int = 6):
     """A judged project (humans prefer the 'chosen' system) with v1 and active v2 scores of every response:
-    v1 agrees with the humans, v2 too but with a shifted, noisier scale."""
+    v1 agrees with the humans, v2 too but with a shifted, noisier scale. Both trained on one export, half of
+    whose prompts were held out."""
     project, _ = judged_project(pairs)
-    first = reward_model_row(project, "unused", version=1, active=False)
-    second = reward_model_row(project, "unused", version=2, active=True)
+    export = succeeded_export(project, split=0.5)
+    first = reward_model_row(project, "unused", version=1, active=False, export=export)
+    second = reward_model_row(project, "unused", version=2, active=True, export=export)
     for pair in Pair.objects.filter(project=project).select_related("response_a", "response_b"):
         for response in (pair.response_a, pair.response_b):
             good = 1.0 if response.system == "chosen" else -1.0
@@ -87,9 +89,26 @@ def test_the_quality_dashboard_shows_the_active_models_agreement_with_the_human_
     response = _page_client(project, role).get(f"/projects/{project.slug}/quality/")
     assert response.status_code == 200
     agreement = response.context["reward_agreement"]
-    assert agreement["model"] == second
-    assert (agreement["count"], agreement["correct"]) == (6, 6)
-    assert "reward model v2 agrees on 6 of 6 decided pairs" in response.content.decode()
+    held_out = agreement["held_out"]
+    assert agreement["model"] == second and 0 < held_out < 6
+    assert (agreement["count"], agreement["correct"]) == (held_out, held_out)
+    text = response.content.decode()
+    assert f"reward model v2 agrees on {held_out} of {held_out} decided pair" in text
+    assert "held out from its training run" in text
+
+
+@pytest.mark.django_db
+def test_the_quality_dashboard_says_when_the_active_model_has_no_recorded_split():
+    project, _ = judged_project(4)
+    model = reward_model_row(project, "unused", version=1, active=True, export=None)
+    for pair in Pair.objects.filter(project=project).select_related("response_a", "response_b"):
+        ResponseScore.objects.create(response=pair.response_a, reward_model=model, score=1.0)
+        ResponseScore.objects.create(response=pair.response_b, reward_model=model, score=0.0)
+    response = _page_client(project, Membership.Role.LEAD).get(f"/projects/{project.slug}/quality/")
+    assert response.context["reward_agreement"]["held_out"] is None
+    text = response.content.decode()
+    assert "No held-out figure." in text and "has no recorded split" in text
+    assert "agreement with the held-out human majority" not in text
 
 
 @pytest.mark.django_db
