@@ -547,7 +547,7 @@ class ProjectApiToken(models.Model):
         return f"{self.name} ({self.prefix}…) · {self.project}"
 
     def state(self, now) -> str:
-        """ "active", "expired" or "revoked" at ``now`` (timezone-aware)."""
+        """The token's state at ``now`` (timezone-aware): "active", "expired" or "revoked"."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:

@@ -1,5 +1,6 @@
 """Scoring through a real Celery worker on Redis (the web side waits on the task's result in Redis): score,
-best-of-N and a batch scoring job, with the tiny reward model saved as a RewardModel artifact."""
+best-of-N and a batch scoring job, with the tiny reward model saved as a RewardModel artifact; and score and
+best-of-N with a project API token."""
 
 from __future__ import annotations
 
