@@ -195,7 +195,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "palate.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         # Project API tokens (Authorization: Bearer plt_…): accepted by the scoring endpoints only.
         "annotate.api.authentication.ProjectApiTokenAuthentication",

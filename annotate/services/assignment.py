@@ -3,24 +3,26 @@
 Every change to a pair's leases or judgments happens with the pair's row locked, and then recomputes the
 pair's ``slots_taken`` (judgments plus unexpired leases) from those rows. Finding work is one indexed query
 that walks pairs in fill order from the first one with room (``FOR UPDATE SKIP LOCKED``), so its cost does
-not grow with the size of the project. Expired leases are reclaimed at the start of every claim, so
-correctness never waits on a background job.
+not grow with the size of the project. Expired leases are reclaimed by claims (every few seconds, and
+whenever a claim finds nothing free), so correctness never waits on a background job.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from annotate.models import Assignment, Judgment, Membership, Pair, Project
+from annotate.models import Assignment, Judgment, Pair, Project, Prompt, Response
 from palate.errors import ApplicationError
+from palate.sql import model_columns, model_from_row, model_width
 
 # Leases reclaimed per claim at most; the rest wait for the next claim (or the beat task).
 EXPIRY_BATCH = 200
@@ -35,8 +37,6 @@ class NothingLeft:
 def pair_slots_recompute(*, pair_id: int, now: datetime | None = None) -> int:
     """Recomputes a pair's counters from its rows and returns ``slots_taken``. Call with the pair row locked
     (``select_for_update``): every writer of these rows holds that lock, so the counts are exact."""
-    from django.db import connection
-
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -57,8 +57,6 @@ def pair_slots_recompute(*, pair_id: int, now: datetime | None = None) -> int:
 def project_pair_counters_rebuild(*, project: Project, now: datetime | None = None) -> None:
     """Recomputes every pair's counters in one statement, after rows were written in bulk (the demo's
     simulated votes, an admin repair). Normal work keeps them current pair by pair."""
-    from django.db import connection
-
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -112,80 +110,198 @@ def pair_claim_next(
     Claims for one annotator are serialised on their membership row, so two tabs asking at once still get
     one lease. Pairs are taken in fill order (depth first by default), gold pairs interleaved at the
     project's gold rate; which response goes on the left is drawn per lease.
+
+    This is the busiest path of the product, so it is written as four statements in one transaction:
+    lock the membership, read the live lease, find and lease the next pair (one INSERT … SELECT),
+    recompute the pair's counters.
     """
+    explicit_now = now is not None
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
-    leases_expire(project=project, now=now)
-    with transaction.atomic():
-        # Locks the annotator's membership row: one claim at a time per annotator.
-        if (
-            not Membership.objects.select_for_update()
-            .filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR)
-            .values_list("pk", flat=True)
-        ):
-            raise ApplicationError(
-                "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
-            )
-        live = Assignment.objects.filter(
-            project=project, annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=now
-        ).order_by("created_at", "id")
-        if after is not None:
-            live = live.exclude(pk=after)
-        current = live.first()
-        if current is not None:
-            return current
-        want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
-        for gold in (want_gold, not want_gold):
-            pair = _candidate(project=project, annotator=annotator, gold=gold)
-            if pair is not None:
-                assignment = Assignment.objects.create(
-                    project=project,
-                    pair=pair,
-                    annotator=annotator,
-                    shown_swapped=rng.random() < 0.5,
-                    expires_at=now + timedelta(seconds=project.lease_seconds),
-                )
-                pair_slots_recompute(pair_id=pair.pk, now=now)
-                return assignment
+    swept = explicit_now or _expiry_sweep_due(project.pk)
+    if swept:
+        leases_expire(project=project, now=now)
+    assignment = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    if assignment is None and not swept and leases_expire(project=project, now=now):
+        # Nothing free, but expired leases were holding slots: try again now that they are released.
+        assignment = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    if assignment is not None:
+        return assignment
     judged_any = Judgment.objects.filter(pair__project=project, annotator=annotator).exists()
     if judged_any:
         return NothingLeft("You have judged every pair that still needs judgments. Thank you!")
     return NothingLeft("No pairs need judgments in this project right now.")
 
 
-def _candidate(*, project: Project, annotator: AbstractBaseUser, gold: bool) -> Pair | None:
-    judged = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
-    # Skipped pairs are not offered to the same annotator again; pairs they hold a lease on are theirs already.
-    leased_or_skipped = Assignment.objects.filter(
-        pair=OuterRef("pk"),
-        annotator=annotator,
-        status__in=[Assignment.Status.SKIPPED, Assignment.Status.ACTIVE],
+def _claim(
+    *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
+) -> Assignment | None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
+        # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a
+        # concurrent claim (another tab) committed while this one waited.
+        cursor.execute(
+            """
+            SELECT id FROM annotate_membership
+            WHERE project_id = %s AND user_id = %s AND role = 'annotator' """
+            + _locking("FOR UPDATE"),
+            [project.pk, annotator.pk],
+        )
+        if cursor.fetchone() is None:
+            raise ApplicationError(
+                "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
+            )
+        cursor.execute(
+            """
+            SELECT id, pair_id, shown_swapped, created_at, expires_at FROM annotate_assignment
+            WHERE annotator_id = %s AND project_id = %s AND status = 'active' AND expires_at > %s AND id <> %s
+            ORDER BY created_at, id LIMIT 1
+            """,
+            [annotator.pk, project.pk, now, after or 0],
+        )
+        live = cursor.fetchone()
+        if live is not None:
+            return _assignment(project, annotator, *live)
+        want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
+        shown_swapped = rng.random() < 0.5
+        expires_at = now + timedelta(seconds=project.lease_seconds)
+        for gold in (want_gold, not want_gold):
+            cursor.execute(
+                _CLAIM_SQL.format(order=_claim_order(project), lock=_locking("FOR UPDATE OF p SKIP LOCKED")),
+                {
+                    "project": project.pk,
+                    "user": annotator.pk,
+                    "gold": gold,
+                    "overlap": project.overlap,
+                    "swapped": shown_swapped,
+                    "now": now,
+                    "expires": expires_at,
+                },
+            )
+            claimed = cursor.fetchone()
+            if claimed is not None:
+                pair_slots_recompute(pair_id=claimed[1], now=now)
+                return _assignment(project, annotator, *claimed, shown_swapped, now, expires_at)
+    return None
+
+
+# The next pair for an annotator, leased in the same statement. The pair is one with room
+# (``slots_taken < overlap``) that the annotator has not judged, skipped or leased, taken in the project's
+# fill order from the index that matches it; ``SKIP LOCKED`` lets concurrent claims pass each other.
+_CLAIM_SQL = """
+    WITH candidate AS (
+        SELECT p.id FROM annotate_pair p
+        WHERE p.project_id = %(project)s AND p.is_gold = %(gold)s AND p.slots_taken < %(overlap)s
+          AND NOT EXISTS (SELECT 1 FROM annotate_judgment j WHERE j.pair_id = p.id AND j.annotator_id = %(user)s)
+          AND NOT EXISTS (
+              SELECT 1 FROM annotate_assignment a
+              WHERE a.pair_id = p.id AND a.annotator_id = %(user)s AND a.status IN ('active', 'skipped'))
+        ORDER BY {order}
+        LIMIT 1
+        {lock}
     )
+    INSERT INTO annotate_assignment
+        (project_id, pair_id, annotator_id, shown_swapped, status, skip_reason, created_at, expires_at)
+    SELECT %(project)s, candidate.id, %(user)s, %(swapped)s, 'active', '', %(now)s, %(expires)s FROM candidate
+    RETURNING id, pair_id
+"""
+
+
+def _locking(clause: str) -> str:
+    """A row-locking clause, or nothing on SQLite (the embedded default), where writers take turns anyway."""
+    return clause if connection.features.has_select_for_update else ""
+
+
+def _claim_order(project: Project) -> str:
     if project.assignment_strategy != "fill":
         # An uncertainty-seeking strategy has ranked the pairs (Pair.priority); fill order breaks ties.
-        order = ("-priority", "-slots_taken", "id")
-    elif project.assignment_order == Project.AssignmentOrder.BREADTH_FIRST:
-        order = ("slots_taken", "id")
-    else:
-        order = ("-slots_taken", "id")
-    return (
-        Pair.objects.filter(project=project, is_gold=gold, slots_taken__lt=project.overlap)
-        .filter(~Exists(judged), ~Exists(leased_or_skipped))
-        .order_by(*order)
-        .select_for_update(skip_locked=True, of=("self",))
-        .only("id", "project_id")
-        .first()
+        return "p.priority DESC, p.slots_taken DESC, p.id"
+    if project.assignment_order == Project.AssignmentOrder.BREADTH_FIRST:
+        return "p.slots_taken, p.id"
+    return "p.slots_taken DESC, p.id"
+
+
+def _assignment(
+    project: Project,
+    annotator: AbstractBaseUser,
+    assignment_id: int,
+    pair_id: int,
+    shown_swapped: bool,
+    created_at: datetime,
+    expires_at: datetime,
+) -> Assignment:
+    """The lease as a model instance, from the values the claim already has (no second read)."""
+    assignment = Assignment(
+        id=assignment_id,
+        project=project,
+        pair_id=pair_id,
+        annotator_id=annotator.pk,
+        shown_swapped=shown_swapped,
+        status=Assignment.Status.ACTIVE,
+        created_at=created_at,
+        expires_at=expires_at,
     )
+    assignment._state.adding = False
+    assignment._state.db = "default"
+    return assignment
+
+
+# When this process last reclaimed expired leases of each project (time.monotonic()). Claims reclaim them
+# lazily, at most every EXPIRY_SWEEP_SECONDS per process: a lease that expired a second ago can wait for
+# the next sweep, and the busiest path saves a query.
+_expiry_swept_at: dict[int, float] = {}
+EXPIRY_SWEEP_SECONDS = 2.0
+
+
+def _expiry_sweep_due(project_id: int) -> bool:
+    moment = time.monotonic()
+    if moment - _expiry_swept_at.get(project_id, -EXPIRY_SWEEP_SECONDS) < EXPIRY_SWEEP_SECONDS:
+        return False
+    _expiry_swept_at[project_id] = moment
+    return True
+
+
+def pair_content(*, pair_id: int) -> Pair:
+    """The pair with what an annotator reads of it (prompt, messages, both responses), in one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT {model_columns(Pair, "pair")}, {model_columns(Prompt, "prompt")},
+                   {model_columns(Response, "a")}, {model_columns(Response, "b")}
+            FROM annotate_pair pair
+            JOIN annotate_prompt prompt ON prompt.id = pair.prompt_id
+            JOIN annotate_response a ON a.id = pair.response_a_id
+            JOIN annotate_response b ON b.id = pair.response_b_id
+            WHERE pair.id = %s
+            """,
+            [pair_id],
+        )
+        row = cursor.fetchone()
+    pair = model_from_row(Pair, row)
+    offset = model_width(Pair)
+    pair.prompt = model_from_row(Prompt, row, offset)
+    offset += model_width(Prompt)
+    pair.response_a = model_from_row(Response, row, offset)
+    pair.response_b = model_from_row(Response, row, offset + model_width(Response))
+    return pair
 
 
 def assignment_for_annotator(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
-    assignment = (
-        Assignment.objects.select_related("project", "pair")
-        .filter(pk=assignment_id, annotator=annotator)
-        .first()
-    )
-    if assignment is None:
+    """The annotator's own assignment with its project (one statement: every submit starts here)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT {model_columns(Assignment, "a")}, {model_columns(Project, "p")}
+            FROM annotate_assignment a JOIN annotate_project p ON p.id = a.project_id
+            WHERE a.id = %s AND a.annotator_id = %s
+            """,
+            [assignment_id, annotator.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
         raise ApplicationError("no such assignment", code="not_found", http_status=404)
+    assignment = model_from_row(Assignment, row)
+    assignment.project = model_from_row(Project, row, model_width(Assignment))
     return assignment
 
 
@@ -228,10 +344,21 @@ def annotator_progress(
 ) -> dict[str, int]:
     now = now or timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = Judgment.objects.filter(annotator=annotator, pair__project=project).aggregate(
-        done_total=Count("id"), done_today=Count("id", filter=Q(created_at__gte=start_of_day))
-    )
-    return {**counts, "remaining": project_remaining_pairs(project=project)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT COUNT(*), COUNT(*) FILTER (WHERE j.created_at >= %s)
+            FROM annotate_judgment j JOIN annotate_pair p ON p.id = j.pair_id
+            WHERE j.annotator_id = %s AND p.project_id = %s
+            """,
+            [start_of_day, annotator.pk, project.pk],
+        )
+        done_total, done_today = cursor.fetchone()
+    return {
+        "done_today": done_today,
+        "done_total": done_total,
+        "remaining": project_remaining_pairs(project=project),
+    }
 
 
 def leases_expire_all(*, now: datetime | None = None) -> int:
@@ -255,6 +382,7 @@ __all__ = [
     "leases_expire",
     "leases_expire_all",
     "pair_claim_next",
+    "pair_content",
     "pair_slots_recompute",
     "project_remaining_pairs",
 ]

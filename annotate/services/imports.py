@@ -111,7 +111,7 @@ def items_import(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _items_import(
+        result = _items_import(
             project=project,
             stream=stream,
             name=name,
@@ -123,6 +123,22 @@ def items_import(
     finally:
         if collecting:
             gc.enable()
+    _statistics_refresh(result)
+    return result
+
+
+def _statistics_refresh(result: ImportResult) -> None:
+    """Refreshes PostgreSQL's statistics of the tables an import wrote. Until they are refreshed the planner
+    believes a new project has no pairs, and the annotators' "next pair" query walks and sorts the whole
+    project instead of reading the first rows of its index (measured: 14 ms instead of 0.1 ms per claim on
+    2,000 pairs). Autovacuum would only get there once a tenth of the table has changed."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block or not result.pairs_created:
+        return
+    tables = [Prompt, Response, Pair] + ([Judgment] if result.judgments_created else [])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ANALYZE " + ", ".join(connection.ops.quote_name(model._meta.db_table) for model in tables)
+        )
 
 
 def _items_import(

@@ -5,14 +5,14 @@ right) to the pair's own terms (a, b), idempotent, and never lost or duplicated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from annotate.models import Assignment, Judgment, JudgmentRevision, Pair, Project
+from annotate.models import Assignment, Judgment, JudgmentRevision, Project
 from annotate.services.assignment import assignment_for_annotator, pair_slots_recompute
 from palate.errors import ApplicationError, Conflict
 
@@ -116,16 +116,15 @@ def judgment_submit(
     now = timezone.now()
     try:
         with transaction.atomic():
-            Pair.objects.select_for_update().filter(pk=assignment.pair_id).values_list(
-                "pk", flat=True
-            ).first()
-            if idempotency_key:
-                earlier = Judgment.objects.filter(
-                    annotator=annotator, idempotency_key=idempotency_key
-                ).first()
-                if earlier is not None:
-                    return earlier, False
-            assignment.refresh_from_db(fields=["status", "expires_at"])
+            status, expires_at, earlier_id = _lease_state(
+                pair_id=assignment.pair_id,
+                assignment_id=assignment.pk,
+                annotator=annotator,
+                key=idempotency_key,
+            )
+            if earlier_id is not None:
+                return Judgment.objects.get(pk=earlier_id), False
+            assignment.status, assignment.expires_at = status, expires_at
             if assignment.status == Assignment.Status.SKIPPED:
                 raise Conflict(
                     "this pair was skipped; it can no longer be judged from this assignment", code="skipped"
@@ -147,9 +146,11 @@ def judgment_submit(
                 assignment=assignment,
                 **_pair_values(data, shown_swapped=assignment.shown_swapped),
             )
-            Assignment.objects.filter(pk=assignment.pk).update(
-                status=Assignment.Status.SUBMITTED, closed_at=now
-            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE annotate_assignment SET status = 'submitted', closed_at = %s WHERE id = %s",
+                    [now, assignment.pk],
+                )
             pair_slots_recompute(pair_id=assignment.pair_id, now=now)
     except IntegrityError:
         # Two submits with the same key raced past the first check; the database kept exactly one.
@@ -161,6 +162,27 @@ def judgment_submit(
             "you have already judged this pair; edit that judgment instead", code="already_judged"
         ) from None
     return judgment, True
+
+
+def _lease_state(
+    *, pair_id: int, assignment_id: int, annotator: AbstractBaseUser, key: str
+) -> tuple[str, datetime, int | None]:
+    """Locks the pair, then reads the lease's status and expiry and the judgment this idempotency key
+    already stored (if any). Two statements: the read's snapshot is taken after the lock is granted, so it
+    sees what a concurrent submit committed while this one waited."""
+    with connection.cursor() as cursor:
+        lock = "FOR UPDATE" if connection.features.has_select_for_update else ""
+        cursor.execute(f"SELECT id FROM annotate_pair WHERE id = %s {lock}", [pair_id])
+        cursor.execute(
+            """
+            SELECT a.status, a.expires_at,
+                   (SELECT j.id FROM annotate_judgment j
+                    WHERE %(key)s <> '' AND j.annotator_id = %(user)s AND j.idempotency_key = %(key)s)
+            FROM annotate_assignment a WHERE a.id = %(assignment)s
+            """,
+            {"key": key, "user": annotator.pk, "assignment": assignment_id},
+        )
+        return cursor.fetchone()
 
 
 def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: JudgmentInput) -> Judgment:

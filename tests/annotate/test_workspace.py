@@ -3,7 +3,11 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -485,3 +489,71 @@ def test_a_retried_skip_is_harmless_and_a_skip_after_submitting_is_refused():
     with pytest.raises(ApplicationError) as refused:
         assignment_skip(assignment_id=second.pk, annotator=annotator)
     assert refused.value.http_status == 409
+
+
+SQLITE_WORKSPACE_SCRIPT = """
+import json
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+call_command("seed_demo", "--no-votes", verbosity=0)
+from django.test import Client
+from annotate.models import Judgment, Membership, Pair
+membership = Membership.objects.filter(role="annotator").select_related("user", "project").first()
+client = Client()
+client.force_login(membership.user)
+base = f"/api/projects/{membership.project_id}"
+first = client.get(f"{base}/next/")
+ahead = client.get(f"{base}/next/", {"after": first.json()["assignment"]})
+submitted = client.post(
+    "/api/judgments/",
+    json.dumps({"assignment": first.json()["assignment"], "choice": "left", "criteria": {"helpfulness": "left", "safety": "tie"}}),
+    content_type="application/json",
+    HTTP_IDEMPOTENCY_KEY="k1",
+)
+again = client.post(
+    "/api/judgments/",
+    json.dumps({"assignment": first.json()["assignment"], "choice": "left", "criteria": {"helpfulness": "left", "safety": "tie"}}),
+    content_type="application/json",
+    HTTP_IDEMPOTENCY_KEY="k1",
+)
+following = client.get(f"{base}/next/")
+pair = Pair.objects.get(pk=first.json()["pair"])
+print(json.dumps({
+    "statuses": [first.status_code, ahead.status_code, submitted.status_code, again.status_code, following.status_code],
+    "distinct": len({first.json()["pair"], ahead.json()["pair"]}),
+    "following_is_ahead": following.json()["assignment"] == ahead.json()["assignment"],
+    "judgments": Judgment.objects.filter(annotator=membership.user).count(),
+    "slots": [pair.judgment_count, pair.slots_taken],
+}))
+"""
+
+
+def test_the_workspace_endpoints_work_on_the_embedded_sqlite_default(tmp_path):
+    # The claim and submit paths are hand-written SQL with PostgreSQL's row locks; on SQLite (what
+    # `make run` uses) the locking clauses are left out. The suite runs on PostgreSQL, so this runs the
+    # whole loop once in a subprocess on a fresh SQLite database.
+    environment = {
+        key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "CACHE_URL"}
+    }
+    environment.update(
+        DJANGO_SETTINGS_MODULE="palate.settings", PALATE_VAR_DIR=str(tmp_path), ALLOWED_HOSTS="testserver"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", SQLITE_WORKSPACE_SCRIPT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert outcome == {
+        "statuses": [200, 200, 201, 200, 200],
+        "distinct": 2,
+        "following_is_ahead": True,
+        "judgments": 1,
+        "slots": [1, 1],
+    }
