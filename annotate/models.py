@@ -158,7 +158,9 @@ class Membership(models.Model):
 
 
 class Prompt(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # Foreign keys whose own index would repeat the first column of a composite index are not indexed
+    # twice: every index is one more write per imported row and per judgment.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     external_id = models.CharField(
         max_length=255, help_text="The id in the imported file, or a content hash."
     )
@@ -192,7 +194,7 @@ class Prompt(models.Model):
 
 
 class Response(models.Model):
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses", db_index=False)
     external_id = models.CharField(max_length=255)
     system = models.CharField(max_length=200, blank=True, help_text="The model that produced the response.")
     content = models.TextField()
@@ -213,7 +215,7 @@ class Response(models.Model):
 
 
 class Pair(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs", db_index=False)
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pairs")
     response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
@@ -255,7 +257,6 @@ class Pair(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "is_gold"], name="pair_project_gold"),
             # The partial unique index cannot serve "external_id IN (…)" lookups of more than 100 ids
             # (PostgreSQL cannot prove such a list excludes ''), which imports make in chunks.
             models.Index(fields=["project", "external_id"], name="pair_project_external_id"),
@@ -273,13 +274,14 @@ class Judgment(models.Model):
         HUMAN = "human", "Annotator"
         IMPORTED = "imported", "Imported label"
 
-    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgments")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgments", db_index=False)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="judgments",
+        db_index=False,
         help_text="Empty for a label imported with the data.",
     )
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.HUMAN)
@@ -340,10 +342,10 @@ class Assignment(models.Model):
         SKIPPED = "skipped", "Skipped"
         EXPIRED = "expired", "Expired"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
     )
     shown_swapped = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
@@ -367,7 +369,10 @@ class Assignment(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["annotator", "project", "status"], name="assignment_annotator_status"),
+            # Claims look up the annotator's leases here; progress counts their submitted ones by day.
+            models.Index(
+                fields=["annotator", "project", "status", "closed_at"], name="assignment_annotator_progress"
+            ),
             models.Index(fields=["project", "status", "expires_at"], name="assignment_project_expiry"),
         ]
 

@@ -95,18 +95,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
+def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
     environment = {**os.environ, "DEBUG": "False", "SECRET_KEY": BENCH_SECRET, "ALLOWED_HOSTS": "127.0.0.1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "palate.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", "8", "--preload", "--log-level", "warning"],
+         "--worker-class", "gthread", "--threads", str(threads), "--preload", "--log-level", "warning", *os.environ.get("BENCH_GUNICORN_EXTRA", "").split()],
         cwd=ROOT, env=environment, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             # Warm every worker (and its first connection to PostgreSQL) before the clock starts.
-            for _ in range(workers * 8):
+            for _ in range(workers * threads):
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 connection.request("GET", "/api/schema/")
                 connection.getresponse().read()
@@ -241,7 +241,8 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--overlap", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (8 threads each)")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     arguments = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
     os.environ["DEBUG"] = "False"
@@ -255,7 +256,7 @@ def main() -> None:
         project_id, tokens = make_project(size, arguments.overlap, arguments.annotators)
         print(f"project of {size:,} pairs ready in {time.perf_counter() - started:.1f} s", flush=True)
         port = _free_port()
-        server = start_gunicorn(port, arguments.workers)
+        server = start_gunicorn(port, arguments.workers, arguments.threads)
         try:
             result = run_load(port, project_id, tokens, arguments.seconds)
         finally:
@@ -266,7 +267,7 @@ def main() -> None:
         results.append(result)
 
     print(
-        f"\n{arguments.annotators} annotators looping next → submit over HTTP, gunicorn ({arguments.workers} workers × 8 threads) "
+        f"\n{arguments.annotators} annotators looping next → submit over HTTP, gunicorn ({arguments.workers} workers × {arguments.threads} threads) "
         f"+ PostgreSQL, {os.cpu_count()} cores, {arguments.seconds:.0f} s per project"
     )
     header = (

@@ -342,14 +342,18 @@ def project_remaining_pairs(*, project: Project) -> int:
 def annotator_progress(
     *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
 ) -> dict[str, int]:
+    """What the annotator has judged here (today, in all) and what the project still needs.
+
+    Counted over their submitted leases in this project, from one index (annotator, project, status,
+    closed_at): the cost follows what they did in this project, not their whole history, and every
+    judgment made in the workspace is a submitted lease (labels imported or simulated are not theirs)."""
     now = now or timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT COUNT(*), COUNT(*) FILTER (WHERE j.created_at >= %s)
-            FROM annotate_judgment j JOIN annotate_pair p ON p.id = j.pair_id
-            WHERE j.annotator_id = %s AND p.project_id = %s
+            SELECT COUNT(*), COUNT(*) FILTER (WHERE closed_at >= %s) FROM annotate_assignment
+            WHERE annotator_id = %s AND project_id = %s AND status = 'submitted'
             """,
             [start_of_day, annotator.pk, project.pk],
         )
