@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import queue
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -151,48 +153,118 @@ def _items_import(
     limits: Limits,
     progress: ProgressCallback | None,
 ) -> ImportResult:
-    errors: list[str] = []
-    more_errors = False
+    parse_errors: list[str] = []
+    write_errors: list[str] = []
     result = ImportResult()
-    seen_row_ids: dict[tuple[str, str], str] = {}
     try:
         with transaction.atomic():
             Project.objects.select_for_update().filter(pk=project.pk).first()
+            if connection.vendor == "postgresql":
+                # Foreign keys checked at the end of each chunk's COPY rather than all at commit: the
+                # checks then run while the reader thread parses the next chunk.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             content, counter = open_decompressed(stream, name, limits.max_file_bytes)
-            writer = _ChunkWriter(project, result, errors)
-            chunk: list[RowItems] = []
-            for location, raw in iter_raw_rows(content, name, fmt, limits):
-                result.rows += 1
-                if result.rows > limits.max_rows:
-                    errors.append(f"{name}: more than {limits.max_rows:,} rows, the import limit")
-                    break
-                try:
-                    items = row_to_items(raw, location, options, limits)
-                    _check_unique_row_id(items, raw, seen_row_ids)
-                except RowError as error:
-                    errors.append(str(error))
-                    if len(errors) >= MAX_REPORTED_ERRORS:
-                        more_errors = True
-                        break
-                    continue
-                if not errors:
-                    chunk.append(items)
-                    if len(chunk) >= CHUNK_ROWS:
-                        writer.write(chunk)
-                        chunk = []
-                        if progress:
-                            progress(result.rows, counter.count)
-            if not errors and chunk:
-                writer.write(chunk)
+            writer = _ChunkWriter(project, result, write_errors)
+            chunks = _parsed_chunks(content, name, fmt, options, limits, result, parse_errors)
+            for chunk in _read_ahead(chunks):
+                # Chunks come only while every row so far was good; one that conflicts with stored data
+                # stops the writing. Either way the transaction is rolled back below and nothing stays.
+                if not write_errors:
+                    writer.write(chunk)
+                    if progress:
+                        progress(result.rows, counter.count)
+            # Chunks end before the first bad row, so conflicts found while writing come first in the file.
+            errors = write_errors + parse_errors
             if not errors and result.rows == 0:
                 errors.append(f"{name}: the file is empty: no rows to import")
             if errors:
-                raise ImportFailed(errors, more=more_errors)
+                raise ImportFailed(errors[:MAX_REPORTED_ERRORS], more=len(errors) > MAX_REPORTED_ERRORS)
             if progress:
                 progress(result.rows, counter.count)
     except RowError as error:
-        raise ImportFailed([*errors, str(error)]) from None
+        errors = write_errors + parse_errors
+        raise ImportFailed([*errors, str(error)][:MAX_REPORTED_ERRORS]) from None
     return result
+
+
+def _parsed_chunks(
+    content: IO[bytes],
+    name: str,
+    fmt: str,
+    options: ImportOptions,
+    limits: Limits,
+    result: ImportResult,
+    errors: list[str],
+) -> Iterator[list[RowItems]]:
+    """Reads and checks rows, in chunks of CHUNK_ROWS. Row errors go to ``errors`` (reading goes on, to
+    report up to MAX_REPORTED_ERRORS of them, and one more to say there are more); a file that cannot be
+    read at all raises RowError."""
+    seen_row_ids: dict[tuple[str, str], str] = {}
+    chunk: list[RowItems] = []
+    for location, raw in iter_raw_rows(content, name, fmt, limits):
+        result.rows += 1
+        if result.rows > limits.max_rows:
+            errors.append(f"{name}: more than {limits.max_rows:,} rows, the import limit")
+            break
+        try:
+            items = row_to_items(raw, location, options, limits)
+            _check_unique_row_id(items, raw, seen_row_ids)
+        except RowError as error:
+            errors.append(str(error))
+            if len(errors) > MAX_REPORTED_ERRORS:
+                break
+            continue
+        if not errors:
+            chunk.append(items)
+            if len(chunk) >= CHUNK_ROWS:
+                yield chunk
+                chunk = []
+    if chunk and not errors:
+        yield chunk
+
+
+_DONE = object()
+
+
+def _read_ahead(chunks: Iterator[list[RowItems]], depth: int = 2) -> Iterator[list[RowItems]]:
+    """Runs ``chunks`` in a thread, ``depth`` chunks ahead of the caller: parsing (Python) overlaps with
+    PostgreSQL storing the previous chunk (the caller waits on the database with the GIL released).
+    The thread's exception is raised in the caller; a caller that stops early stops the thread."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stopping.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over(chunk):
+                    return
+            hand_over(_DONE)
+        except BaseException as error:  # handed to the caller, which raises it
+            hand_over(error)
+
+    reader = threading.Thread(target=produce, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopping.set()
+        reader.join()
 
 
 def _check_unique_row_id(items: RowItems, raw: dict[str, Any], seen: dict[tuple[str, str], str]) -> None:
