@@ -11,6 +11,9 @@ Reference (Label Studio 1.23.2, measured on this machine with PostgreSQL and the
 Uses its own database (default postgres://postgres@127.0.0.1:5432/palate_bench_load, created and
 migrated when missing) and starts gunicorn itself on a free port. After each run it checks the invariants:
 no pair above its overlap, no (pair, annotator) twice, every accepted submit stored.
+
+BENCH_GUNICORN_EXTRA adds gunicorn options, e.g. server-side request times:
+    BENCH_GUNICORN_EXTRA='--access-logfile /tmp/access.log --access-logformat %(U)s|%(s)s|%(D)s'
 """
 
 from __future__ import annotations
@@ -241,8 +244,10 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--overlap", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per gunicorn worker (4 × 4 as in docker-compose.yml)"
+    )
     arguments = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
     os.environ["DEBUG"] = "False"
