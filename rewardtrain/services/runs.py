@@ -266,6 +266,17 @@ def _appended(message: str, *, now: Any = None) -> Concat:
     return Concat(F("log"), Value(_log_line(message, now=now)), output_field=TextField())
 
 
+def _fail_unchanged(same: Any, *, message: str, now: Any) -> int:
+    """Fails the run that ``same`` (a queryset of one run, guarded on what the reaper read) still selects;
+    returns 1 when it did, 0 when the run changed meanwhile."""
+    return same.update(
+        status=TrainingRun.Status.FAILED,
+        error=message,
+        finished_at=now,
+        log=_appended(f"failed: {message}", now=now),
+    )
+
+
 def run_directory(*, run: TrainingRun | int) -> Path:
     run_id = run.pk if isinstance(run, TrainingRun) else run
     return Path(settings.ARTIFACT_ROOT) / "runs" / str(run_id)
@@ -707,12 +718,7 @@ def training_runs_reap(*, now: Any = None) -> dict[str, int]:
             message = (
                 f"the worker stopped (heartbeat last seen {seen}) and all {max_attempts} attempts are spent"
             )
-            if same.update(
-                status=TrainingRun.Status.FAILED,
-                error=message,
-                finished_at=now,
-                log=_appended(f"failed: {message}", now=now),
-            ):
+            if _fail_unchanged(same, message=message, now=now):
                 counts["failed"] += 1
     _reap_queued(now, counts)
     if any(counts.values()):
@@ -743,12 +749,7 @@ def _reap_queued(now: Any, counts: dict[str, int]) -> None:
                 f"no gpu worker took the run in {timeout} s of waiting in the queue "
                 "(is a worker listening on the gpu queue?)"
             )
-            if same.update(
-                status=TrainingRun.Status.FAILED,
-                error=message,
-                finished_at=now,
-                log=_appended(f"failed: {message}", now=now),
-            ):
+            if _fail_unchanged(same, message=message, now=now):
                 counts["failed"] += 1
         elif same.update(
             enqueued_at=now,
