@@ -523,10 +523,6 @@ class _ChunkWriter:
         self.result.judgments_created += len(judgments)
 
 
-# Tables written only by imports (annotators write judgments, so those never get a table lock).
-_IMPORT_ONLY_MODELS = (Prompt, Response, Pair)
-
-
 def _copy_escape(text: str) -> str:
     # Four str.replace calls run in C and skip quickly when the character is absent; str.translate with a
     # mapping goes through Python for every character and was five times slower on real texts.
@@ -582,22 +578,13 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
 
     table = model._meta.db_table
     with connection.cursor() as cursor:
-        if model in _IMPORT_ONLY_MODELS:
-            # Reserve a block of ids in one step. Only imports insert into these tables, and each holds this
-            # lock until it commits, so no other nextval() can interleave (readers are not blocked).
-            cursor.execute(f"LOCK TABLE {connection.ops.quote_name(table)} IN SHARE ROW EXCLUSIVE MODE")
-            cursor.execute(
-                "SELECT setval(pg_get_serial_sequence(%s, 'id'), nextval(pg_get_serial_sequence(%s, 'id')) + %s - 1)",
-                [table, table, len(rows)],
-            )
-            last = cursor.fetchone()[0]
-            ids = list(range(last - len(rows) + 1, last + 1))
-        else:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [table, len(rows)],
-            )
-            ids = [row[0] for row in cursor.fetchall()]
+        # Ids are drawn from the table's sequence (one round trip for the whole chunk). No table lock: a
+        # running import must never make annotators wait, and claims and submits update pair rows.
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, len(rows)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
         column_list = ", ".join(connection.ops.quote_name(column) for column in ["id", *columns])
         with cursor.cursor.copy(
             f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN"

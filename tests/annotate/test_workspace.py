@@ -491,6 +491,60 @@ def test_a_retried_skip_is_harmless_and_a_skip_after_submitting_is_refused():
     assert refused.value.http_status == 409
 
 
+@pytest.mark.django_db(transaction=True)
+def test_annotators_keep_claiming_and_submitting_while_a_large_import_is_running(tmp_path, monkeypatch):
+    from annotate.services import imports
+    from annotate.services.import_rows import ImportOptions
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    busy, _ = _project_with_pairs(3)
+    annotator = _annotator(busy)
+    importing = ProjectFactory()
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"id": f"p{n}", "prompt": f"q{n}", "response_a": f"a{n}", "response_b": f"b{n}"})
+            + "\n"
+            for n in range(6)
+        )
+    )
+    first_chunk_written, finish_import = threading.Event(), threading.Event()
+
+    def pause_after_the_first_chunk(rows: int, read: int) -> None:
+        first_chunk_written.set()
+        finish_import.wait(timeout=30)
+
+    @_in_thread
+    def run_import():
+        with source.open("rb") as stream:
+            return imports.items_import(
+                project=importing,
+                stream=stream,
+                filename=source.name,
+                options=ImportOptions(),
+                progress=pause_after_the_first_chunk,
+            )
+
+    @_in_thread
+    def annotate():
+        assignment = pair_claim_next(project=busy, annotator=annotator)
+        return judgment_submit(
+            assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left")
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        imported = pool.submit(run_import)
+        assert first_chunk_written.wait(timeout=30)
+        judged = pool.submit(annotate)
+        try:
+            judgment, created = judged.result(timeout=10)  # the import holds its transaction open meanwhile
+        finally:
+            finish_import.set()
+        assert imported.result(timeout=30).pairs_created == 6
+    assert created and judgment.pair.project_id == busy.pk
+    assert Pair.objects.filter(project=importing).count() == 6
+
+
 SQLITE_WORKSPACE_SCRIPT = """
 import json
 import django
