@@ -7,26 +7,11 @@
   if (!source || typeof Plotly === "undefined") return;
   const data = JSON.parse(source.textContent);
 
-  const style = getComputedStyle(document.documentElement);
-  const css = (name, fallback) => (style.getPropertyValue(name) || fallback).trim();
-  const TEXT = css("--text", "#1d2433");
-  const MUTED = css("--muted", "#5b6475");
-  const LINE = css("--line", "#dde1e8");
-  const ACCENT = css("--accent", "#4338ca");
-  const FONT = css("--font", "system-ui, sans-serif");
+  const { MUTED, LINE, ACCENT, CONFIG, layout: baseLayout, axis } = window.PalateCharts;
   // One colour per system, in rank order, shared by every chart.
   const PALETTE = ["#4338ca", "#0f766e", "#b45309", "#be123c", "#0369a1", "#7c3aed", "#4d7c0f", "#a21caf", "#475569", "#c2410c"];
   const colour = (index) => PALETTE[index % PALETTE.length];
 
-  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
-  const baseLayout = (extra) => Object.assign({
-    font: { family: FONT, size: 12, color: TEXT },
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "rgba(0,0,0,0)",
-    margin: { l: 8, r: 16, t: 8, b: 40 },
-    hoverlabel: { font: { family: FONT } },
-  }, extra);
-  const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
 
   function ratingsChart() {
     const rows = data.rows;

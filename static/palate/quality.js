@@ -35,23 +35,7 @@
   if (!source || typeof Plotly === "undefined") return;
   const data = JSON.parse(source.textContent);
 
-  const style = getComputedStyle(document.documentElement);
-  const css = (name, fallback) => (style.getPropertyValue(name) || fallback).trim();
-  const TEXT = css("--text", "#1d2433");
-  const MUTED = css("--muted", "#5b6475");
-  const LINE = css("--line", "#dde1e8");
-  const ACCENT = css("--accent", "#4338ca");
-  const BAD = css("--bad", "#b42318");
-  const FONT = css("--font", "system-ui, sans-serif");
-  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
-  const baseLayout = (extra) => Object.assign({
-    font: { family: FONT, size: 12, color: TEXT },
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "rgba(0,0,0,0)",
-    margin: { l: 8, r: 16, t: 8, b: 40 },
-    hoverlabel: { font: { family: FONT } },
-  }, extra);
-  const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
+  const { MUTED, ACCENT, BAD, CONFIG, layout: baseLayout, axis } = window.PalateCharts;
   const escape = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const percent = (value) => (value === null ? "–" : Math.round(value * 100) + "%");
 

@@ -13,24 +13,12 @@
   if (!node) return;
   const data = JSON.parse(node.textContent);
 
-  const style = getComputedStyle(document.documentElement);
-  const css = (name, fallback) => (style.getPropertyValue(name) || fallback).trim();
-  const TEXT = css("--text", "#1d2433");
-  const MUTED = css("--muted", "#5b6475");
-  const LINE = css("--line", "#dde1e8");
-  const ACCENT = css("--accent", "#4338ca");
-  const BAD = css("--bad", "#b42318");
-  const FONT = css("--font", "system-ui, sans-serif");
-  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
-  const layout = (extra) => Object.assign({
-    font: { family: FONT, size: 12, color: TEXT },
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "rgba(0,0,0,0)",
+  const { MUTED, ACCENT, BAD, CONFIG, axis } = window.PalateCharts;
+  // Charts with a title and a legend above them.
+  const layout = (extra) => window.PalateCharts.layout(Object.assign({
     margin: { l: 8, r: 16, t: 28, b: 40 },
     legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { color: MUTED } },
-    hoverlabel: { font: { family: FONT } },
-  }, extra);
-  const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
+  }, extra));
   const empty = (id, text) => { const target = document.getElementById(id); if (target) target.innerHTML = '<p class="chart-empty">' + text + "</p>"; };
 
   const bias = data.lengthBias || {};

@@ -4,25 +4,12 @@
   "use strict";
   if (typeof Plotly === "undefined") return;
 
-  const style = getComputedStyle(document.documentElement);
-  const css = (name, fallback) => (style.getPropertyValue(name) || fallback).trim();
-  const TEXT = css("--text", "#1d2433");
-  const MUTED = css("--muted", "#5b6475");
-  const LINE = css("--line", "#dde1e8");
-  const ACCENT = css("--accent", "#4338ca");
-  const GOOD = css("--good", "#067647");
-  const BAD = css("--bad", "#b42318");
-  const FONT = css("--font", "system-ui, sans-serif");
-  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
-  const layout = (extra) => Object.assign({
-    font: { family: FONT, size: 12, color: TEXT },
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "rgba(0,0,0,0)",
+  const { MUTED, LINE, ACCENT, GOOD, BAD, CONFIG, axis } = window.PalateCharts;
+  // Charts with a title and a legend above them.
+  const layout = (extra) => window.PalateCharts.layout(Object.assign({
     margin: { l: 8, r: 16, t: 28, b: 40 },
     legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { color: MUTED } },
-    hoverlabel: { font: { family: FONT } },
-  }, extra);
-  const axis = (extra) => Object.assign({ gridcolor: LINE, zerolinecolor: LINE, linecolor: LINE, automargin: true, tickfont: { color: MUTED } }, extra);
+  }, extra));
   const read = (id) => { const node = document.getElementById(id); return node ? JSON.parse(node.textContent) : null; };
 
   function empty(id, text) {
