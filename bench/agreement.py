@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ import krippendorff
 from sklearn.metrics import cohen_kappa_score
 
 from annotate.stats import agreement
+from bench.common import prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = 100_000
@@ -192,19 +192,6 @@ def print_table(header: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
 
 
 # The whole snapshot from PostgreSQL ------------------------------------------------------------------------
-
-
-def prepare_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=ROOT
-    )
 
 
 def load_snapshot_project():

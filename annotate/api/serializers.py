@@ -33,21 +33,27 @@ class ProjectUpdateInput(ProjectConfigInput):
     name = serializers.CharField(max_length=200, required=False)
 
 
+# What annotators see of a project; leads and engineers see these and the configuration.
+ANNOTATOR_FIELDS = [
+    "id",
+    "name",
+    "slug",
+    "role",
+    "guidelines",
+    "criteria",
+    "allowed_choices",
+    "strength_scale",
+    "rationale",
+]
+
+
 class ProjectOutput(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
         fields = [
-            "id",
-            "name",
-            "slug",
-            "role",
-            "guidelines",
-            "criteria",
-            "allowed_choices",
-            "strength_scale",
-            "rationale",
+            *ANNOTATOR_FIELDS,
             "overlap",
             "gold_rate",
             "lease_seconds",
@@ -67,17 +73,7 @@ class ProjectAnnotatorOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "slug",
-            "role",
-            "guidelines",
-            "criteria",
-            "allowed_choices",
-            "strength_scale",
-            "rationale",
-        ]
+        fields = ANNOTATOR_FIELDS
 
     def get_role(self, project: Project) -> str:
         return Membership.Role.ANNOTATOR
