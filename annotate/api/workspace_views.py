@@ -6,6 +6,8 @@ the only place pair content leaves the server for them, and they carry content o
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -13,14 +15,14 @@ from rest_framework.views import APIView
 
 from annotate.api.permissions import project_for_request
 from annotate.api.views import ERRORS
-from annotate.models import Assignment, Judgment, Membership, Prompt
+from annotate.models import Judgment, Membership
 from annotate.rendering import render_untrusted
 from annotate.services.assignment import (
     NothingLeft,
-    annotator_progress,
+    ShownPair,
     assignment_skip,
-    pair_claim_next,
-    pair_content,
+    pair_next_shown,
+    project_remaining_pairs,
 )
 from annotate.services.judgments import (
     JudgmentInput,
@@ -73,18 +75,18 @@ class NextPairOutput(serializers.Serializer):
     progress = ProgressOutput()
 
 
-def _prompt_payload(prompt: Prompt) -> dict:
-    messages = None
-    if prompt.messages is not None:
-        messages = [
+def _prompt_payload(content: str, messages: list[dict] | None) -> dict:
+    shown_messages = None
+    if messages is not None:
+        shown_messages = [
             {
                 "role": message["role"],
                 "content": message["content"],
                 "content_html": render_untrusted(message["content"]),
             }
-            for message in prompt.messages
+            for message in messages
         ]
-    return {"content": prompt.content, "content_html": render_untrusted(prompt.content), "messages": messages}
+    return {"content": content, "content_html": render_untrusted(content), "messages": shown_messages}
 
 
 def _sides(pair, shown_swapped: bool) -> tuple[dict, dict]:
@@ -97,17 +99,16 @@ def _sides(pair, shown_swapped: bool) -> tuple[dict, dict]:
     )
 
 
-def next_pair_payload(assignment: Assignment, progress: dict) -> dict:
-    pair = assignment.pair
-    left, right = _sides(pair, assignment.shown_swapped)
+def next_pair_payload(shown: ShownPair, *, remaining: int) -> dict:
+    assignment = shown.assignment
     return {
         "assignment": assignment.pk,
-        "pair": pair.pk,
-        "prompt": _prompt_payload(pair.prompt),
-        "left": left,
-        "right": right,
+        "pair": assignment.pair_id,
+        "prompt": _prompt_payload(shown.prompt, shown.messages),
+        "left": {"content": shown.left, "content_html": render_untrusted(shown.left)},
+        "right": {"content": shown.right, "content_html": render_untrusted(shown.right)},
         "expires_at": assignment.expires_at,
-        "progress": progress,
+        "progress": {"done_today": shown.done_today, "done_total": shown.done_total, "remaining": remaining},
     }
 
 
@@ -130,26 +131,26 @@ class NextPairApi(APIView):
         after = request.query_params.get("after")
         if after is not None and not after.isdigit():
             raise serializers.ValidationError({"after": ["must be an assignment id"]})
-        claimed = pair_claim_next(
-            project=project, annotator=request.user, after=int(after) if after else None
-        )
-        if isinstance(claimed, NothingLeft):
+        shown = pair_next_shown(project=project, annotator=request.user, after=int(after) if after else None)
+        if isinstance(shown, NothingLeft):
             response = Response(status=status.HTTP_204_NO_CONTENT)
-            response["Palate-Reason"] = claimed.reason
+            response["Palate-Reason"] = shown.reason
             return response
-        claimed.pair = pair_content(pair_id=claimed.pair_id)
-        progress = annotator_progress(project=project, annotator=request.user)
         # The payload already has NextPairOutput's shape (the schema's and the tests'): this endpoint
         # answers every few seconds per annotator, so it skips re-serialising it field by field.
-        return Response(next_pair_payload(claimed, progress))
+        return Response(next_pair_payload(shown, remaining=project_remaining_pairs(project=project)))
+
+
+SCREEN_CHOICES = ("left", "right", "tie", "both_bad")
+RATIONALE_MAX_LENGTH = 10_000
 
 
 class JudgmentInputSerializer(serializers.Serializer):
-    choice = serializers.ChoiceField(choices=["left", "right", "tie", "both_bad"])
+    choice = serializers.ChoiceField(choices=SCREEN_CHOICES)
     strength = serializers.IntegerField(required=False, allow_null=True)
     criteria = serializers.DictField(child=serializers.CharField(), required=False)
     rationale = serializers.CharField(
-        required=False, allow_blank=True, max_length=10_000, trim_whitespace=False
+        required=False, allow_blank=True, max_length=RATIONALE_MAX_LENGTH, trim_whitespace=False
     )
     duration_ms = serializers.IntegerField(required=False, allow_null=True)
 
@@ -203,6 +204,69 @@ def _judgment_input(validated: dict) -> JudgmentInput:
     )
 
 
+def submitted_judgment(data: Any) -> tuple[int, JudgmentInput]:
+    """The submit body checked as ``JudgmentSubmitInput`` describes it, field by field, with DRF's messages.
+
+    The serializer documents the endpoint; this is the same check written out, because building a
+    serializer costs more CPU than the rest of a submit's Python (it deep-copies its fields every time)."""
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+    problems: dict[str, list[str]] = {}
+
+    def integer(name: str, *, required: bool = False) -> int | None:
+        value = data.get(name)
+        if value is None:
+            if required:
+                problems[name] = [
+                    "This field is required." if name not in data else "This field may not be null."
+                ]
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            problems[name] = ["A valid integer is required."]
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            problems[name] = ["A valid integer is required."]
+            return None
+
+    assignment = integer("assignment", required=True)
+    choice = data.get("choice")
+    if choice is None:
+        problems["choice"] = [
+            "This field is required." if "choice" not in data else "This field may not be null."
+        ]
+    elif choice not in SCREEN_CHOICES:
+        problems["choice"] = [f'"{choice}" is not a valid choice.']
+    strength = integer("strength")
+    duration_ms = integer("duration_ms")
+    criteria = data.get("criteria")
+    if "criteria" in data:
+        if not isinstance(criteria, dict):
+            problems["criteria"] = [
+                f'Expected a dictionary of items but got type "{type(criteria).__name__}".'
+            ]
+        elif not all(_is_text(value) for value in criteria.values()):
+            problems["criteria"] = ["Not a valid string."]
+        else:
+            criteria = {str(name): str(value) for name, value in criteria.items()}
+    rationale = data.get("rationale", "")
+    if not _is_text(rationale):
+        problems["rationale"] = ["Not a valid string."]
+    elif len(str(rationale)) > RATIONALE_MAX_LENGTH:
+        problems["rationale"] = [f"Ensure this field has no more than {RATIONALE_MAX_LENGTH} characters."]
+    if problems:
+        raise serializers.ValidationError(problems)
+    return assignment, JudgmentInput(
+        choice=choice, strength=strength, criteria=criteria, rationale=str(rationale), duration_ms=duration_ms
+    )
+
+
+def _is_text(value: Any) -> bool:
+    """What DRF's CharField takes as text: strings and numbers, not booleans."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
 class JudgmentSubmitApi(APIView):
     @extend_schema(
         operation_id="judgments_create",
@@ -218,12 +282,11 @@ class JudgmentSubmitApi(APIView):
         responses={201: JudgmentOutput, 200: JudgmentOutput, **ERRORS, **CONFLICT},
     )
     def post(self, request):
-        data = JudgmentSubmitInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        assignment_id, judgment = submitted_judgment(request.data)
         judgment, created = judgment_submit(
-            assignment_id=data.validated_data["assignment"],
+            assignment_id=assignment_id,
             annotator=request.user,
-            data=_judgment_input(data.validated_data),
+            data=judgment,
             idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
         return Response(  # judgment_payload has JudgmentOutput's shape (see NextPairApi)
@@ -281,7 +344,7 @@ class RecentJudgmentsApi(APIView):
             items.append(
                 {
                     **judgment_payload(judgment),
-                    "prompt": _prompt_payload(judgment.pair.prompt),
+                    "prompt": _prompt_payload(judgment.pair.prompt.content, judgment.pair.prompt.messages),
                     "left": left,
                     "right": right,
                 }

@@ -9,6 +9,7 @@ whenever a claim finds nothing free), so correctness never waits on a background
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -21,6 +22,14 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotate.models import Assignment, Judgment, Pair, Project, Prompt, Response
+from annotate.services.workspace_sql import (
+    CLAIM_ORDERS,
+    CLAIM_SQL,
+    LIVE_LEASE_SQL,
+    PROGRESS_SQL,
+    RECOMPUTE_SQL,
+    portable,
+)
 from palate.errors import ApplicationError
 from palate.sql import model_columns, model_from_row, model_width
 
@@ -39,18 +48,7 @@ def pair_slots_recompute(*, pair_id: int, now: datetime | None = None) -> int:
     (``select_for_update``): every writer of these rows holds that lock, so the counts are exact."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE annotate_pair SET judgment_count = counts.judgments, slots_taken = counts.judgments + counts.leases
-            FROM (SELECT
-                    (SELECT COUNT(*) FROM annotate_judgment WHERE pair_id = %(pair)s AND origin = 'human') AS judgments,
-                    (SELECT COUNT(*) FROM annotate_assignment
-                     WHERE pair_id = %(pair)s AND status = 'active' AND expires_at > %(now)s) AS leases) AS counts
-            WHERE annotate_pair.id = %(pair)s
-            RETURNING annotate_pair.slots_taken
-            """,
-            {"pair": pair_id, "now": now},
-        )
+        cursor.execute(portable(RECOMPUTE_SQL), {"pair": pair_id, "now": now})
         return cursor.fetchone()[0]
 
 
@@ -95,6 +93,20 @@ def leases_expire(*, project: Project, now: datetime | None = None, limit: int =
     return reclaimed
 
 
+@dataclass(frozen=True)
+class ShownPair:
+    """A lease with what its annotator reads of the pair, left and right already in screen order, and what
+    they have submitted in the project (in all, and today)."""
+
+    assignment: Assignment
+    prompt: str
+    messages: list[dict] | None
+    left: str
+    right: str
+    done_total: int
+    done_today: int
+
+
 def pair_claim_next(
     *,
     project: Project,
@@ -103,7 +115,20 @@ def pair_claim_next(
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> Assignment | NothingLeft:
-    """The annotator's current lease, or a new one on the next pair they should judge.
+    """The annotator's current lease, or a new one on the next pair they should judge (see ``pair_next_shown``)."""
+    shown = pair_next_shown(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    return shown if isinstance(shown, NothingLeft) else shown.assignment
+
+
+def pair_next_shown(
+    *,
+    project: Project,
+    annotator: AbstractBaseUser,
+    after: int | None = None,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> ShownPair | NothingLeft:
+    """The annotator's current lease, or a new one on the next pair they should judge, with its content.
 
     ``after`` names the lease the annotator is looking at: the answer is then another one, so the page can
     fetch the next pair while the current one is read. An annotator holds at most two live leases.
@@ -111,9 +136,8 @@ def pair_claim_next(
     one lease. Pairs are taken in fill order (depth first by default), gold pairs interleaved at the
     project's gold rate; which response goes on the left is drawn per lease.
 
-    This is the busiest path of the product, so it is written as four statements in one transaction:
-    lock the membership, read the live lease, find and lease the next pair (one INSERT … SELECT),
-    recompute the pair's counters.
+    This is the busiest path of the product: on PostgreSQL it is one call of ``palate_pair_next``
+    (``workspace_sql.py``); elsewhere the same statements run one by one in a transaction.
     """
     explicit_now = now is not None
     now = now or timezone.now()
@@ -121,12 +145,12 @@ def pair_claim_next(
     swept = explicit_now or _expiry_sweep_due(project.pk)
     if swept:
         leases_expire(project=project, now=now)
-    assignment = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
-    if assignment is None and not swept and leases_expire(project=project, now=now):
+    shown = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    if shown is None and not swept and leases_expire(project=project, now=now):
         # Nothing free, but expired leases were holding slots: try again now that they are released.
-        assignment = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
-    if assignment is not None:
-        return assignment
+        shown = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    if shown is not None:
+        return shown
     judged_any = Judgment.objects.filter(pair__project=project, annotator=annotator).exists()
     if judged_any:
         return NothingLeft("You have judged every pair that still needs judgments. Thank you!")
@@ -135,7 +159,64 @@ def pair_claim_next(
 
 def _claim(
     *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
-) -> Assignment | None:
+) -> ShownPair | None:
+    if connection.vendor == "postgresql":
+        return _claim_in_database(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    return _claim_portable(project=project, annotator=annotator, after=after, now=now, rng=rng)
+
+
+def _draws(project: Project, now: datetime, rng: random.Random) -> tuple[bool, bool, datetime]:
+    """Whether to look for a gold pair first, whether to show B on the left, and when the lease expires."""
+    want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
+    shown_swapped = rng.random() < 0.5
+    return want_gold, shown_swapped, now + timedelta(seconds=project.lease_seconds)
+
+
+def _claim_in_database(
+    *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
+) -> ShownPair | None:
+    want_gold, shown_swapped, expires_at = _draws(project, now, rng)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT * FROM palate_pair_next(%s::bigint, %s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz,
+                                           %s::integer, %s::boolean, %s::boolean, %s::text, %s::timestamptz)
+            """,
+            [
+                project.pk,
+                annotator.pk,
+                after or 0,
+                now,
+                expires_at,
+                project.overlap,
+                want_gold,
+                shown_swapped,
+                _claim_order(project),
+                _day_start(now),
+            ],
+        )
+        outcome, *lease, prompt, messages, left, right, done_total, done_today = cursor.fetchone()
+    if outcome == "not_an_annotator":
+        raise _not_an_annotator()
+    if outcome == "none":
+        return None
+    if isinstance(messages, str):  # Django loads jsonb as text; JSONField decodes it
+        messages = json.loads(messages)
+    return ShownPair(
+        assignment=_assignment(project, annotator, *lease),
+        prompt=prompt,
+        messages=messages,
+        left=left,
+        right=right,
+        done_total=done_total,
+        done_today=done_today,
+    )
+
+
+def _claim_portable(
+    *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
+) -> ShownPair | None:
+    """``palate_pair_next`` as separate statements, for databases without stored functions (SQLite)."""
     with transaction.atomic(), connection.cursor() as cursor:
         # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
         # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a
@@ -148,63 +229,63 @@ def _claim(
             [project.pk, annotator.pk],
         )
         if cursor.fetchone() is None:
-            raise ApplicationError(
-                "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
-            )
+            raise _not_an_annotator()
         cursor.execute(
-            """
-            SELECT id, pair_id, shown_swapped, created_at, expires_at FROM annotate_assignment
-            WHERE annotator_id = %s AND project_id = %s AND status = 'active' AND expires_at > %s AND id <> %s
-            ORDER BY created_at, id LIMIT 1
-            """,
-            [annotator.pk, project.pk, now, after or 0],
+            portable(LIVE_LEASE_SQL),
+            {"user": annotator.pk, "project": project.pk, "now": now, "after": after or 0},
         )
         live = cursor.fetchone()
         if live is not None:
-            return _assignment(project, annotator, *live)
-        want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
-        shown_swapped = rng.random() < 0.5
-        expires_at = now + timedelta(seconds=project.lease_seconds)
-        for gold in (want_gold, not want_gold):
-            cursor.execute(
-                _CLAIM_SQL.format(order=_claim_order(project), lock=_locking("FOR UPDATE OF p SKIP LOCKED")),
-                {
-                    "project": project.pk,
-                    "user": annotator.pk,
-                    "gold": gold,
-                    "overlap": project.overlap,
-                    "swapped": shown_swapped,
-                    "now": now,
-                    "expires": expires_at,
-                },
+            assignment = _assignment(project, annotator, *live)
+        else:
+            assignment = None
+            want_gold, shown_swapped, expires_at = _draws(project, now, rng)
+            claim = portable(
+                CLAIM_SQL,
+                order=CLAIM_ORDERS[_claim_order(project)],
+                lock=_locking("FOR UPDATE OF p SKIP LOCKED"),
             )
-            claimed = cursor.fetchone()
-            if claimed is not None:
-                pair_slots_recompute(pair_id=claimed[1], now=now)
-                return _assignment(project, annotator, *claimed, shown_swapped, now, expires_at)
-    return None
-
-
-# The next pair for an annotator, leased in the same statement. The pair is one with room
-# (``slots_taken < overlap``) that the annotator has not judged, skipped or leased, taken in the project's
-# fill order from the index that matches it; ``SKIP LOCKED`` lets concurrent claims pass each other.
-_CLAIM_SQL = """
-    WITH candidate AS (
-        SELECT p.id FROM annotate_pair p
-        WHERE p.project_id = %(project)s AND p.is_gold = %(gold)s AND p.slots_taken < %(overlap)s
-          AND NOT EXISTS (SELECT 1 FROM annotate_judgment j WHERE j.pair_id = p.id AND j.annotator_id = %(user)s)
-          AND NOT EXISTS (
-              SELECT 1 FROM annotate_assignment a
-              WHERE a.pair_id = p.id AND a.annotator_id = %(user)s AND a.status IN ('active', 'skipped'))
-        ORDER BY {order}
-        LIMIT 1
-        {lock}
+            for gold in (want_gold, not want_gold):
+                cursor.execute(
+                    claim,
+                    {
+                        "project": project.pk,
+                        "user": annotator.pk,
+                        "gold": gold,
+                        "overlap": project.overlap,
+                        "swapped": shown_swapped,
+                        "now": now,
+                        "expires": expires_at,
+                    },
+                )
+                claimed = cursor.fetchone()
+                if claimed is not None:
+                    pair_slots_recompute(pair_id=claimed[1], now=now)
+                    assignment = _assignment(project, annotator, *claimed, shown_swapped, now, expires_at)
+                    break
+            if assignment is None:
+                return None
+    pair = pair_content(pair_id=assignment.pair_id)
+    prompt = pair.prompt
+    first, second = (
+        (pair.response_b, pair.response_a) if assignment.shown_swapped else (pair.response_a, pair.response_b)
     )
-    INSERT INTO annotate_assignment
-        (project_id, pair_id, annotator_id, shown_swapped, status, skip_reason, created_at, expires_at)
-    SELECT %(project)s, candidate.id, %(user)s, %(swapped)s, 'active', '', %(now)s, %(expires)s FROM candidate
-    RETURNING id, pair_id
-"""
+    done_total, done_today = _done_counts(project=project, annotator=annotator, now=now)
+    return ShownPair(
+        assignment=assignment,
+        prompt=prompt.content,
+        messages=prompt.messages,
+        left=first.content,
+        right=second.content,
+        done_total=done_total,
+        done_today=done_today,
+    )
+
+
+def _not_an_annotator() -> ApplicationError:
+    return ApplicationError(
+        "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
+    )
 
 
 def _locking(clause: str) -> str:
@@ -213,12 +294,13 @@ def _locking(clause: str) -> str:
 
 
 def _claim_order(project: Project) -> str:
+    """The project's fill order, by its name in ``CLAIM_ORDERS``."""
     if project.assignment_strategy != "fill":
         # An uncertainty-seeking strategy has ranked the pairs (Pair.priority); fill order breaks ties.
-        return "p.priority DESC, p.slots_taken DESC, p.id"
+        return "priority"
     if project.assignment_order == Project.AssignmentOrder.BREADTH_FIRST:
-        return "p.slots_taken, p.id"
-    return "p.slots_taken DESC, p.id"
+        return "breadth"
+    return "depth"
 
 
 def _assignment(
@@ -339,30 +421,21 @@ def project_remaining_pairs(*, project: Project) -> int:
     return remaining
 
 
-def annotator_progress(
-    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
-) -> dict[str, int]:
-    """What the annotator has judged here (today, in all) and what the project still needs.
-
-    Counted over their submitted leases in this project, from one index (annotator, project, status,
+def _done_counts(*, project: Project, annotator: AbstractBaseUser, now: datetime) -> tuple[int, int]:
+    """Counted over their submitted leases in this project, from one index (annotator, project, status,
     closed_at): the cost follows what they did in this project, not their whole history, and every
     judgment made in the workspace is a submitted lease (labels imported or simulated are not theirs)."""
-    now = now or timezone.now()
-    start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT COUNT(*), COUNT(*) FILTER (WHERE closed_at >= %s) FROM annotate_assignment
-            WHERE annotator_id = %s AND project_id = %s AND status = 'submitted'
-            """,
-            [start_of_day, annotator.pk, project.pk],
+            portable(PROGRESS_SQL),
+            {"day_start": _day_start(now), "user": annotator.pk, "project": project.pk},
         )
         done_total, done_today = cursor.fetchone()
-    return {
-        "done_today": done_today,
-        "done_total": done_total,
-        "remaining": project_remaining_pairs(project=project),
-    }
+    return done_total, done_today
+
+
+def _day_start(now: datetime) -> datetime:
+    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def leases_expire_all(*, now: datetime | None = None) -> int:
@@ -380,13 +453,14 @@ def leases_expire_all(*, now: datetime | None = None) -> int:
 
 __all__ = [
     "NothingLeft",
-    "annotator_progress",
+    "ShownPair",
     "assignment_for_annotator",
     "assignment_skip",
     "leases_expire",
     "leases_expire_all",
     "pair_claim_next",
     "pair_content",
+    "pair_next_shown",
     "pair_slots_recompute",
     "project_remaining_pairs",
 ]

@@ -4,16 +4,24 @@ right) to the pair's own terms (a, b), idempotent, and never lost or duplicated.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Assignment, Judgment, JudgmentRevision, Project
 from annotate.services.assignment import assignment_for_annotator, pair_slots_recompute
+from annotate.services.workspace_sql import (
+    EARLIER_SQL,
+    JUDGMENT_INSERT_SQL,
+    LEASE_STATE_SQL,
+    SUBMITTED_SQL,
+    portable,
+)
 from palate.errors import ApplicationError, Conflict
 
 MAX_DURATION_MS = 24 * 3600 * 1000
@@ -108,81 +116,104 @@ def judgment_submit(
 
     The same idempotency key returns the judgment it stored the first time. An expired lease still counts
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
+    On PostgreSQL the recording is one call of ``palate_judgment_submit`` (``workspace_sql.py``); elsewhere
+    the same statements run one by one in a transaction.
     """
     idempotency_key = idempotency_key.strip()[:100]
     assignment = assignment_for_annotator(assignment_id=assignment_id, annotator=annotator)
     project = assignment.project
     judgment_input_check(project=project, data=data)
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            status, expires_at, earlier_id = _lease_state(
-                pair_id=assignment.pair_id,
-                assignment_id=assignment.pk,
-                annotator=annotator,
-                key=idempotency_key,
-            )
-            if earlier_id is not None:
-                return Judgment.objects.get(pk=earlier_id), False
-            assignment.status, assignment.expires_at = status, expires_at
-            if assignment.status == Assignment.Status.SKIPPED:
-                raise Conflict(
-                    "this pair was skipped; it can no longer be judged from this assignment", code="skipped"
-                )
-            lease_live = assignment.status == Assignment.Status.ACTIVE and assignment.expires_at > now
-            if (
-                not lease_live
-                and pair_slots_recompute(pair_id=assignment.pair_id, now=now) >= project.overlap
-            ):
-                raise Conflict(
-                    "your time on this pair ran out and others have since completed it; your judgment was not needed",
-                    code="pair_completed",
-                )
-            judgment = Judgment.objects.create(
-                pair_id=assignment.pair_id,
-                annotator=annotator,
-                shown_swapped=assignment.shown_swapped,
-                idempotency_key=idempotency_key,
-                assignment=assignment,
-                **_pair_values(data, shown_swapped=assignment.shown_swapped),
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE annotate_assignment SET status = 'submitted', closed_at = %s WHERE id = %s",
-                    [now, assignment.pk],
-                )
-            pair_slots_recompute(pair_id=assignment.pair_id, now=now)
-    except IntegrityError:
-        # Two submits with the same key raced past the first check; the database kept exactly one.
-        if idempotency_key:
-            earlier = Judgment.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
-            if earlier is not None:
-                return earlier, False
-        raise Conflict(
-            "you have already judged this pair; edit that judgment instead", code="already_judged"
-        ) from None
-    return judgment, True
-
-
-def _lease_state(
-    *, pair_id: int, assignment_id: int, annotator: AbstractBaseUser, key: str
-) -> tuple[str, datetime, int | None]:
-    """Locks the pair, then reads the lease's status and expiry and the judgment this idempotency key
-    already stored (if any). Two statements: the read's snapshot is taken after the lock is granted, so it
-    sees what a concurrent submit committed while this one waited."""
-    with connection.cursor() as cursor:
-        lock = "FOR UPDATE" if connection.features.has_select_for_update else ""
-        cursor.execute(f"SELECT id FROM annotate_pair WHERE id = %s {lock}", [pair_id])
-        cursor.execute(
-            """
-            SELECT a.status, a.expires_at,
-                   (SELECT j.id FROM annotate_judgment j
-                    WHERE %(key)s <> '' AND j.annotator_id = %(user)s AND j.idempotency_key = %(key)s)
-            FROM annotate_assignment a WHERE a.id = %(assignment)s
-            """,
-            {"key": key, "user": annotator.pk, "assignment": assignment_id},
+    values = _pair_values(data, shown_swapped=assignment.shown_swapped)
+    parameters = {
+        "assignment": assignment.pk,
+        "pair": assignment.pair_id,
+        "user": annotator.pk,
+        "key": idempotency_key,
+        "now": now,
+        "overlap": project.overlap,
+        "shown_swapped": assignment.shown_swapped,
+        **values,
+        "criteria": json.dumps(values["criteria"]),
+    }
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_SUBMIT_CALL, parameters)
+            outcome, judgment_id = cursor.fetchone()
+    else:
+        outcome, judgment_id = _submit_portable(parameters)
+    if outcome == "created":
+        judgment = Judgment(
+            id=judgment_id,
+            pair_id=assignment.pair_id,
+            annotator=annotator,
+            origin=Judgment.Origin.HUMAN,
+            shown_swapped=assignment.shown_swapped,
+            idempotency_key=idempotency_key,
+            assignment=assignment,
+            revision=1,
+            created_at=now,
+            updated_at=now,
+            **values,
         )
-        return cursor.fetchone()
+        judgment._state.adding = False
+        judgment._state.db = "default"
+        return judgment, True
+    if outcome == "earlier":
+        return Judgment.objects.get(pk=judgment_id), False
+    if outcome == "skipped":
+        raise Conflict(
+            "this pair was skipped; it can no longer be judged from this assignment", code="skipped"
+        )
+    if outcome == "pair_completed":
+        raise Conflict(
+            "your time on this pair ran out and others have since completed it; your judgment was not needed",
+            code="pair_completed",
+        )
+    raise Conflict("you have already judged this pair; edit that judgment instead", code="already_judged")
+
+
+_SUBMIT_CALL = """
+    SELECT * FROM palate_judgment_submit(
+        %(assignment)s::bigint, %(pair)s::bigint, %(user)s::bigint, %(key)s::text, %(now)s::timestamptz,
+        %(overlap)s::integer, %(shown_swapped)s::boolean, %(choice)s::text, %(strength)s::integer,
+        %(criteria)s::jsonb, %(rationale)s::text, %(duration_ms)s::integer)
+"""
+
+
+def _submit_portable(parameters: dict[str, Any]) -> tuple[str, int | None]:
+    """``palate_judgment_submit`` as separate statements, for databases without stored functions (SQLite,
+    where writers take turns anyway). Returns the outcome and the judgment's id."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(portable(LEASE_STATE_SQL), parameters)
+        status, expires_at, earlier_id = cursor.fetchone()
+        if earlier_id is not None:
+            return "earlier", earlier_id
+        if status == Assignment.Status.SKIPPED:
+            return "skipped", None
+        now = parameters["now"]
+        lease_live = status == Assignment.Status.ACTIVE and _aware(expires_at) > now
+        if (
+            not lease_live
+            and pair_slots_recompute(pair_id=parameters["pair"], now=now) >= parameters["overlap"]
+        ):
+            return "pair_completed", None
+        cursor.execute(portable(JUDGMENT_INSERT_SQL), parameters)
+        inserted = cursor.fetchone()
+        if inserted is None:
+            cursor.execute(portable(EARLIER_SQL), parameters)
+            earlier = cursor.fetchone()
+            return ("earlier", earlier[0]) if earlier else ("already_judged", None)
+        cursor.execute(portable(SUBMITTED_SQL), parameters)
+        pair_slots_recompute(pair_id=parameters["pair"], now=now)
+        return "created", inserted[0]
+
+
+def _aware(moment: datetime | str) -> datetime:
+    """A timestamp read with a raw cursor, as an aware datetime (SQLite hands back text)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
 
 def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: JudgmentInput) -> Judgment:

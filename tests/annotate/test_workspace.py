@@ -349,6 +349,52 @@ def test_the_submit_api_maps_and_stores_once_for_a_repeated_idempotency_key():
     assert invalid.status_code == 400 and "choice" in invalid.json()["error"]["fields"]
 
 
+SUBMIT_BODIES = [
+    {"assignment": 7, "choice": "left"},
+    {"assignment": "7", "choice": "both_bad", "strength": 2, "duration_ms": 900, "rationale": "  kept  "},
+    {"assignment": 7, "choice": "right", "criteria": {"helpfulness": "left"}, "strength": None},
+    {"choice": "left"},
+    {"assignment": None, "choice": "left"},
+    {"assignment": "seven", "choice": "left"},
+    {"assignment": True, "choice": "left"},
+    {"assignment": 7.5, "choice": "left"},
+    {"assignment": 7},
+    {"assignment": 7, "choice": "sideways"},
+    {"assignment": 7, "choice": None},
+    {"assignment": 7, "choice": "left", "strength": "much"},
+    {"assignment": 7, "choice": "left", "duration_ms": [1]},
+    {"assignment": 7, "choice": "left", "criteria": ["left"]},
+    {"assignment": 7, "choice": "left", "criteria": {"helpfulness": ["left"]}},
+    {"assignment": 7, "choice": "left", "rationale": 5},
+    {"assignment": 7, "choice": "left", "rationale": False},
+    {"assignment": 7, "choice": "left", "criteria": {"helpfulness": 3}},
+    {"assignment": 7, "choice": "left", "rationale": "x" * 10_001},
+    [],
+]
+
+
+@pytest.mark.parametrize("body", SUBMIT_BODIES, ids=range(len(SUBMIT_BODIES)))
+def test_the_submit_check_agrees_with_the_documented_serializer(body):
+    """The hot path checks the body by hand; JudgmentSubmitInput documents it. Both must judge alike."""
+    from rest_framework.exceptions import ValidationError
+
+    from annotate.api.workspace_views import JudgmentSubmitInput, submitted_judgment
+
+    serializer = JudgmentSubmitInput(data=body)
+    if serializer.is_valid():
+        assignment, judgment = submitted_judgment(body)
+        expected = serializer.validated_data
+        assert assignment == expected["assignment"]
+        assert judgment.choice == expected["choice"] and judgment.strength == expected.get("strength")
+        assert (judgment.criteria or {}) == expected.get("criteria", {})
+        assert judgment.rationale == expected.get("rationale", "")
+        assert judgment.duration_ms == expected.get("duration_ms")
+    else:
+        with pytest.raises(ValidationError) as raised:
+            submitted_judgment(body)
+        assert set(raised.value.detail) == set(serializer.errors)
+
+
 # Concurrency ---------------------------------------------------------------------------------------------
 
 

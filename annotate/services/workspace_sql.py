@@ -1,0 +1,260 @@
+"""The annotator's two busiest statements as PostgreSQL functions: "next pair" and "submit".
+
+Each is one round trip instead of six to nine: the function locks, reads, leases or records, recomputes the
+pair's counters and returns what the page shows, inside one transaction, and PostgreSQL keeps its plans.
+A PL/pgSQL function takes a new snapshot for every statement it runs (READ COMMITTED), so "lock the
+membership (or the pair), then read" keeps the guarantee that the Python version gets from two statements.
+
+The SQL fragments below are shared with the portable path in ``assignment.py`` and ``judgments.py`` (SQLite,
+the embedded default, has no stored functions): the same text, filled with ``%(name)s`` parameters there and
+with the functions' arguments here. ``install_workspace_functions`` (re)creates the functions after every
+``migrate``, so they always match this file.
+"""
+
+from __future__ import annotations
+
+from django.db import connections, transaction
+
+# Columns of a live lease, in the order ``_assignment`` takes them.
+LIVE_LEASE_SQL = """
+    SELECT a.id, a.pair_id, a.shown_swapped, a.created_at, a.expires_at FROM annotate_assignment a
+    WHERE a.annotator_id = {user} AND a.project_id = {project} AND a.status = 'active'
+      AND a.expires_at > {now} AND a.id <> {after}
+    ORDER BY a.created_at, a.id LIMIT 1
+"""
+
+# The next pair for an annotator, leased in the same statement. The pair is one with room
+# (``slots_taken < overlap``) that the annotator has not judged, skipped or leased, taken in the project's
+# fill order from the index that matches it; ``SKIP LOCKED`` lets concurrent claims pass each other.
+CLAIM_SQL = """
+    WITH candidate AS (
+        SELECT p.id FROM annotate_pair p
+        WHERE p.project_id = {project} AND p.is_gold = {gold} AND p.slots_taken < {overlap}
+          AND NOT EXISTS (SELECT 1 FROM annotate_judgment j WHERE j.pair_id = p.id AND j.annotator_id = {user})
+          AND NOT EXISTS (
+              SELECT 1 FROM annotate_assignment a
+              WHERE a.pair_id = p.id AND a.annotator_id = {user} AND a.status IN ('active', 'skipped'))
+        ORDER BY {order}
+        LIMIT 1
+        {lock}
+    )
+    INSERT INTO annotate_assignment
+        (project_id, pair_id, annotator_id, shown_swapped, status, skip_reason, created_at, expires_at)
+    SELECT {project}, candidate.id, {user}, {swapped}, 'active', '', {now}, {expires} FROM candidate
+    RETURNING id, pair_id
+"""
+
+# Fill orders, by the name the functions take.
+CLAIM_ORDERS = {
+    "depth": "p.slots_taken DESC, p.id",
+    "breadth": "p.slots_taken, p.id",
+    "priority": "p.priority DESC, p.slots_taken DESC, p.id",
+}
+
+# A pair's counters recomputed from its rows (call with the pair's row locked).
+RECOMPUTE_SQL = """
+    UPDATE annotate_pair SET judgment_count = counts.judgments, slots_taken = counts.judgments + counts.leases
+    FROM (SELECT
+            (SELECT COUNT(*) FROM annotate_judgment WHERE pair_id = {pair} AND origin = 'human') AS judgments,
+            (SELECT COUNT(*) FROM annotate_assignment
+             WHERE pair_id = {pair} AND status = 'active' AND expires_at > {now}) AS leases) AS counts
+    WHERE annotate_pair.id = {pair}
+    RETURNING annotate_pair.slots_taken
+"""
+
+# What the annotator has submitted in the project: in all, and since the start of their day.
+PROGRESS_SQL = """
+    SELECT COUNT(*), COUNT(*) FILTER (WHERE s.closed_at >= {day_start}) FROM annotate_assignment s
+    WHERE s.annotator_id = {user} AND s.project_id = {project} AND s.status = 'submitted'
+"""
+
+# The lease's state and the judgment this annotator already stored under the idempotency key (if any).
+LEASE_STATE_SQL = """
+    SELECT a.status, a.expires_at,
+           (SELECT j.id FROM annotate_judgment j
+            WHERE {key} <> '' AND j.annotator_id = {user} AND j.idempotency_key = {key})
+    FROM annotate_assignment a WHERE a.id = {assignment}
+"""
+
+# The judgment itself. Any unique violation (the same key raced in, or this pair already judged) inserts
+# nothing, and the caller tells which from EARLIER_SQL.
+JUDGMENT_INSERT_SQL = """
+    INSERT INTO annotate_judgment
+        (pair_id, annotator_id, origin, choice, strength, criteria, rationale, shown_swapped, duration_ms,
+         idempotency_key, assignment_id, revision, created_at, updated_at)
+    VALUES ({pair}, {user}, 'human', {choice}, {strength}, {criteria}, {rationale}, {shown_swapped},
+            {duration_ms}, {key}, {assignment}, 1, {now}, {now})
+    ON CONFLICT DO NOTHING
+    RETURNING id
+"""
+
+EARLIER_SQL = """
+    SELECT j.id FROM annotate_judgment j WHERE {key} <> '' AND j.annotator_id = {user} AND j.idempotency_key = {key}
+"""
+
+SUBMITTED_SQL = (
+    "UPDATE annotate_assignment SET status = 'submitted', closed_at = {now} WHERE id = {assignment}"
+)
+
+_ARGUMENTS = {
+    "project": "p_project",
+    "user": "p_user",
+    "after": "p_after",
+    "now": "p_now",
+    "expires": "p_expires",
+    "overlap": "p_overlap",
+    "gold": "v_gold",
+    "swapped": "p_swapped",
+    "day_start": "p_day_start",
+    "pair": "p_pair",
+    "key": "p_key",
+    "assignment": "p_assignment",
+    "choice": "p_choice",
+    "strength": "p_strength",
+    "criteria": "p_criteria",
+    "rationale": "p_rationale",
+    "shown_swapped": "p_shown_swapped",
+    "duration_ms": "p_duration_ms",
+}
+
+
+def portable(sql: str, **extra: str) -> str:
+    """The fragment with ``%(name)s`` parameters, for the Python path."""
+    return sql.format(**{name: f"%({name})s" for name in _ARGUMENTS}, **extra)
+
+
+def _in_function(sql: str, **extra: str) -> str:
+    return sql.format(**_ARGUMENTS, **extra)
+
+
+def _claims() -> str:
+    branches = []
+    for keyword, (name, order) in zip(("IF", "ELSIF", "ELSE"), CLAIM_ORDERS.items(), strict=True):
+        condition = "" if keyword == "ELSE" else f" p_order = '{name}' THEN"
+        claim = _in_function(CLAIM_SQL, order=order, lock="FOR UPDATE OF p SKIP LOCKED").strip()
+        branches.append(f"{keyword}{condition}\n{claim}\n    INTO v_assignment, v_pair;")
+    return "\n".join(branches) + "\nEND IF;"
+
+
+def _functions() -> list[str]:
+    recompute = f"""
+CREATE FUNCTION palate_pair_slots_recompute(p_pair bigint, p_now timestamptz) RETURNS integer
+LANGUAGE sql AS $function${_in_function(RECOMPUTE_SQL)}$function$"""
+
+    pair_next = f"""
+CREATE FUNCTION palate_pair_next(
+    p_project bigint, p_user bigint, p_after bigint, p_now timestamptz, p_expires timestamptz,
+    p_overlap integer, p_gold_first boolean, p_swapped boolean, p_order text, p_day_start timestamptz)
+RETURNS TABLE (r_outcome text, r_assignment bigint, r_pair bigint, r_shown_swapped boolean,
+               r_created_at timestamptz, r_expires_at timestamptz, r_prompt text, r_messages jsonb,
+               r_left text, r_right text, r_done_total bigint, r_done_today bigint)
+LANGUAGE plpgsql AS $function$
+DECLARE
+    v_assignment bigint;
+    v_pair bigint;
+    v_gold boolean;
+BEGIN
+    -- One claim at a time per annotator: two tabs asking at once still get one lease.
+    PERFORM 1 FROM annotate_membership m
+    WHERE m.project_id = p_project AND m.user_id = p_user AND m.role = 'annotator' FOR UPDATE;
+    IF NOT FOUND THEN
+        r_outcome := 'not_an_annotator';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- A new statement, so a new snapshot: it sees a lease another tab committed while this one waited.
+    {_in_function(LIVE_LEASE_SQL).strip()}
+    INTO r_assignment, r_pair, r_shown_swapped, r_created_at, r_expires_at;
+    IF FOUND THEN
+        r_outcome := 'live';
+    ELSE
+        FOREACH v_gold IN ARRAY ARRAY[p_gold_first, NOT p_gold_first] LOOP
+{_claims()}
+            EXIT WHEN v_assignment IS NOT NULL;
+        END LOOP;
+        IF v_assignment IS NULL THEN
+            r_outcome := 'none';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        PERFORM palate_pair_slots_recompute(v_pair, p_now);
+        r_outcome := 'claimed';
+        r_assignment := v_assignment;
+        r_pair := v_pair;
+        r_shown_swapped := p_swapped;
+        r_created_at := p_now;
+        r_expires_at := p_expires;
+    END IF;
+    SELECT prompt.content, prompt.messages,
+           CASE WHEN r_shown_swapped THEN b.content ELSE a.content END,
+           CASE WHEN r_shown_swapped THEN a.content ELSE b.content END
+    INTO r_prompt, r_messages, r_left, r_right
+    FROM annotate_pair pair
+    JOIN annotate_prompt prompt ON prompt.id = pair.prompt_id
+    JOIN annotate_response a ON a.id = pair.response_a_id
+    JOIN annotate_response b ON b.id = pair.response_b_id
+    WHERE pair.id = r_pair;
+    {_in_function(PROGRESS_SQL).strip()}
+    INTO r_done_total, r_done_today;
+    RETURN NEXT;
+END
+$function$"""
+
+    judgment_submit = f"""
+CREATE FUNCTION palate_judgment_submit(
+    p_assignment bigint, p_pair bigint, p_user bigint, p_key text, p_now timestamptz, p_overlap integer,
+    p_shown_swapped boolean, p_choice text, p_strength integer, p_criteria jsonb, p_rationale text,
+    p_duration_ms integer)
+RETURNS TABLE (r_outcome text, r_judgment bigint)
+LANGUAGE plpgsql AS $function$
+DECLARE
+    v_status text;
+    v_expires timestamptz;
+BEGIN
+    PERFORM 1 FROM annotate_pair WHERE id = p_pair FOR UPDATE;
+    -- A new snapshot, taken after the lock: it sees what a concurrent submit committed meanwhile.
+    {_in_function(LEASE_STATE_SQL).strip()}
+    INTO v_status, v_expires, r_judgment;
+    IF r_judgment IS NOT NULL THEN
+        r_outcome := 'earlier';
+    ELSIF v_status = 'skipped' THEN
+        r_outcome := 'skipped';
+    ELSIF NOT (v_status = 'active' AND v_expires > p_now)
+          AND palate_pair_slots_recompute(p_pair, p_now) >= p_overlap THEN
+        r_outcome := 'pair_completed';
+    ELSE
+        {_in_function(JUDGMENT_INSERT_SQL).strip()}
+        INTO r_judgment;
+        IF r_judgment IS NULL THEN
+            -- A concurrent submit with the same key got there first, or the pair was already judged.
+            {_in_function(EARLIER_SQL).strip()}
+            INTO r_judgment;
+            r_outcome := CASE WHEN r_judgment IS NULL THEN 'already_judged' ELSE 'earlier' END;
+        ELSE
+            {_in_function(SUBMITTED_SQL)};
+            PERFORM palate_pair_slots_recompute(p_pair, p_now);
+            r_outcome := 'created';
+        END IF;
+    END IF;
+    RETURN NEXT;
+END
+$function$"""
+    return [recompute, pair_next, judgment_submit]
+
+
+_DROPS = [
+    "DROP FUNCTION IF EXISTS palate_pair_next",
+    "DROP FUNCTION IF EXISTS palate_judgment_submit",
+    "DROP FUNCTION IF EXISTS palate_pair_slots_recompute",
+]
+
+
+def install_workspace_functions(*, using: str = "default") -> bool:
+    """(Re)creates the functions on a PostgreSQL database; returns False elsewhere (nothing to do)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for statement in [*_DROPS, *_functions()]:
+            cursor.execute(statement)
+    return True
