@@ -124,9 +124,10 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
 class Annotator(threading.Thread):
     """One simulated annotator: next → submit in a loop over a keep-alive connection."""
 
-    def __init__(self, port: int, project_id: int, token: str, stop_at: float) -> None:
+    def __init__(self, port: int, project_id: int, token: str, stop_at: float, pace: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.port, self.project_id, self.token, self.stop_at = port, project_id, token, stop_at
+        self.pace = pace  # judgments per second this annotator aims at (0: as fast as the server answers)
         self.next_ms: list[float] = []
         self.submit_ms: list[float] = []
         self.accepted: list[int] = []
@@ -151,7 +152,13 @@ class Annotator(threading.Thread):
     def run(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         generator = random.Random(self.token)
+        # A paced annotator starts a cycle every 1/pace s (from a random phase, so that annotators do not
+        # arrive together) and reads in between; when the server is slower than the pace it just goes on.
+        cycle_start = time.perf_counter() + (generator.random() / self.pace if self.pace else 0.0)
         while time.perf_counter() < self.stop_at:
+            if self.pace:
+                time.sleep(max(0.0, cycle_start - time.perf_counter()))
+                cycle_start = max(time.perf_counter(), cycle_start + 1 / self.pace)
             started = time.perf_counter()
             status, body = self._request(connection, "GET", f"/api/projects/{self.project_id}/next/")
             self.next_ms.append((time.perf_counter() - started) * 1000)
@@ -211,15 +218,58 @@ def check_invariants(project_id: int, accepted: list[int], overlap: int) -> list
     return problems
 
 
-def run_load(port: int, project_id: int, tokens: list[str], seconds: float) -> dict:
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User plus system CPU of each of these processes (all their threads) so far, from /proc."""
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since it was listed
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent in between, counting processes that started in between (database connections do)."""
+    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+
+
+def _server_pids(server_pid: int) -> tuple[list[int], list[int]]:
+    """gunicorn's processes, and the PostgreSQL backends connected to the benchmark's database."""
+    from django.db import connection
+
+    web = [server_pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server_pid:
+                web.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        database = [row[0] for row in cursor.fetchall()]
+    return web, database
+
+
+def run_load(
+    port: int, project_id: int, tokens: list[str], seconds: float, server_pid: int, pace: float = 0.0
+) -> dict:
     stop_at = time.perf_counter() + seconds
-    threads = [Annotator(port, project_id, token, stop_at) for token in tokens]
+    threads = [Annotator(port, project_id, token, stop_at, pace) for token in tokens]
+    cpu_before = [_cpu_seconds(pids) for pids in _server_pids(server_pid)]
+    client_before = time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    cpu_after = [_cpu_seconds(pids) for pids in _server_pids(server_pid)]
+    cpu_spent = [_cpu_spent(before, after) for before, after in zip(cpu_before, cpu_after, strict=True)]
+    cpu_spent.append(time.process_time() - client_before)
     next_ms = [value for thread in threads for value in thread.next_ms]
     submit_ms = [value for thread in threads for value in thread.submit_ms]
     accepted = [value for thread in threads for value in thread.accepted]
@@ -233,6 +283,8 @@ def run_load(port: int, project_id: int, tokens: list[str], seconds: float) -> d
         "accepted": accepted,
         "errors": errors,
         "exhausted": sum(thread.finished_early for thread in threads),
+        # CPU per accepted judgment (ms): gunicorn, PostgreSQL, this load generator.
+        "cpu_ms": [spent * 1000 / max(1, len(accepted)) for spent in cpu_spent],
     }
 
 
@@ -244,6 +296,12 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--overlap", type=int, default=3)
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="judgments per second each annotator aims at, reading in between (default 0: no pause at all)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument(
         "--threads", type=int, default=4, help="threads per gunicorn worker (4 × 4 as in docker-compose.yml)"
@@ -263,7 +321,7 @@ def main() -> None:
         port = _free_port()
         server = start_gunicorn(port, arguments.workers, arguments.threads)
         try:
-            result = run_load(port, project_id, tokens, arguments.seconds)
+            result = run_load(port, project_id, tokens, arguments.seconds, server.pid, arguments.pace)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
@@ -271,13 +329,14 @@ def main() -> None:
         result["problems"] = check_invariants(project_id, result["accepted"], arguments.overlap)
         results.append(result)
 
+    pace = f", each at most {arguments.pace:g} judgments/s" if arguments.pace else ", no pause between items"
     print(
-        f"\n{arguments.annotators} annotators looping next → submit over HTTP, gunicorn ({arguments.workers} workers × {arguments.threads} threads) "
+        f"\n{arguments.annotators} annotators{pace}, looping next → submit over HTTP, gunicorn ({arguments.workers} workers × {arguments.threads} threads) "
         f"+ PostgreSQL, {os.cpu_count()} cores, {arguments.seconds:.0f} s per project"
     )
     header = (
         f"{'pairs':>8} {'judgments':>9} {'judg/s':>7} {'next p50':>9} {'p95':>7} {'p99':>7} "
-        f"{'submit p50':>10} {'p95':>7} {'p99':>7} {'errors':>6}  invariants"
+        f"{'submit p50':>10} {'p95':>7} {'p99':>7} {'errors':>6} {'CPU/judgment web+db+client':>27}  invariants"
     )
     print(header)
     print("-" * len(header))
@@ -286,7 +345,8 @@ def main() -> None:
         verdict = "ok" if not result["problems"] else "; ".join(result["problems"])
         print(
             f"{result['size']:>8,} {result['judgments']:>9,} {result['rate']:>7.0f} {next_p[0]:>7.1f}ms {next_p[1]:>5.1f}ms "
-            f"{next_p[2]:>5.1f}ms {submit_p[0]:>8.1f}ms {submit_p[1]:>5.1f}ms {submit_p[2]:>5.1f}ms {len(result['errors']):>6}  {verdict}"
+            f"{next_p[2]:>5.1f}ms {submit_p[0]:>8.1f}ms {submit_p[1]:>5.1f}ms {submit_p[2]:>5.1f}ms {len(result['errors']):>6} "
+            f"{'{:.1f} + {:.1f} + {:.1f} ms'.format(*result['cpu_ms']):>27}  {verdict}"
         )
         for error in result["errors"][:3]:
             print(f"    e.g. {error}")

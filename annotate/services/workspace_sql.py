@@ -33,7 +33,8 @@ CLAIM_SQL = """
           AND NOT EXISTS (SELECT 1 FROM annotate_judgment j WHERE j.pair_id = p.id AND j.annotator_id = {user})
           AND NOT EXISTS (
               SELECT 1 FROM annotate_assignment a
-              WHERE a.pair_id = p.id AND a.annotator_id = {user} AND a.status IN ('active', 'skipped'))
+              WHERE a.pair_id = p.id AND a.annotator_id = {user} AND a.project_id = {project}
+                AND a.status IN ('active', 'skipped'))
         ORDER BY {order}
         LIMIT 1
         {lock}
@@ -137,9 +138,19 @@ def _claims() -> str:
 
 
 def _functions() -> list[str]:
+    # PL/pgSQL rather than SQL: PostgreSQL keeps a PL/pgSQL function's plans for the session, while it plans
+    # a (not inlined) SQL function's statements again on every call.
     recompute = f"""
 CREATE FUNCTION palate_pair_slots_recompute(p_pair bigint, p_now timestamptz) RETURNS integer
-LANGUAGE sql AS $function${_in_function(RECOMPUTE_SQL)}$function$"""
+LANGUAGE plpgsql AS $function$
+DECLARE
+    v_taken integer;
+BEGIN
+    {_in_function(RECOMPUTE_SQL).strip()}
+    INTO v_taken;
+    RETURN v_taken;
+END
+$function$"""
 
     pair_next = f"""
 CREATE FUNCTION palate_pair_next(
