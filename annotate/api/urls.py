@@ -6,6 +6,10 @@ from annotate.api import agreement_views, export_views, token_views, views, work
 from annotate.api.leaderboard_views import ProjectLeaderboardApi
 
 urlpatterns = [
+    # The annotators' two endpoints come first: every judgment resolves both, and Django tries the patterns
+    # in order.
+    path("projects/<int:project_id>/next/", workspace_views.NextPairApi.as_view(), name="api-next"),
+    path("judgments/", workspace_views.JudgmentSubmitApi.as_view(), name="api-judgments"),
     path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/members/", views.ProjectMembersApi.as_view(), name="api-members"),
@@ -28,13 +32,11 @@ urlpatterns = [
     path("projects/<int:project_id>/prompts/", views.PromptListApi.as_view(), name="api-prompts"),
     path("projects/<int:project_id>/pairs/", views.PairListApi.as_view(), name="api-pairs"),
     path("imports/<int:job_id>/", views.ImportJobDetailApi.as_view(), name="api-import"),
-    path("projects/<int:project_id>/next/", workspace_views.NextPairApi.as_view(), name="api-next"),
     path(
         "projects/<int:project_id>/judgments/recent/",
         workspace_views.RecentJudgmentsApi.as_view(),
         name="api-judgments-recent",
     ),
-    path("judgments/", workspace_views.JudgmentSubmitApi.as_view(), name="api-judgments"),
     path("judgments/<int:judgment_id>/", workspace_views.JudgmentEditApi.as_view(), name="api-judgment"),
     path(
         "assignments/<int:assignment_id>/skip/",
