@@ -10,6 +10,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -33,6 +34,8 @@ from annotate.services.judgments import (
 )
 
 ANNOTATORS = (Membership.Role.ANNOTATOR,)
+# The page's two calls per judgment answer JSON only: no browsable-API renderer to negotiate with.
+HOT_PATH_RENDERERS = [JSONRenderer]
 CONFLICT = {
     409: OpenApiResponse(
         ERRORS[400].response, description="The pair was completed by others, or already judged."
@@ -113,6 +116,8 @@ def next_pair_payload(shown: ShownPair, *, remaining: int) -> dict:
 
 
 class NextPairApi(APIView):
+    renderer_classes = HOT_PATH_RENDERERS
+
     @extend_schema(
         operation_id="pairs_next",
         parameters=[
@@ -268,6 +273,8 @@ def _is_text(value: Any) -> bool:
 
 
 class JudgmentSubmitApi(APIView):
+    renderer_classes = HOT_PATH_RENDERERS
+
     @extend_schema(
         operation_id="judgments_create",
         parameters=[
