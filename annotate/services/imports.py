@@ -4,6 +4,18 @@ An import is atomic: it runs in one transaction with the project row locked, and
 nothing is written and every error (up to ``MAX_REPORTED_ERRORS``) is reported with its place. Rows are
 read and written in chunks, so memory stays flat however large the file is. On PostgreSQL rows go in
 through COPY with ids drawn from the tables' sequences; elsewhere through ``bulk_create``.
+
+Foreign keys. PostgreSQL checks each foreign key of each inserted row with a trigger that looks the
+parent row up and locks it FOR KEY SHARE: six checks per imported pair, the largest single cost of an
+import. When the database role may set ``session_replication_role`` (a superuser, or on PostgreSQL 15+
+``GRANT SET ON PARAMETER session_replication_role``), the import turns those triggers off for its own
+transaction and gives the same guarantee itself, in bulk: every row it writes refers only to the
+project (locked FOR UPDATE for the whole import), to rows it inserted itself in the same transaction,
+or to stored prompts and responses that it read with ``FOR KEY SHARE`` (one statement per chunk), so
+none of them can be deleted before the import commits. Check constraints and unique indexes are not
+triggers and still apply. Otherwise the database checks every row as usual (``ImportResult``'s
+``foreign_keys_checked_by`` says which). Turning triggers off also skips any trigger a deployment may
+have added to these tables; Palate defines none.
 """
 
 from __future__ import annotations
@@ -74,9 +86,14 @@ class ImportResult:
     pairs_existing: int = 0
     gold_pairs_created: int = 0
     judgments_created: int = 0
+    # "importer" when the import checked its foreign keys itself (see the module's docstring),
+    # "database" when PostgreSQL's triggers checked each row; empty elsewhere.
+    foreign_keys_checked_by: str = ""
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        counts = asdict(self)
+        del counts["foreign_keys_checked_by"]
+        return counts
 
 
 def import_limits() -> Limits:
@@ -158,12 +175,10 @@ def _items_import(
     result = ImportResult()
     try:
         with transaction.atomic():
-            Project.objects.select_for_update().filter(pk=project.pk).first()
-            if connection.vendor == "postgresql":
-                # Foreign keys checked at the end of each chunk's COPY rather than all at commit: the
-                # checks then run while the reader thread parses the next chunk.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            # Held to the end: nothing can delete the project (which every row refers to) meanwhile.
+            if Project.objects.select_for_update().filter(pk=project.pk).first() is None:
+                raise ImportFailed([f"{name}: the project was deleted; nothing was imported"])
+            restore_triggers = _foreign_key_checks_begin(result)
             content, counter = open_decompressed(stream, name, limits.max_file_bytes)
             writer = _ChunkWriter(project, result, write_errors)
             chunks = _parsed_chunks(content, name, fmt, options, limits, result, parse_errors)
@@ -182,10 +197,43 @@ def _items_import(
                 raise ImportFailed(errors[:MAX_REPORTED_ERRORS], more=len(errors) > MAX_REPORTED_ERRORS)
             if progress:
                 progress(result.rows, counter.count)
+            # A caller's enclosing transaction must not go on without its triggers. (When the import
+            # fails instead, rolling its savepoint or transaction back undoes the setting.)
+            restore_triggers()
     except RowError as error:
         errors = write_errors + parse_errors
         raise ImportFailed([*errors, str(error)][:MAX_REPORTED_ERRORS]) from None
     return result
+
+
+def _foreign_key_checks_begin(result: ImportResult) -> Callable[[], None]:
+    """Chooses who checks the import's foreign keys (see the module's docstring), records it in
+    ``result`` and returns what restores the session's setting once the rows are written. Call inside
+    the import's transaction, with the project row locked."""
+    if connection.vendor != "postgresql":
+        return lambda: None
+    permitted = (
+        "has_parameter_privilege('session_replication_role', 'SET')"
+        if connection.pg_version >= 150000
+        else "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {permitted}, current_setting('session_replication_role')")
+        allowed, previous = cursor.fetchone()
+        if not allowed:
+            # Checked at the end of each chunk's COPY rather than all at commit: the checks then run
+            # while the reader thread parses the next chunk.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            result.foreign_keys_checked_by = "database"
+            return lambda: None
+        cursor.execute("SET LOCAL session_replication_role = replica")
+    result.foreign_keys_checked_by = "importer"
+
+    def restore() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('session_replication_role', %s, true)", [previous])
+
+    return restore
 
 
 def _parsed_chunks(
@@ -279,9 +327,22 @@ def _check_unique_row_id(items: RowItems, raw: dict[str, Any], seen: dict[tuple[
     seen[key] = items.location
 
 
+def _key_shared(rows: models.QuerySet) -> Iterable[tuple]:
+    """The rows of a ``values_list`` query, locked FOR KEY SHARE on PostgreSQL, as a foreign-key trigger
+    locks a parent row: until the import commits nobody can delete them or change their id, and a row
+    deleted meanwhile by a transaction that committed is not returned. Django has no such locking mode."""
+    if connection.vendor != "postgresql":
+        return rows
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} FOR KEY SHARE", params)
+        return cursor.fetchall()
+
+
 class _ChunkWriter:
     """Writes a chunk of rows, reusing what earlier imports (or earlier chunks) already stored and refusing
-    an id that now names different content."""
+    an id that now names different content. Stored prompts and responses are read locked (``_key_shared``)
+    because new rows may refer to them."""
 
     def __init__(self, project: Project, result: ImportResult, errors: list[str]) -> None:
         self.project = project
@@ -302,9 +363,11 @@ class _ChunkWriter:
         keys = {items.prompt.external_id for items in chunk}
         stored = {
             external_id: (pk, digest)
-            for external_id, pk, digest in Prompt.objects.filter(project=self.project, external_id__in=keys)
-            .order_by()
-            .values_list("external_id", "id", "fingerprint")
+            for external_id, pk, digest in _key_shared(
+                Prompt.objects.filter(project=self.project, external_id__in=keys)
+                .order_by()
+                .values_list("external_id", "id", "fingerprint")
+            )
         }
         ids: dict[str, tuple[int, bool]] = {}
         new_rows: list[tuple[str, tuple]] = []
@@ -371,7 +434,7 @@ class _ChunkWriter:
         existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
         stored: dict[tuple[int, str], tuple[int, str]] = {}
         if existing_prompts:
-            for prompt_id, external_id, pk, digest in (
+            for prompt_id, external_id, pk, digest in _key_shared(
                 Response.objects.filter(prompt_id__in=existing_prompts)
                 .order_by()
                 .values_list("prompt_id", "external_id", "id", "fingerprint")
