@@ -150,13 +150,24 @@ def _statistics_refresh(result: ImportResult) -> None:
     """Refreshes PostgreSQL's statistics of the tables an import wrote. Until they are refreshed the planner
     believes a new project has no pairs, and the annotators' "next pair" query walks and sorts the whole
     project instead of reading the first rows of its index (measured: 14 ms instead of 0.1 ms per claim on
-    2,000 pairs). Autovacuum would only get there once a tenth of the table has changed."""
+    2,000 pairs). Autovacuum would only get there once a tenth of the table has changed.
+
+    Prompts and responses are analysed only in the columns that queries filter, join or group on: the
+    statistics of their long texts (content, messages, metadata) serve no query and took two thirds of
+    the time (0.8 s of 1.4 s after 100,000 pairs). Autovacuum's own analyses still cover every column."""
     if connection.vendor != "postgresql" or connection.in_atomic_block or not result.pairs_created:
         return
-    tables = [Prompt, Response, Pair] + ([Judgment] if result.judgments_created else [])
+    tables = [
+        (Prompt, "(id, project_id, external_id, category)"),
+        (Response, "(id, prompt_id, external_id, system)"),
+        (Pair, ""),
+    ] + ([(Judgment, "")] if result.judgments_created else [])
     with connection.cursor() as cursor:
         cursor.execute(
-            "ANALYZE " + ", ".join(connection.ops.quote_name(model._meta.db_table) for model in tables)
+            "ANALYZE "
+            + ", ".join(
+                f"{connection.ops.quote_name(model._meta.db_table)} {columns}" for model, columns in tables
+            )
         )
 
 

@@ -1160,3 +1160,21 @@ def test_it_refuses_to_queue_a_file_over_the_import_limit(project, enqueued, set
     assert "over the import limit of 10 bytes" in caught.value.message
     assert caught.value.fields == {"file": ["file too large"]}
     assert ImportJob.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_refreshes_the_planners_statistics(tmp_path):
+    from django.db import connection
+
+    project = ProjectFactory()
+    rows = [
+        {"id": f"q{n}", "prompt": f"Q{n}?", "response_a": f"A{n}.", "response_b": f"B{n}."} for n in range(40)
+    ]
+
+    ServiceImporter().run(project, write_rows(tmp_path, rows))
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'annotate_pair'")
+        assert cursor.fetchone()[0] == 40
+        cursor.execute("SELECT attname FROM pg_stats WHERE tablename = 'annotate_response'")
+        assert {"prompt_id", "system"} <= {name for (name,) in cursor.fetchall()}
