@@ -257,9 +257,6 @@ class Pair(models.Model):
             ),
         ]
         indexes = [
-            # The partial unique index cannot serve "external_id IN (…)" lookups of more than 100 ids
-            # (PostgreSQL cannot prove such a list excludes ''), which imports make in chunks.
-            models.Index(fields=["project", "external_id"], name="pair_project_external_id"),
             models.Index(fields=["project", "is_gold", "-slots_taken", "id"], name="pair_open_depth_first"),
             models.Index(fields=["project", "is_gold", "slots_taken", "id"], name="pair_open_breadth_first"),
             models.Index(fields=["project", "is_gold", "-priority", "id"], name="pair_open_by_priority"),

@@ -518,7 +518,10 @@ class _ChunkWriter:
         stored_names: dict[str, tuple[int, int]] = {}
         if named:
             for external_id, first, second in (
+                # "Not empty" spelled out lets PostgreSQL use the partial unique index: it cannot prove
+                # that a list of more than 100 ids excludes the empty string.
                 Pair.objects.filter(project=self.project, external_id__in=named)
+                .exclude(external_id="")
                 .order_by()
                 .values_list("external_id", "response_a_id", "response_b_id")
             ):
