@@ -20,7 +20,6 @@ have added to these tables; Palate defines none.
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import queue
@@ -30,7 +29,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +37,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
 from django.utils import timezone
+from psycopg.types.json import set_json_dumps
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services.import_rows import (
@@ -600,50 +599,14 @@ class _ChunkWriter:
         self.result.judgments_created += len(judgments)
 
 
-def _copy_escape(text: str) -> str:
-    # Four str.replace calls run in C and skip quickly when the character is absent; str.translate with a
-    # mapping goes through Python for every character and was five times slower on real texts.
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    if "\t" in text:
-        text = text.replace("\t", "\\t")
-    if "\n" in text:
-        text = text.replace("\n", "\\n")
-    if "\r" in text:
-        text = text.replace("\r", "\\r")
-    return text
-
-
-def _copy_text(value: Any) -> str:
-    """One value in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return _copy_escape(value)
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, dict | list):
-        return (
-            _copy_escape(orjson.dumps(value).decode())
-            if value
-            else ("{}" if isinstance(value, dict) else "[]")
-        )
-    if isinstance(value, datetime):
-        return _isoformat(value)
-    return str(value)
-
-
-@functools.lru_cache(maxsize=64)
-def _isoformat(moment: datetime) -> str:
-    # Every row of a chunk carries the same timestamp.
-    return moment.isoformat()
-
-
 def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tuple]) -> list[int]:
-    """Inserts rows (values in ``columns`` order, by database column name) and returns their new ids in order.
+    """Inserts rows (values in ``columns`` order, by database column name; dicts and lists for JSON
+    columns) and returns their new ids in order.
 
-    On PostgreSQL the ids come from the table's sequence and the rows go in through one COPY, formatted here:
-    several times faster than INSERT, or than psycopg adapting row by row."""
+    On PostgreSQL the ids come from the table's sequence and the rows go in through one binary COPY:
+    several times faster than INSERT. Binary rather than text because then nothing is escaped on the way
+    out or parsed on the way in: psycopg's C code lays the values out as they are, and PostgreSQL spent
+    about a third less time on the responses of 100,000 pairs."""
     rows = list(rows)
     if not rows:
         return []
@@ -662,18 +625,23 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
             [table, len(rows)],
         )
         ids = [row[0] for row in cursor.fetchall()]
+        # A binary COPY must name each column's type.
+        cursor.execute(
+            "SELECT attname, atttypid FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [connection.ops.quote_name(table)],
+        )
+        type_of = dict(cursor.fetchall())
+        copying = cursor.cursor
+        set_json_dumps(orjson.dumps, context=copying)
         column_list = ", ".join(connection.ops.quote_name(column) for column in ["id", *columns])
-        with cursor.cursor.copy(
-            f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN"
+        with copying.copy(
+            f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            batch: list[str] = []
+            copy.set_types([type_of[column] for column in ["id", *columns]])
+            write_row = copy.write_row
             for pk, row in zip(ids, rows, strict=True):
-                batch.append(f"{pk}\t" + "\t".join(map(_copy_text, row)) + "\n")
-                if len(batch) >= 2_000:
-                    copy.write("".join(batch))
-                    batch = []
-            if batch:
-                copy.write("".join(batch))
+                write_row((pk, *row))
     return ids
 
 

@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from django.core.management import CommandError, call_command
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services import imports
 from annotate.services.import_rows import ImportOptions
-from annotate.services.imports import ImportFailed, import_job_create, import_job_run, items_import
+from annotate.services.imports import (
+    ImportFailed,
+    bulk_insert,
+    import_job_create,
+    import_job_run,
+    items_import,
+)
 from palate.errors import ApplicationError
 from tests.factories import ProjectFactory
 
@@ -1178,3 +1185,55 @@ def test_an_import_refreshes_the_planners_statistics(tmp_path):
         assert cursor.fetchone()[0] == 40
         cursor.execute("SELECT attname FROM pg_stats WHERE tablename = 'annotate_response'")
         assert {"prompt_id", "system"} <= {name for (name,) in cursor.fetchall()}
+
+
+def test_bulk_insert_stores_values_of_every_column_type_as_given(project):
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    conversation = [{"role": "user", "content": 'Tab\there, "quotes", \\ and\nnewline, ünïcödé'}]
+    [prompt_id] = bulk_insert(
+        Prompt,
+        [
+            "project_id",
+            "external_id",
+            "content",
+            "messages",
+            "category",
+            "metadata",
+            "fingerprint",
+            "created_at",
+        ],
+        [(project.pk, "q1", "Tab\there\\n", conversation, "", {"k": [1, None, True]}, "f" * 40, moment)],
+    )
+    response_ids = bulk_insert(
+        Response,
+        ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
+        [(prompt_id, f"r{n}", "", f"Answer\r\n{n}", {}, "f" * 40, moment) for n in range(2)],
+    )
+    [pair_id] = bulk_insert(
+        Pair,
+        ["project_id", "prompt_id", "response_a_id", "response_b_id", "external_id", "is_gold", "gold_choice", "created_at"],
+        [(project.pk, prompt_id, *response_ids, "", True, "tie", moment)],
+    )  # fmt: skip
+    bulk_insert(
+        Judgment,
+        ["pair_id", "annotator_id", "origin", "choice", "strength", "criteria", "rationale", "shown_swapped",
+         "duration_ms", "created_at", "updated_at"],
+        [(pair_id, None, "imported", "a", 3, {"safety": "tie"}, "", True, None, moment, moment)],
+    )  # fmt: skip
+
+    prompt = Prompt.objects.get(pk=prompt_id)
+    assert (prompt.content, prompt.messages, prompt.metadata) == (
+        "Tab\there\\n",
+        conversation,
+        {"k": [1, None, True]},
+    )
+    assert [r.content for r in Response.objects.filter(pk__in=response_ids)] == ["Answer\r\n0", "Answer\r\n1"]
+    pair = Pair.objects.get(pk=pair_id)
+    assert (pair.is_gold, pair.gold_choice, pair.created_at) == (True, "tie", moment)
+    judgment = Judgment.objects.get(pair=pair)
+    assert (judgment.strength, judgment.criteria, judgment.shown_swapped, judgment.duration_ms) == (
+        3,
+        {"safety": "tie"},
+        True,
+        None,
+    )
