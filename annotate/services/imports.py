@@ -27,7 +27,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +36,7 @@ import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
+from django.db.models import F, Lookup, Q
 from django.utils import timezone
 from psycopg.types.json import set_json_dumps
 
@@ -337,6 +338,26 @@ def _check_unique_row_id(items: RowItems, raw: dict[str, Any], seen: dict[tuple[
     seen[key] = items.location
 
 
+class _AnyOf(Lookup):
+    """``field = ANY(%s)`` with the values as one array."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} = ANY(%s)", [*lhs_params, list(self.rhs)]
+
+
+def _among(field: str, values: Collection[Any]) -> Q | Lookup:
+    """``field IN values``. On PostgreSQL spelled ``field = ANY(array)``: one parameter instead of a
+    placeholder per value, which Django composes and psycopg parses again for every chunk's lookup of
+    5,000 ids (20 ms of CPU each, most of a second per 100,000 pairs)."""
+    if connection.vendor != "postgresql":
+        return Q(**{f"{field}__in": values})
+    return _AnyOf(F(field), values)
+
+
 def _key_shared(rows: models.QuerySet) -> Iterable[tuple]:
     """The rows of a ``values_list`` query, locked FOR KEY SHARE on PostgreSQL, as a foreign-key trigger
     locks a parent row: until the import commits nobody can delete them or change their id, and a row
@@ -374,7 +395,7 @@ class _ChunkWriter:
         stored = {
             external_id: (pk, digest)
             for external_id, pk, digest in _key_shared(
-                Prompt.objects.filter(project=self.project, external_id__in=keys)
+                Prompt.objects.filter(_among("external_id", keys), project=self.project)
                 .order_by()
                 .values_list("external_id", "id", "fingerprint")
             )
@@ -445,7 +466,7 @@ class _ChunkWriter:
         stored: dict[tuple[int, str], tuple[int, str]] = {}
         if existing_prompts:
             for prompt_id, external_id, pk, digest in _key_shared(
-                Response.objects.filter(prompt_id__in=existing_prompts)
+                Response.objects.filter(_among("prompt_id", existing_prompts))
                 .order_by()
                 .values_list("prompt_id", "external_id", "id", "fingerprint")
             ):
@@ -508,7 +529,7 @@ class _ChunkWriter:
         stored_couples: set[tuple[int, int]] = set()
         if existing_prompts:
             for first, second in (
-                Pair.objects.filter(prompt_id__in=existing_prompts)
+                Pair.objects.filter(_among("prompt_id", existing_prompts))
                 .order_by()
                 .values_list("response_a_id", "response_b_id")
             ):
@@ -519,7 +540,7 @@ class _ChunkWriter:
             for external_id, first, second in (
                 # "Not empty" spelled out lets PostgreSQL use the partial unique index: it cannot prove
                 # that a list of more than 100 ids excludes the empty string.
-                Pair.objects.filter(project=self.project, external_id__in=named)
+                Pair.objects.filter(_among("external_id", named), project=self.project)
                 .exclude(external_id="")
                 .order_by()
                 .values_list("external_id", "response_a_id", "response_b_id")
