@@ -13,7 +13,8 @@ transaction and gives the same guarantee itself, in bulk: every row it writes re
 project (locked FOR UPDATE for the whole import), to rows it inserted itself in the same transaction,
 or to stored prompts and responses that it read with ``FOR KEY SHARE`` (one statement per chunk), so
 none of them can be deleted before the import commits. Check constraints and unique indexes are not
-triggers and still apply. Otherwise the database checks every row as usual (``ImportResult``'s
+triggers and still apply (no unique constraint here is deferrable, which would make its check a
+trigger; a test keeps it so). Otherwise the database checks every row as usual (``ImportResult``'s
 ``foreign_keys_checked_by`` says which). Turning triggers off also skips any trigger a deployment may
 have added to these tables; Palate defines none.
 """

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from annotate.models import Judgment, Pair, Project, Prompt
+from annotate.models import Judgment, Pair, Project, Prompt, Response
 from annotate.services import imports
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import ImportFailed, ImportResult, items_import
@@ -287,3 +287,18 @@ def test_a_stored_prompt_deleted_during_a_reimport_is_refused_and_leaves_no_orph
     assert isinstance(refused, IntegrityError)
     assert Pair.objects.filter(prompt=stored_prompt).count() == 6
     assert integrity_problems() == {}
+
+
+def test_the_only_triggers_an_import_turns_off_are_foreign_key_checks():
+    """Turning triggers off would also skip a user trigger, or the commit-time check of a deferrable
+    unique constraint; a migration that adds one must revisit the importer's own checks."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT t.tgrelid::regclass::text, t.tgname FROM pg_trigger t
+            LEFT JOIN pg_constraint c ON c.oid = t.tgconstraint
+            WHERE t.tgrelid = ANY(%s::regclass[]) AND (c.contype IS DISTINCT FROM 'f')
+            """,
+            [[model._meta.db_table for model in (Prompt, Response, Pair, Judgment)]],
+        )
+        assert cursor.fetchall() == []
