@@ -539,10 +539,11 @@ class _ChunkWriter:
         stored_names: dict[str, tuple[int, int]] = {}
         if named:
             for external_id, first, second in (
-                # "Not empty" spelled out lets PostgreSQL use the partial unique index: it cannot prove
-                # that a list of more than 100 ids excludes the empty string.
+                # "Not empty" spelled out, as a literal, lets PostgreSQL use the partial unique index: it
+                # cannot prove that a list of more than 100 ids excludes the empty string, nor that a
+                # bound parameter is empty in a prepared statement's generic plan.
                 Pair.objects.filter(_among("external_id", named), project=self.project)
-                .exclude(external_id="")
+                .extra(where=["annotate_pair.external_id <> ''"])
                 .order_by()
                 .values_list("external_id", "response_a_id", "response_b_id")
             ):

@@ -70,10 +70,12 @@ PROGRESS_SQL = """
 """
 
 # The lease's state and the judgment this annotator already stored under the idempotency key (if any).
+# "j.idempotency_key <> ''" is written out (not "{key} <> ''") so that the partial unique index on
+# (annotator, key) serves the lookup in a prepared statement's generic plan too.
 LEASE_STATE_SQL = """
     SELECT a.status, a.expires_at,
            (SELECT j.id FROM annotate_judgment j
-            WHERE {key} <> '' AND j.annotator_id = {user} AND j.idempotency_key = {key})
+            WHERE j.idempotency_key <> '' AND j.annotator_id = {user} AND j.idempotency_key = {key})
     FROM annotate_assignment a WHERE a.id = {assignment}
 """
 
@@ -90,7 +92,7 @@ JUDGMENT_INSERT_SQL = """
 """
 
 EARLIER_SQL = """
-    SELECT j.id FROM annotate_judgment j WHERE {key} <> '' AND j.annotator_id = {user} AND j.idempotency_key = {key}
+    SELECT j.id FROM annotate_judgment j WHERE j.idempotency_key <> '' AND j.annotator_id = {user} AND j.idempotency_key = {key}
 """
 
 SUBMITTED_SQL = (
