@@ -29,6 +29,7 @@ from annotate.services.workspace_sql import (
     PROGRESS_SQL,
     RECOMPUTE_SQL,
     portable,
+    workspace_functions_used,
 )
 from palate.errors import ApplicationError
 from palate.sql import model_columns, model_from_row, model_width
@@ -160,7 +161,7 @@ def pair_next_shown(
 def _claim(
     *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
 ) -> ShownPair | None:
-    if connection.vendor == "postgresql":
+    if workspace_functions_used():
         return _claim_in_database(project=project, annotator=annotator, after=after, now=now, rng=rng)
     return _claim_portable(project=project, annotator=annotator, after=after, now=now, rng=rng)
 
@@ -216,7 +217,8 @@ def _claim_in_database(
 def _claim_portable(
     *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
 ) -> ShownPair | None:
-    """``palate_pair_next`` as separate statements, for databases without stored functions (SQLite)."""
+    """``palate_pair_next`` as separate statements, for databases without stored functions (SQLite). The
+    tests also run it on PostgreSQL, where it takes the same locks, so that both paths stay alike."""
     with transaction.atomic(), connection.cursor() as cursor:
         # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
         # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a

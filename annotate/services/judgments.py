@@ -21,6 +21,7 @@ from annotate.services.workspace_sql import (
     LEASE_STATE_SQL,
     SUBMITTED_SQL,
     portable,
+    workspace_functions_used,
 )
 from palate.errors import ApplicationError, Conflict
 
@@ -136,7 +137,7 @@ def judgment_submit(
         **values,
         "criteria": json.dumps(values["criteria"]),
     }
-    if connection.vendor == "postgresql":
+    if workspace_functions_used():
         with connection.cursor() as cursor:
             cursor.execute(_SUBMIT_CALL, parameters)
             outcome, judgment_id = cursor.fetchone()
@@ -182,9 +183,13 @@ _SUBMIT_CALL = """
 
 
 def _submit_portable(parameters: dict[str, Any]) -> tuple[str, int | None]:
-    """``palate_judgment_submit`` as separate statements, for databases without stored functions (SQLite,
-    where writers take turns anyway). Returns the outcome and the judgment's id."""
+    """``palate_judgment_submit`` as separate statements, for databases without stored functions (SQLite).
+    Returns the outcome and the judgment's id. The pair's row is locked first where the database can (the
+    tests run this path on PostgreSQL too); the lease is then read by a statement of its own, whose
+    snapshot sees what a concurrent submit committed meanwhile."""
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.features.has_select_for_update:
+            cursor.execute("SELECT id FROM annotate_pair WHERE id = %(pair)s FOR UPDATE", parameters)
         cursor.execute(portable(LEASE_STATE_SQL), parameters)
         status, expires_at, earlier_id = cursor.fetchone()
         if earlier_id is not None:

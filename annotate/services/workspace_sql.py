@@ -262,6 +262,15 @@ _DROPS = [
 ]
 
 
+# The tests turn this off to run the portable statements on PostgreSQL as well.
+FUNCTIONS_ENABLED = True
+
+
+def workspace_functions_used() -> bool:
+    """Whether next and submit call the functions (PostgreSQL) or run the portable statements."""
+    return FUNCTIONS_ENABLED and connections["default"].vendor == "postgresql"
+
+
 def install_workspace_functions(*, using: str = "default") -> bool:
     """(Re)creates the functions on a PostgreSQL database; returns False elsewhere (nothing to do)."""
     connection = connections[using]

@@ -18,12 +18,22 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotate.models import Assignment, Judgment, JudgmentRevision, Membership, Pair
+from annotate.services import workspace_sql
 from annotate.services.assignment import NothingLeft, assignment_skip, leases_expire, pair_claim_next
 from annotate.services.judgments import JudgmentInput, judgment_edit, judgment_submit
 from palate.errors import ApplicationError, Conflict
 from tests.factories import MembershipFactory, PairFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["functions", "portable"])
+def statements(request, monkeypatch):
+    """Every test here runs twice on PostgreSQL: with next and submit as the database functions, and as
+    the portable statements that SQLite runs (which take the same locks here), so the two stay alike."""
+    if request.param == "portable":
+        monkeypatch.setattr(workspace_sql, "FUNCTIONS_ENABLED", False)
+    return request.param
 
 
 def _project_with_pairs(count: int, **config):
@@ -393,6 +403,21 @@ def test_the_submit_check_agrees_with_the_documented_serializer(body):
         with pytest.raises(ValidationError) as raised:
             submitted_judgment(body)
         assert set(raised.value.detail) == set(serializer.errors)
+
+
+def test_a_submits_key_lookup_uses_the_unique_index_in_a_prepared_statements_generic_plan():
+    """Prepared statements get generic plans, which cannot prove a bound key non-empty: the lookup must
+    say so with a literal, or PostgreSQL reads every judgment of the annotator instead."""
+    from annotate.services.workspace_sql import EARLIER_SQL
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("PREPARE earlier(bigint, text) AS " + EARLIER_SQL.format(user="$1", key="$2"))
+        cursor.execute("EXPLAIN EXECUTE earlier(1, 'some-key')")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE earlier")
+    assert "judgment_idempotency_key_unique" in plan, plan
 
 
 # Concurrency ---------------------------------------------------------------------------------------------
