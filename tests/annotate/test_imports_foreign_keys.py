@@ -20,6 +20,7 @@ from annotate.services import imports
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import ImportFailed, ImportResult, items_import
 from tests.factories import ProjectFactory
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -180,18 +181,6 @@ def test_an_import_into_a_deleted_project_writes_nothing(tmp_path):
 
 
 # Concurrent deletions -----------------------------------------------------------------------------
-
-
-def in_thread(function):
-    """Runs ``function`` with its own database connection, closed afterwards."""
-
-    def run(*args):
-        try:
-            return function(*args)
-        finally:
-            connection.close()
-
-    return run
 
 
 def wait_for_a_lock_wait(timeout: float = 10.0) -> bool:

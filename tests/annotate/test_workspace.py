@@ -23,6 +23,7 @@ from annotate.services.assignment import NothingLeft, assignment_skip, leases_ex
 from annotate.services.judgments import JudgmentInput, judgment_edit, judgment_submit
 from palate.errors import ApplicationError, Conflict
 from tests.factories import MembershipFactory, PairFactory, ProjectFactory, UserFactory
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -423,18 +424,6 @@ def test_a_submits_key_lookup_uses_the_unique_index_in_a_prepared_statements_gen
 # Concurrency ---------------------------------------------------------------------------------------------
 
 
-def _in_thread(function):
-    """Runs ``function`` with its own database connection, closed afterwards."""
-
-    def run(*args):
-        try:
-            return function(*args)
-        finally:
-            connection.close()
-
-    return run
-
-
 @pytest.mark.django_db(transaction=True)
 def test_many_annotators_claiming_and_submitting_at_once_never_overfill_or_duplicate():
     overlap = 3
@@ -444,7 +433,7 @@ def test_many_annotators_claiming_and_submitting_at_once_never_overfill_or_dupli
     lock = threading.Lock()
     barrier = threading.Barrier(len(annotators))
 
-    @_in_thread
+    @in_thread
     def work(annotator):
         barrier.wait()
         rng = random.Random(annotator.pk)
@@ -483,7 +472,7 @@ def test_the_same_submit_sent_five_times_at_once_stores_one_judgment():
     assignment = pair_claim_next(project=project, annotator=annotator)
     barrier = threading.Barrier(5)
 
-    @_in_thread
+    @in_thread
     def submit(_):
         barrier.wait()
         judgment, _ = judgment_submit(
@@ -506,7 +495,7 @@ def test_one_annotator_asking_from_two_tabs_at_once_gets_one_lease():
     annotator = _annotator(project)
     barrier = threading.Barrier(4)
 
-    @_in_thread
+    @in_thread
     def ask(_):
         barrier.wait()
         return pair_claim_next(project=project, annotator=annotator).pk
@@ -585,7 +574,7 @@ def test_annotators_keep_claiming_and_submitting_while_a_large_import_is_running
         first_chunk_written.set()
         finish_import.wait(timeout=30)
 
-    @_in_thread
+    @in_thread
     def run_import():
         with source.open("rb") as stream:
             return imports.items_import(
@@ -596,7 +585,7 @@ def test_annotators_keep_claiming_and_submitting_while_a_large_import_is_running
                 progress=pause_after_the_first_chunk,
             )
 
-    @_in_thread
+    @in_thread
     def annotate():
         assignment = pair_claim_next(project=busy, annotator=annotator)
         return judgment_submit(
