@@ -10,6 +10,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,8 +35,23 @@ from annotate.services.judgments import (
 )
 
 ANNOTATORS = (Membership.Role.ANNOTATOR,)
-# The page's two calls per judgment answer JSON only: no browsable-API renderer to negotiate with.
-HOT_PATH_RENDERERS = [JSONRenderer]
+
+
+class JsonAnswers(DefaultContentNegotiation):
+    """Answers in JSON whatever the Accept header says, without parsing it (DRF's negotiation parses the
+    header and the query string on every request); request bodies are still read by their content type."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class HotPathApi(APIView):
+    """The page's two calls per judgment: JSON only, with no browsable-API renderer to negotiate with."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonAnswers
+
+
 CONFLICT = {
     409: OpenApiResponse(
         ERRORS[400].response, description="The pair was completed by others, or already judged."
@@ -115,9 +131,7 @@ def next_pair_payload(shown: ShownPair, *, remaining: int) -> dict:
     }
 
 
-class NextPairApi(APIView):
-    renderer_classes = HOT_PATH_RENDERERS
-
+class NextPairApi(HotPathApi):
     @extend_schema(
         operation_id="pairs_next",
         parameters=[
@@ -272,9 +286,7 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
-class JudgmentSubmitApi(APIView):
-    renderer_classes = HOT_PATH_RENDERERS
-
+class JudgmentSubmitApi(HotPathApi):
     @extend_schema(
         operation_id="judgments_create",
         parameters=[
