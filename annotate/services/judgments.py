@@ -144,6 +144,7 @@ def judgment_submit(
     else:
         outcome, judgment_id = _submit_portable(parameters)
     if outcome == "created":
+        assignment.status, assignment.closed_at = Assignment.Status.SUBMITTED, now
         judgment = Judgment(
             id=judgment_id,
             pair_id=assignment.pair_id,
