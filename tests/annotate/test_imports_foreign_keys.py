@@ -5,10 +5,8 @@ that exist, and concurrent deletions cannot leave orphans."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from annotate.services import imports
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import ImportFailed, ImportResult, items_import
 from tests.factories import ProjectFactory
-from tests.threads import in_thread
+from tests.threads import import_with_a_pause
 
 pytestmark = pytest.mark.django_db
 
@@ -201,27 +199,10 @@ def wait_for_a_lock_wait(timeout: float = 10.0) -> bool:
 def import_deleting_meanwhile(
     project: Project, path: Path, delete
 ) -> tuple[ImportResult, BaseException | None]:
-    """Imports ``path`` in chunks of two rows and, once the first chunk is written, runs ``delete`` in
-    another connection; lets the import finish once ``delete`` waits on a lock (or has finished).
-    Returns the import's result and what ``delete`` raised."""
-    first_chunk_written, finish_import = threading.Event(), threading.Event()
+    """Imports ``path`` and, once the first chunk is written, runs ``delete`` in another connection; lets
+    the import finish once ``delete`` waits on a lock (or has finished). Returns the import's result and
+    what ``delete`` raised."""
 
-    def pause_after_the_first_chunk(rows: int, read: int) -> None:
-        first_chunk_written.set()
-        finish_import.wait(timeout=30)
-
-    @in_thread
-    def run():
-        with path.open("rb") as stream:
-            return items_import(
-                project=project,
-                stream=stream,
-                filename=path.name,
-                options=ImportOptions(),
-                progress=pause_after_the_first_chunk,
-            )
-
-    @in_thread
     def delete_and_report():
         try:
             delete()
@@ -229,16 +210,10 @@ def import_deleting_meanwhile(
             return error
         return None
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        imported = pool.submit(run)
-        assert first_chunk_written.wait(timeout=30)
-        deleted = pool.submit(delete_and_report)
-        try:
-            while not deleted.done() and not wait_for_a_lock_wait(timeout=0.5):
-                pass
-        finally:
-            finish_import.set()
-        return imported.result(timeout=30), deleted.result(timeout=30)
+    result, refused, _ = import_with_a_pause(
+        project, path, delete_and_report, release_when=lambda: wait_for_a_lock_wait(timeout=0.5)
+    )
+    return result, refused
 
 
 @pytest.mark.django_db(transaction=True)

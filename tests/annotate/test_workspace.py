@@ -23,7 +23,7 @@ from annotate.services.assignment import NothingLeft, assignment_skip, leases_ex
 from annotate.services.judgments import JudgmentInput, judgment_edit, judgment_submit
 from palate.errors import ApplicationError, Conflict
 from tests.factories import MembershipFactory, PairFactory, ProjectFactory, UserFactory
-from tests.threads import in_thread
+from tests.threads import import_with_a_pause, in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -554,7 +554,6 @@ def test_a_retried_skip_is_harmless_and_a_skip_after_submitting_is_refused():
 @pytest.mark.django_db(transaction=True)
 def test_annotators_keep_claiming_and_submitting_while_a_large_import_is_running(tmp_path, monkeypatch):
     from annotate.services import imports
-    from annotate.services.import_rows import ImportOptions
 
     monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
     busy, _ = _project_with_pairs(3)
@@ -568,39 +567,17 @@ def test_annotators_keep_claiming_and_submitting_while_a_large_import_is_running
             for n in range(6)
         )
     )
-    first_chunk_written, finish_import = threading.Event(), threading.Event()
 
-    def pause_after_the_first_chunk(rows: int, read: int) -> None:
-        first_chunk_written.set()
-        finish_import.wait(timeout=30)
-
-    @in_thread
-    def run_import():
-        with source.open("rb") as stream:
-            return imports.items_import(
-                project=importing,
-                stream=stream,
-                filename=source.name,
-                options=ImportOptions(),
-                progress=pause_after_the_first_chunk,
-            )
-
-    @in_thread
     def annotate():
         assignment = pair_claim_next(project=busy, annotator=annotator)
         return judgment_submit(
             assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left")
         )
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        imported = pool.submit(run_import)
-        assert first_chunk_written.wait(timeout=30)
-        judged = pool.submit(annotate)
-        try:
-            judgment, created = judged.result(timeout=10)  # the import holds its transaction open meanwhile
-        finally:
-            finish_import.set()
-        assert imported.result(timeout=30).pairs_created == 6
+    imported, (judgment, created), judged_while_paused = import_with_a_pause(importing, source, annotate)
+
+    assert judged_while_paused  # the import still held its transaction open
+    assert imported.pairs_created == 6
     assert created and judgment.pair.project_id == busy.pk
     assert Pair.objects.filter(project=importing).count() == 6
 
