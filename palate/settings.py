@@ -100,6 +100,8 @@ if os.environ.get("DATABASE_URL"):
         )
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a health check that needs no round trip while the connection is quiet.
+        DATABASES["default"]["ENGINE"] = "palate.postgresql"
         # Parameters travel apart from the SQL, and a statement run twice on a connection is prepared: the
         # server plans it once instead of on every request (half of PostgreSQL's CPU per judgment).
         DATABASES["default"].setdefault("OPTIONS", {}).update(

@@ -6,10 +6,13 @@ the only place pair content leaves the server for them, and they carry content o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -33,6 +36,7 @@ from annotate.services.judgments import (
     judgments_recent,
     to_screen_terms,
 )
+from palate.callers import TokenRejected
 
 ANNOTATORS = (Membership.Role.ANNOTATOR,)
 
@@ -46,10 +50,23 @@ class JsonAnswers(DefaultContentNegotiation):
 
 
 class HotPathApi(APIView):
-    """The page's two calls per judgment: JSON only, with no browsable-API renderer to negotiate with."""
+    """The page's two calls per judgment: JSON only, with no browsable-API renderer to negotiate with, and
+    a user token checked by the endpoint's own statement rather than by a round trip of its own
+    (``palate.callers.UncheckedToken``): request.user may be an UncheckedToken, which only the services
+    these endpoints call accept."""
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonAnswers
+    checks_user_tokens = True  # see palate.authentication.TokenAuthentication
+
+
+@contextmanager
+def _token_checked() -> Iterator[None]:
+    """A token the service found unknown is refused as DRF refuses one (401 with WWW-Authenticate)."""
+    try:
+        yield
+    except TokenRejected as error:
+        raise AuthenticationFailed(error.message) from None
 
 
 CONFLICT = {
@@ -146,18 +163,21 @@ class NextPairApi(HotPathApi):
         },
     )
     def get(self, request, project_id: int):
-        project, _ = project_for_request(request, project_id, ANNOTATORS)
         after = request.query_params.get("after")
         if after is not None and not after.isdigit():
             raise serializers.ValidationError({"after": ["must be an assignment id"]})
-        shown = pair_next_shown(project=project, annotator=request.user, after=int(after) if after else None)
+        with _token_checked():
+            shown = pair_next_shown(
+                project_id=project_id, annotator=request.user, after=int(after) if after else None
+            )
         if isinstance(shown, NothingLeft):
             response = Response(status=status.HTTP_204_NO_CONTENT)
             response["Palate-Reason"] = shown.reason
             return response
         # The payload already has NextPairOutput's shape (the schema's and the tests'): this endpoint
         # answers every few seconds per annotator, so it skips re-serialising it field by field.
-        return Response(next_pair_payload(shown, remaining=project_remaining_pairs(project=project)))
+        remaining = project_remaining_pairs(project_id=project_id, overlap=shown.overlap)
+        return Response(next_pair_payload(shown, remaining=remaining))
 
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")
@@ -302,12 +322,13 @@ class JudgmentSubmitApi(HotPathApi):
     )
     def post(self, request):
         assignment_id, judgment = submitted_judgment(request.data)
-        judgment, created = judgment_submit(
-            assignment_id=assignment_id,
-            annotator=request.user,
-            data=judgment,
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
-        )
+        with _token_checked():
+            judgment, created = judgment_submit(
+                assignment_id=assignment_id,
+                annotator=request.user,
+                data=judgment,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
         return Response(  # judgment_payload has JudgmentOutput's shape (see NextPairApi)
             judgment_payload(judgment), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )

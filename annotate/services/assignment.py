@@ -16,21 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotate.models import Assignment, Judgment, Pair, Project, Prompt, Response
+from annotate.selectors import user_is_site_admin
 from annotate.services.workspace_sql import (
     CLAIM_ORDERS,
     CLAIM_SQL,
     LIVE_LEASE_SQL,
     PROGRESS_SQL,
+    PROJECT_ROLE_SQL,
     RECOMPUTE_SQL,
+    TOKEN_USER_SQL,
     portable,
     workspace_functions_used,
 )
+from palate.callers import TokenRejected, UncheckedToken
 from palate.errors import ApplicationError
 from palate.sql import model_columns, model_from_row, model_width
 
@@ -73,7 +76,7 @@ def project_pair_counters_rebuild(*, project: Project, now: datetime | None = No
         )
 
 
-def leases_expire(*, project: Project, now: datetime | None = None, limit: int = EXPIRY_BATCH) -> int:
+def leases_expire(*, project: Project | int, now: datetime | None = None, limit: int = EXPIRY_BATCH) -> int:
     """Marks expired leases as such and frees their slots. Returns how many it reclaimed."""
     now = now or timezone.now()
     expired = list(
@@ -106,6 +109,7 @@ class ShownPair:
     right: str
     done_total: int
     done_today: int
+    overlap: int  # the project's, for the progress line
 
 
 def pair_claim_next(
@@ -117,19 +121,23 @@ def pair_claim_next(
     rng: random.Random | None = None,
 ) -> Assignment | NothingLeft:
     """The annotator's current lease, or a new one on the next pair they should judge (see ``pair_next_shown``)."""
-    shown = pair_next_shown(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    shown = pair_next_shown(project_id=project.pk, annotator=annotator, after=after, now=now, rng=rng)
     return shown if isinstance(shown, NothingLeft) else shown.assignment
 
 
 def pair_next_shown(
     *,
-    project: Project,
-    annotator: AbstractBaseUser,
+    project_id: int,
+    annotator: AbstractBaseUser | UncheckedToken,
     after: int | None = None,
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> ShownPair | NothingLeft:
     """The annotator's current lease, or a new one on the next pair they should judge, with its content.
+
+    ``annotator`` is a user, or an API token that this call checks itself (``TokenRejected`` when it is
+    unknown or its user may not log in). A user outside the project gets a 404 error, a member with
+    another role a 403 (site admins pass, and then need an annotator's membership like anyone else).
 
     ``after`` names the lease the annotator is looking at: the answer is then another one, so the page can
     fetch the next pair while the current one is read. An annotator holds at most two live leases.
@@ -138,88 +146,130 @@ def pair_next_shown(
     project's gold rate; which response goes on the left is drawn per lease.
 
     This is the busiest path of the product: on PostgreSQL it is one call of ``palate_pair_next``
-    (``workspace_sql.py``); elsewhere the same statements run one by one in a transaction.
+    (``workspace_sql.py``), checks included; elsewhere the same statements run one by one in a transaction.
     """
     explicit_now = now is not None
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
-    swept = explicit_now or _expiry_sweep_due(project.pk)
+    swept = explicit_now or _expiry_sweep_due(project_id)
     if swept:
-        leases_expire(project=project, now=now)
-    shown = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
-    if shown is None and not swept and leases_expire(project=project, now=now):
+        leases_expire(project=project_id, now=now)
+    shown, user_id = _claim(project_id=project_id, annotator=annotator, after=after, now=now, rng=rng)
+    if shown is None and not swept and leases_expire(project=project_id, now=now):
         # Nothing free, but expired leases were holding slots: try again now that they are released.
-        shown = _claim(project=project, annotator=annotator, after=after, now=now, rng=rng)
+        shown, user_id = _claim(project_id=project_id, annotator=annotator, after=after, now=now, rng=rng)
     if shown is not None:
         return shown
-    judged_any = Judgment.objects.filter(pair__project=project, annotator=annotator).exists()
+    judged_any = Judgment.objects.filter(pair__project_id=project_id, annotator_id=user_id).exists()
     if judged_any:
         return NothingLeft("You have judged every pair that still needs judgments. Thank you!")
     return NothingLeft("No pairs need judgments in this project right now.")
 
 
 def _claim(
-    *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
-) -> ShownPair | None:
-    if workspace_functions_used():
-        return _claim_in_database(project=project, annotator=annotator, after=after, now=now, rng=rng)
-    return _claim_portable(project=project, annotator=annotator, after=after, now=now, rng=rng)
+    *,
+    project_id: int,
+    annotator: AbstractBaseUser | UncheckedToken,
+    after: int | None,
+    now: datetime,
+    rng: random.Random,
+) -> tuple[ShownPair | None, int]:
+    """The lease shown (None when nothing is free) and the annotator's user id."""
+    claim = _claim_in_database if workspace_functions_used() else _claim_portable
+    return claim(project_id=project_id, caller=_caller(annotator), after=after, now=now, rng=rng)
 
 
-def _draws(project: Project, now: datetime, rng: random.Random) -> tuple[bool, bool, datetime]:
-    """Whether to look for a gold pair first, whether to show B on the left, and when the lease expires."""
-    want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
-    shown_swapped = rng.random() < 0.5
-    return want_gold, shown_swapped, now + timedelta(seconds=project.lease_seconds)
+def _caller(annotator: AbstractBaseUser | UncheckedToken) -> tuple[int, str, bool]:
+    """(user id, token key, site admin) as the statements take them: a token's user is theirs to find."""
+    if isinstance(annotator, UncheckedToken):
+        return 0, annotator.key, False
+    return annotator.pk, "", user_is_site_admin(annotator)
+
+
+def _refusal(outcome: str, role: str | None = None) -> ApplicationError:
+    """The error for a claim refused before it started (an outcome of ``palate_pair_next``)."""
+    if outcome == "bad_token":
+        return TokenRejected("Invalid token.")
+    if outcome == "inactive":
+        return TokenRejected("User inactive or deleted.")
+    if outcome == "no_project":
+        return ApplicationError("no such project", code="not_found", http_status=404)
+    if outcome == "wrong_role":
+        return ApplicationError(
+            f"your role in this project ({role}) does not allow this",
+            code="permission_denied",
+            http_status=403,
+        )
+    return _not_an_annotator()
+
+
+def _draws(rng: random.Random) -> tuple[float, float]:
+    """The random numbers of a claim: one decides whether B is shown on the left, one whether to look for a
+    gold pair first (``_decisions``; the database function decides the same way)."""
+    return rng.random(), rng.random()
+
+
+def _decisions(
+    swap_draw: float, gold_draw: float, gold_rate: float, lease_seconds: int, now: datetime
+) -> tuple[bool, bool, datetime]:
+    """Whether to show B on the left, whether to look for a gold pair first, and when the lease expires."""
+    return swap_draw < 0.5, gold_rate > 0 and gold_draw < gold_rate, now + timedelta(seconds=lease_seconds)
 
 
 def _claim_in_database(
-    *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
-) -> ShownPair | None:
-    want_gold, shown_swapped, expires_at = _draws(project, now, rng)
+    *, project_id: int, caller: tuple[int, str, bool], after: int | None, now: datetime, rng: random.Random
+) -> tuple[ShownPair | None, int]:
+    swap_draw, gold_draw = _draws(rng)
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT * FROM palate_pair_next(%s::bigint, %s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz,
-                                           %s::integer, %s::boolean, %s::boolean, %s::text, %s::timestamptz)
+            SELECT * FROM palate_pair_next(%s::bigint, %s::bigint, %s::text, %s::boolean, %s::bigint,
+                                           %s::timestamptz, %s::float8, %s::float8, %s::timestamptz)
             """,
-            [
-                project.pk,
-                annotator.pk,
-                after or 0,
-                now,
-                expires_at,
-                project.overlap,
-                want_gold,
-                shown_swapped,
-                _claim_order(project),
-                _day_start(now),
-            ],
+            [project_id, *caller, after or 0, now, swap_draw, gold_draw, _day_start(now)],
         )
-        outcome, *lease, prompt, messages, left, right, done_total, done_today = cursor.fetchone()
-    if outcome == "not_an_annotator":
-        raise _not_an_annotator()
+        outcome, user_id, role, overlap, *lease, prompt, messages, left, right, done_total, done_today = (
+            cursor.fetchone()
+        )
+    if outcome not in {"live", "claimed", "none"}:
+        raise _refusal(outcome, role)
     if outcome == "none":
-        return None
+        return None, user_id
     if isinstance(messages, str):  # Django loads jsonb as text; JSONField decodes it
         messages = json.loads(messages)
-    return ShownPair(
-        assignment=_assignment(project, annotator, *lease),
+    shown = ShownPair(
+        assignment=_assignment(project_id, user_id, *lease),
         prompt=prompt,
         messages=messages,
         left=left,
         right=right,
         done_total=done_total,
         done_today=done_today,
+        overlap=overlap,
     )
+    return shown, user_id
 
 
 def _claim_portable(
-    *, project: Project, annotator: AbstractBaseUser, after: int | None, now: datetime, rng: random.Random
-) -> ShownPair | None:
+    *, project_id: int, caller: tuple[int, str, bool], after: int | None, now: datetime, rng: random.Random
+) -> tuple[ShownPair | None, int]:
     """``palate_pair_next`` as separate statements, for databases without stored functions (SQLite). The
     tests also run it on PostgreSQL, where it takes the same locks, so that both paths stay alike."""
+    user_id, token, admin = caller
     with transaction.atomic(), connection.cursor() as cursor:
+        if token:
+            cursor.execute(portable(TOKEN_USER_SQL), {"token": token})
+            row = cursor.fetchone()
+            if row is None or not row[1]:
+                raise _refusal("bad_token" if row is None else "inactive")
+            user_id, _, admin = row
+        cursor.execute(portable(PROJECT_ROLE_SQL), {"user": user_id, "project": project_id})
+        row = cursor.fetchone()
+        if row is None or (row[4] is None and not admin):
+            raise _refusal("no_project")
+        overlap, gold_rate, lease_seconds, order, role = row
+        if role != "annotator" and not admin:
+            raise _refusal("wrong_role", role)
         # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
         # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a
         # concurrent claim (another tab) committed while this one waited.
@@ -228,33 +278,31 @@ def _claim_portable(
             SELECT id FROM annotate_membership
             WHERE project_id = %s AND user_id = %s AND role = 'annotator' """
             + _locking("FOR UPDATE"),
-            [project.pk, annotator.pk],
+            [project_id, user_id],
         )
         if cursor.fetchone() is None:
             raise _not_an_annotator()
         cursor.execute(
             portable(LIVE_LEASE_SQL),
-            {"user": annotator.pk, "project": project.pk, "now": now, "after": after or 0},
+            {"user": user_id, "project": project_id, "now": now, "after": after or 0},
         )
         live = cursor.fetchone()
         if live is not None:
-            assignment = _assignment(project, annotator, *live)
+            assignment = _assignment(project_id, user_id, *live)
         else:
             assignment = None
-            want_gold, shown_swapped, expires_at = _draws(project, now, rng)
+            shown_swapped, gold_first, expires_at = _decisions(*_draws(rng), gold_rate, lease_seconds, now)
             claim = portable(
-                CLAIM_SQL,
-                order=CLAIM_ORDERS[_claim_order(project)],
-                lock=_locking("FOR UPDATE OF p SKIP LOCKED"),
+                CLAIM_SQL, order=CLAIM_ORDERS[order], lock=_locking("FOR UPDATE OF p SKIP LOCKED")
             )
-            for gold in (want_gold, not want_gold):
+            for gold in (gold_first, not gold_first):
                 cursor.execute(
                     claim,
                     {
-                        "project": project.pk,
-                        "user": annotator.pk,
+                        "project": project_id,
+                        "user": user_id,
                         "gold": gold,
-                        "overlap": project.overlap,
+                        "overlap": overlap,
                         "swapped": shown_swapped,
                         "now": now,
                         "expires": expires_at,
@@ -263,17 +311,17 @@ def _claim_portable(
                 claimed = cursor.fetchone()
                 if claimed is not None:
                     pair_slots_recompute(pair_id=claimed[1], now=now)
-                    assignment = _assignment(project, annotator, *claimed, shown_swapped, now, expires_at)
+                    assignment = _assignment(project_id, user_id, *claimed, shown_swapped, now, expires_at)
                     break
             if assignment is None:
-                return None
+                return None, user_id
     pair = pair_content(pair_id=assignment.pair_id)
     prompt = pair.prompt
     first, second = (
         (pair.response_b, pair.response_a) if assignment.shown_swapped else (pair.response_a, pair.response_b)
     )
-    done_total, done_today = _done_counts(project=project, annotator=annotator, now=now)
-    return ShownPair(
+    done_total, done_today = _done_counts(project_id=project_id, user_id=user_id, now=now)
+    shown = ShownPair(
         assignment=assignment,
         prompt=prompt.content,
         messages=prompt.messages,
@@ -281,7 +329,9 @@ def _claim_portable(
         right=second.content,
         done_total=done_total,
         done_today=done_today,
+        overlap=overlap,
     )
+    return shown, user_id
 
 
 def _not_an_annotator() -> ApplicationError:
@@ -295,19 +345,9 @@ def _locking(clause: str) -> str:
     return clause if connection.features.has_select_for_update else ""
 
 
-def _claim_order(project: Project) -> str:
-    """The project's fill order, by its name in ``CLAIM_ORDERS``."""
-    if project.assignment_strategy != "fill":
-        # An uncertainty-seeking strategy has ranked the pairs (Pair.priority); fill order breaks ties.
-        return "priority"
-    if project.assignment_order == Project.AssignmentOrder.BREADTH_FIRST:
-        return "breadth"
-    return "depth"
-
-
 def _assignment(
-    project: Project,
-    annotator: AbstractBaseUser,
+    project_id: int,
+    user_id: int,
     assignment_id: int,
     pair_id: int,
     shown_swapped: bool,
@@ -317,9 +357,9 @@ def _assignment(
     """The lease as a model instance, from the values the claim already has (no second read)."""
     assignment = Assignment(
         id=assignment_id,
-        project=project,
+        project_id=project_id,
         pair_id=pair_id,
-        annotator_id=annotator.pk,
+        annotator_id=user_id,
         shown_swapped=shown_swapped,
         status=Assignment.Status.ACTIVE,
         created_at=created_at,
@@ -370,8 +410,13 @@ def pair_content(*, pair_id: int) -> Pair:
     return pair
 
 
-def assignment_for_annotator(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
-    """The annotator's own assignment with its project (one statement: every submit starts here)."""
+def assignment_for_annotator(
+    *, assignment_id: int, annotator: AbstractBaseUser | UncheckedToken
+) -> Assignment:
+    """The annotator's own assignment with its project, in one statement (every submit starts here). A
+    token is checked by the same statement (``TokenRejected``)."""
+    if isinstance(annotator, UncheckedToken):
+        return _assignment_for_token(assignment_id=assignment_id, token=annotator.key)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -383,10 +428,38 @@ def assignment_for_annotator(*, assignment_id: int, annotator: AbstractBaseUser)
         )
         row = cursor.fetchone()
     if row is None:
-        raise ApplicationError("no such assignment", code="not_found", http_status=404)
+        raise _no_such_assignment()
     assignment = model_from_row(Assignment, row)
     assignment.project = model_from_row(Project, row, model_width(Assignment))
     return assignment
+
+
+def _assignment_for_token(*, assignment_id: int, token: str) -> Assignment:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT u.is_active, {model_columns(Assignment, "a")}, {model_columns(Project, "p")}
+            FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
+            LEFT JOIN annotate_assignment a ON a.id = %s AND a.annotator_id = u.id
+            LEFT JOIN annotate_project p ON p.id = a.project_id
+            WHERE t.key = %s
+            """,
+            [assignment_id, token],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise _refusal("bad_token")
+    if not row[0]:
+        raise _refusal("inactive")
+    if row[1] is None:
+        raise _no_such_assignment()
+    assignment = model_from_row(Assignment, row, 1)
+    assignment.project = model_from_row(Project, row, 1 + model_width(Assignment))
+    return assignment
+
+
+def _no_such_assignment() -> ApplicationError:
+    return ApplicationError("no such assignment", code="not_found", http_status=404)
 
 
 def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, reason: str = "") -> Assignment:
@@ -412,25 +485,31 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, reason: 
     return assignment
 
 
-def project_remaining_pairs(*, project: Project) -> int:
-    """Pairs that still need judgments. An estimate for the progress line, cached for a few seconds so that
-    no request counts over the project's pairs."""
-    key = f"palate:remaining:{project.pk}"
-    remaining = cache.get(key)
-    if remaining is None:
-        remaining = Pair.objects.filter(project=project, judgment_count__lt=project.overlap).count()
-        cache.set(key, remaining, timeout=REMAINING_CACHE_SECONDS)
+# Per process: project id → (time.monotonic() until which the count holds, pairs that still need judgments).
+_remaining: dict[int, tuple[float, int]] = {}
+
+
+def project_remaining_pairs(*, project_id: int, overlap: int) -> int:
+    """Pairs that still need judgments: an estimate for the progress line, counted at most every
+    REMAINING_CACHE_SECONDS per process, so that no request counts over the project's pairs (and none
+    waits on a shared cache either)."""
+    moment = time.monotonic()
+    cached = _remaining.get(project_id)
+    if cached is not None and cached[0] > moment:
+        return cached[1]
+    remaining = Pair.objects.filter(project_id=project_id, judgment_count__lt=overlap).count()
+    _remaining[project_id] = (moment + REMAINING_CACHE_SECONDS, remaining)
     return remaining
 
 
-def _done_counts(*, project: Project, annotator: AbstractBaseUser, now: datetime) -> tuple[int, int]:
+def _done_counts(*, project_id: int, user_id: int, now: datetime) -> tuple[int, int]:
     """Counted over their submitted leases in this project, from one index (annotator, project, status,
     closed_at): the cost follows what they did in this project, not their whole history, and every
     judgment made in the workspace is a submitted lease (labels imported or simulated are not theirs)."""
     with connection.cursor() as cursor:
         cursor.execute(
             portable(PROGRESS_SQL),
-            {"day_start": _day_start(now), "user": annotator.pk, "project": project.pk},
+            {"day_start": _day_start(now), "user": user_id, "project": project_id},
         )
         done_total, done_today = cursor.fetchone()
     return done_total, done_today

@@ -23,6 +23,7 @@ from annotate.services.workspace_sql import (
     portable,
     workspace_functions_used,
 )
+from palate.callers import UncheckedToken
 from palate.errors import ApplicationError, Conflict
 
 MAX_DURATION_MS = 24 * 3600 * 1000
@@ -111,9 +112,14 @@ def _pair_values(data: JudgmentInput, *, shown_swapped: bool) -> dict[str, Any]:
 
 
 def judgment_submit(
-    *, assignment_id: int, annotator: AbstractBaseUser, data: JudgmentInput, idempotency_key: str = ""
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser | UncheckedToken,
+    data: JudgmentInput,
+    idempotency_key: str = "",
 ) -> tuple[Judgment, bool]:
-    """Stores the judgment for a lease. Returns (judgment, created).
+    """Stores the judgment for a lease. Returns (judgment, created). ``annotator`` is a user, or an API
+    token that the lease's lookup checks (``TokenRejected``).
 
     The same idempotency key returns the judgment it stored the first time. An expired lease still counts
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
@@ -129,7 +135,7 @@ def judgment_submit(
     parameters = {
         "assignment": assignment.pk,
         "pair": assignment.pair_id,
-        "user": annotator.pk,
+        "user": assignment.annotator_id,
         "key": idempotency_key,
         "now": now,
         "overlap": project.overlap,
@@ -148,7 +154,7 @@ def judgment_submit(
         judgment = Judgment(
             id=judgment_id,
             pair_id=assignment.pair_id,
-            annotator=annotator,
+            annotator_id=assignment.annotator_id,
             origin=Judgment.Origin.HUMAN,
             shown_swapped=assignment.shown_swapped,
             idempotency_key=idempotency_key,

@@ -15,6 +15,21 @@ from __future__ import annotations
 
 from django.db import connections, transaction
 
+# The user an API token belongs to: id, whether they may log in, whether they are a site admin.
+TOKEN_USER_SQL = """
+    SELECT u.id, u.is_active, u.is_superuser OR u.is_staff
+    FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id WHERE t.key = {token}
+"""
+
+# The project's assignment settings and the user's role in it (NULL when they are not a member).
+PROJECT_ROLE_SQL = """
+    SELECT p.overlap, p.gold_rate, p.lease_seconds,
+           CASE WHEN p.assignment_strategy <> 'fill' THEN 'priority'
+                WHEN p.assignment_order = 'breadth_first' THEN 'breadth' ELSE 'depth' END,
+           (SELECT m.role FROM annotate_membership m WHERE m.project_id = p.id AND m.user_id = {user})
+    FROM annotate_project p WHERE p.id = {project}
+"""
+
 # Columns of a live lease, in the order ``_assignment`` takes them.
 LIVE_LEASE_SQL = """
     SELECT a.id, a.pair_id, a.shown_swapped, a.created_at, a.expires_at FROM annotate_assignment a
@@ -103,11 +118,12 @@ _ARGUMENTS = {
     "project": "p_project",
     "user": "p_user",
     "after": "p_after",
+    "token": "p_token",
     "now": "p_now",
-    "expires": "p_expires",
-    "overlap": "p_overlap",
+    "expires": "v_expires",
+    "overlap": "v_overlap",
     "gold": "v_gold",
-    "swapped": "p_swapped",
+    "swapped": "v_swapped",
     "day_start": "p_day_start",
     "pair": "p_pair",
     "key": "p_key",
@@ -133,7 +149,7 @@ def _in_function(sql: str, **extra: str) -> str:
 def _claims() -> str:
     branches = []
     for keyword, (name, order) in zip(("IF", "ELSIF", "ELSE"), CLAIM_ORDERS.items(), strict=True):
-        condition = "" if keyword == "ELSE" else f" p_order = '{name}' THEN"
+        condition = "" if keyword == "ELSE" else f" v_order = '{name}' THEN"
         claim = _in_function(CLAIM_SQL, order=order, lock="FOR UPDATE OF p SKIP LOCKED").strip()
         branches.append(f"{keyword}{condition}\n{claim}\n    INTO v_assignment, v_pair;")
     return "\n".join(branches) + "\nEND IF;"
@@ -156,17 +172,50 @@ $function$"""
 
     pair_next = f"""
 CREATE FUNCTION palate_pair_next(
-    p_project bigint, p_user bigint, p_after bigint, p_now timestamptz, p_expires timestamptz,
-    p_overlap integer, p_gold_first boolean, p_swapped boolean, p_order text, p_day_start timestamptz)
-RETURNS TABLE (r_outcome text, r_assignment bigint, r_pair bigint, r_shown_swapped boolean,
+    p_project bigint, p_user bigint, p_token text, p_admin boolean, p_after bigint, p_now timestamptz,
+    p_swap_draw double precision, p_gold_draw double precision, p_day_start timestamptz)
+RETURNS TABLE (r_outcome text, r_user bigint, r_role text, r_overlap integer,
+               r_assignment bigint, r_pair bigint, r_shown_swapped boolean,
                r_created_at timestamptz, r_expires_at timestamptz, r_prompt text, r_messages jsonb,
                r_left text, r_right text, r_done_total bigint, r_done_today bigint)
 LANGUAGE plpgsql AS $function$
 DECLARE
+    v_active boolean;
+    v_overlap integer;
+    v_gold_rate double precision;
+    v_lease_seconds integer;
+    v_order text;
+    v_swapped boolean;
+    v_expires timestamptz;
     v_assignment bigint;
     v_pair bigint;
     v_gold boolean;
+    v_gold_first boolean;
 BEGIN
+    -- Who asks: a user the web layer authenticated, or an API token checked here (one round trip).
+    IF p_token <> '' THEN
+        {_in_function(TOKEN_USER_SQL).strip()}
+        INTO p_user, v_active, p_admin;
+        IF NOT FOUND OR NOT v_active THEN
+            r_outcome := CASE WHEN FOUND THEN 'inactive' ELSE 'bad_token' END;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    r_user := p_user;
+    {_in_function(PROJECT_ROLE_SQL).strip()}
+    INTO v_overlap, v_gold_rate, v_lease_seconds, v_order, r_role;
+    IF NOT FOUND OR (r_role IS NULL AND NOT p_admin) THEN
+        r_outcome := 'no_project';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    r_overlap := v_overlap;
+    IF r_role IS DISTINCT FROM 'annotator' AND NOT p_admin THEN
+        r_outcome := 'wrong_role';
+        RETURN NEXT;
+        RETURN;
+    END IF;
     -- One claim at a time per annotator: two tabs asking at once still get one lease.
     PERFORM 1 FROM annotate_membership m
     WHERE m.project_id = p_project AND m.user_id = p_user AND m.role = 'annotator' FOR UPDATE;
@@ -181,7 +230,11 @@ BEGIN
     IF FOUND THEN
         r_outcome := 'live';
     ELSE
-        FOREACH v_gold IN ARRAY ARRAY[p_gold_first, NOT p_gold_first] LOOP
+        -- ``assignment._decisions``, made from the caller's random numbers.
+        v_swapped := p_swap_draw < 0.5;
+        v_gold_first := v_gold_rate > 0 AND p_gold_draw < v_gold_rate;
+        v_expires := p_now + make_interval(secs => v_lease_seconds);
+        FOREACH v_gold IN ARRAY ARRAY[v_gold_first, NOT v_gold_first] LOOP
 {_claims()}
             EXIT WHEN v_assignment IS NOT NULL;
         END LOOP;
@@ -194,9 +247,9 @@ BEGIN
         r_outcome := 'claimed';
         r_assignment := v_assignment;
         r_pair := v_pair;
-        r_shown_swapped := p_swapped;
+        r_shown_swapped := v_swapped;
         r_created_at := p_now;
-        r_expires_at := p_expires;
+        r_expires_at := v_expires;
     END IF;
     SELECT prompt.content, prompt.messages,
            CASE WHEN r_shown_swapped THEN b.content ELSE a.content END,

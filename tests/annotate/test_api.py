@@ -24,6 +24,7 @@ from annotate.models import (
     ProjectApiToken,
     Prompt,
 )
+from annotate.services import assignment, workspace_sql
 from annotate.services.api_tokens import api_token_create
 from annotate.services.imports import import_job_run
 from tests.factories import MembershipFactory, PairFactory, ProjectFactory, PromptFactory, UserFactory
@@ -279,6 +280,81 @@ def test_each_endpoint_lets_each_role_do_only_what_it_may(full_world, endpoint, 
         assert_error_shape(response, expected)
     # A refusal changes nothing; an allowed write changes something.
     assert (state(world) != before) == (expected < 400 and endpoint in WRITES)
+
+
+HOT_ENDPOINTS = ("next-pair", "judgments-submit")
+
+
+@pytest.fixture(params=["functions", "portable"])
+def statements(request, monkeypatch):
+    """Next and submit as the database functions, and as the portable statements that SQLite runs."""
+    if request.param == "portable":
+        monkeypatch.setattr(workspace_sql, "FUNCTIONS_ENABLED", False)
+    return request.param
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "anonymous"])
+@pytest.mark.parametrize("endpoint", HOT_ENDPOINTS)
+def test_next_and_submit_check_a_user_token_in_their_own_statement_with_the_same_answers(
+    full_world, endpoint, role, statements
+):
+    """The two busiest endpoints take a token unchecked (palate.callers.UncheckedToken) and check it in the
+    statement they make anyway: over HTTP, with a real token header, each role gets what the table says."""
+    world = full_world
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=world.users[role]).key}")
+    judgments = Judgment.objects.count()
+
+    response = call(world, role, endpoint, client=client)
+
+    expected = PERMISSIONS[endpoint][ROLES.index(role)]
+    assert response.status_code == expected, response.content
+    if expected >= 400:
+        assert_error_shape(response, expected)
+    assert Judgment.objects.count() == judgments + (endpoint == "judgments-submit" and expected == 201)
+
+
+@pytest.mark.parametrize("endpoint", HOT_ENDPOINTS)
+@pytest.mark.parametrize("problem", ["unknown", "inactive", "malformed"])
+def test_next_and_submit_refuse_a_bad_token_as_every_endpoint_does(full_world, endpoint, problem, statements):
+    world = full_world
+    annotator = world.users["annotator"]
+    key = Token.objects.create(user=annotator).key
+    if problem == "unknown":
+        key = "0" * 40
+    elif problem == "inactive":
+        annotator.is_active = False
+        annotator.save(update_fields=["is_active"])
+    elif problem == "malformed":
+        key = "two words"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    before = (Assignment.objects.count(), Judgment.objects.count())
+
+    response = call(world, "annotator", endpoint, client=client)
+    # What a regular endpoint answers to the same header.
+    regular = client.get("/api/projects/")
+
+    error = assert_error_shape(response, 401, "authentication_failed")
+    assert response["WWW-Authenticate"] == regular["WWW-Authenticate"] == "Token"
+    assert error["message"] == regular.json()["error"]["message"]
+    assert (Assignment.objects.count(), Judgment.objects.count()) == before
+
+
+def test_the_progress_line_counts_the_remaining_pairs_at_most_every_30_seconds(full_world, monkeypatch):
+    world = full_world
+    client = world.client("annotator")
+    url = f"/api/projects/{world.project.pk}/next/"
+    clock = [1000.0]
+    monkeypatch.setattr(assignment.time, "monotonic", lambda: clock[0])
+
+    first = client.get(url).json()["progress"]["remaining"]
+    PairFactory(prompt__project=world.project)
+    cached = client.get(url).json()["progress"]["remaining"]
+    clock[0] += assignment.REMAINING_CACHE_SECONDS + 1
+    counted = client.get(url).json()["progress"]["remaining"]
+
+    assert (first, cached, counted) == (3, 3, 4)
 
 
 def test_every_api_endpoint_is_in_the_permission_table():
