@@ -124,9 +124,20 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
 class Annotator(threading.Thread):
     """One simulated annotator: next → submit in a loop over a keep-alive connection."""
 
-    def __init__(self, port: int, project_id: int, token: str, stop_at: float, pace: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        project_id: int,
+        token: str,
+        stop_at: float,
+        ran_out: threading.Event,
+        pace: float = 0.0,
+    ) -> None:
         super().__init__(daemon=True)
         self.port, self.project_id, self.token, self.stop_at = port, project_id, token, stop_at
+        # Set by the first annotator told that nothing is left: the others stop too, so that the figures
+        # cover only the time when the project still had work for everyone.
+        self.ran_out = ran_out
         self.pace = pace  # judgments per second this annotator aims at (0: as fast as the server answers)
         self.next_ms: list[float] = []
         self.submit_ms: list[float] = []
@@ -155,7 +166,7 @@ class Annotator(threading.Thread):
         # A paced annotator starts a cycle every 1/pace s (from a random phase, so that annotators do not
         # arrive together) and reads in between; when the server is slower than the pace it just goes on.
         cycle_start = time.perf_counter() + (generator.random() / self.pace if self.pace else 0.0)
-        while time.perf_counter() < self.stop_at:
+        while time.perf_counter() < self.stop_at and not self.ran_out.is_set():
             if self.pace:
                 time.sleep(max(0.0, cycle_start - time.perf_counter()))
                 cycle_start = max(time.perf_counter(), cycle_start + 1 / self.pace)
@@ -164,6 +175,7 @@ class Annotator(threading.Thread):
             self.next_ms.append((time.perf_counter() - started) * 1000)
             if status == 204:
                 self.finished_early = True
+                self.ran_out.set()
                 return
             if status != 200:
                 self.errors.append(f"next {status}: {body[:200]!r}")
@@ -258,7 +270,8 @@ def run_load(
     port: int, project_id: int, tokens: list[str], seconds: float, server_pid: int, pace: float = 0.0
 ) -> dict:
     stop_at = time.perf_counter() + seconds
-    threads = [Annotator(port, project_id, token, stop_at, pace) for token in tokens]
+    ran_out = threading.Event()
+    threads = [Annotator(port, project_id, token, stop_at, ran_out, pace) for token in tokens]
     cpu_before = [_cpu_seconds(pids) for pids in _server_pids(server_pid)]
     client_before = time.process_time()
     started = time.perf_counter()
@@ -348,6 +361,8 @@ def main() -> None:
             f"{next_p[2]:>5.1f}ms {submit_p[0]:>8.1f}ms {submit_p[1]:>5.1f}ms {submit_p[2]:>5.1f}ms {len(result['errors']):>6} "
             f"{'{:.1f} + {:.1f} + {:.1f} ms'.format(*result['cpu_ms']):>27}  {verdict}"
         )
+        if result["exhausted"]:
+            print(f"    the project ran out of pairs after {result['elapsed']:.1f} s: the run stopped there")
         for error in result["errors"][:3]:
             print(f"    e.g. {error}")
     print(
