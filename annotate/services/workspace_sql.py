@@ -5,6 +5,12 @@ pair's counters and returns what the page shows, inside one transaction, and Pos
 A PL/pgSQL function takes a new snapshot for every statement it runs (READ COMMITTED), so "lock the
 membership (or the pair), then read" keeps the guarantee that the Python version gets from two statements.
 
+A new lease commits without waiting for its write-ahead log to reach the disk (``synchronous_commit`` off
+for that transaction only): if the database crashed within the next fraction of a second, the lease would
+be forgotten and its pair handed out again, which is harmless, and the annotator saves the wait for a disk
+flush on every item (a quarter of the serial time of a next → submit cycle, measured). A judgment still
+commits durably: "submit" never changes that setting.
+
 The SQL fragments below are shared with the portable path in ``assignment.py`` and ``judgments.py`` (SQLite,
 the embedded default, has no stored functions): the same text, filled with ``%(name)s`` parameters there and
 with the functions' arguments here. ``install_workspace_functions`` (re)creates the functions after every
@@ -244,6 +250,8 @@ BEGIN
             RETURN;
         END IF;
         PERFORM palate_pair_slots_recompute(v_pair, p_now);
+        -- A lease is not a judgment: its commit need not wait for the disk (see the module's docstring).
+        PERFORM set_config('synchronous_commit', 'off', true);
         r_outcome := 'claimed';
         r_assignment := v_assignment;
         r_pair := v_pair;

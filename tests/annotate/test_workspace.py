@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -487,6 +487,33 @@ def test_the_same_submit_sent_five_times_at_once_stores_one_judgment():
         ids = list(pool.map(submit, range(5)))
     assert len(set(ids)) == 1
     assert Judgment.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_lease_commits_without_waiting_for_the_disk_and_a_judgment_waits(statements):
+    """The database function's setting (the portable statements, for SQLite, leave it alone)."""
+    project, _ = _project_with_pairs(2)
+    annotator = _annotator(project)
+
+    def commit_setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('synchronous_commit')")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():  # the claim's own transaction, as in a request
+        lease = pair_claim_next(project=project, annotator=annotator)
+        during_claim = commit_setting()
+    after_claim = commit_setting()
+    with transaction.atomic():
+        judgment_submit(assignment_id=lease.pk, annotator=annotator, data=JudgmentInput(choice="left"))
+        during_submit = commit_setting()
+
+    assert (during_claim, after_claim, during_submit) == (
+        "off" if statements == "functions" else "on",
+        "on",
+        "on",
+    )
+    assert Judgment.objects.filter(assignment=lease).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
