@@ -12,7 +12,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -39,6 +39,7 @@ from annotate.services.judgments import (
 from palate.callers import TokenRejected
 
 ANNOTATORS = (Membership.Role.ANNOTATOR,)
+BIGINT_MAX = 2**63 - 1  # the largest id PostgreSQL stores
 
 
 class JsonAnswers(DefaultContentNegotiation):
@@ -164,8 +165,10 @@ class NextPairApi(HotPathApi):
     )
     def get(self, request, project_id: int):
         after = request.query_params.get("after")
-        if after is not None and not after.isdigit():
+        if after is not None and not (after.isdigit() and int(after) <= BIGINT_MAX):
             raise serializers.ValidationError({"after": ["must be an assignment id"]})
+        if project_id > BIGINT_MAX:  # the database would refuse the number itself
+            raise NotFound("no such project")
         with _token_checked():
             shown = pair_next_shown(
                 project_id=project_id, annotator=request.user, after=int(after) if after else None

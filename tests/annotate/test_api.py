@@ -341,6 +341,18 @@ def test_next_and_submit_refuse_a_bad_token_as_every_endpoint_does(full_world, e
     assert (Assignment.objects.count(), Judgment.objects.count()) == before
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/api/projects/{huge}/next/", 404), ("/api/projects/{project}/next/?after={huge}", 400)],
+)
+def test_next_answers_an_id_too_large_for_the_database_as_any_unknown_id(
+    full_world, statements, path, status
+):
+    response = full_world.client("annotator").get(path.format(huge=2**63, project=full_world.project.pk))
+
+    assert_error_shape(response, status)
+
+
 def test_the_progress_line_counts_the_remaining_pairs_at_most_every_30_seconds(full_world, monkeypatch):
     world = full_world
     client = world.client("annotator")
