@@ -176,24 +176,28 @@ def _claim(
 ) -> tuple[ShownPair | None, int]:
     """The lease shown (None when nothing is free) and the annotator's user id."""
     claim = _claim_in_database if workspace_functions_used() else _claim_portable
-    return claim(project_id=project_id, caller=_caller(annotator), after=after, now=now, rng=rng)
+    return claim(project_id=project_id, caller=caller_arguments(annotator), after=after, now=now, rng=rng)
 
 
-def _caller(annotator: AbstractBaseUser | UncheckedToken) -> tuple[int, str, bool]:
-    """(user id, token key, site admin) as the statements take them: a token's user is theirs to find."""
+def caller_arguments(annotator: AbstractBaseUser | UncheckedToken) -> tuple[int, str, bool]:
+    """(user id, token key, site admin) as the database functions take them: a token's user is theirs
+    to find."""
     if isinstance(annotator, UncheckedToken):
         return 0, annotator.key, False
     return annotator.pk, "", user_is_site_admin(annotator)
 
 
-def _refusal(outcome: str, role: str | None = None) -> ApplicationError:
-    """The error for a claim refused before it started (an outcome of ``palate_pair_next``)."""
+def refusal(outcome: str, role: str | None = None) -> ApplicationError:
+    """The error for a call refused before it started: an outcome of ``palate_pair_next`` or
+    ``palate_judgment_submit``."""
     if outcome == "bad_token":
         return TokenRejected("Invalid token.")
     if outcome == "inactive":
         return TokenRejected("User inactive or deleted.")
     if outcome == "no_project":
         return ApplicationError("no such project", code="not_found", http_status=404)
+    if outcome == "no_assignment":
+        return _no_such_assignment()
     if outcome == "wrong_role":
         return ApplicationError(
             f"your role in this project ({role}) does not allow this",
@@ -232,7 +236,7 @@ def _claim_in_database(
             cursor.fetchone()
         )
     if outcome not in {"live", "claimed", "none"}:
-        raise _refusal(outcome, role)
+        raise refusal(outcome, role)
     if outcome == "none":
         return None, user_id
     if isinstance(messages, str):  # Django loads jsonb as text; JSONField decodes it
@@ -261,15 +265,15 @@ def _claim_portable(
             cursor.execute(portable(TOKEN_USER_SQL), {"token": token})
             row = cursor.fetchone()
             if row is None or not row[1]:
-                raise _refusal("bad_token" if row is None else "inactive")
+                raise refusal("bad_token" if row is None else "inactive")
             user_id, _, admin = row
         cursor.execute(portable(PROJECT_ROLE_SQL), {"user": user_id, "project": project_id})
         row = cursor.fetchone()
         if row is None or (row[4] is None and not admin):
-            raise _refusal("no_project")
+            raise refusal("no_project")
         overlap, gold_rate, lease_seconds, order, role = row
         if role != "annotator" and not admin:
-            raise _refusal("wrong_role", role)
+            raise refusal("wrong_role", role)
         # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
         # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a
         # concurrent claim (another tab) committed while this one waited.
@@ -448,9 +452,9 @@ def _assignment_for_token(*, assignment_id: int, token: str) -> Assignment:
         )
         row = cursor.fetchone()
     if row is None:
-        raise _refusal("bad_token")
+        raise refusal("bad_token")
     if not row[0]:
-        raise _refusal("inactive")
+        raise refusal("inactive")
     if row[1] is None:
         raise _no_such_assignment()
     assignment = model_from_row(Assignment, row, 1)

@@ -14,7 +14,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Assignment, Judgment, JudgmentRevision, Project
-from annotate.services.assignment import assignment_for_annotator, pair_slots_recompute
+from annotate.services.assignment import (
+    assignment_for_annotator,
+    caller_arguments,
+    pair_slots_recompute,
+    refusal,
+)
 from annotate.services.workspace_sql import (
     EARLIER_SQL,
     JUDGMENT_INSERT_SQL,
@@ -119,46 +124,134 @@ def judgment_submit(
     idempotency_key: str = "",
 ) -> tuple[Judgment, bool]:
     """Stores the judgment for a lease. Returns (judgment, created). ``annotator`` is a user, or an API
-    token that the lease's lookup checks (``TokenRejected``).
+    token that this call checks (``TokenRejected``).
 
     The same idempotency key returns the judgment it stored the first time. An expired lease still counts
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
-    On PostgreSQL the recording is one call of ``palate_judgment_submit`` (``workspace_sql.py``); elsewhere
-    the same statements run one by one in a transaction.
+    On PostgreSQL the whole submit is one call of ``palate_judgment_submit`` (``workspace_sql.py``), which
+    also checks the judgment against the project's configuration; elsewhere the same statements run one by
+    one in a transaction.
     """
     idempotency_key = idempotency_key.strip()[:100]
+    now = timezone.now()
+    if workspace_functions_used() and not _problems_under_any_configuration(data):
+        recorded = _submit_in_database(
+            assignment_id=assignment_id,
+            annotator=annotator,
+            data=data,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        if recorded is not None:
+            return recorded
+        # The function found that the judgment breaks the project's configuration: the check below says
+        # how, in the words of every other path. (Should the two checks ever disagree, this one decides.)
     assignment = assignment_for_annotator(assignment_id=assignment_id, annotator=annotator)
     project = assignment.project
     judgment_input_check(project=project, data=data)
-    now = timezone.now()
     values = _pair_values(data, shown_swapped=assignment.shown_swapped)
-    parameters = {
-        "assignment": assignment.pk,
-        "pair": assignment.pair_id,
-        "user": assignment.annotator_id,
-        "key": idempotency_key,
-        "now": now,
-        "overlap": project.overlap,
-        "shown_swapped": assignment.shown_swapped,
-        **values,
-        "criteria": json.dumps(values["criteria"]),
-    }
-    if workspace_functions_used():
-        with connection.cursor() as cursor:
-            cursor.execute(_SUBMIT_CALL, parameters)
-            outcome, judgment_id = cursor.fetchone()
-    else:
-        outcome, judgment_id = _submit_portable(parameters)
+    outcome, judgment_id = _submit_portable(
+        {
+            "assignment": assignment.pk,
+            "pair": assignment.pair_id,
+            "user": assignment.annotator_id,
+            "key": idempotency_key,
+            "now": now,
+            "overlap": project.overlap,
+            "shown_swapped": assignment.shown_swapped,
+            **values,
+            "criteria": json.dumps(values["criteria"]),
+        }
+    )
+    return _recorded(
+        outcome,
+        judgment_id,
+        assignment_id=assignment.pk,
+        pair_id=assignment.pair_id,
+        user_id=assignment.annotator_id,
+        shown_swapped=assignment.shown_swapped,
+        values=values,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+
+
+def _problems_under_any_configuration(data: JudgmentInput) -> bool:
+    """Whether the judgment breaks a rule that does not depend on the project (then every path refuses it,
+    and ``judgment_input_check`` says why)."""
+    too_long = len(data.rationale or "") > MAX_RATIONALE_CHARS
+    return too_long or (data.duration_ms is not None and not 0 <= data.duration_ms <= MAX_DURATION_MS)
+
+
+def _submit_in_database(
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser | UncheckedToken,
+    data: JudgmentInput,
+    idempotency_key: str,
+    now: datetime,
+) -> tuple[Judgment, bool] | None:
+    """One call of ``palate_judgment_submit``; None when the judgment breaks the project's configuration."""
+    user_id, token, _ = caller_arguments(annotator)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT * FROM palate_judgment_submit(%s::bigint, %s::bigint, %s::text, %s::text, %s::timestamptz,
+                                                 %s::text, %s::integer, %s::jsonb, %s::text, %s::integer)
+            """,
+            [
+                assignment_id,
+                user_id,
+                token,
+                idempotency_key,
+                now,
+                data.choice,
+                data.strength,
+                json.dumps(data.criteria or {}),
+                (data.rationale or "").strip(),
+                data.duration_ms,
+            ],
+        )
+        outcome, judgment_id, user_id, pair_id, shown_swapped = cursor.fetchone()
+    if outcome == "invalid":
+        return None
+    if outcome in {"bad_token", "inactive", "no_assignment"}:
+        raise refusal(outcome)
+    return _recorded(
+        outcome,
+        judgment_id,
+        assignment_id=assignment_id,
+        pair_id=pair_id,
+        user_id=user_id,
+        shown_swapped=shown_swapped,
+        values=_pair_values(data, shown_swapped=shown_swapped),
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+
+
+def _recorded(
+    outcome: str,
+    judgment_id: int | None,
+    *,
+    assignment_id: int,
+    pair_id: int,
+    user_id: int,
+    shown_swapped: bool,
+    values: dict[str, Any],
+    idempotency_key: str,
+    now: datetime,
+) -> tuple[Judgment, bool]:
+    """The submit's answer for the outcome of the recording (both paths name outcomes alike)."""
     if outcome == "created":
-        assignment.status, assignment.closed_at = Assignment.Status.SUBMITTED, now
         judgment = Judgment(
             id=judgment_id,
-            pair_id=assignment.pair_id,
-            annotator_id=assignment.annotator_id,
+            pair_id=pair_id,
+            annotator_id=user_id,
             origin=Judgment.Origin.HUMAN,
-            shown_swapped=assignment.shown_swapped,
+            shown_swapped=shown_swapped,
             idempotency_key=idempotency_key,
-            assignment=assignment,
+            assignment_id=assignment_id,
             revision=1,
             created_at=now,
             updated_at=now,
@@ -179,14 +272,6 @@ def judgment_submit(
             code="pair_completed",
         )
     raise Conflict("you have already judged this pair; edit that judgment instead", code="already_judged")
-
-
-_SUBMIT_CALL = """
-    SELECT * FROM palate_judgment_submit(
-        %(assignment)s::bigint, %(pair)s::bigint, %(user)s::bigint, %(key)s::text, %(now)s::timestamptz,
-        %(overlap)s::integer, %(shown_swapped)s::boolean, %(choice)s::text, %(strength)s::integer,
-        %(criteria)s::jsonb, %(rationale)s::text, %(duration_ms)s::integer)
-"""
 
 
 def _submit_portable(parameters: dict[str, Any]) -> tuple[str, int | None]:

@@ -149,7 +149,8 @@ def portable(sql: str, **extra: str) -> str:
 
 
 def _in_function(sql: str, **extra: str) -> str:
-    return sql.format(**_ARGUMENTS, **extra)
+    """The fragment with the functions' names for its parameters (``extra`` names some otherwise)."""
+    return sql.format(**{**_ARGUMENTS, **extra})
 
 
 def _claims() -> str:
@@ -274,18 +275,81 @@ BEGIN
 END
 $function$"""
 
+    # Screen terms (left, right) to the pair's own (a, b), as ``judgments.to_pair_terms``.
+    pair_terms = """
+CREATE FUNCTION palate_pair_terms(p_choice text, p_swapped boolean) RETURNS text
+LANGUAGE sql IMMUTABLE AS $function$
+    SELECT CASE p_choice WHEN 'left' THEN CASE WHEN p_swapped THEN 'b' ELSE 'a' END
+                         WHEN 'right' THEN CASE WHEN p_swapped THEN 'a' ELSE 'b' END
+                         ELSE p_choice END
+$function$"""
+
     judgment_submit = f"""
 CREATE FUNCTION palate_judgment_submit(
-    p_assignment bigint, p_pair bigint, p_user bigint, p_key text, p_now timestamptz, p_overlap integer,
-    p_shown_swapped boolean, p_choice text, p_strength integer, p_criteria jsonb, p_rationale text,
-    p_duration_ms integer)
-RETURNS TABLE (r_outcome text, r_judgment bigint)
+    p_assignment bigint, p_user bigint, p_token text, p_key text, p_now timestamptz, p_choice text,
+    p_strength integer, p_criteria jsonb, p_rationale text, p_duration_ms integer)
+RETURNS TABLE (r_outcome text, r_judgment bigint, r_user bigint, r_pair bigint, r_shown_swapped boolean)
 LANGUAGE plpgsql AS $function$
 DECLARE
+    v_active boolean;
+    v_admin boolean;
+    v_pair bigint;
+    v_swapped boolean;
+    v_overlap integer;
+    v_allowed jsonb;
+    v_scale integer;
+    v_criteria_asked jsonb;
+    v_rationale_mode text;
+    v_choice text;
+    v_strength integer;
+    v_criteria jsonb;
     v_status text;
     v_expires timestamptz;
 BEGIN
-    PERFORM 1 FROM annotate_pair WHERE id = p_pair FOR UPDATE;
+    IF p_token <> '' THEN
+        {_in_function(TOKEN_USER_SQL).strip()}
+        INTO p_user, v_active, v_admin;
+        IF NOT FOUND OR NOT v_active THEN
+            r_outcome := CASE WHEN FOUND THEN 'inactive' ELSE 'bad_token' END;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    r_user := p_user;
+    SELECT a.pair_id, a.shown_swapped, p.overlap, p.allowed_choices, p.strength_scale, p.criteria, p.rationale
+    INTO v_pair, v_swapped, v_overlap, v_allowed, v_scale, v_criteria_asked, v_rationale_mode
+    FROM annotate_assignment a JOIN annotate_project p ON p.id = a.project_id
+    WHERE a.id = p_assignment AND a.annotator_id = p_user;
+    IF NOT FOUND THEN
+        r_outcome := 'no_assignment';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    r_pair := v_pair;
+    r_shown_swapped := v_swapped;
+    -- The project's configuration, checked as ``judgments.judgment_input_check`` checks it (the caller
+    -- has checked what does not depend on it; the tests compare the two checks). The caller tells how.
+    IF NOT v_allowed ? p_choice
+       OR (v_scale > 0 AND p_strength IS NOT NULL
+           AND (p_choice NOT IN ('left', 'right') OR p_strength NOT BETWEEN 1 AND v_scale))
+       OR (v_scale = 0 AND p_strength IS NOT NULL)
+       OR (jsonb_array_length(v_criteria_asked) > 0 AND (
+              ARRAY(SELECT k FROM jsonb_object_keys(p_criteria) k ORDER BY k)
+                  <> ARRAY(SELECT DISTINCT c FROM jsonb_array_elements_text(v_criteria_asked) c ORDER BY c)
+              OR EXISTS (SELECT 1 FROM jsonb_each_text(p_criteria) e WHERE NOT v_allowed ? e.value)))
+       OR (jsonb_array_length(v_criteria_asked) = 0 AND p_criteria <> '{{}}'::jsonb)
+       OR (v_rationale_mode = 'required' AND p_rationale = '')
+       OR (v_rationale_mode = 'off' AND p_rationale <> '') THEN
+        r_outcome := 'invalid';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    v_choice := palate_pair_terms(p_choice, v_swapped);
+    v_strength := CASE WHEN p_choice IN ('left', 'right') THEN p_strength END;
+    SELECT coalesce(jsonb_object_agg(e.key, palate_pair_terms(e.value, v_swapped)), '{{}}'::jsonb)
+    INTO v_criteria FROM jsonb_each_text(p_criteria) e;
+
+    PERFORM 1 FROM annotate_pair WHERE id = v_pair FOR UPDATE;
     -- A new snapshot, taken after the lock: it sees what a concurrent submit committed meanwhile.
     {_in_function(LEASE_STATE_SQL).strip()}
     INTO v_status, v_expires, r_judgment;
@@ -294,10 +358,10 @@ BEGIN
     ELSIF v_status = 'skipped' THEN
         r_outcome := 'skipped';
     ELSIF NOT (v_status = 'active' AND v_expires > p_now)
-          AND palate_pair_slots_recompute(p_pair, p_now) >= p_overlap THEN
+          AND palate_pair_slots_recompute(v_pair, p_now) >= v_overlap THEN
         r_outcome := 'pair_completed';
     ELSE
-        {_in_function(JUDGMENT_INSERT_SQL).strip()}
+        {_in_function(JUDGMENT_INSERT_SQL, pair="v_pair", choice="v_choice", strength="v_strength", criteria="v_criteria", shown_swapped="v_swapped").strip()}
         INTO r_judgment;
         IF r_judgment IS NULL THEN
             -- A concurrent submit with the same key got there first, or the pair was already judged.
@@ -306,20 +370,21 @@ BEGIN
             r_outcome := CASE WHEN r_judgment IS NULL THEN 'already_judged' ELSE 'earlier' END;
         ELSE
             {_in_function(SUBMITTED_SQL)};
-            PERFORM palate_pair_slots_recompute(p_pair, p_now);
+            PERFORM palate_pair_slots_recompute(v_pair, p_now);
             r_outcome := 'created';
         END IF;
     END IF;
     RETURN NEXT;
 END
 $function$"""
-    return [recompute, pair_next, judgment_submit]
+    return [recompute, pair_next, pair_terms, judgment_submit]
 
 
 _DROPS = [
     "DROP FUNCTION IF EXISTS palate_pair_next",
     "DROP FUNCTION IF EXISTS palate_judgment_submit",
     "DROP FUNCTION IF EXISTS palate_pair_slots_recompute",
+    "DROP FUNCTION IF EXISTS palate_pair_terms",
 ]
 
 

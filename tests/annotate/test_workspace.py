@@ -20,7 +20,13 @@ from rest_framework.test import APIClient
 from annotate.models import Assignment, Judgment, JudgmentRevision, Membership, Pair
 from annotate.services import workspace_sql
 from annotate.services.assignment import NothingLeft, assignment_skip, leases_expire, pair_claim_next
-from annotate.services.judgments import JudgmentInput, judgment_edit, judgment_submit
+from annotate.services.judgments import (
+    JudgmentInput,
+    _submit_in_database,
+    judgment_edit,
+    judgment_input_check,
+    judgment_submit,
+)
 from palate.errors import ApplicationError, Conflict
 from tests.factories import MembershipFactory, PairFactory, ProjectFactory, UserFactory
 from tests.threads import import_with_a_pause, in_thread
@@ -218,6 +224,68 @@ def test_it_refuses_a_judgment_that_breaks_the_project_configuration_naming_the_
         judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=data)
     assert field in refused.value.fields
     assert Judgment.objects.count() == 0
+
+
+def test_the_database_function_accepts_exactly_the_judgments_the_python_check_accepts():
+    """palate_judgment_submit checks a judgment against the project's configuration itself (one round
+    trip); judgment_input_check is the rule, and says what is wrong. 300 random (configuration, judgment)
+    combinations, each recorded in a savepoint that is rolled back, get the same verdict from both."""
+    generator = random.Random(11)
+    configurations = [
+        {"allowed_choices": allowed, "strength_scale": scale, "criteria": criteria, "rationale": rationale}
+        for allowed in (["left", "right", "tie", "both_bad"], ["left", "right"], ["left", "right", "tie"])
+        for scale in (0, 3)
+        for criteria in ([], ["helpfulness", "safety"])
+        for rationale in ("off", "optional", "required")
+    ]
+    projects = []
+    for config in configurations:
+        project = ProjectFactory(**config)
+        PairFactory(prompt__project=project)
+        annotator = _annotator(project)
+        projects.append((project, annotator, pair_claim_next(project=project, annotator=annotator)))
+    choices = ["left", "right", "tie", "both_bad"]
+    agreed = {True: 0, False: 0}
+    for _ in range(300):
+        project, annotator, lease = generator.choice(projects)
+        # A judgment the configuration accepts, then (half the time) one thing changed that it may refuse.
+        allowed = project.allowed_choices
+        choice = generator.choice(allowed)
+        fields = {
+            "choice": choice,
+            "strength": generator.choice([None, 1, project.strength_scale])
+            if project.strength_scale and choice in {"left", "right"}
+            else None,
+            "criteria": {name: generator.choice(allowed) for name in project.criteria},
+            "rationale": "because" if project.rationale == "required" else "",
+        }
+        if generator.random() < 0.5:
+            name, value = generator.choice(
+                [
+                    ("choice", generator.choice(choices)),
+                    ("strength", generator.choice([0, 1, 3, 4])),
+                    ("criteria", {}),
+                    ("criteria", {**fields["criteria"], "style": "tie"}),
+                    ("criteria", {name: generator.choice(choices) for name in fields["criteria"]}),
+                    ("criteria", dict(list(fields["criteria"].items())[:1])),
+                    ("rationale", generator.choice(["", " \n\t", "because"])),
+                ]
+            )
+            fields[name] = value
+        data = JudgmentInput(**fields)
+        try:
+            judgment_input_check(project=project, data=data)
+            accepted = True
+        except ApplicationError:
+            accepted = False
+        with transaction.atomic():
+            recorded = _submit_in_database(
+                assignment_id=lease.pk, annotator=annotator, data=data, idempotency_key="", now=timezone.now()
+            )
+            transaction.set_rollback(True)
+        assert (recorded is not None) == accepted, (project.allowed_choices, project.strength_scale, data)
+        agreed[accepted] += 1
+    assert min(agreed.values()) >= 30  # both verdicts were exercised
 
 
 def test_a_retried_submit_with_the_same_key_returns_the_first_judgment():
