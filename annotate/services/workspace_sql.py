@@ -153,6 +153,23 @@ def _in_function(sql: str, **extra: str) -> str:
     return sql.format(**{**_ARGUMENTS, **extra})
 
 
+def _who_asks(*, admin: str) -> str:
+    """A function's first step: who asks. A user the web layer authenticated (``p_user``), or an API token
+    (``p_token``) checked here, which saves the request a round trip of its own. Sets ``r_user``, and the
+    variable named ``admin`` for a token's user; needs ``v_active``."""
+    return f"""
+    IF p_token <> '' THEN
+        {_in_function(TOKEN_USER_SQL).strip()}
+        INTO p_user, v_active, {admin};
+        IF NOT FOUND OR NOT v_active THEN
+            r_outcome := CASE WHEN FOUND THEN 'inactive' ELSE 'bad_token' END;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    r_user := p_user;"""
+
+
 def _claims() -> str:
     branches = []
     for keyword, (name, order) in zip(("IF", "ELSIF", "ELSE"), CLAIM_ORDERS.items(), strict=True):
@@ -199,17 +216,7 @@ DECLARE
     v_gold boolean;
     v_gold_first boolean;
 BEGIN
-    -- Who asks: a user the web layer authenticated, or an API token checked here (one round trip).
-    IF p_token <> '' THEN
-        {_in_function(TOKEN_USER_SQL).strip()}
-        INTO p_user, v_active, p_admin;
-        IF NOT FOUND OR NOT v_active THEN
-            r_outcome := CASE WHEN FOUND THEN 'inactive' ELSE 'bad_token' END;
-            RETURN NEXT;
-            RETURN;
-        END IF;
-    END IF;
-    r_user := p_user;
+{_who_asks(admin="p_admin")}
     {_in_function(PROJECT_ROLE_SQL).strip()}
     INTO v_overlap, v_gold_rate, v_lease_seconds, v_order, r_role;
     IF NOT FOUND OR (r_role IS NULL AND NOT p_admin) THEN
@@ -306,16 +313,7 @@ DECLARE
     v_status text;
     v_expires timestamptz;
 BEGIN
-    IF p_token <> '' THEN
-        {_in_function(TOKEN_USER_SQL).strip()}
-        INTO p_user, v_active, v_admin;
-        IF NOT FOUND OR NOT v_active THEN
-            r_outcome := CASE WHEN FOUND THEN 'inactive' ELSE 'bad_token' END;
-            RETURN NEXT;
-            RETURN;
-        END IF;
-    END IF;
-    r_user := p_user;
+{_who_asks(admin="v_admin")}
     SELECT a.pair_id, a.shown_swapped, p.overlap, p.allowed_choices, p.strength_scale, p.criteria, p.rationale
     INTO v_pair, v_swapped, v_overlap, v_allowed, v_scale, v_criteria_asked, v_rationale_mode
     FROM annotate_assignment a JOIN annotate_project p ON p.id = a.project_id
