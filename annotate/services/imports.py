@@ -418,6 +418,15 @@ class _ChunkWriter:
         self.project = project
         self.result = result
         self.errors = errors
+        # Pair ids are unique within a file (checked while reading) and only imports, which hold the
+        # project's lock, store pairs: when the project had no named pair before this import, no chunk
+        # needs to look pair ids up.
+        self.named_pairs_stored = (
+            Pair.objects.filter(project=project)
+            # The partial unique index answers this when "not empty" is a literal (see below).
+            .extra(where=["annotate_pair.external_id <> ''"])
+            .exists()
+        )
 
     def write(self, chunk: list[RowItems]) -> None:
         prompt_ids = self._prompts(chunk)
@@ -573,7 +582,7 @@ class _ChunkWriter:
                 stored_couples.add((min(first, second), max(first, second)))
         named = [pair.external_id for items in chunk for pair in items.pairs if pair.external_id]
         stored_names: dict[str, tuple[int, int]] = {}
-        if named:
+        if named and self.named_pairs_stored:
             for external_id, first, second in _stored_by_external_id(
                 Pair, self.project, named, ["external_id", "response_a_id", "response_b_id"], key_shared=False
             ):
