@@ -1,8 +1,8 @@
 """Import benchmark: ready pairs (shape 2, JSONL) into PostgreSQL through the import service.
 
-Prints pairs/s and peak memory for several sizes (each in a fresh process, so peak RSS is the import's
-own), side by side with Label Studio's figure measured on this machine: 100,000 comparison tasks in
-27-33 s, about 3,000-3,750 per second.
+Prints pairs/s, CPU time (Python's and the PostgreSQL backend's) and peak memory for several sizes
+(each in a fresh process, so peak RSS is the import's own), side by side with Label Studio's figure
+measured on this machine: 100,000 comparison tasks in 27-33 s, about 3,000-3,750 per second.
 
     .venv/bin/python bench/import.py                 # 10,000 and 100,000 pairs
     .venv/bin/python bench/import.py --sizes 1000    # a quick look
@@ -68,12 +68,15 @@ def run_one(path: Path) -> dict:
     project = Project.objects.create(
         name=f"bench {time.time()}", slug=f"bench-{os.getpid()}-{int(time.time())}"
     )
+    backend_cpu = _backend_cpu_reader()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
+        backend_before, python_before = backend_cpu(), time.process_time()
         started = time.perf_counter()
         with path.open("rb") as stream:
             result = items_import(project=project, stream=stream, filename=path.name, options=ImportOptions())
         seconds = time.perf_counter() - started
+        python_cpu, backend_after = time.process_time() - python_before, backend_cpu()
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
         _delete_project(project.pk)
@@ -83,9 +86,31 @@ def run_one(path: Path) -> dict:
         "responses": result.responses_created,
         "foreign_keys": result.foreign_keys_checked_by,
         "seconds": seconds,
+        "python_cpu": python_cpu,
+        "postgres_cpu": None if backend_before is None else backend_after - backend_before,
         "peak_rss_mb": rss_after / 1024,
         "rss_growth_mb": (rss_after - rss_before) / 1024,
     }
+
+
+def _backend_cpu_reader():
+    """A function that returns the CPU seconds this connection's PostgreSQL backend has used, or None
+    when the server runs elsewhere (its /proc is not ours to read)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        stat = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float | None:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    return read
 
 
 def _delete_project(project_id: int) -> None:
@@ -139,15 +164,21 @@ def main() -> None:
 
     low, high = LABEL_STUDIO_PAIRS_PER_SECOND
     print(f"\nImport of ready pairs (JSONL) into PostgreSQL, one process, {os.cpu_count()} cores")
-    header = f"{'pairs':>9} {'file MB':>8} {'prompts':>8} {'responses':>9} {'seconds':>8} {'pairs/s':>9} {'peak RSS MB':>12} {'vs Label Studio':>16}"
+    header = (
+        f"{'pairs':>9} {'file MB':>8} {'prompts':>8} {'responses':>9} {'seconds':>8} {'pairs/s':>9} "
+        f"{'Python CPU s':>12} {'PG CPU s':>9} {'peak RSS MB':>12} {'vs Label Studio':>16}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         rate = row["pairs"] / row["seconds"]
+        postgres_cpu = "-" if row["postgres_cpu"] is None else f"{row['postgres_cpu']:.2f}"
         print(
             f"{row['pairs']:>9,} {row['file_mb']:>8.1f} {row['prompts']:>8,} {row['responses']:>9,} {row['seconds']:>8.2f} "
-            f"{rate:>9,.0f} {row['peak_rss_mb']:>12.0f} {rate / high:>7.1f}-{rate / low:.1f}x"
+            f"{rate:>9,.0f} {row['python_cpu']:>12.2f} {postgres_cpu:>9} {row['peak_rss_mb']:>12.0f} "
+            f"{rate / high:>7.1f}-{rate / low:.1f}x"
         )
+    print("CPU s: the importing process's, and its PostgreSQL backend's when the server runs on this machine")
     print(f"Label Studio (measured on this machine): 100,000 tasks in 27-33 s = {low:,}-{high:,} pairs/s")
     checked_by = ", ".join(sorted({row["foreign_keys"] for row in rows}))
     print(f"Foreign keys checked by: {checked_by} (see the README's Importing data)")
