@@ -395,18 +395,25 @@ def _stored_by_external_id(
     if connection.vendor != "postgresql":
         rows = model.objects.filter(external_id__in=external_ids, project=project).order_by()
         return rows.values_list(*columns)
-    quote = connection.ops.quote_name
-    selected = ", ".join(quote(column) for column in columns)
-    # "Not empty" spelled out, as a literal, lets a partial unique index (pairs') serve the probe.
-    sql = (
-        f"SELECT {', '.join(f'found.{quote(column)}' for column in columns)} FROM unnest(%b::text[]) AS wanted(external_id) CROSS JOIN LATERAL"
-        f" (SELECT {selected} FROM {quote(model._meta.db_table)} AS stored"
-        " WHERE stored.project_id = (SELECT %s) AND stored.external_id = wanted.external_id AND stored.external_id <> ''"
-        f" {'FOR KEY SHARE' if key_shared else 'OFFSET 0'}) AS found"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [list(external_ids), project.pk])
+        cursor.execute(
+            _stored_by_external_id_sql(model, columns, key_shared=key_shared),
+            [list(external_ids), project.pk],
+        )
         return cursor.fetchall()
+
+
+def _stored_by_external_id_sql(model: type[models.Model], columns: list[str], *, key_shared: bool) -> str:
+    """``_stored_by_external_id``'s statement on PostgreSQL; its parameters are the ids and the project."""
+    quote = connection.ops.quote_name
+    # "Not empty" spelled out, as a literal, lets a partial unique index (pairs') serve the probe.
+    return (
+        f"SELECT {', '.join(f'found.{quote(column)}' for column in columns)}"
+        " FROM unnest(%b::text[]) AS wanted(external_id) CROSS JOIN LATERAL"
+        f" (SELECT {', '.join(quote(column) for column in columns)} FROM {quote(model._meta.db_table)} AS stored"
+        " WHERE stored.project_id = (SELECT %s) AND stored.external_id = wanted.external_id"
+        f" AND stored.external_id <> '' {'FOR KEY SHARE' if key_shared else 'OFFSET 0'}) AS found"
+    )
 
 
 class _ChunkWriter:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services import imports
@@ -1185,6 +1186,47 @@ def test_an_import_refreshes_the_planners_statistics(tmp_path):
         assert cursor.fetchone()[0] == 40
         cursor.execute("SELECT attname FROM pg_stats WHERE tablename = 'annotate_response'")
         assert {"prompt_id", "system"} <= {name for (name,) in cursor.fetchall()}
+
+
+@pytest.mark.parametrize(
+    ("model", "columns", "index"),
+    [
+        (Prompt, ["external_id", "id", "fingerprint"], "prompt_external_id_unique_in_project"),
+        (Pair, ["external_id", "response_a_id", "response_b_id"], "pair_external_id_unique_in_project"),
+    ],
+)
+def test_stored_ids_are_looked_up_one_index_probe_each_in_a_project_the_planner_believes_empty(
+    project, model, columns, index
+):
+    """An import fills a project after its last ANALYZE. Reading the project's range of an index and
+    filtering it would reread every row of the import's earlier chunks for each chunk (quadratic)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotate_prompt, annotate_response, annotate_pair")
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+    prompt_ids = bulk_insert(
+        Prompt,
+        ["project_id", "external_id", "content", "messages", "category", "metadata", "fingerprint", "created_at"],
+        [(project.pk, f"id-{n}", "Question", None, "", {}, "f" * 40, moment) for n in range(3000)],
+    )  # fmt: skip
+    first, *others = bulk_insert(
+        Response,
+        ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
+        [(prompt_ids[0], f"r{n}", "", f"Answer {n}", {}, "f" * 40, moment) for n in range(3001)],
+    )
+    bulk_insert(
+        Pair,
+        ["project_id", "prompt_id", "response_a_id", "response_b_id", "external_id", "is_gold", "gold_choice", "created_at"],
+        [(project.pk, prompt_id, first, other, f"id-{n}", False, "", moment)
+         for n, (prompt_id, other) in enumerate(zip(prompt_ids, others, strict=True))],
+    )  # fmt: skip
+    sql = imports._stored_by_external_id_sql(model, columns, key_shared=model is Prompt)
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, [[f"id-{n}" for n in range(5000)], project.pk])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert f"Index Scan using {index}" in plan or f"Index Only Scan using {index}" in plan, plan
+    assert "= wanted.external_id" in plan.split("Index Cond:", 1)[-1].splitlines()[0], plan
 
 
 def test_bulk_insert_stores_values_of_every_column_type_as_given(project):
