@@ -374,9 +374,9 @@ def main() -> None:
         default=0.0,
         help="judgments per second each annotator aims at, reading in between (default 0: no pause at all)",
     )
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument(
-        "--threads", type=int, default=4, help="threads per gunicorn worker (4 × 4 as in docker-compose.yml)"
+        "--threads", type=int, default=4, help="threads per gunicorn worker (2 × 4 as in docker-compose.yml)"
     )
     arguments = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
