@@ -57,27 +57,25 @@ def test_a_quiet_connection_passes_the_check_without_a_round_trip(round_trips_of
 
 def test_a_connection_the_server_ended_is_replaced_before_the_request_uses_it(round_trips_of_the_check):
     pid = _backend_pid()
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        dbname=settings["NAME"],
-        autocommit=True,
-    ) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [pid])
-    # The server's farewell reaches the socket a moment later.
-    poller = select.poll()
-    poller.register(connection.connection.fileno(), select.POLLIN)
-    deadline = time.monotonic() + 5
-    while not poller.poll(50) and time.monotonic() < deadline:
-        pass
+    _terminate(pid)
 
     _next_request()
 
     assert len(round_trips_of_the_check) == 1  # the full check ran, and failed
     assert connection.connection is None
     assert _backend_pid() != pid  # the request's query reconnected instead of failing
+
+
+@pytest.mark.parametrize("poll", [True, False], ids=["poll", "select (no poll, as on Windows)"])
+def test_the_server_ending_a_connection_is_seen_with_poll_or_with_select(monkeypatch, poll):
+    pid = _backend_pid()
+    if not poll:
+        monkeypatch.delattr(select, "poll")
+    assert connection._quiet()
+    _terminate(pid)
+
+    assert not connection._quiet()
+    connection.close()
 
 
 def test_a_connection_inside_a_transaction_gets_the_full_check(round_trips_of_the_check):
@@ -89,3 +87,21 @@ def test_a_connection_inside_a_transaction_gets_the_full_check(round_trips_of_th
 
     assert len(round_trips_of_the_check) == 1
     connection.connection.execute("ROLLBACK")
+
+
+def _terminate(pid: int) -> None:
+    """Ends the backend from another session, and waits until its farewell reaches our socket."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while (
+        not select.select([connection.connection.fileno()], [], [], 0.05)[0] and time.monotonic() < deadline
+    ):
+        pass

@@ -36,6 +36,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         if connection.info.transaction_status != TransactionStatus.IDLE:
             return False
+        if not hasattr(select, "poll"):  # Windows
+            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+            return not readable
         poller = select.poll()
         poller.register(connection.fileno(), select.POLLIN | select.POLLPRI)
         return not poller.poll(0)
