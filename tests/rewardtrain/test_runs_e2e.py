@@ -165,19 +165,25 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
 ):
     project, _ = judged_project(60)
     export = succeeded_export(project)
+    # Three epochs: the kill must land while the run trains, however late this process looks (on a busy
+    # machine a poll can come a second late, and one epoch's 48 steps take about a second).
     run = training_run_create(
-        project=project, base_model=tiny_decoder, hyperparameters=LONG, export=export, allow_below_target=True,
-        enqueue=False,
+        project=project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 3}, export=export,
+        allow_below_target=True, enqueue=False,
     )  # fmt: skip
     first = start_gpu_worker()
     from rewardtrain.services.runs import training_run_enqueue
+    from rewardtrain.training.trainer import latest_checkpoint
 
     training_run_enqueue(run=run)
     directory = run_directory(run=run)
-    checkpoints = directory / "checkpoints"
-    _wait_for(
-        lambda: _run(run.pk).status == TrainingRun.Status.RUNNING and (checkpoints / "step-10").is_dir()
-    )
+
+    def checkpointed_step() -> int:
+        # Checkpoints rotate (the newest two are kept): wait for any at step 10 or later, not for one name.
+        latest = latest_checkpoint(directory)
+        return int(latest.name.removeprefix("step-")) if latest is not None else 0
+
+    _wait_for(lambda: checkpointed_step() >= 10 and _run(run.pk).status == TrainingRun.Status.RUNNING)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=20)
     killed_at = _run(run.pk)
