@@ -59,10 +59,12 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
     celery_worker_process, tiny_decoder
 ):
     # One worker for both (a worker start imports torch): first a long run, cancelled while it trains.
+    # Ten epochs (480 steps): it is cancelled after a few, and however late this process polls, the run
+    # cannot have finished before the cancel lands.
     cancelled_project, _ = judged_project(60)
     cancelled_export = succeeded_export(cancelled_project)
     run = training_run_create(
-        project=cancelled_project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 3}, export=cancelled_export,
+        project=cancelled_project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 10}, export=cancelled_export,
         allow_below_target=True,
     )  # fmt: skip
     _wait_for(lambda: _run(run.pk).step >= 6)
