@@ -10,7 +10,8 @@ Reference (Label Studio 1.23.2, measured on this machine with PostgreSQL and the
 
 Uses its own database (default postgres://postgres@127.0.0.1:5432/palate_bench_load, created and
 migrated when missing) and starts gunicorn itself on a free port. After each run it checks the invariants:
-no pair above its overlap, no (pair, annotator) twice, every accepted submit stored.
+no pair above its overlap, no (pair, annotator) twice, every accepted submit stored; then it deletes the
+project and compacts the tables, so that each run starts from the same empty tables.
 
 BENCH_GUNICORN_EXTRA adds gunicorn options, e.g. server-side request times:
     BENCH_GUNICORN_EXTRA='--access-logfile /tmp/access.log --access-logformat %(U)s|%(s)s|%(D)s'
@@ -35,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import prepare_database  # noqa: E402 (after the path is set)
+from bench.common import delete_projects, prepare_database  # noqa: E402 (after the path is set)
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_load"
 BENCH_SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -384,6 +385,7 @@ def main() -> None:
     os.environ.setdefault("SECRET_KEY", BENCH_SECRET)
     prepare_database()
     _setup_django()
+    delete_projects("load-")  # an earlier run's, left by a crash: every run starts from compact tables
 
     results = []
     for size in arguments.sizes:
@@ -399,6 +401,7 @@ def main() -> None:
             server.wait(timeout=30)
         result["size"] = size
         result["problems"] = check_invariants(project_id, result["accepted"], arguments.overlap)
+        delete_projects("load-")
         results.append(result)
 
     pace = f", each at most {arguments.pace:g} judgments/s" if arguments.pace else ", no pause between items"

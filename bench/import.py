@@ -8,7 +8,8 @@ measured on this machine: 100,000 comparison tasks in 27-33 s, about 3,000-3,750
     .venv/bin/python bench/import.py --sizes 1000    # a quick look
 
 Uses the database in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/palate_bench, created and
-migrated when missing); each run imports into a new project and deletes it afterwards.
+migrated when missing); each run imports into a new project and deletes it afterwards, then compacts the
+tables (``bench.common.delete_projects``), so that every run writes into the same compact tables.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import WORDS, prepare_database  # noqa: E402 (after the path is set)
+from bench.common import WORDS, delete_projects, prepare_database  # noqa: E402 (after the path is set)
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench"
 LABEL_STUDIO_PAIRS_PER_SECOND = (3_000, 3_750)
@@ -65,6 +66,7 @@ def run_one(path: Path) -> dict:
     from annotate.services.import_rows import ImportOptions
     from annotate.services.imports import items_import
 
+    delete_projects("bench-")  # an earlier run's, left by a crash: every run starts from compact tables
     project = Project.objects.create(
         name=f"bench {time.time()}", slug=f"bench-{os.getpid()}-{int(time.time())}"
     )
@@ -79,7 +81,7 @@ def run_one(path: Path) -> dict:
         python_cpu, backend_after = time.process_time() - python_before, backend_cpu()
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
-        _delete_project(project.pk)
+        delete_projects("bench-")
     return {
         "pairs": result.pairs_created,
         "prompts": result.prompts_created,
@@ -111,25 +113,6 @@ def _backend_cpu_reader():
         return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
     return read
-
-
-def _delete_project(project_id: int) -> None:
-    """Plain SQL: the ORM's cascade would load every row into memory first."""
-    from django.db import connection, transaction
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM annotate_judgment WHERE pair_id IN (SELECT id FROM annotate_pair WHERE project_id = %s)",
-            [project_id],
-        )
-        cursor.execute("DELETE FROM annotate_pair WHERE project_id = %s", [project_id])
-        cursor.execute(
-            "DELETE FROM annotate_response WHERE prompt_id IN (SELECT id FROM annotate_prompt WHERE project_id = %s)",
-            [project_id],
-        )
-        for table in ("annotate_prompt", "annotate_importjob", "annotate_membership"):
-            cursor.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])
-        cursor.execute("DELETE FROM annotate_project WHERE id = %s", [project_id])
 
 
 def main() -> None:
