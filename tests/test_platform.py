@@ -135,6 +135,22 @@ def test_the_web_process_does_not_import_torch_or_transformers():
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ready": True, "wsgi": [], "urls": []}
 
 
+def test_the_web_process_keeps_what_it_loaded_out_of_the_garbage_collector_s_full_collections():
+    probe = (
+        "import gc\n"
+        "before = gc.get_freeze_count()\n"
+        "import palate.wsgi\n"
+        "print(before, gc.get_freeze_count())\n"
+    )
+
+    result = run_python("-c", probe)
+
+    assert result.returncode == 0, result.stderr
+    before, frozen = map(int, result.stdout.split())
+    # Django and every view module: about 150,000 objects.
+    assert before == 0 and frozen > 50_000, (before, frozen)
+
+
 def test_the_deploy_check_finds_nothing_beyond_what_the_reverse_proxy_handles():
     result = run_python(
         "manage.py",
