@@ -166,10 +166,14 @@ class KeepAliveClient:
             self.buffer += received
         head, _, rest = self.buffer.partition(b"\r\n\r\n")
         length = None
+        closing = False
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
+            elif name == b"connection":
+                closing = value.strip().lower() == b"close"
         status = int(head[9:12])
         if length is None:
             if status not in (204, 304):
@@ -181,6 +185,8 @@ class KeepAliveClient:
                 raise EOFError("the server closed the connection mid-answer")
             rest += received
         self.buffer = rest[length:]
+        if closing:  # the server closes after this answer (gunicorn's sync workers do): so do we
+            self.close()
         return status, rest[:length]
 
     def close(self) -> None:
