@@ -426,7 +426,7 @@ def main() -> None:
     pace = f", each at most {arguments.pace:g} judgments/s" if arguments.pace else ", no pause between items"
     print(
         f"\n{arguments.annotators} annotators{pace}, looping next → submit over HTTP, gunicorn ({arguments.workers} workers × {arguments.threads} threads) "
-        f"+ PostgreSQL, {os.cpu_count()} cores, {arguments.seconds:.0f} s per project"
+        f"+ PostgreSQL, {os.cpu_count()} cores, {arguments.seconds:.0f} s per project after a {WARM_UP_SECONDS:g} s warm-up"
     )
     header = (
         f"{'pairs':>8} {'judgments':>9} {'judg/s':>7} {'next p50':>9} {'p95':>7} {'p99':>7} "
