@@ -78,8 +78,9 @@ def delete_projects(slug_prefix: str) -> int:
     """Deletes the benchmark's projects (those whose slug starts with ``slug_prefix``) in plain SQL (the
     ORM's cascade would load every row first), then rewrites the tables they used, so that every run
     starts from the same compact tables: a deleted project's rows stay behind as dead space until a
-    vacuum, and each run would otherwise write into tables bloated by the runs before it (3 GB of
-    responses after a few dozen imports, measured). Only for the benchmarks' own databases."""
+    vacuum, and each run would otherwise write into tables bloated by the runs before it (3 GB of dead
+    responses had built up, measured). Only for the benchmarks' own databases: VACUUM FULL locks the
+    tables while it rewrites them."""
     from django.db import connection, transaction
 
     with connection.cursor() as cursor:
