@@ -74,22 +74,29 @@ _PROJECT_ROWS = [
 ]  # fmt: skip
 
 
-def delete_projects(slug_prefix: str) -> int:
-    """Deletes the benchmark's projects (those whose slug starts with ``slug_prefix``) in plain SQL (the
-    ORM's cascade would load every row first), then rewrites the tables they used, so that every run
-    starts from the same compact tables: a deleted project's rows stay behind as dead space until a
-    vacuum, and each run would otherwise write into tables bloated by the runs before it (3 GB of dead
-    responses had built up, measured). Only for the benchmarks' own databases: VACUUM FULL locks the
-    tables while it rewrites them."""
+def delete_project(project_id: int) -> None:
+    """Deletes one project and every row under it, in plain SQL (the ORM's cascade would load every row
+    into memory first), in one transaction."""
     from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table, condition in _PROJECT_ROWS:
+            cursor.execute(f"DELETE FROM {table} WHERE {condition}", {"project": project_id})
+
+
+def delete_projects(slug_prefix: str) -> int:
+    """Deletes the benchmark's projects (those whose slug starts with ``slug_prefix``), then rewrites the
+    tables they used, so that every run starts from the same compact tables: a deleted project's rows stay
+    behind as dead space until a vacuum, and each run would otherwise write into tables bloated by the
+    runs before it (3 GB of dead responses had built up, measured). Only for the benchmarks' own
+    databases: VACUUM FULL locks the tables while it rewrites them."""
+    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM annotate_project WHERE slug LIKE %s", [slug_prefix + "%"])
         projects = [row[0] for row in cursor.fetchall()]
     for project in projects:
-        with transaction.atomic(), connection.cursor() as cursor:
-            for table, condition in _PROJECT_ROWS:
-                cursor.execute(f"DELETE FROM {table} WHERE {condition}", {"project": project})
+        delete_project(project)
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM FULL ANALYZE {', '.join(table for table, _ in _PROJECT_ROWS)}")
     return len(projects)

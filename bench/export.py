@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import WORDS, prepare_database  # noqa: E402 (after the path is set)
+from bench.common import WORDS, delete_project, prepare_database  # noqa: E402 (after the path is set)
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_export"
 ANNOTATORS = 50
@@ -75,7 +75,7 @@ def load(judgments: int, seed: int = 0) -> dict:
 
     existing = Project.objects.filter(slug=_slug(judgments)).first()
     if existing is not None:
-        _delete_project(existing.pk)
+        delete_project(existing.pk)
     project = Project.objects.create(
         name=f"Export benchmark {judgments:,}", slug=_slug(judgments), strength_scale=3
     )
@@ -185,30 +185,6 @@ def load(judgments: int, seed: int = 0) -> dict:
         "seconds": time.perf_counter() - started,
         "judgments": Judgment.objects.filter(pair__project=project).count(),
     }
-
-
-def _delete_project(project_id: int) -> None:
-    """Plain SQL: the ORM's cascade would load every row into memory first."""
-    from django.db import connection, transaction
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM annotate_judgment WHERE pair_id IN (SELECT id FROM annotate_pair WHERE project_id = %s)",
-            [project_id],
-        )
-        cursor.execute("DELETE FROM annotate_pair WHERE project_id = %s", [project_id])
-        cursor.execute(
-            "DELETE FROM annotate_response WHERE prompt_id IN (SELECT id FROM annotate_prompt WHERE project_id = %s)",
-            [project_id],
-        )
-        for table in (
-            "annotate_prompt",
-            "annotate_export",
-            "annotate_membership",
-            "annotate_agreementsnapshot",
-        ):
-            cursor.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])
-        cursor.execute("DELETE FROM annotate_project WHERE id = %s", [project_id])
 
 
 # The two exports ---------------------------------------------------------------------------------------------
