@@ -207,6 +207,12 @@ def main() -> None:
         help="data-parallel processes (torchrun, one GPU each; gloo on the CPU); default: one per GPU",
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--llmbar",
+        type=Path,
+        default=ROOT.parent / "shared/data/llmbar",
+        help="LLMBar's folder, added to the demo data when present (default: ../shared/data/llmbar)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -215,9 +221,8 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     data = cpu_bench_module()
     rows = data.demo_rows(ROOT / "annotate/demo/demo_items.jsonl")
-    llmbar = ROOT.parent / "shared/data/llmbar"
-    if llmbar.is_dir():
-        rows += data.llmbar_rows(llmbar)
+    if args.llmbar.is_dir():
+        rows += data.llmbar_rows(args.llmbar)
     train_rows, _ = data.split_by_prompt(rows, 0.25, 42)
     if args.tiny:
         train_rows = train_rows[:24]

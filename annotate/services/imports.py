@@ -22,29 +22,35 @@ have added to these tables; Palate defines none.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import queue
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
-from django.db.models import F, Lookup, Q
 from django.utils import timezone
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services.import_rows import (
     ImportOptions,
     Limits,
+    ResponseRecord,
     RowError,
     RowItems,
     detect_format,
@@ -192,15 +198,27 @@ def _items_import(
                 raise ImportFailed([f"{name}: the project was deleted; nothing was imported"])
             restore_triggers = _foreign_key_checks_begin(result)
             content, counter = open_decompressed(stream, name, limits.max_file_bytes)
-            writer = _ChunkWriter(project, result, write_errors)
-            chunks = _parsed_chunks(content, name, fmt, options, limits, result, parse_errors)
-            for chunk in _read_ahead(chunks):
-                # Chunks come only while every row so far was good; one that conflicts with stored data
-                # stops the writing. Either way the transaction is rolled back below and nothing stays.
-                if not write_errors:
-                    writer.write(chunk)
-                    if progress:
-                        progress(result.rows, counter.count)
+            storage = _storage_open()
+            try:
+                writer = _ChunkWriter(project, result, write_errors, storage)
+                chunks = _parsed_chunks(content, name, fmt, options, limits, result, parse_errors)
+                # Each chunk's lookup of stored rows is queued before the previous chunk's rows (see
+                # _ChunkWriter), so the database answers it without waiting for those to be written.
+                waiting: tuple[list[RowItems], _Answer] | None = None
+                for chunk in itertools.chain(_read_ahead(chunks), [None]):
+                    # Chunks come only while every row so far was good; one that conflicts with stored
+                    # data stops the writing. Either way the transaction is rolled back below.
+                    if write_errors:
+                        continue
+                    looked_up = (chunk, writer.lookup(chunk)) if chunk is not None else None
+                    if waiting is not None:
+                        writer.write(waiting[0], waiting[1].result())
+                        if progress:
+                            progress(result.rows, counter.count)
+                    waiting = looked_up
+                storage.finish()
+            finally:
+                storage.close()
             # Chunks end before the first bad row, so conflicts found while writing come first in the file.
             errors = write_errors + parse_errors
             if not errors and result.rows == 0:
@@ -339,72 +357,20 @@ def _check_unique_row_id(items: RowItems, raw: dict[str, Any], seen: dict[tuple[
     seen[key] = items.location
 
 
-class _AnyOf(Lookup):
-    """``field = ANY(%s)`` with the values as one array."""
-
-    lookup_name = "any_of"
-    prepare_rhs = False
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%b)", [*lhs_params, list(self.rhs)]
-
-
-def _among(field: str, values: Collection[Any]) -> Q | Lookup:
-    """``field IN values``. On PostgreSQL spelled ``field = ANY(array)``: one parameter instead of a
-    placeholder per value, which Django composes and psycopg parses again for every chunk's lookup of
-    5,000 ids (20 ms of CPU each, most of a second per 100,000 pairs). The array goes in binary (``%b``):
-    psycopg writes a text array in Python, quoting every element (5 µs each)."""
-    if connection.vendor != "postgresql":
-        return Q(**{f"{field}__in": values})
-    return _AnyOf(F(field), values)
-
-
-def _key_shared(rows: models.QuerySet) -> Iterable[tuple]:
-    """The rows of a ``values_list`` query, locked FOR KEY SHARE on PostgreSQL, as a foreign-key trigger
-    locks a parent row: until the import commits nobody can delete them or change their id, and a row
-    deleted meanwhile by a transaction that committed is not returned. Django has no such locking mode."""
-    if connection.vendor != "postgresql":
-        return rows
-    sql, params = rows.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(f"{sql} FOR KEY SHARE", params)
-        return cursor.fetchall()
-
-
-def _stored_by_external_id(
-    model: type[models.Model],
-    project: Project,
-    external_ids: Collection[str],
-    columns: list[str],
-    *,
-    key_shared: bool,
-) -> Iterable[tuple]:
-    """``columns`` of the project's rows of ``model`` (prompts or pairs) whose external id is one of
-    ``external_ids``, locked FOR KEY SHARE when ``key_shared`` (see ``_key_shared``).
-
-    On PostgreSQL each id is one probe of the (project, external id) unique index. Asked as
-    ``project_id = %s AND external_id = ANY(%s)``, the planner, which believes a project created since the
-    last ANALYZE holds no rows, read the project's whole range of the index and filtered it: every row
-    written by the import's earlier chunks, again for each chunk, so the lookups grew with the square of
-    the file. Here each id is a LATERAL subquery, which a locking clause or OFFSET keeps from being
-    merged into a join. The project is given as a subquery, a value unknown when the statement is planned:
-    with the project's id in hand the planner (believing it empty) rated a scan of the project's range of
-    another index that starts with the project (pairs have three) as cheap as the probe, and took it
-    (32 s for one chunk); for an unknown project it expects a share of the table and probes."""
-    if connection.vendor != "postgresql":
-        rows = model.objects.filter(external_id__in=external_ids, project=project).order_by()
-        return rows.values_list(*columns)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _stored_by_external_id_sql(model, columns, key_shared=key_shared),
-            [list(external_ids), project.pk],
-        )
-        return cursor.fetchall()
-
-
 def _stored_by_external_id_sql(model: type[models.Model], columns: list[str], *, key_shared: bool) -> str:
-    """``_stored_by_external_id``'s statement on PostgreSQL; its parameters are the ids and the project."""
+    """PostgreSQL's statement for ``columns`` of the project's rows of ``model`` (prompts or pairs) whose
+    external id is one of a list, locked FOR KEY SHARE when ``key_shared``. Its parameters are the list of
+    ids and the project's id.
+
+    Each id is one probe of the (project, external id) unique index. Asked as ``project_id = %s AND
+    external_id = ANY(%s)``, the planner, which believes a project created since the last ANALYZE holds no
+    rows, read the project's whole range of the index and filtered it: every row written by the import's
+    earlier chunks, again for each chunk, so the lookups grew with the square of the file. Here each id
+    is a LATERAL subquery, which a locking clause or OFFSET keeps from being merged into a join. The
+    project is given as a subquery, a value unknown when the statement is planned: with the project's id
+    in hand the planner (believing it empty) rated a scan of the project's range of another index that
+    starts with the project (pairs have three) as cheap as the probe, and took it (32 s for one chunk);
+    for an unknown project it expects a share of the table and probes."""
     quote = connection.ops.quote_name
     # "Not empty" spelled out, as a literal, lets a partial unique index (pairs') serve the probe.
     return (
@@ -416,15 +382,37 @@ def _stored_by_external_id_sql(model: type[models.Model], columns: list[str], *,
     )
 
 
+@dataclass
+class _Stored:
+    """Rows a chunk names that are already stored: its prompts (by external id: id and fingerprint),
+    those prompts' responses (by prompt id and external id: id and fingerprint) and pairs (as the couple
+    of their response ids, smaller first), and the project's pairs named in the chunk (by external id:
+    their couple). Also what one chunk created, in the same terms."""
+
+    prompts: dict[str, tuple[int, str]] = field(default_factory=dict)
+    responses: dict[tuple[int, str], tuple[int, str]] = field(default_factory=dict)
+    couples: set[tuple[int, int]] = field(default_factory=set)
+    pair_names: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
 class _ChunkWriter:
     """Writes a chunk of rows, reusing what earlier imports (or earlier chunks) already stored and refusing
-    an id that now names different content. Stored prompts and responses are read locked (``_key_shared``)
-    because new rows may refer to them."""
+    an id that now names different content.
 
-    def __init__(self, project: Project, result: ImportResult, errors: list[str]) -> None:
+    Stored rows are looked up a chunk at a time (``lookup``; prompts and responses locked FOR KEY SHARE,
+    because new rows may refer to them). The storage runs lookups and inserts in the order they are
+    given, and each chunk's lookup is given before the previous chunk's rows: so the lookup sees what was
+    stored up to the chunk before the previous one, and the previous chunk's new rows are checked here,
+    from memory (``self.recent``). On PostgreSQL the storage works in a thread of its own, and this
+    ordering lets Python build a chunk's rows while PostgreSQL stores the previous chunk and answers the
+    next chunk's lookup. Memory holds the rows of a few chunks, whatever the size of the file."""
+
+    def __init__(self, project: Project, result: ImportResult, errors: list[str], storage: _Storage) -> None:
         self.project = project
         self.result = result
         self.errors = errors
+        self.storage = storage
+        self.recent = _Stored()
         # Pair ids are unique within a file (checked while reading) and only imports, which hold the
         # project's lock, store pairs: when the project had no named pair before this import, no chunk
         # needs to look pair ids up.
@@ -435,65 +423,71 @@ class _ChunkWriter:
             .exists()
         )
 
-    def write(self, chunk: list[RowItems]) -> None:
-        prompt_ids = self._prompts(chunk)
-        if self.errors:
-            return
-        response_ids = self._responses(chunk, prompt_ids)
-        if self.errors:
-            return
-        self._pairs(chunk, prompt_ids, response_ids)
+    def lookup(self, chunk: list[RowItems]) -> _Answer:
+        """Asks the storage for the stored rows that ``chunk`` names. Give each chunk's lookup before
+        the previous chunk is written (see the class's docstring)."""
+        prompt_keys = list({items.prompt.external_id for items in chunk})
+        pair_names = (
+            [pair.external_id for items in chunk for pair in items.pairs if pair.external_id]
+            if self.named_pairs_stored
+            else []
+        )
+        return self.storage.lookup(self.project, prompt_keys, pair_names)
 
-    def _prompts(self, chunk: list[RowItems]) -> dict[str, tuple[int, bool]]:
-        """Maps each prompt's external id to (database id, existed before this import chunk)."""
-        keys = {items.prompt.external_id for items in chunk}
-        stored = {
-            external_id: (pk, digest)
-            for external_id, pk, digest in _stored_by_external_id(
-                Prompt, self.project, keys, ["external_id", "id", "fingerprint"], key_shared=True
-            )
-        }
-        ids: dict[str, tuple[int, bool]] = {}
-        new_rows: list[tuple[str, tuple]] = []
+    def write(self, chunk: list[RowItems], stored: _Stored) -> None:
+        """Writes ``chunk`` given its lookup's answer, or adds to ``errors`` the rows that conflict."""
+        created = _Stored()
+        prompt_ids = self._prompts(chunk, stored, created)
+        if self.errors:
+            return
+        response_ids = self._responses(chunk, stored, prompt_ids, created)
+        if self.errors:
+            return
+        self._pairs(chunk, stored, prompt_ids, response_ids, created)
+        self.recent = created
+
+    def _prompts(self, chunk: list[RowItems], stored: _Stored, created: _Stored) -> dict[str, int]:
+        """Maps each prompt's external id to its database id."""
+        ids: dict[str, int] = {}
+        new_keys: list[str] = []
+        new_rows: list[tuple] = []
         pending: dict[str, str] = {}
         now = timezone.now()
         for items in chunk:
             record = items.prompt
-            if record.external_id in stored:
-                pk, digest = stored[record.external_id]
+            key = record.external_id
+            found = stored.prompts.get(key) or self.recent.prompts.get(key)
+            if found is not None:
+                pk, digest = found
                 if digest != record.fingerprint:
                     self.errors.append(
-                        f"{items.location}: id '{record.external_id}' was imported before with a different prompt"
+                        f"{items.location}: id '{key}' was imported before with a different prompt"
                     )
                     continue
-                if record.external_id not in ids:
+                if key not in ids:
                     self.result.prompts_existing += 1
-                ids[record.external_id] = (pk, True)
-            elif record.external_id in pending:
-                if pending[record.external_id] != record.fingerprint:
-                    self.errors.append(
-                        f"{items.location}: id '{record.external_id}' is used for two different prompts"
-                    )
+                ids[key] = pk
+            elif key in pending:
+                if pending[key] != record.fingerprint:
+                    self.errors.append(f"{items.location}: id '{key}' is used for two different prompts")
             else:
-                pending[record.external_id] = record.fingerprint
+                pending[key] = record.fingerprint
+                new_keys.append(key)
                 new_rows.append(
                     (
-                        record.external_id,
-                        (
-                            self.project.pk,
-                            record.external_id,
-                            record.content,
-                            record.messages,
-                            record.category,
-                            record.metadata,
-                            record.fingerprint,
-                            now,
-                        ),
+                        self.project.pk,
+                        key,
+                        record.content,
+                        record.messages,
+                        record.category,
+                        record.metadata,
+                        record.fingerprint,
+                        now,
                     )
                 )
         if self.errors:
             return ids
-        created = bulk_insert(
+        new_ids = self.storage.insert(
             Prompt,
             [
                 "project_id",
@@ -505,36 +499,30 @@ class _ChunkWriter:
                 "fingerprint",
                 "created_at",
             ],
-            [row for _, row in new_rows],
+            new_rows,
         )
-        for (external_id, _), pk in zip(new_rows, created, strict=True):
-            ids[external_id] = (pk, False)
-        self.result.prompts_created += len(created)
+        for key, pk in zip(new_keys, new_ids, strict=True):
+            ids[key] = pk
+            created.prompts[key] = (pk, pending[key])
+        self.result.prompts_created += len(new_ids)
         return ids
 
     def _responses(
-        self, chunk: list[RowItems], prompt_ids: dict[str, tuple[int, bool]]
+        self, chunk: list[RowItems], stored: _Stored, prompt_ids: dict[str, int], created: _Stored
     ) -> dict[tuple[int, str], int]:
-        existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
-        stored: dict[tuple[int, str], tuple[int, str]] = {}
-        if existing_prompts:
-            for prompt_id, external_id, pk, digest in _key_shared(
-                Response.objects.filter(_among("prompt_id", existing_prompts))
-                .order_by()
-                .values_list("prompt_id", "external_id", "id", "fingerprint")
-            ):
-                stored[(prompt_id, external_id)] = (pk, digest)
         ids: dict[tuple[int, str], int] = {}
-        new_keys: list[tuple[int, str]] = []
-        new_rows: list[tuple] = []
+        new: list[tuple[int, ResponseRecord]] = []
         pending: dict[tuple[int, str], str] = {}
-        now = timezone.now()
+        # A new project's import finds nothing stored: its 200,000 responses per 100,000 pairs are then
+        # not looked up in two empty dicts each.
+        earlier = [found for found in (stored.responses, self.recent.responses) if found]
         for items in chunk:
-            prompt_id = prompt_ids[items.prompt.external_id][0]
+            prompt_id = prompt_ids[items.prompt.external_id]
             for record in items.responses:
                 key = (prompt_id, record.external_id)
-                if key in stored:
-                    pk, digest = stored[key]
+                found = next((known[key] for known in earlier if key in known), None) if earlier else None
+                if found is not None:
+                    pk, digest = found
                     if digest != record.fingerprint:
                         self.errors.append(
                             f"{items.location}: response id '{record.external_id}' was imported before with different content"
@@ -549,69 +537,64 @@ class _ChunkWriter:
                         )
                 else:
                     pending[key] = record.fingerprint
-                    new_keys.append(key)
-                    new_rows.append(
-                        (
-                            prompt_id,
-                            record.external_id,
-                            record.system,
-                            record.content,
-                            record.metadata,
-                            record.fingerprint,
-                            now,
-                        )
-                    )
+                    new.append((prompt_id, record))
         if self.errors:
             return ids
-        created = bulk_insert(
+        now = timezone.now()
+        new_ids = self.storage.insert(
             Response,
             ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
-            new_rows,
+            [
+                (
+                    prompt_id,
+                    record.external_id,
+                    record.system,
+                    record.content,
+                    record.metadata,
+                    record.fingerprint,
+                    now,
+                )
+                for prompt_id, record in new
+            ],
         )
-        ids.update(zip(new_keys, created, strict=True))
-        self.result.responses_created += len(created)
+        created_responses = created.responses
+        for (prompt_id, record), pk in zip(new, new_ids, strict=True):
+            key = (prompt_id, record.external_id)
+            ids[key] = pk
+            created_responses[key] = (pk, record.fingerprint)
+        self.result.responses_created += len(new_ids)
         return ids
 
     def _pairs(
         self,
         chunk: list[RowItems],
-        prompt_ids: dict[str, tuple[int, bool]],
+        stored: _Stored,
+        prompt_ids: dict[str, int],
         response_ids: dict[tuple[int, str], int],
+        created: _Stored,
     ) -> None:
-        existing_prompts = {pk for pk, existed in prompt_ids.values() if existed}
-        stored_couples: set[tuple[int, int]] = set()
-        if existing_prompts:
-            for first, second in (
-                Pair.objects.filter(_among("prompt_id", existing_prompts))
-                .order_by()
-                .values_list("response_a_id", "response_b_id")
-            ):
-                stored_couples.add((min(first, second), max(first, second)))
-        named = [pair.external_id for items in chunk for pair in items.pairs if pair.external_id]
-        stored_names: dict[str, tuple[int, int]] = {}
-        if named and self.named_pairs_stored:
-            for external_id, first, second in _stored_by_external_id(
-                Pair, self.project, named, ["external_id", "response_a_id", "response_b_id"], key_shared=False
-            ):
-                stored_names[external_id] = (min(first, second), max(first, second))
-
+        earlier_couples = [couples for couples in (stored.couples, self.recent.couples) if couples]
+        new_couples = created.couples
         new_rows: list[tuple] = []
         prior_choices: list[str] = []
         now = timezone.now()
         for items in chunk:
-            prompt_id = prompt_ids[items.prompt.external_id][0]
+            prompt_id = prompt_ids[items.prompt.external_id]
             for pair in items.pairs:
                 a_id, b_id = response_ids[(prompt_id, pair.a)], response_ids[(prompt_id, pair.b)]
                 couple = (min(a_id, b_id), max(a_id, b_id))
-                if pair.external_id in stored_names and stored_names[pair.external_id] != couple:
+                named = stored.pair_names.get(pair.external_id) if pair.external_id else None
+                if named is not None and named != couple:
                     self.errors.append(
                         f"{items.location}: pair id '{pair.external_id}' was imported before for different responses"
                     )
                     continue
-                if couple in stored_couples:
+                if couple in new_couples or (
+                    earlier_couples and any(couple in couples for couples in earlier_couples)
+                ):
                     self.result.pairs_existing += 1
                     continue
-                stored_couples.add(couple)
+                new_couples.add(couple)
                 new_rows.append(
                     (
                         self.project.pk,
@@ -628,7 +611,7 @@ class _ChunkWriter:
                 self.result.gold_pairs_created += bool(pair.gold_choice)
         if self.errors:
             return
-        created = bulk_insert(
+        new_ids = self.storage.insert(
             Pair,
             [
                 "project_id",
@@ -642,13 +625,13 @@ class _ChunkWriter:
             ],
             new_rows,
         )
-        self.result.pairs_created += len(created)
+        self.result.pairs_created += len(new_ids)
         judgments = [
             (pair_id, None, Judgment.Origin.IMPORTED.value, choice, None, {}, "", False, None, now, now)
-            for pair_id, choice in zip(created, prior_choices, strict=True)
+            for pair_id, choice in zip(new_ids, prior_choices, strict=True)
             if choice
         ]
-        bulk_insert(
+        self.storage.insert(
             Judgment,
             [
                 "pair_id",
@@ -668,6 +651,253 @@ class _ChunkWriter:
         self.result.judgments_created += len(judgments)
 
 
+def _storage_open() -> _Storage:
+    """The storage for an import, inside its transaction."""
+    return _PostgresqlStorage() if connection.vendor == "postgresql" else _Storage()
+
+
+class _Storage:
+    """Looks rows up and inserts them in the calling thread, as they are asked for (any database but
+    PostgreSQL)."""
+
+    def lookup(self, project: Project, prompt_keys: list[str], pair_names: list[str]) -> _Answer:
+        """The stored prompts named ``prompt_keys``, their responses and pairs, and the pairs named
+        ``pair_names`` (see ``_Stored``)."""
+        answer: Future[_Stored] = Future()
+        answer.set_result(_stored_through_orm(project, prompt_keys, pair_names))
+        return _Answer(answer)
+
+    def insert(self, model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
+        """Inserts ``rows`` (see ``bulk_insert``) and returns their new ids, in order."""
+        return bulk_insert(model, columns, rows)
+
+    def finish(self) -> None:
+        """Returns once everything asked for is stored; raises the first error met."""
+
+    def close(self) -> None:
+        """Stops the storage's work, also after an error. Call before the transaction ends."""
+
+
+def _stored_through_orm(project: Project, prompt_keys: list[str], pair_names: list[str]) -> _Stored:
+    stored = _Stored()
+    for external_id, pk, digest in (
+        Prompt.objects.filter(project=project, external_id__in=prompt_keys)
+        .order_by()
+        .values_list("external_id", "id", "fingerprint")
+    ):
+        stored.prompts[external_id] = (pk, digest)
+    prompt_ids = [pk for pk, _ in stored.prompts.values()]
+    if prompt_ids:
+        for prompt_id, external_id, pk, digest in (
+            Response.objects.filter(prompt_id__in=prompt_ids)
+            .order_by()
+            .values_list("prompt_id", "external_id", "id", "fingerprint")
+        ):
+            stored.responses[(prompt_id, external_id)] = (pk, digest)
+        for first, second in (
+            Pair.objects.filter(prompt_id__in=prompt_ids)
+            .order_by()
+            .values_list("response_a_id", "response_b_id")
+        ):
+            stored.couples.add((min(first, second), max(first, second)))
+    if pair_names:
+        for external_id, first, second in (
+            Pair.objects.filter(project=project, external_id__in=pair_names)
+            .order_by()
+            .values_list("external_id", "response_a_id", "response_b_id")
+        ):
+            stored.pair_names[external_id] = (min(first, second), max(first, second))
+    return stored
+
+
+class _PostgresqlStorage(_Storage):
+    """On PostgreSQL a thread of its own runs the lookups and COPYs, in the order they are asked for, on
+    the import's connection and in its transaction, while the calling thread reads and builds the next
+    rows. Without it the calling thread waited for each COPY to finish (a third of an import's time,
+    with PostgreSQL and Python each busy about 60% of it: measured on 100,000 pairs); with it Python is
+    busy throughout and PostgreSQL stores one chunk while Python builds the next.
+
+    The ids of new rows come from the tables' sequences through a second connection, outside the
+    transaction: the calling thread needs them at once, to build the rows that refer to them, and
+    ``nextval()`` is never rolled back anyway (an import that fails leaves a gap in the ids, as before).
+    The thread's statements bypass Django's cursor wrapper: its errors come back as Django's database
+    errors through ``finish`` and the lookups' answers."""
+
+    QUEUE_DEPTH = 6  # jobs: a chunk's lookup and COPYs, and half the next one's
+
+    def __init__(self) -> None:
+        self.session = connection.connection
+        self.sequences = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        self.targets: dict[tuple[type[models.Model], tuple[str, ...]], _CopyTarget] = {}
+        self.jobs: queue.Queue = queue.Queue(maxsize=self.QUEUE_DEPTH)
+        self.thread = threading.Thread(target=self._work, name="import-writer", daemon=True)
+        self.thread.start()
+
+    def lookup(self, project: Project, prompt_keys: list[str], pair_names: list[str]) -> _Answer:
+        prompts_sql = _stored_by_external_id_sql(
+            Prompt, ["external_id", "id", "fingerprint"], key_shared=True
+        )
+        names_sql = _stored_by_external_id_sql(
+            Pair, ["external_id", "response_a_id", "response_b_id"], key_shared=False
+        )
+        # Stored prompts and responses are locked FOR KEY SHARE, as a foreign-key trigger locks a parent
+        # row: until the import commits nobody can delete them or change their id, and a row deleted
+        # meanwhile by a transaction that committed is not returned. Lists of ids go as one array
+        # parameter, in binary (%b): a placeholder per value was composed by Django and parsed by psycopg
+        # for every chunk (20 ms of CPU each), and psycopg writes a text array in Python (5 µs per id).
+        quote = connection.ops.quote_name
+        responses_sql = (
+            f"SELECT prompt_id, external_id, id, fingerprint FROM {quote(Response._meta.db_table)}"
+            " WHERE prompt_id = ANY(%b) FOR KEY SHARE"
+        )
+        couples_sql = (
+            f"SELECT response_a_id, response_b_id FROM {quote(Pair._meta.db_table)} WHERE prompt_id = ANY(%b)"
+        )
+
+        def look_up(cursor: psycopg.Cursor) -> _Stored:
+            stored = _Stored()
+            cursor.execute(prompts_sql, [prompt_keys, project.pk])
+            for external_id, pk, digest in cursor.fetchall():
+                stored.prompts[external_id] = (pk, digest)
+            prompt_ids = [pk for pk, _ in stored.prompts.values()]
+            if prompt_ids:
+                cursor.execute(responses_sql, [prompt_ids])
+                for prompt_id, external_id, pk, digest in cursor.fetchall():
+                    stored.responses[(prompt_id, external_id)] = (pk, digest)
+                cursor.execute(couples_sql, [prompt_ids])
+                for first, second in cursor.fetchall():
+                    stored.couples.add((min(first, second), max(first, second)))
+            if pair_names:
+                cursor.execute(names_sql, [pair_names, project.pk])
+                for external_id, first, second in cursor.fetchall():
+                    stored.pair_names[external_id] = (min(first, second), max(first, second))
+            return stored
+
+        return _Answer(self._submit(look_up))
+
+    def insert(self, model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
+        if not rows:
+            return []
+        key = (model, tuple(columns))
+        if key not in self.targets:
+            with self.sequences.cursor() as cursor:
+                self.targets[key] = _CopyTarget.find(cursor, model, columns)
+        target = self.targets[key]
+        with self.sequences.cursor() as cursor:
+            ids = target.draw_ids(cursor, len(rows))
+        self._submit(lambda cursor: target.copy(cursor, ids, rows))
+        return ids
+
+    def finish(self) -> None:
+        _Answer(self._submit(lambda cursor: None)).result()
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        self.sequences.close()
+
+    def _submit(self, job: Callable[[psycopg.Cursor], Any]) -> Future:
+        answer: Future = Future()
+        self.jobs.put((job, answer))
+        return answer
+
+    def _work(self) -> None:
+        """The thread: runs jobs until told to stop. After an error it answers every later job with that
+        error: the transaction is aborted and the import will be rolled back."""
+        failure: BaseException | None = None
+        with self.session.cursor() as cursor:
+            _json_through_orjson(cursor)
+            while (item := self.jobs.get()) is not None:
+                job, answer = item
+                if failure is not None:
+                    answer.set_exception(failure)
+                    continue
+                try:
+                    answer.set_result(job(cursor))
+                except BaseException as error:  # handed to the caller through the answer
+                    failure = error
+                    answer.set_exception(error)
+
+
+class _Answer:
+    """The storage's answer to a lookup, or to ``finish``: ``result()`` waits for it and raises psycopg's
+    errors as Django's (``django.db.IntegrityError`` and so on), as statements run through Django's
+    cursor do."""
+
+    def __init__(self, answer: Future) -> None:
+        self.answer = answer
+
+    def result(self) -> Any:
+        with connection.wrap_database_errors:
+            return self.answer.result()
+
+
+class _JsonbOrjsonDumper(Dumper):
+    """jsonb in COPY's binary format, written by orjson in one call: psycopg's own dumper, given orjson,
+    took three calls per value (metadata, on every prompt and response: 3% of an import's Python time)."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + orjson.dumps(obj)  # jsonb's binary format: a version byte, then the text
+
+
+class _ByTypeOnly:
+    """Never instantiated: registering a dumper needs a Python type, and this one keeps parameters of
+    queries (a list is an array there) from being dumped as jsonb."""
+
+
+def _json_through_orjson(cursor: psycopg.Cursor) -> None:
+    """Sets ``cursor`` (a psycopg cursor) to write JSON with orjson: jsonb columns of a binary COPY (whose
+    dumpers are chosen by column type, see ``_CopyTarget.copy``) and other JSON parameters."""
+    set_json_dumps(orjson.dumps, context=cursor)
+    cursor.adapters.register_dumper(_ByTypeOnly, _JsonbOrjsonDumper)
+
+
+@dataclass(frozen=True)
+class _CopyTarget:
+    """A table's binary COPY of given columns, the id first: the statement, the type of each column (a
+    binary COPY must name them) and the sequence the ids come from."""
+
+    statement: str
+    types: list[int]
+    sequence: int
+
+    @classmethod
+    def find(cls, cursor: Any, model: type[models.Model], columns: list[str]) -> _CopyTarget:
+        # The sequence is looked up once: pg_get_serial_sequence() in the nextval() call was evaluated for
+        # every row, searching the catalogs each time (a sixth of PostgreSQL's time on 100,000 pairs).
+        table = model._meta.db_table
+        quote = connection.ops.quote_name
+        cursor.execute(
+            "SELECT attname, atttypid, pg_get_serial_sequence(%s, 'id')::regclass::oid FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [table, quote(table)],
+        )
+        found = cursor.fetchall()
+        type_of = {name: type_id for name, type_id, _ in found}
+        names = ["id", *columns]
+        return cls(
+            statement=f"COPY {quote(table)} ({', '.join(quote(name) for name in names)}) FROM STDIN (FORMAT BINARY)",
+            types=[type_of[name] for name in names],
+            sequence=found[0][2],
+        )
+
+    def draw_ids(self, cursor: Any, count: int) -> list[int]:
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [self.sequence, count])
+        return [row[0] for row in cursor.fetchall()]
+
+    def copy(self, cursor: psycopg.Cursor, ids: list[int], rows: list[tuple]) -> None:
+        """Writes ``rows`` with ``ids`` through ``cursor``, a psycopg cursor whose JSON dumper is set."""
+        with cursor.copy(self.statement) as copy:
+            copy.set_types(self.types)
+            write_row = copy.write_row
+            for pk, row in zip(ids, rows, strict=True):
+                write_row((pk, *row))
+
+
 def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tuple]) -> list[int]:
     """Inserts rows (values in ``columns`` order, by database column name; dicts and lists for JSON
     columns) and returns their new ids in order.
@@ -675,7 +905,8 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
     On PostgreSQL the ids come from the table's sequence and the rows go in through one binary COPY:
     several times faster than INSERT. Binary rather than text because then nothing is escaped on the way
     out or parsed on the way in: psycopg's C code lays the values out as they are, and PostgreSQL spent
-    about a third less time on the responses of 100,000 pairs."""
+    about a third less time on the responses of 100,000 pairs. No table lock: a running import must never
+    make annotators wait, and claims and submits update pair rows."""
     rows = list(rows)
     if not rows:
         return []
@@ -684,35 +915,12 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
             [model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=1000
         )
         return [obj.pk for obj in objects]
-
-    table = model._meta.db_table
     with connection.cursor() as cursor:
-        # Ids are drawn from the table's sequence (one round trip for the whole chunk). No table lock: a
-        # running import must never make annotators wait, and claims and submits update pair rows.
-        # The sequence is looked up once: pg_get_serial_sequence() in the nextval() call was evaluated for
-        # every row, searching the catalogs each time (a sixth of PostgreSQL's time on 100,000 pairs).
-        # A binary COPY must name each column's type.
-        cursor.execute(
-            "SELECT attname, atttypid, pg_get_serial_sequence(%s, 'id')::regclass::oid FROM pg_attribute"
-            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            [table, connection.ops.quote_name(table)],
-        )
-        columns_found = cursor.fetchall()
-        type_of = {name: type_id for name, type_id, _ in columns_found}
-        cursor.execute(
-            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [columns_found[0][2], len(rows)]
-        )
-        ids = [row[0] for row in cursor.fetchall()]
+        target = _CopyTarget.find(cursor, model, columns)
+        ids = target.draw_ids(cursor, len(rows))
         copying = cursor.cursor
-        set_json_dumps(orjson.dumps, context=copying)
-        column_list = ", ".join(connection.ops.quote_name(column) for column in ["id", *columns])
-        with copying.copy(
-            f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types([type_of[column] for column in ["id", *columns]])
-            write_row = copy.write_row
-            for pk, row in zip(ids, rows, strict=True):
-                write_row((pk, *row))
+        _json_through_orjson(copying)
+        target.copy(copying, ids, rows)
     return ids
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import DataError, connection
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services import imports
@@ -762,6 +762,34 @@ BAD_INPUTS = [
         "items.jsonl: more than 3 rows, the import limit",
         id="too-many-rows",
     ),
+    pytest.param(
+        "items.jsonl",
+        jsonl({"prompt": "Q?", "response_a": "a\u0000b", "response_b": "c"}),
+        {},
+        "items.jsonl, line 1: 'response_a' contains a NUL character (\\u0000), which cannot be stored",
+        id="nul-in-text",
+    ),
+    pytest.param(
+        "items.jsonl",
+        jsonl({"messages": [{"role": "user", "content": "\u0000"}], "responses": TWO_RESPONSES}),
+        {},
+        "items.jsonl, line 1: 'messages[0]'.content contains a NUL character (\\u0000), which cannot be stored",
+        id="nul-in-message",
+    ),
+    pytest.param(
+        "items.jsonl",
+        jsonl({**GOOD_ROW, "metadata": {"source": "x\u0000"}}),
+        {},
+        "items.jsonl, line 1: 'metadata' contains a NUL character (\\u0000), which cannot be stored",
+        id="nul-in-metadata",
+    ),
+    pytest.param(
+        "items.jsonl",
+        jsonl({"prompt": "Q?", "response_a": "a", "response_b": "b", "system_a": "s" * 201}),
+        {},
+        "items.jsonl, line 1: 'system_a' is longer than 200 characters",
+        id="long-system-name",
+    ),
     pytest.param("items.jsonl", b"", {}, "items.jsonl: the file is empty", id="empty-file"),
     pytest.param("items.jsonl", b"\n  \n\n", {}, "items.jsonl: the file is empty", id="blank-lines-only"),
     pytest.param("items.json", b"[]", {}, "items.json: the file is empty", id="empty-json-list"),
@@ -914,7 +942,7 @@ def test_it_reports_every_bad_row_not_only_the_first(project, tmp_path):
 def test_an_error_in_the_last_row_undoes_the_chunks_already_written(project, tmp_path, monkeypatch):
     monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
     rows = [
-        *({**GOOD_ROW, "id": f"p{number}"} for number in range(5)),
+        *({**GOOD_ROW, "id": f"p{number}"} for number in range(10)),
         {"id": "last", "responses": TWO_RESPONSES},
     ]
     prompts_seen_during_import = []
@@ -927,8 +955,10 @@ def test_an_error_in_the_last_row_undoes_the_chunks_already_written(project, tmp
             project=project, stream=stream, filename="items.jsonl", options=ImportOptions(), progress=progress
         )
 
-    assert caught.value.errors == ["items.jsonl, line 6: missing field 'prompt' (or 'messages')"]
-    assert prompts_seen_during_import[-1] == 4  # two chunks were in the database before the last row was read
+    assert caught.value.errors == ["items.jsonl, line 11: missing field 'prompt' (or 'messages')"]
+    # Chunks are stored while the file is read, in the import's transaction. The storage works a chunk or
+    # two behind (see _ChunkWriter): when the fifth chunk was written, the third was stored at least.
+    assert max(prompts_seen_during_import) >= 6
     assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
 
 
@@ -945,6 +975,77 @@ def test_a_conflict_found_in_a_later_chunk_undoes_the_earlier_chunks(project, tm
 
     assert errors == "items.jsonl, line 5: id 'old' was imported before with a different prompt"
     assert table_counts() == before
+
+
+def _rows_apart(first: dict, again: dict, distance: int) -> list[dict]:
+    """``first``, then ``again`` as the first row of the chunk ``distance`` chunks later (of two rows)."""
+    fillers = [
+        {**GOOD_ROW, "id": f"f{number}", "prompt": f"Filler {number}?"} for number in range(2 * distance - 1)
+    ]
+    return [first, *fillers, again]
+
+
+# Without a row id the prompt is known by its content, and so can come back in the same file.
+UNNAMED = {"prompt": "Same?", "responses": TWO_RESPONSES}
+
+
+@pytest.mark.parametrize("distance", [1, 2, 3], ids=["next-chunk", "two-chunks-on", "three-chunks-on"])
+def test_a_prompt_met_again_chunks_later_is_stored_once(project, tmp_path, monkeypatch, distance):
+    """A chunk's lookup sees the database up to the chunk before the previous one, and the previous
+    chunk's new rows are checked from memory: either way a prompt, its responses and its pair met again
+    are recognised."""
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    rows = _rows_apart(UNNAMED, UNNAMED, distance)
+
+    counts = ServiceImporter().run(project, write_rows(tmp_path, rows))
+
+    assert (counts["prompts_created"], counts["prompts_existing"]) == (len(rows) - 1, 1)
+    assert (counts["responses_created"], counts["responses_existing"]) == (2 * (len(rows) - 1), 2)
+    assert (counts["pairs_created"], counts["pairs_existing"]) == (len(rows) - 1, 1)
+    assert Pair.objects.filter(project=project).count() == len(rows) - 1
+
+
+@pytest.mark.parametrize("distance", [1, 2, 3], ids=["next-chunk", "two-chunks-on", "three-chunks-on"])
+def test_a_response_id_reused_for_other_content_chunks_later_is_refused(
+    project, tmp_path, monkeypatch, distance
+):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    changed = {**UNNAMED, "responses": [{"id": "r1", "content": "Changed."}, TWO_RESPONSES[1]]}
+    rows = _rows_apart(UNNAMED, changed, distance)
+
+    errors = ServiceImporter().refused(project, write_rows(tmp_path, rows))
+
+    assert (
+        errors
+        == f"items.jsonl, line {len(rows)}: response id 'r1' was imported before with different content"
+    )
+    assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
+
+
+def test_a_database_error_while_rows_are_stored_fails_the_import_and_keeps_nothing(
+    project, tmp_path, monkeypatch
+):
+    """The storage's thread meets an error (here a statement that fails, as a full disk or a lost
+    connection would): the import raises it as Django's error, stops, and rolls every chunk back."""
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    copy = imports._CopyTarget.copy
+    copies = []
+
+    def failing_third_copy(self, cursor, ids, rows):
+        copies.append(self.statement)
+        if len(copies) == 3:
+            cursor.execute("SELECT 1 / 0")
+        return copy(self, cursor, ids, rows)
+
+    monkeypatch.setattr(imports._CopyTarget, "copy", failing_third_copy)
+    rows = [{**GOOD_ROW, "id": f"p{number}", "prompt": f"Question {number}?"} for number in range(8)]
+
+    with pytest.raises(DataError, match="division by zero"):
+        ServiceImporter().run(project, write_rows(tmp_path, rows))
+
+    assert len(copies) == 3  # nothing was sent after the error
+    assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
+    assert Project.objects.filter(pk=project.pk).exists()  # the connection works on
 
 
 # Re-imports ------------------------------------------------------------------------------------------
