@@ -133,7 +133,9 @@ def test_a_killed_rank_requeues_the_run_the_next_attempt_resumes_and_a_cancel_st
     export = succeeded_export(project)
     run = training_run_create(
         project=project, base_model=tiny_decoder, export=export, allow_below_target=True, enqueue=False,
-        hyperparameters={**FAST, "batch_size": 1, "num_epochs": 1, "save_steps": 2, "learning_rate": 0.001},
+        # Ten epochs planned: the resumed attempt must not finish before its cancel lands (with one epoch
+        # it once did, a few steps after resuming).
+        hyperparameters={**FAST, "batch_size": 1, "num_epochs": 10, "save_steps": 2, "learning_rate": 0.001},
     )  # fmt: skip
     job_dir = run_directory(run=run).resolve() / LAUNCH_DIR
     seen: list[dict[int, int]] = []
