@@ -721,6 +721,13 @@ BAD_INPUTS = [
         id="duplicate-ids",
     ),
     pytest.param(
+        "items, from a team.json",
+        json.dumps([{**GOOD_ROW, "id": "p0"}, GOOD_ROW, {**GOOD_ROW, "prompt": "Another?"}]).encode(),
+        {},
+        "items, from a team.json, item 3: duplicate id 'p1' (first used at item 2)",
+        id="duplicate-ids-json",
+    ),
+    pytest.param(
         "items.jsonl",
         jsonl({**GOOD_ROW, "prompt": "x" * 21}),
         {"IMPORT_MAX_TEXT_CHARS": 20},
