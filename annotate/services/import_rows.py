@@ -79,7 +79,9 @@ class Limits:
     max_rows: int
 
 
-@dataclass
+# Slotted: an import makes five of these per row, and each one's attribute dictionary cost memory and
+# the time to make and free it.
+@dataclass(slots=True)
 class PromptRecord:
     external_id: str
     content: str
@@ -89,7 +91,7 @@ class PromptRecord:
     fingerprint: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ResponseRecord:
     external_id: str
     system: str
@@ -98,7 +100,7 @@ class ResponseRecord:
     fingerprint: str
 
 
-@dataclass
+@dataclass(slots=True)
 class PairRecord:
     a: str
     b: str
@@ -107,7 +109,7 @@ class PairRecord:
     prior_choice: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class RowItems:
     """What one row contributes: one prompt, its responses, and pairs between them by response external id."""
 

@@ -50,6 +50,7 @@ from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services.import_rows import (
     ImportOptions,
     Limits,
+    PromptRecord,
     ResponseRecord,
     RowError,
     RowItems,
@@ -452,14 +453,12 @@ class _ChunkWriter:
     def _prompts(self, chunk: list[RowItems], stored: _Stored, created: _Stored) -> dict[str, int]:
         """Maps each prompt's external id to its database id."""
         ids: dict[str, int] = {}
-        new_keys: list[str] = []
-        new_rows: list[tuple] = []
-        pending: dict[str, str] = {}
-        now = timezone.now()
+        pending: dict[str, PromptRecord] = {}  # the new prompts, in the order met
+        earlier = [found for found in (stored.prompts, self.recent.prompts) if found]
         for items in chunk:
             record = items.prompt
             key = record.external_id
-            found = stored.prompts.get(key) or self.recent.prompts.get(key)
+            found = next((known[key] for known in earlier if key in known), None) if earlier else None
             if found is not None:
                 pk, digest = found
                 if digest != record.fingerprint:
@@ -471,25 +470,13 @@ class _ChunkWriter:
                     self.result.prompts_existing += 1
                 ids[key] = pk
             elif key in pending:
-                if pending[key] != record.fingerprint:
+                if pending[key].fingerprint != record.fingerprint:
                     self.errors.append(f"{items.location}: id '{key}' is used for two different prompts")
             else:
-                pending[key] = record.fingerprint
-                new_keys.append(key)
-                new_rows.append(
-                    (
-                        self.project.pk,
-                        key,
-                        record.content,
-                        record.messages,
-                        record.category,
-                        record.metadata,
-                        record.fingerprint,
-                        now,
-                    )
-                )
+                pending[key] = record
         if self.errors:
             return ids
+        now, project_id = timezone.now(), self.project.pk
         new_ids = self.storage.insert(
             Prompt,
             [
@@ -502,11 +489,24 @@ class _ChunkWriter:
                 "fingerprint",
                 "created_at",
             ],
-            new_rows,
+            [
+                (
+                    project_id,
+                    key,
+                    record.content,
+                    record.messages,
+                    record.category,
+                    record.metadata,
+                    record.fingerprint,
+                    now,
+                )
+                for key, record in pending.items()
+            ],
         )
-        for key, pk in zip(new_keys, new_ids, strict=True):
+        created_prompts = created.prompts
+        for (key, record), pk in zip(pending.items(), new_ids, strict=True):
             ids[key] = pk
-            created.prompts[key] = (pk, pending[key])
+            created_prompts[key] = (pk, record.fingerprint)
         self.result.prompts_created += len(new_ids)
         return ids
 
@@ -514,8 +514,7 @@ class _ChunkWriter:
         self, chunk: list[RowItems], stored: _Stored, prompt_ids: dict[str, int], created: _Stored
     ) -> dict[tuple[int, str], int]:
         ids: dict[tuple[int, str], int] = {}
-        new: list[tuple[int, ResponseRecord]] = []
-        pending: dict[tuple[int, str], str] = {}
+        pending: dict[tuple[int, str], ResponseRecord] = {}  # the new responses, in the order met
         # A new project's import finds nothing stored: its 200,000 responses per 100,000 pairs are then
         # not looked up in two empty dicts each.
         earlier = [found for found in (stored.responses, self.recent.responses) if found]
@@ -534,13 +533,12 @@ class _ChunkWriter:
                         self.result.responses_existing += 1
                         ids[key] = pk
                 elif key in pending:
-                    if pending[key] != record.fingerprint:
+                    if pending[key].fingerprint != record.fingerprint:
                         self.errors.append(
                             f"{items.location}: response id '{record.external_id}' is used for two different responses"
                         )
                 else:
-                    pending[key] = record.fingerprint
-                    new.append((prompt_id, record))
+                    pending[key] = record
         if self.errors:
             return ids
         now = timezone.now()
@@ -549,7 +547,7 @@ class _ChunkWriter:
             ["prompt_id", "external_id", "system", "content", "metadata", "fingerprint", "created_at"],
             [
                 (
-                    prompt_id,
+                    key[0],
                     record.external_id,
                     record.system,
                     record.content,
@@ -557,12 +555,11 @@ class _ChunkWriter:
                     record.fingerprint,
                     now,
                 )
-                for prompt_id, record in new
+                for key, record in pending.items()
             ],
         )
         created_responses = created.responses
-        for (prompt_id, record), pk in zip(new, new_ids, strict=True):
-            key = (prompt_id, record.external_id)
+        for (key, record), pk in zip(pending.items(), new_ids, strict=True):
             ids[key] = pk
             created_responses[key] = (pk, record.fingerprint)
         self.result.responses_created += len(new_ids)
@@ -577,16 +574,16 @@ class _ChunkWriter:
         created: _Stored,
     ) -> None:
         earlier_couples = [couples for couples in (stored.couples, self.recent.couples) if couples]
-        new_couples = created.couples
+        new_couples, pair_names = created.couples, stored.pair_names
         new_rows: list[tuple] = []
         prior_choices: list[str] = []
-        now = timezone.now()
+        now, project_id = timezone.now(), self.project.pk
         for items in chunk:
             prompt_id = prompt_ids[items.prompt.external_id]
             for pair in items.pairs:
                 a_id, b_id = response_ids[(prompt_id, pair.a)], response_ids[(prompt_id, pair.b)]
-                couple = (min(a_id, b_id), max(a_id, b_id))
-                named = stored.pair_names.get(pair.external_id) if pair.external_id else None
+                couple = (a_id, b_id) if a_id < b_id else (b_id, a_id)
+                named = pair_names.get(pair.external_id) if pair_names and pair.external_id else None
                 if named is not None and named != couple:
                     self.errors.append(
                         f"{items.location}: pair id '{pair.external_id}' was imported before for different responses"
@@ -600,7 +597,7 @@ class _ChunkWriter:
                 new_couples.add(couple)
                 new_rows.append(
                     (
-                        self.project.pk,
+                        project_id,
                         prompt_id,
                         a_id,
                         b_id,
