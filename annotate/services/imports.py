@@ -503,10 +503,7 @@ class _ChunkWriter:
                 for key, record in pending.items()
             ],
         )
-        created_prompts = created.prompts
-        for (key, record), pk in zip(pending.items(), new_ids, strict=True):
-            ids[key] = pk
-            created_prompts[key] = (pk, record.fingerprint)
+        _remember_created(pending, new_ids, ids, created.prompts)
         self.result.prompts_created += len(new_ids)
         return ids
 
@@ -556,10 +553,7 @@ class _ChunkWriter:
                 for key, record in pending.items()
             ],
         )
-        created_responses = created.responses
-        for (key, record), pk in zip(pending.items(), new_ids, strict=True):
-            ids[key] = pk
-            created_responses[key] = (pk, record.fingerprint)
+        _remember_created(pending, new_ids, ids, created.responses)
         self.result.responses_created += len(new_ids)
         return ids
 
@@ -645,6 +639,19 @@ class _ChunkWriter:
             judgments,
         )
         self.result.judgments_created += len(judgments)
+
+
+def _remember_created(
+    pending: dict[Any, PromptRecord | ResponseRecord],
+    new_ids: list[int],
+    ids: dict[Any, int],
+    created: dict[Any, tuple[int, str]],
+) -> None:
+    """Records the ids of the rows just inserted from ``pending`` (in its order) in ``ids``, and with
+    their fingerprints in ``created`` (what the next chunk checks from memory)."""
+    for (key, record), pk in zip(pending.items(), new_ids, strict=True):
+        ids[key] = pk
+        created[key] = (pk, record.fingerprint)
 
 
 def _either(stored: Any, recent: Any) -> Any:
