@@ -143,6 +143,16 @@ class Membership(models.Model):
         default=dict, blank=True, help_text="Key/value data for per-group analysis, e.g. locale or expertise."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The annotator's progress line, kept by each stored submit (in the submit's transaction) so that
+    # "next" reads one row instead of counting the annotator's leases: late in a large project an
+    # annotator has tens of thousands of them. A day is the server's (settings.TIME_ZONE, UTC).
+    submitted_total = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Judgments this member submitted in the workspace."
+    )
+    submitted_day = models.DateField(null=True, blank=True, editable=False)
+    submitted_on_day = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Judgments submitted on submitted_day."
+    )
 
     class Meta:
         ordering = ["project", "role", "user__username"]

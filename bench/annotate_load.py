@@ -7,12 +7,14 @@ Reference (Label Studio 1.23.2, measured on this machine with PostgreSQL and the
 
     .venv/bin/python bench/annotate_load.py                      # 50 annotators, 20 s per project
     .venv/bin/python bench/annotate_load.py --annotators 10 --seconds 10 --sizes 1000
+    .venv/bin/python bench/annotate_load.py --pace 4 --history 30000   # as late in a large project
 
 Uses its own database (default postgres://postgres@127.0.0.1:5432/palate_bench_load, created and
 migrated when missing) and starts gunicorn itself on a free port. After each run it checks the invariants:
-no pair above its overlap, no (pair, annotator) twice, every accepted submit stored; then it deletes the
-project and compacts the tables, so that each run starts from the same empty tables. Before each run the
-same loop warms the server up for 3 s against a separate project (see WARM_UP_SECONDS).
+no pair above its overlap, no (pair, annotator) twice, every accepted submit stored and counted once on
+its annotator's progress line; then it deletes the project and compacts the tables, so that each run
+starts from the same empty tables. Before each run the same loop warms the server up for 3 s against a
+separate project (see WARM_UP_SECONDS).
 
 BENCH_GUNICORN_EXTRA adds gunicorn options, e.g. server-side request times:
     BENCH_GUNICORN_EXTRA='--access-logfile /tmp/access.log --access-logformat %(U)s|%(s)s|%(D)s'
@@ -33,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +59,9 @@ def _setup_django() -> None:
     django.setup()
 
 
-def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[str]]:
-    """A project of ``size`` ready pairs (imported through the import service) and annotators with tokens."""
+def make_project(size: int, overlap: int, annotators: int, history: int = 0) -> tuple[int, list[str]]:
+    """A project of ``size`` ready pairs (imported through the import service) and annotators with tokens,
+    each with ``history`` leases they submitted two days ago (see ``add_history``)."""
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
@@ -97,7 +101,45 @@ def make_project(size: int, overlap: int, annotators: int) -> tuple[int, list[st
             user=user, project=project, defaults={"role": Membership.Role.ANNOTATOR}
         )
         tokens.append(Token.objects.get_or_create(user=user)[0].key)
+    if history:
+        add_history(project.pk, history)
     return project.pk, tokens
+
+
+def add_history(project_id: int, history: int) -> None:
+    """Gives each annotator of the project ``history`` leases submitted two days ago, as late in a large
+    project (100,000 pairs × overlap 3 over ten annotators is 30,000 judgments each). Only the leases are
+    written, on the project's pairs in turn, without judgments: the pairs stay open to claims, and what
+    grows is what an annotator's requests read about their own past (their progress line)."""
+    from django.db import connection
+
+    from annotate.models import Membership, Pair
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH numbered AS (
+                SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM annotate_pair
+                WHERE project_id = %(project)s)
+            INSERT INTO annotate_assignment
+                (project_id, pair_id, annotator_id, shown_swapped, status, skip_reason, created_at, expires_at,
+                 closed_at)
+            SELECT %(project)s, numbered.id, m.user_id, false, 'submitted', '', %(then)s, %(then)s,
+                   %(then)s + g.n * interval '1 second'
+            FROM annotate_membership m
+            CROSS JOIN generate_series(0, %(history)s - 1) AS g(n)
+            JOIN numbered ON numbered.n = g.n %% %(pairs)s
+            WHERE m.project_id = %(project)s
+            """,
+            {
+                "project": project_id,
+                "history": history,
+                "pairs": Pair.objects.filter(project_id=project_id).count(),
+                "then": datetime.now(UTC) - timedelta(days=2),
+            },
+        )
+        cursor.execute("ANALYZE annotate_assignment")
+    Membership.objects.filter(project_id=project_id).update(submitted_total=history)
 
 
 def _free_port() -> int:
@@ -281,10 +323,10 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def check_invariants(project_id: int, accepted: list[int], overlap: int) -> list[str]:
-    from django.db.models import Count
+def check_invariants(project_id: int, accepted: list[int], overlap: int, history: int = 0) -> list[str]:
+    from django.db.models import Count, Sum
 
-    from annotate.models import Judgment
+    from annotate.models import Judgment, Membership
 
     problems = []
     judgments = Judgment.objects.filter(pair__project_id=project_id)
@@ -300,6 +342,10 @@ def check_invariants(project_id: int, accepted: list[int], overlap: int) -> list
         problems.append(f"{len(missing)} accepted submits missing")
     if judgments.count() != len(accepted):
         problems.append(f"{judgments.count()} judgments stored for {len(accepted)} accepted submits")
+    members = Membership.objects.filter(project_id=project_id)
+    counted = (members.aggregate(total=Sum("submitted_total"))["total"] or 0) - history * members.count()
+    if counted != len(accepted):
+        problems.append(f"the progress lines count {counted} judgments for {len(accepted)} accepted submits")
     return problems
 
 
@@ -383,6 +429,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="leases each annotator submitted earlier in the project (e.g. 30000, as late in a large project)",
+    )
+    parser.add_argument(
         "--pace",
         type=float,
         default=0.0,
@@ -403,8 +455,13 @@ def main() -> None:
     results = []
     for size in arguments.sizes:
         started = time.perf_counter()
-        project_id, tokens = make_project(size, arguments.overlap, arguments.annotators)
-        print(f"project of {size:,} pairs ready in {time.perf_counter() - started:.1f} s", flush=True)
+        project_id, tokens = make_project(size, arguments.overlap, arguments.annotators, arguments.history)
+        history = (
+            f", each annotator with {arguments.history:,} earlier judgments" if arguments.history else ""
+        )
+        print(
+            f"project of {size:,} pairs{history} ready in {time.perf_counter() - started:.1f} s", flush=True
+        )
         warm_up_project, _ = make_project(WARM_UP_PAIRS, arguments.overlap, arguments.annotators)
         port = _free_port()
         server = start_gunicorn(port, arguments.workers, arguments.threads)
@@ -419,7 +476,9 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         result["size"] = size
-        result["problems"] = check_invariants(project_id, result["accepted"], arguments.overlap)
+        result["problems"] = check_invariants(
+            project_id, result["accepted"], arguments.overlap, arguments.history
+        )
         delete_projects("load-")
         results.append(result)
 

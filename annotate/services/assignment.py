@@ -13,7 +13,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -228,9 +228,9 @@ def _claim_in_database(
         cursor.execute(
             """
             SELECT * FROM palate_pair_next(%s::bigint, %s::bigint, %s::text, %s::boolean, %s::bigint,
-                                           %s::timestamptz, %s::float8, %s::float8, %s::timestamptz)
+                                           %s::timestamptz, %s::float8, %s::float8, %s::date)
             """,
-            [project_id, *caller, after or 0, now, swap_draw, gold_draw, _day_start(now)],
+            [project_id, *caller, after or 0, now, swap_draw, gold_draw, local_day(now)],
         )
         outcome, user_id, role, overlap, *lease, prompt, messages, left, right, done_total, done_today = (
             cursor.fetchone()
@@ -277,14 +277,13 @@ def _claim_portable(
         # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
         # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a
         # concurrent claim (another tab) committed while this one waited.
+        # The same statement reads their progress (see PROGRESS_SQL).
         cursor.execute(
-            """
-            SELECT id FROM annotate_membership
-            WHERE project_id = %s AND user_id = %s AND role = 'annotator' """
-            + _locking("FOR UPDATE"),
-            [project_id, user_id],
+            portable(PROGRESS_SQL) + _locking("FOR UPDATE"),
+            {"project": project_id, "user": user_id, "today": local_day(now)},
         )
-        if cursor.fetchone() is None:
+        progress = cursor.fetchone()
+        if progress is None:
             raise _not_an_annotator()
         cursor.execute(
             portable(LIVE_LEASE_SQL),
@@ -324,7 +323,7 @@ def _claim_portable(
     first, second = (
         (pair.response_b, pair.response_a) if assignment.shown_swapped else (pair.response_a, pair.response_b)
     )
-    done_total, done_today = _done_counts(project_id=project_id, user_id=user_id, now=now)
+    done_total, done_today = progress
     shown = ShownPair(
         assignment=assignment,
         prompt=prompt.content,
@@ -506,21 +505,9 @@ def project_remaining_pairs(*, project_id: int, overlap: int) -> int:
     return remaining
 
 
-def _done_counts(*, project_id: int, user_id: int, now: datetime) -> tuple[int, int]:
-    """Counted over their submitted leases in this project, from one index (annotator, project, status,
-    closed_at): the cost follows what they did in this project, not their whole history, and every
-    judgment made in the workspace is a submitted lease (labels imported or simulated are not theirs)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            portable(PROGRESS_SQL),
-            {"day_start": _day_start(now), "user": user_id, "project": project_id},
-        )
-        done_total, done_today = cursor.fetchone()
-    return done_total, done_today
-
-
-def _day_start(now: datetime) -> datetime:
-    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+def local_day(now: datetime) -> date:
+    """The day a judgment counts for on the progress line: the server's (TIME_ZONE)."""
+    return timezone.localtime(now).date()
 
 
 def leases_expire_all(*, now: datetime | None = None) -> int:
@@ -543,6 +530,7 @@ __all__ = [
     "assignment_skip",
     "leases_expire",
     "leases_expire_all",
+    "local_day",
     "pair_claim_next",
     "pair_content",
     "pair_next_shown",

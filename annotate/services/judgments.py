@@ -17,10 +17,12 @@ from annotate.models import Assignment, Judgment, JudgmentRevision, Project
 from annotate.services.assignment import (
     assignment_for_annotator,
     caller_arguments,
+    local_day,
     pair_slots_recompute,
     refusal,
 )
 from annotate.services.workspace_sql import (
+    COUNTED_SQL,
     EARLIER_SQL,
     JUDGMENT_INSERT_SQL,
     LEASE_STATE_SQL,
@@ -153,10 +155,12 @@ def judgment_submit(
     outcome, judgment_id = _submit_portable(
         {
             "assignment": assignment.pk,
+            "project": project.pk,
             "pair": assignment.pair_id,
             "user": assignment.annotator_id,
             "key": idempotency_key,
             "now": now,
+            "today": local_day(now),
             "overlap": project.overlap,
             "shown_swapped": assignment.shown_swapped,
             **values,
@@ -197,7 +201,8 @@ def _submit_in_database(
         cursor.execute(
             """
             SELECT * FROM palate_judgment_submit(%s::bigint, %s::bigint, %s::text, %s::text, %s::timestamptz,
-                                                 %s::text, %s::integer, %s::jsonb, %s::text, %s::integer)
+                                                 %s::text, %s::integer, %s::jsonb, %s::text, %s::integer,
+                                                 %s::date)
             """,
             [
                 assignment_id,
@@ -210,6 +215,7 @@ def _submit_in_database(
                 json.dumps(data.criteria or {}),
                 (data.rationale or "").strip(),
                 data.duration_ms,
+                local_day(now),
             ],
         )
         outcome, judgment_id, user_id, pair_id, shown_swapped = cursor.fetchone()
@@ -302,6 +308,7 @@ def _submit_portable(parameters: dict[str, Any]) -> tuple[str, int | None]:
             earlier = cursor.fetchone()
             return ("earlier", earlier[0]) if earlier else ("already_judged", None)
         cursor.execute(portable(SUBMITTED_SQL), parameters)
+        cursor.execute(portable(COUNTED_SQL), parameters)
         pair_slots_recompute(pair_id=parameters["pair"], now=now)
         return "created", inserted[0]
 

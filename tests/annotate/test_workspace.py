@@ -3,6 +3,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -10,16 +11,24 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotate.models import Assignment, Judgment, JudgmentRevision, Membership, Pair
 from annotate.services import workspace_sql
-from annotate.services.assignment import NothingLeft, assignment_skip, leases_expire, pair_claim_next
+from annotate.services.assignment import (
+    NothingLeft,
+    assignment_skip,
+    leases_expire,
+    pair_claim_next,
+    pair_next_shown,
+)
 from annotate.services.judgments import (
     JudgmentInput,
     _submit_in_database,
@@ -368,6 +377,85 @@ def test_an_edit_after_the_window_is_refused():
     with pytest.raises(Conflict):
         judgment_edit(judgment_id=judgment.pk, annotator=annotator, data=JudgmentInput(choice="right"))
     assert Judgment.objects.get(pk=judgment.pk).revision == 1
+
+
+def test_progress_counts_each_stored_submit_once_and_today_starts_at_the_server_s_midnight(
+    settings, monkeypatch
+):
+    settings.TIME_ZONE = "Asia/Tokyo"  # UTC+9: the day turns at 15:00 UTC
+    project, _ = _project_with_pairs(6, overlap=1)
+    annotator = _annotator(project)
+    clock = [datetime(2026, 5, 1, 14, 30, tzinfo=UTC)]  # 23:30 in Tokyo
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+
+    def shown():
+        return pair_next_shown(project_id=project.pk, annotator=annotator)
+
+    def progress():
+        return shown().done_total, shown().done_today
+
+    def submit(assignment_id, key, choice="left"):
+        return judgment_submit(
+            assignment_id=assignment_id,
+            annotator=annotator,
+            data=JudgmentInput(choice=choice),
+            idempotency_key=key,
+        )
+
+    assert progress() == (0, 0)
+    first = shown().assignment.pk
+    judgment, created = submit(first, "a")
+    again, created_again = submit(first, "a")  # a retry
+    assert created and not created_again and again.pk == judgment.pk
+    with pytest.raises(Conflict):
+        submit(first, "b")  # the pair is judged already
+    judgment_edit(judgment_id=judgment.pk, annotator=annotator, data=JudgmentInput(choice="tie"))
+    assignment_skip(assignment_id=shown().assignment.pk, annotator=annotator)
+    assert progress() == (1, 1)
+    submit(shown().assignment.pk, "c")
+    assert progress() == (2, 2)
+
+    clock[0] += timedelta(hours=1)  # 00:30 in Tokyo, the same day in UTC
+    assert progress() == (2, 0)
+    submit(shown().assignment.pk, "d")
+    assert progress() == (3, 1)
+    membership = Membership.objects.get(user=annotator, project=project)
+    assert (membership.submitted_total, membership.submitted_day, membership.submitted_on_day) == (
+        3,
+        date(2026, 5, 2),
+        1,
+    )
+    assert membership.submitted_total == Assignment.objects.filter(status=Assignment.Status.SUBMITTED).count()
+
+
+def test_the_migration_counts_what_members_submitted_before_the_counters_existed(settings):
+    settings.TIME_ZONE = "UTC"
+    project, pairs = _project_with_pairs(4, overlap=1)
+    annotator, idle = _annotator(project), _annotator(project)
+    now = timezone.now()
+    for pair, closed in zip(pairs, [now, now, now - timedelta(days=2), None], strict=True):
+        Assignment.objects.create(
+            pair=pair,
+            project=project,
+            annotator=annotator,
+            status=Assignment.Status.SUBMITTED if closed else Assignment.Status.ACTIVE,
+            expires_at=now + timedelta(minutes=10),
+            closed_at=closed,
+        )
+    migration = importlib.import_module("annotate.migrations.0010_membership_progress_counters")
+    migration.count_what_was_submitted(django_apps, SimpleNamespace(connection=connection))
+    counted = {
+        membership.user_id: (
+            membership.submitted_total,
+            membership.submitted_on_day,
+            membership.submitted_day,
+        )
+        for membership in Membership.objects.filter(project=project)
+    }
+    today = timezone.localdate(now)
+    assert counted == {annotator.pk: (3, 2, today), idle.pk: (0, 0, today)}
+    shown = pair_next_shown(project_id=project.pk, annotator=annotator)
+    assert (shown.done_total, shown.done_today) == (3, 2)
 
 
 def test_the_next_pair_api_is_blind_to_systems_gold_and_other_votes():
