@@ -9,6 +9,7 @@ whenever a claim finds nothing free), so correctness never waits on a background
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -23,13 +24,13 @@ from django.utils import timezone
 from annotate.models import Assignment, Judgment, Pair, Project, Prompt, Response
 from annotate.selectors import user_is_site_admin
 from annotate.services.workspace_sql import (
-    CLAIM_ORDERS,
-    CLAIM_SQL,
+    CLAIM_REACHES,
     LIVE_LEASE_SQL,
     PROGRESS_SQL,
     PROJECT_ROLE_SQL,
     RECOMPUTE_SQL,
     TOKEN_USER_SQL,
+    claim_statement,
     portable,
     workspace_functions_used,
 )
@@ -295,12 +296,10 @@ def _claim_portable(
         else:
             assignment = None
             shown_swapped, gold_first, expires_at = _decisions(*_draws(rng), gold_rate, lease_seconds, now)
-            claim = portable(
-                CLAIM_SQL, order=CLAIM_ORDERS[order], lock=_locking("FOR UPDATE OF p SKIP LOCKED")
-            )
-            for gold in (gold_first, not gold_first):
+            lock = _locking("FOR UPDATE OF p SKIP LOCKED")
+            for gold, reach in itertools.product((gold_first, not gold_first), CLAIM_REACHES):
                 cursor.execute(
-                    claim,
+                    portable(claim_statement(order, reach), lock=lock),
                     {
                         "project": project_id,
                         "user": user_id,

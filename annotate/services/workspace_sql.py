@@ -46,16 +46,20 @@ LIVE_LEASE_SQL = """
 
 # The next pair for an annotator, leased in the same statement. The pair is one with room
 # (``slots_taken < overlap``) that the annotator has not judged, skipped or leased, taken in the project's
-# fill order from the index that matches it; ``SKIP LOCKED`` lets concurrent claims pass each other.
+# fill order from the index that matches it, within the reach given (CLAIM_REACHES); ``SKIP LOCKED`` lets
+# concurrent claims pass each other. ``claim_statement`` fills in the order and the reach.
 CLAIM_SQL = """
     WITH candidate AS (
-        SELECT p.id FROM annotate_pair p
-        WHERE p.project_id = {project} AND p.is_gold = {gold} AND p.slots_taken < {overlap}
-          AND NOT EXISTS (SELECT 1 FROM annotate_judgment j WHERE j.pair_id = p.id AND j.annotator_id = {user})
+        SELECT p.id FROM {pairs}
+        WHERE p.project_id = {project} AND p.is_gold = {gold} AND p.slots_taken < {overlap} {reach}
+          AND NOT EXISTS (
+              SELECT 1 FROM annotate_judgment j WHERE j.pair_id = p.id AND j.annotator_id = {user}
+              LIMIT 1 OFFSET 0)
           AND NOT EXISTS (
               SELECT 1 FROM annotate_assignment a
               WHERE a.pair_id = p.id AND a.annotator_id = {user} AND a.project_id = {project}
-                AND a.status IN ('active', 'skipped'))
+                AND a.status IN ('active', 'skipped')
+              LIMIT 1 OFFSET 0)
         ORDER BY {order}
         LIMIT 1
         {lock}
@@ -72,6 +76,45 @@ CLAIM_ORDERS = {
     "breadth": "p.slots_taken, p.id",
     "priority": "p.priority DESC, p.slots_taken DESC, p.id",
 }
+
+# Open pairs a claim looks at the first CLAIM_WINDOW of, in the fill order.
+CLAIM_WINDOW = 64
+
+# Where a claim looks, one reach after the other until one finds a pair: the first CLAIM_WINDOW open
+# pairs in the fill order; then the pairs nobody has started; then every open pair. Open pairs this
+# annotator has judged stay open until others judge them, and head the depth-first order: an annotator
+# who worked alone had every claim step over each of them (5.0 ms per "next" after 6,000 judgments against
+# 1.0 ms after 1,000, measured). Within the window the order holds as before; past it, a pair nobody
+# started comes before one deeper in the order, and every open pair is looked at only when no pair nobody
+# started is left. Each reach is (pairs, filter, order). The window is read off the order's index first
+# and joined back, so that the scan stops at its first pair as the others do; the judged-or-leased checks
+# are fenced (OFFSET 0) so that they stay one index probe per pair looked at, whatever the statistics say.
+CLAIM_REACHES = {
+    "window": (
+        """(SELECT w.id, w.slots_taken, w.priority FROM annotate_pair w
+           WHERE w.project_id = {project} AND w.is_gold = {gold} AND w.slots_taken < {overlap}
+           ORDER BY {window_order} LIMIT {window}) AS w
+        JOIN annotate_pair p ON p.id = w.id""",
+        "",
+        "{window_order}",
+    ),
+    "unstarted": ("annotate_pair p", "AND p.slots_taken = 0", "{order}"),
+    "open": ("annotate_pair p", "", "{order}"),
+}
+
+
+def claim_statement(order: str, reach: str) -> str:
+    """CLAIM_SQL for a fill order and a reach, its parameters still to be named (``portable``)."""
+    pairs, condition, ordering = CLAIM_REACHES[reach]
+    return (
+        CLAIM_SQL.replace("{pairs}", pairs)
+        .replace("{reach}", condition)
+        .replace("ORDER BY {order}", f"ORDER BY {ordering}")
+        .replace("{window_order}", CLAIM_ORDERS[order].replace("p.", "w."))
+        .replace("{order}", CLAIM_ORDERS[order])
+        .replace("{window}", str(CLAIM_WINDOW))
+    )
+
 
 # A pair's counters recomputed from its rows (call with the pair's row locked).
 RECOMPUTE_SQL = """
@@ -185,10 +228,14 @@ def _who_asks(*, admin: str) -> str:
 
 def _claims() -> str:
     branches = []
-    for keyword, (name, order) in zip(("IF", "ELSIF", "ELSE"), CLAIM_ORDERS.items(), strict=True):
+    for keyword, name in zip(("IF", "ELSIF", "ELSE"), CLAIM_ORDERS, strict=True):
         condition = "" if keyword == "ELSE" else f" v_order = '{name}' THEN"
-        claim = _in_function(CLAIM_SQL, order=order, lock="FOR UPDATE OF p SKIP LOCKED").strip()
-        branches.append(f"{keyword}{condition}\n{claim}\n    INTO v_assignment, v_pair;")
+        reaches = []
+        for reach in CLAIM_REACHES:
+            claim = _in_function(claim_statement(name, reach), lock="FOR UPDATE OF p SKIP LOCKED").strip()
+            claim = f"{claim}\n    INTO v_assignment, v_pair;"
+            reaches.append(claim if not reaches else f"IF v_assignment IS NULL THEN\n{claim}\nEND IF;")
+        branches.append(f"{keyword}{condition}\n" + "\n".join(reaches))
     return "\n".join(branches) + "\nEND IF;"
 
 

@@ -28,6 +28,7 @@ from annotate.services.assignment import (
     leases_expire,
     pair_claim_next,
     pair_next_shown,
+    pair_slots_recompute,
 )
 from annotate.services.judgments import (
     JudgmentInput,
@@ -37,7 +38,7 @@ from annotate.services.judgments import (
     judgment_submit,
 )
 from palate.errors import ApplicationError, Conflict
-from tests.factories import MembershipFactory, PairFactory, ProjectFactory, UserFactory
+from tests.factories import JudgmentFactory, MembershipFactory, PairFactory, ProjectFactory, UserFactory
 from tests.threads import import_with_a_pause, in_thread
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +110,34 @@ def test_a_full_pair_is_not_handed_out_and_an_annotator_never_gets_a_pair_twice(
     assert isinstance(pair_claim_next(project=project, annotator=annotators[0]), NothingLeft)
     pairs[0].refresh_from_db()
     assert (pairs[0].judgment_count, pairs[0].slots_taken) == (2, 2)
+
+
+def test_a_claim_looks_past_pairs_the_annotator_left_open_in_three_reaches(monkeypatch):
+    # A window of 2 open pairs (the functions are made again inside the test's transaction).
+    monkeypatch.setattr(workspace_sql, "CLAIM_WINDOW", 2)
+    workspace_sql.install_workspace_functions()
+    project, pairs = _project_with_pairs(6, overlap=3)
+    first, second, third, fourth, fifth, sixth = pairs
+    annotator, other = _annotator(project), _annotator(project)
+
+    def judge_next():
+        assignment = pair_claim_next(project=project, annotator=annotator)
+        judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=JudgmentInput(choice="left"))
+        return assignment.pair_id
+
+    # The window holds the first two open pairs; once the annotator has judged both, a pair nobody started.
+    assert [judge_next() for _ in range(3)] == [first.pk, second.pk, third.pk]
+    # Another annotator's judgment leaves the sixth pair open and deeper in the order than the unstarted
+    # ones, but past the window (the first and second pairs): the annotator gets the unstarted ones first.
+    JudgmentFactory(pair=sixth, annotator=other)
+    with transaction.atomic():
+        Pair.objects.select_for_update().get(pk=sixth.pk)
+        pair_slots_recompute(pair_id=sixth.pk)
+    assert [judge_next() for _ in range(2)] == [fourth.pk, fifth.pk]
+    # None is left unstarted: every open pair is looked at.
+    assert judge_next() == sixth.pk
+    assert isinstance(pair_claim_next(project=project, annotator=annotator), NothingLeft)
+    assert Pair.objects.get(pk=sixth.pk).slots_taken == 2
 
 
 def test_gold_pairs_are_interleaved_at_the_gold_rate():
