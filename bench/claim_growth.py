@@ -1,0 +1,120 @@
+"""Claim cost as one annotator's own work grows, against the single scan that claims made before.
+
+An annotator working alone in a depth-first project leaves every pair they judge open (it waits for the
+other judgments of its overlap), and those pairs head the fill order. A claim that scans the open pairs in
+that order steps over each of them; Palate's claim looks at a window of the order, then at the pairs nobody
+started, then at the rest (``CLAIM_REACHES`` in ``annotate/services/workspace_sql.py``).
+
+The annotator judges pairs through the services (next → submit, as the API calls them). Every 250
+judgments the tables are analysed, as autovacuum would. At each step the table gives the median of:
+"next" (the whole call), Palate's search (the reaches' candidate queries in turn until one finds a pair),
+and the scan over every open pair in the fill order (the claim before), both as plain SELECTs.
+
+    .venv/bin/python bench/claim_growth.py                          # 6,000 judgments, 20,000 pairs
+    .venv/bin/python bench/claim_growth.py --judgments 20000 --pairs 50000 --order breadth_first
+
+Uses the database of bench/annotate_load.py (its own, created and migrated when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.annotate_load import BENCH_SECRET, DEFAULT_DATABASE, _setup_django, make_project  # noqa: E402
+from bench.common import delete_projects, prepare_database  # noqa: E402
+
+ORDERS = {"depth_first": "depth", "breadth_first": "breadth"}
+
+
+def _search(statement: str) -> str:
+    """The claim's candidate query alone, as a plain SELECT (no lock, no lease written)."""
+    start = statement.index("SELECT p.id")
+    return statement[start : statement.index("LIMIT 1\n", start) + len("LIMIT 1")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=20_000)
+    parser.add_argument("--judgments", type=int, default=6_000)
+    parser.add_argument("--step", type=int, default=1_000, help="judgments per line of the table")
+    parser.add_argument("--order", choices=sorted(ORDERS), default="depth_first")
+    arguments = parser.parse_args()
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
+    os.environ.setdefault("SECRET_KEY", BENCH_SECRET)
+    prepare_database()
+    _setup_django()
+    delete_projects("load-")
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from annotate.models import Project
+    from annotate.services.assignment import pair_next_shown
+    from annotate.services.judgments import JudgmentInput, judgment_submit
+    from annotate.services.workspace_sql import CLAIM_REACHES, claim_statement, portable
+
+    project_id, _ = make_project(arguments.pairs, 3, 1)
+    Project.objects.filter(pk=project_id).update(assignment_order=arguments.order)
+    annotator = get_user_model().objects.get(username="load-annotator-0")
+    order = ORDERS[arguments.order]
+    reaches = [_search(portable(claim_statement(order, reach), lock="")) for reach in CLAIM_REACHES]
+    unbounded = _search(portable(claim_statement(order, "open"), lock=""))
+
+    def timed_search(statements: list[str]) -> float:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(
+                    statement, {"project": project_id, "gold": False, "overlap": 3, "user": annotator.pk}
+                )
+                if cursor.fetchone() is not None:
+                    break
+        return time.perf_counter() - started
+
+    print(
+        f"one annotator alone, {arguments.order}, overlap 3, {arguments.pairs:,} pairs; medians over each "
+        f"{arguments.step:,} judgments"
+    )
+    header = f"{'judged':>8} {'next':>9} {'search (Palate)':>16} {'scan (before)':>14} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    nexts: list[float] = []
+    searches: list[float] = []
+    scans: list[float] = []
+    for judged in range(1, arguments.judgments + 1):
+        searches.append(timed_search(reaches))
+        scans.append(timed_search([unbounded]))
+        started = time.perf_counter()
+        shown = pair_next_shown(project_id=project_id, annotator=annotator)
+        nexts.append(time.perf_counter() - started)
+        judgment_submit(
+            assignment_id=shown.assignment.pk,
+            annotator=annotator,
+            data=JudgmentInput(choice="left"),
+            idempotency_key=f"claim-growth-{judged}",
+        )
+        if judged % 250 == 0:
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE annotate_judgment, annotate_assignment, annotate_pair")
+        if judged % arguments.step == 0:
+            search, scan = statistics.median(searches), statistics.median(scans)
+            print(
+                f"{judged:>8,} {statistics.median(nexts) * 1000:>7.2f}ms {search * 1000:>14.2f}ms "
+                f"{scan * 1000:>12.2f}ms {scan / search:>6.1f}×",
+                flush=True,
+            )
+            nexts, searches, scans = [], [], []
+    delete_projects("load-")
+
+
+if __name__ == "__main__":
+    main()
