@@ -88,7 +88,8 @@ CLAIM_WINDOW = 64
 # started comes before one deeper in the order, and every open pair is looked at only when no pair nobody
 # started is left. Each reach is (pairs, filter, order). The window is read off the order's index first
 # and joined back, so that the scan stops at its first pair as the others do; the judged-or-leased checks
-# are fenced (OFFSET 0) so that they stay one index probe per pair looked at, whatever the statistics say.
+# are fenced (OFFSET 0) so that each stays a probe per pair looked at, never a join over all of the
+# annotator's rows (which index a probe takes is still the planner's choice, from the statistics).
 CLAIM_REACHES = {
     "window": (
         """(SELECT w.id, w.slots_taken, w.priority FROM annotate_pair w
