@@ -143,16 +143,6 @@ class Membership(models.Model):
         default=dict, blank=True, help_text="Key/value data for per-group analysis, e.g. locale or expertise."
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # The annotator's progress line, kept by each stored submit (in the submit's transaction) so that
-    # "next" reads one row instead of counting the annotator's leases: late in a large project an
-    # annotator has tens of thousands of them. A day is the server's (settings.TIME_ZONE, UTC).
-    submitted_total = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Judgments this member submitted in the workspace."
-    )
-    submitted_day = models.DateField(null=True, blank=True, editable=False)
-    submitted_on_day = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Judgments submitted on submitted_day."
-    )
 
     class Meta:
         ordering = ["project", "role", "user__username"]
@@ -165,6 +155,25 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.role} · {self.project}"
+
+
+class ProgressDay(models.Model):
+    """What an annotator submitted in a project on one day (the server's, settings.TIME_ZONE): the
+    progress line's source. Each submit recomputes its day's row from the leases, so "next" reads a row
+    per day worked instead of counting every lease; it outlives the membership, as the judgments do."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    submitted = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "annotator", "day"], name="progressday_one_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} · {self.project} · {self.day}: {self.submitted}"
 
 
 class Prompt(models.Model):

@@ -113,7 +113,8 @@ def add_history(project_id: int, history: int) -> None:
     grows is what an annotator's requests read about their own past (their progress line)."""
     from django.db import connection
 
-    from annotate.models import Membership, Pair
+    from annotate.models import Pair
+    from annotate.services.assignment import project_progress_rebuild
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -139,7 +140,7 @@ def add_history(project_id: int, history: int) -> None:
             },
         )
         cursor.execute("ANALYZE annotate_assignment")
-    Membership.objects.filter(project_id=project_id).update(submitted_total=history)
+    project_progress_rebuild(project_id=project_id)
 
 
 def _free_port() -> int:
@@ -326,7 +327,7 @@ def _percentile(values: list[float], share: float) -> float:
 def check_invariants(project_id: int, accepted: list[int], overlap: int, history: int = 0) -> list[str]:
     from django.db.models import Count, Sum
 
-    from annotate.models import Judgment, Membership
+    from annotate.models import Judgment, Membership, ProgressDay
 
     problems = []
     judgments = Judgment.objects.filter(pair__project_id=project_id)
@@ -342,8 +343,9 @@ def check_invariants(project_id: int, accepted: list[int], overlap: int, history
         problems.append(f"{len(missing)} accepted submits missing")
     if judgments.count() != len(accepted):
         problems.append(f"{judgments.count()} judgments stored for {len(accepted)} accepted submits")
-    members = Membership.objects.filter(project_id=project_id)
-    counted = (members.aggregate(total=Sum("submitted_total"))["total"] or 0) - history * members.count()
+    members = Membership.objects.filter(project_id=project_id).count()
+    days = ProgressDay.objects.filter(project_id=project_id)
+    counted = (days.aggregate(total=Sum("submitted"))["total"] or 0) - history * members
     if counted != len(accepted):
         problems.append(f"the progress lines count {counted} judgments for {len(accepted)} accepted submits")
     return problems

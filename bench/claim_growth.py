@@ -3,12 +3,12 @@
 An annotator working alone in a depth-first project leaves every pair they judge open (it waits for the
 other judgments of its overlap), and those pairs head the fill order. A claim that scans the open pairs in
 that order steps over each of them; Palate's claim looks at a window of the order, then at the pairs nobody
-started, then at the rest (``CLAIM_REACHES`` in ``annotate/services/workspace_sql.py``).
+started, then at the rest (``palate_pair_claim`` in ``annotate/sql/workspace_v1.sql``).
 
 The annotator judges pairs through the services (next → submit, as the API calls them). Every 250
 judgments the tables are analysed, as autovacuum would. At each step the table gives the median of:
-"next" (the whole call), Palate's search (the reaches' candidate queries in turn until one finds a pair),
-and the scan over every open pair in the fill order (the claim before), both as plain SELECTs.
+"next" (the whole call), Palate's search (``palate_pair_claim``, whose row lock is released at once), and
+the scan over every open pair in the fill order (the claim before), as a plain SELECT.
 
     .venv/bin/python bench/claim_growth.py                          # 6,000 judgments, 20,000 pairs
     .venv/bin/python bench/claim_growth.py --judgments 20000 --pairs 50000 --order breadth_first
@@ -30,13 +30,22 @@ sys.path.insert(0, str(ROOT))
 from bench.annotate_load import BENCH_SECRET, DEFAULT_DATABASE, _setup_django, make_project  # noqa: E402
 from bench.common import delete_projects, prepare_database  # noqa: E402
 
-ORDERS = {"depth_first": "depth", "breadth_first": "breadth"}
-
-
-def _search(statement: str) -> str:
-    """The claim's candidate query alone, as a plain SELECT (no lock, no lease written)."""
-    start = statement.index("SELECT p.id")
-    return statement[start : statement.index("LIMIT 1\n", start) + len("LIMIT 1")]
+# The claim before the reaches: one scan over every open pair in the fill order.
+SCANS = {
+    "depth_first": """
+        SELECT p.id FROM annotate_pair p
+        WHERE p.project_id = %(project)s AND NOT p.is_gold AND p.slots_taken < 3
+          AND palate_pair_open_to(p.id, %(user)s, %(project)s)
+        ORDER BY p.slots_taken DESC, p.id LIMIT 1
+    """,
+    "breadth_first": """
+        SELECT p.id FROM annotate_pair p
+        WHERE p.project_id = %(project)s AND NOT p.is_gold AND p.slots_taken < 3
+          AND palate_pair_open_to(p.id, %(user)s, %(project)s)
+        ORDER BY p.slots_taken, p.id LIMIT 1
+    """,
+}
+SEARCH = "SELECT palate_pair_claim(%(order)s, %(project)s, %(user)s, false, 3)"
 
 
 def main() -> None:
@@ -46,7 +55,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--judgments", type=int, default=6_000)
     parser.add_argument("--step", type=int, default=1_000, help="judgments per line of the table")
-    parser.add_argument("--order", choices=sorted(ORDERS), default="depth_first")
+    parser.add_argument("--order", choices=sorted(SCANS), default="depth_first")
     arguments = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
     os.environ.setdefault("SECRET_KEY", BENCH_SECRET)
@@ -55,29 +64,22 @@ def main() -> None:
     delete_projects("load-")
 
     from django.contrib.auth import get_user_model
-    from django.db import connection
+    from django.db import connection, transaction
 
     from annotate.models import Project
     from annotate.services.assignment import pair_next_shown
     from annotate.services.judgments import JudgmentInput, judgment_submit
-    from annotate.services.workspace_sql import CLAIM_REACHES, claim_statement, portable
 
     project_id, _ = make_project(arguments.pairs, 3, 1)
     Project.objects.filter(pk=project_id).update(assignment_order=arguments.order)
     annotator = get_user_model().objects.get(username="load-annotator-0")
-    order = ORDERS[arguments.order]
-    reaches = [_search(portable(claim_statement(order, reach), lock="")) for reach in CLAIM_REACHES]
-    unbounded = _search(portable(claim_statement(order, "open"), lock=""))
+    parameters = {"order": arguments.order, "project": project_id, "user": annotator.pk}
 
-    def timed_search(statements: list[str]) -> float:
+    def timed_search(statement: str) -> float:
         started = time.perf_counter()
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(
-                    statement, {"project": project_id, "gold": False, "overlap": 3, "user": annotator.pk}
-                )
-                if cursor.fetchone() is not None:
-                    break
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, parameters)
+            cursor.fetchone()
         return time.perf_counter() - started
 
     print(
@@ -91,8 +93,8 @@ def main() -> None:
     searches: list[float] = []
     scans: list[float] = []
     for judged in range(1, arguments.judgments + 1):
-        searches.append(timed_search(reaches))
-        scans.append(timed_search([unbounded]))
+        searches.append(timed_search(SEARCH))
+        scans.append(timed_search(SCANS[arguments.order]))
         started = time.perf_counter()
         shown = pair_next_shown(project_id=project_id, annotator=annotator)
         nexts.append(time.perf_counter() - started)

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from annotate.api import serializers as io
 from annotate.api.permissions import LEADS, MEMBERS, READERS, project_for_request
 from annotate.models import ImportJob, Membership, Pair, Prompt
-from annotate.selectors import ADMIN, membership_list, project_list_for_user, project_role, user_is_site_admin
+from annotate.selectors import membership_list, project_list_for_user, project_role
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import import_job_create, import_job_progress, import_run_now
 from annotate.services.members import membership_remove, membership_set
@@ -55,11 +55,11 @@ class ProjectListCreateApi(APIView):
         projects = project_list_for_user(user=request.user)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(projects, request, view=self)
-        roles = dict(
+        # A site admin's own memberships show as such (an annotator's view of the project), like the home page.
+        memberships = dict(
             Membership.objects.filter(user=request.user, project__in=page).values_list("project_id", "role")
         )
-        if user_is_site_admin(request.user):
-            roles = {project.pk: roles.get(project.pk, ADMIN) for project in page}
+        roles = {project.pk: memberships.get(project.pk, project.caller_role) for project in page}
         data = [
             io.ProjectAnnotatorOutput(project).data
             if roles.get(project.pk) == Membership.Role.ANNOTATOR

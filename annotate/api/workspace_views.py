@@ -6,13 +6,9 @@ the only place pair content leaves the server for them, and they carry content o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import AuthenticationFailed, NotFound
+from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -36,7 +32,6 @@ from annotate.services.judgments import (
     judgments_recent,
     to_screen_terms,
 )
-from palate.callers import TokenRejected
 
 ANNOTATORS = (Membership.Role.ANNOTATOR,)
 BIGINT_MAX = 2**63 - 1  # the largest id PostgreSQL stores
@@ -51,23 +46,10 @@ class JsonAnswers(DefaultContentNegotiation):
 
 
 class HotPathApi(APIView):
-    """The page's two calls per judgment: JSON only, with no browsable-API renderer to negotiate with, and
-    a user token checked by the endpoint's own statement rather than by a round trip of its own
-    (``palate.callers.UncheckedToken``): request.user may be an UncheckedToken, which only the services
-    these endpoints call accept."""
+    """The page's two calls per judgment: JSON only, with no browsable-API renderer to negotiate with."""
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonAnswers
-    checks_user_tokens = True  # see palate.authentication.TokenAuthentication
-
-
-@contextmanager
-def _token_checked() -> Iterator[None]:
-    """A token the service found unknown is refused as DRF refuses one (401 with WWW-Authenticate)."""
-    try:
-        yield
-    except TokenRejected as error:
-        raise AuthenticationFailed(error.message) from None
 
 
 CONFLICT = {
@@ -169,10 +151,9 @@ class NextPairApi(HotPathApi):
             raise serializers.ValidationError({"after": ["must be an assignment id"]})
         if project_id > BIGINT_MAX:  # the database would refuse the number itself
             raise NotFound("no such project")
-        with _token_checked():
-            shown = pair_next_shown(
-                project_id=project_id, annotator=request.user, after=int(after) if after else None
-            )
+        shown = pair_next_shown(
+            project_id=project_id, annotator=request.user, after=int(after) if after else None
+        )
         if isinstance(shown, NothingLeft):
             response = Response(status=status.HTTP_204_NO_CONTENT)
             response["Palate-Reason"] = shown.reason
@@ -185,20 +166,33 @@ class NextPairApi(HotPathApi):
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")
 RATIONALE_MAX_LENGTH = 10_000
+MAX_DURATION_MS = 24 * 3600 * 1000
 
 
 class JudgmentInputSerializer(serializers.Serializer):
+    """A judgment's shape; whether it fits the project's configuration is the service's to say."""
+
     choice = serializers.ChoiceField(choices=SCREEN_CHOICES)
-    strength = serializers.IntegerField(required=False, allow_null=True)
+    strength = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=32767)
     criteria = serializers.DictField(child=serializers.CharField(), required=False)
-    rationale = serializers.CharField(
-        required=False, allow_blank=True, max_length=RATIONALE_MAX_LENGTH, trim_whitespace=False
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=RATIONALE_MAX_LENGTH)
+    duration_ms = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_DURATION_MS
     )
-    duration_ms = serializers.IntegerField(required=False, allow_null=True)
+
+    def to_judgment(self) -> JudgmentInput:
+        validated = self.validated_data
+        return JudgmentInput(
+            choice=validated["choice"],
+            strength=validated.get("strength"),
+            criteria=validated.get("criteria"),
+            rationale=validated.get("rationale", ""),
+            duration_ms=validated.get("duration_ms"),
+        )
 
 
 class JudgmentSubmitInput(JudgmentInputSerializer):
-    assignment = serializers.IntegerField()
+    assignment = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
 
 
 class JudgmentOutput(serializers.Serializer):
@@ -236,79 +230,6 @@ def judgment_payload(judgment: Judgment) -> dict:
     }
 
 
-def _judgment_input(validated: dict) -> JudgmentInput:
-    return JudgmentInput(
-        choice=validated["choice"],
-        strength=validated.get("strength"),
-        criteria=validated.get("criteria"),
-        rationale=validated.get("rationale", ""),
-        duration_ms=validated.get("duration_ms"),
-    )
-
-
-def submitted_judgment(data: Any) -> tuple[int, JudgmentInput]:
-    """The submit body checked as ``JudgmentSubmitInput`` describes it, field by field, with DRF's messages.
-
-    The serializer documents the endpoint; this is the same check written out, because building a
-    serializer costs more CPU than the rest of a submit's Python (it deep-copies its fields every time)."""
-    if not isinstance(data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["Invalid data. Expected a dictionary."]})
-    problems: dict[str, list[str]] = {}
-
-    def integer(name: str, *, required: bool = False) -> int | None:
-        value = data.get(name)
-        if value is None:
-            if required:
-                problems[name] = [
-                    "This field is required." if name not in data else "This field may not be null."
-                ]
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            problems[name] = ["A valid integer is required."]
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            problems[name] = ["A valid integer is required."]
-            return None
-
-    assignment = integer("assignment", required=True)
-    choice = data.get("choice")
-    if choice is None:
-        problems["choice"] = [
-            "This field is required." if "choice" not in data else "This field may not be null."
-        ]
-    elif choice not in SCREEN_CHOICES:
-        problems["choice"] = [f'"{choice}" is not a valid choice.']
-    strength = integer("strength")
-    duration_ms = integer("duration_ms")
-    criteria = data.get("criteria")
-    if "criteria" in data:
-        if not isinstance(criteria, dict):
-            problems["criteria"] = [
-                f'Expected a dictionary of items but got type "{type(criteria).__name__}".'
-            ]
-        elif not all(_is_text(value) for value in criteria.values()):
-            problems["criteria"] = ["Not a valid string."]
-        else:
-            criteria = {str(name): str(value) for name, value in criteria.items()}
-    rationale = data.get("rationale", "")
-    if not _is_text(rationale):
-        problems["rationale"] = ["Not a valid string."]
-    elif len(str(rationale)) > RATIONALE_MAX_LENGTH:
-        problems["rationale"] = [f"Ensure this field has no more than {RATIONALE_MAX_LENGTH} characters."]
-    if problems:
-        raise serializers.ValidationError(problems)
-    return assignment, JudgmentInput(
-        choice=choice, strength=strength, criteria=criteria, rationale=str(rationale), duration_ms=duration_ms
-    )
-
-
-def _is_text(value: Any) -> bool:
-    """What DRF's CharField takes as text: strings and numbers, not booleans."""
-    return isinstance(value, str | int | float) and not isinstance(value, bool)
-
-
 class JudgmentSubmitApi(HotPathApi):
     @extend_schema(
         operation_id="judgments_create",
@@ -324,14 +245,14 @@ class JudgmentSubmitApi(HotPathApi):
         responses={201: JudgmentOutput, 200: JudgmentOutput, **ERRORS, **CONFLICT},
     )
     def post(self, request):
-        assignment_id, judgment = submitted_judgment(request.data)
-        with _token_checked():
-            judgment, created = judgment_submit(
-                assignment_id=assignment_id,
-                annotator=request.user,
-                data=judgment,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
-            )
+        data = JudgmentSubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgment, created = judgment_submit(
+            assignment_id=data.validated_data["assignment"],
+            annotator=request.user,
+            data=data.to_judgment(),
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
         return Response(  # judgment_payload has JudgmentOutput's shape (see NextPairApi)
             judgment_payload(judgment), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -346,9 +267,7 @@ class JudgmentEditApi(APIView):
     def patch(self, request, judgment_id: int):
         data = JudgmentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        judgment = judgment_edit(
-            judgment_id=judgment_id, annotator=request.user, data=_judgment_input(data.validated_data)
-        )
+        judgment = judgment_edit(judgment_id=judgment_id, annotator=request.user, data=data.to_judgment())
         return Response(JudgmentOutput(judgment_payload(judgment)).data)
 
 

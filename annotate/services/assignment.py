@@ -9,34 +9,20 @@ whenever a claim finds nothing free), so correctness never waits on a background
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from annotate.models import Assignment, Judgment, Pair, Project, Prompt, Response
-from annotate.selectors import user_is_site_admin
-from annotate.services.workspace_sql import (
-    CLAIM_REACHES,
-    LIVE_LEASE_SQL,
-    PROGRESS_SQL,
-    PROJECT_ROLE_SQL,
-    RECOMPUTE_SQL,
-    TOKEN_USER_SQL,
-    claim_statement,
-    portable,
-    workspace_functions_used,
-)
-from palate.callers import TokenRejected, UncheckedToken
+from annotate.models import Assignment, Judgment, Membership, Pair, Project
 from palate.errors import ApplicationError
-from palate.sql import model_columns, model_from_row, model_width
 
 # Leases reclaimed per claim at most; the rest wait for the next claim (or the beat task).
 EXPIRY_BATCH = 200
@@ -53,7 +39,7 @@ def pair_slots_recompute(*, pair_id: int, now: datetime | None = None) -> int:
     (``select_for_update``): every writer of these rows holds that lock, so the counts are exact."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(portable(RECOMPUTE_SQL), {"pair": pair_id, "now": now})
+        cursor.execute("SELECT palate_pair_slots_recompute(%s, %s)", [pair_id, now])
         return cursor.fetchone()[0]
 
 
@@ -77,6 +63,22 @@ def project_pair_counters_rebuild(*, project: Project, now: datetime | None = No
         )
 
 
+def project_progress_rebuild(*, project_id: int) -> None:
+    """Recomputes every annotator's progress days in the project from their submitted leases, after leases
+    were written in bulk (a benchmark's history, a repair). Each submit keeps its own day current."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM annotate_progressday WHERE project_id = %s", [project_id])
+        cursor.execute(
+            """
+            INSERT INTO annotate_progressday (project_id, annotator_id, day, submitted)
+            SELECT project_id, annotator_id, (closed_at AT TIME ZONE %s)::date, count(*)
+            FROM annotate_assignment WHERE project_id = %s AND status = 'submitted'
+            GROUP BY 1, 2, 3
+            """,
+            [settings.TIME_ZONE, project_id],
+        )
+
+
 def leases_expire(*, project: Project | int, now: datetime | None = None, limit: int = EXPIRY_BATCH) -> int:
     """Marks expired leases as such and frees their slots. Returns how many it reclaimed."""
     now = now or timezone.now()
@@ -88,14 +90,31 @@ def leases_expire(*, project: Project | int, now: datetime | None = None, limit:
     reclaimed = 0
     for assignment_id, pair_id in expired:
         with transaction.atomic():
-            Pair.objects.select_for_update().filter(pk=pair_id).values_list("pk", flat=True).first()
-            # A conditional update: a concurrent submit or another reaper may have closed it first.
-            if Assignment.objects.filter(pk=assignment_id, status=Assignment.Status.ACTIVE).update(
-                status=Assignment.Status.EXPIRED, closed_at=now
-            ):
-                reclaimed += 1
-                pair_slots_recompute(pair_id=pair_id, now=now)
+            reclaimed += _lease_end(assignment_id=assignment_id, pair_id=pair_id, now=now)
     return reclaimed
+
+
+def _lease_end(*, assignment_id: int, pair_id: int, now: datetime) -> bool:
+    """Ends a live lease and frees its slot; False when something else closed it first (a concurrent submit
+    or reaper). Call inside a transaction."""
+    Pair.objects.select_for_update().filter(pk=pair_id).values_list("pk", flat=True).first()
+    ended = Assignment.objects.filter(pk=assignment_id, status=Assignment.Status.ACTIVE).update(
+        status=Assignment.Status.EXPIRED, closed_at=now
+    )
+    if ended:
+        pair_slots_recompute(pair_id=pair_id, now=now)
+    return bool(ended)
+
+
+def leases_release(*, project_id: int, user_id: int, now: datetime | None = None) -> int:
+    """Ends the user's live leases in the project and frees their pairs' slots at once: for a member who
+    was removed or given another role. Call inside the membership change's transaction."""
+    now = now or timezone.now()
+    live = Assignment.objects.filter(
+        project_id=project_id, annotator_id=user_id, status=Assignment.Status.ACTIVE
+    )
+    leases = live.order_by("pair_id").values_list("id", "pair_id")
+    return sum(_lease_end(assignment_id=lease, pair_id=pair, now=now) for lease, pair in leases)
 
 
 @dataclass(frozen=True)
@@ -129,25 +148,22 @@ def pair_claim_next(
 def pair_next_shown(
     *,
     project_id: int,
-    annotator: AbstractBaseUser | UncheckedToken,
+    annotator: AbstractBaseUser,
     after: int | None = None,
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> ShownPair | NothingLeft:
     """The annotator's current lease, or a new one on the next pair they should judge, with its content.
 
-    ``annotator`` is a user, or an API token that this call checks itself (``TokenRejected`` when it is
-    unknown or its user may not log in). A user outside the project gets a 404 error, a member with
-    another role a 403 (site admins pass, and then need an annotator's membership like anyone else).
+    A user outside the project gets a 404 error, a member with another role a 403 (site admins pass, and
+    then need an annotator's membership like anyone else).
 
     ``after`` names the lease the annotator is looking at: the answer is then another one, so the page can
     fetch the next pair while the current one is read. An annotator holds at most two live leases.
     Claims for one annotator are serialised on their membership row, so two tabs asking at once still get
     one lease. Pairs are taken in fill order (depth first by default), gold pairs interleaved at the
-    project's gold rate; which response goes on the left is drawn per lease.
-
-    This is the busiest path of the product: on PostgreSQL it is one call of ``palate_pair_next``
-    (``workspace_sql.py``), checks included; elsewhere the same statements run one by one in a transaction.
+    project's gold rate; which response goes on the left is drawn per lease. One call of
+    ``palate_pair_next`` (annotate/sql/workspace_v1.sql) does all of it.
     """
     explicit_now = now is not None
     now = now or timezone.now()
@@ -155,46 +171,20 @@ def pair_next_shown(
     swept = explicit_now or _expiry_sweep_due(project_id)
     if swept:
         leases_expire(project=project_id, now=now)
-    shown, user_id = _claim(project_id=project_id, annotator=annotator, after=after, now=now, rng=rng)
+    shown = _claim(project_id=project_id, user_id=annotator.pk, after=after, now=now, rng=rng)
     if shown is None and not swept and leases_expire(project=project_id, now=now):
         # Nothing free, but expired leases were holding slots: try again now that they are released.
-        shown, user_id = _claim(project_id=project_id, annotator=annotator, after=after, now=now, rng=rng)
+        shown = _claim(project_id=project_id, user_id=annotator.pk, after=after, now=now, rng=rng)
     if shown is not None:
         return shown
-    judged_any = Judgment.objects.filter(pair__project_id=project_id, annotator_id=user_id).exists()
+    judged_any = Judgment.objects.filter(pair__project_id=project_id, annotator_id=annotator.pk).exists()
     if judged_any:
         return NothingLeft("You have judged every pair that still needs judgments. Thank you!")
     return NothingLeft("No pairs need judgments in this project right now.")
 
 
-def _claim(
-    *,
-    project_id: int,
-    annotator: AbstractBaseUser | UncheckedToken,
-    after: int | None,
-    now: datetime,
-    rng: random.Random,
-) -> tuple[ShownPair | None, int]:
-    """The lease shown (None when nothing is free) and the annotator's user id."""
-    claim = _claim_in_database if workspace_functions_used() else _claim_portable
-    return claim(project_id=project_id, caller=caller_arguments(annotator), after=after, now=now, rng=rng)
-
-
-def caller_arguments(annotator: AbstractBaseUser | UncheckedToken) -> tuple[int, str, bool]:
-    """(user id, token key, site admin) as the database functions take them: a token's user is theirs
-    to find."""
-    if isinstance(annotator, UncheckedToken):
-        return 0, annotator.key, False
-    return annotator.pk, "", user_is_site_admin(annotator)
-
-
 def refusal(outcome: str, role: str | None = None) -> ApplicationError:
-    """The error for a call refused before it started: an outcome of ``palate_pair_next`` or
-    ``palate_judgment_submit``."""
-    if outcome == "bad_token":
-        return TokenRejected("Invalid token.")
-    if outcome == "inactive":
-        return TokenRejected("User inactive or deleted.")
+    """The error for a call ``palate_pair_next`` or ``palate_judgment_submit`` refused before it started."""
     if outcome == "no_project":
         return ApplicationError("no such project", code="not_found", http_status=404)
     if outcome == "no_assignment":
@@ -205,44 +195,33 @@ def refusal(outcome: str, role: str | None = None) -> ApplicationError:
             code="permission_denied",
             http_status=403,
         )
-    return _not_an_annotator()
+    return ApplicationError(
+        "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
+    )
 
 
-def _draws(rng: random.Random) -> tuple[float, float]:
-    """The random numbers of a claim: one decides whether B is shown on the left, one whether to look for a
-    gold pair first (``_decisions``; the database function decides the same way)."""
-    return rng.random(), rng.random()
-
-
-def _decisions(
-    swap_draw: float, gold_draw: float, gold_rate: float, lease_seconds: int, now: datetime
-) -> tuple[bool, bool, datetime]:
-    """Whether to show B on the left, whether to look for a gold pair first, and when the lease expires."""
-    return swap_draw < 0.5, gold_rate > 0 and gold_draw < gold_rate, now + timedelta(seconds=lease_seconds)
-
-
-def _claim_in_database(
-    *, project_id: int, caller: tuple[int, str, bool], after: int | None, now: datetime, rng: random.Random
-) -> tuple[ShownPair | None, int]:
-    swap_draw, gold_draw = _draws(rng)
+def _claim(
+    *, project_id: int, user_id: int, after: int | None, now: datetime, rng: random.Random
+) -> ShownPair | None:
+    """The lease shown, or None when nothing is free: one call of ``palate_pair_next``."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT * FROM palate_pair_next(%s::bigint, %s::bigint, %s::text, %s::boolean, %s::bigint,
-                                           %s::timestamptz, %s::float8, %s::float8, %s::date)
+            SELECT * FROM palate_pair_next(%s::bigint, %s::bigint, %s::bigint, %s::timestamptz, %s::float8,
+                                           %s::float8, %s::date)
             """,
-            [project_id, *caller, after or 0, now, swap_draw, gold_draw, local_day(now)],
+            [project_id, user_id, after or 0, now, rng.random(), rng.random(), local_day(now)],
         )
-        outcome, user_id, role, overlap, *lease, prompt, messages, left, right, done_total, done_today = (
+        outcome, role, overlap, *lease, prompt, messages, left, right, done_total, done_today = (
             cursor.fetchone()
         )
     if outcome not in {"live", "claimed", "none"}:
         raise refusal(outcome, role)
     if outcome == "none":
-        return None, user_id
+        return None
     if isinstance(messages, str):  # Django loads jsonb as text; JSONField decodes it
         messages = json.loads(messages)
-    shown = ShownPair(
+    return ShownPair(
         assignment=_assignment(project_id, user_id, *lease),
         prompt=prompt,
         messages=messages,
@@ -252,99 +231,6 @@ def _claim_in_database(
         done_today=done_today,
         overlap=overlap,
     )
-    return shown, user_id
-
-
-def _claim_portable(
-    *, project_id: int, caller: tuple[int, str, bool], after: int | None, now: datetime, rng: random.Random
-) -> tuple[ShownPair | None, int]:
-    """``palate_pair_next`` as separate statements, for databases without stored functions (SQLite). The
-    tests also run it on PostgreSQL, where it takes the same locks, so that both paths stay alike."""
-    user_id, token, admin = caller
-    with transaction.atomic(), connection.cursor() as cursor:
-        if token:
-            cursor.execute(portable(TOKEN_USER_SQL), {"token": token})
-            row = cursor.fetchone()
-            if row is None or not row[1]:
-                raise refusal("bad_token" if row is None else "inactive")
-            user_id, _, admin = row
-        cursor.execute(portable(PROJECT_ROLE_SQL), {"user": user_id, "project": project_id})
-        row = cursor.fetchone()
-        if row is None or (row[4] is None and not admin):
-            raise refusal("no_project")
-        overlap, gold_rate, lease_seconds, order, role = row
-        if role != "annotator" and not admin:
-            raise refusal("wrong_role", role)
-        # Locks the annotator's membership row: one claim at a time per annotator. The live lease is read by
-        # a second statement, whose snapshot is taken after the lock is granted: it sees a lease that a
-        # concurrent claim (another tab) committed while this one waited.
-        # The same statement reads their progress (see PROGRESS_SQL).
-        cursor.execute(
-            portable(PROGRESS_SQL) + _locking("FOR UPDATE"),
-            {"project": project_id, "user": user_id, "today": local_day(now)},
-        )
-        progress = cursor.fetchone()
-        if progress is None:
-            raise _not_an_annotator()
-        cursor.execute(
-            portable(LIVE_LEASE_SQL),
-            {"user": user_id, "project": project_id, "now": now, "after": after or 0},
-        )
-        live = cursor.fetchone()
-        if live is not None:
-            assignment = _assignment(project_id, user_id, *live)
-        else:
-            assignment = None
-            shown_swapped, gold_first, expires_at = _decisions(*_draws(rng), gold_rate, lease_seconds, now)
-            lock = _locking("FOR UPDATE OF p SKIP LOCKED")
-            for gold, reach in itertools.product((gold_first, not gold_first), CLAIM_REACHES):
-                cursor.execute(
-                    portable(claim_statement(order, reach), lock=lock),
-                    {
-                        "project": project_id,
-                        "user": user_id,
-                        "gold": gold,
-                        "overlap": overlap,
-                        "swapped": shown_swapped,
-                        "now": now,
-                        "expires": expires_at,
-                    },
-                )
-                claimed = cursor.fetchone()
-                if claimed is not None:
-                    pair_slots_recompute(pair_id=claimed[1], now=now)
-                    assignment = _assignment(project_id, user_id, *claimed, shown_swapped, now, expires_at)
-                    break
-            if assignment is None:
-                return None, user_id
-    pair = pair_content(pair_id=assignment.pair_id)
-    prompt = pair.prompt
-    first, second = (
-        (pair.response_b, pair.response_a) if assignment.shown_swapped else (pair.response_a, pair.response_b)
-    )
-    done_total, done_today = progress
-    shown = ShownPair(
-        assignment=assignment,
-        prompt=prompt.content,
-        messages=prompt.messages,
-        left=first.content,
-        right=second.content,
-        done_total=done_total,
-        done_today=done_today,
-        overlap=overlap,
-    )
-    return shown, user_id
-
-
-def _not_an_annotator() -> ApplicationError:
-    return ApplicationError(
-        "only annotators of this project get pairs to judge", code="not_an_annotator", http_status=403
-    )
-
-
-def _locking(clause: str) -> str:
-    """A row-locking clause, or nothing on SQLite (the embedded default), where writers take turns anyway."""
-    return clause if connection.features.has_select_for_update else ""
 
 
 def _assignment(
@@ -387,88 +273,32 @@ def _expiry_sweep_due(project_id: int) -> bool:
     return True
 
 
-def pair_content(*, pair_id: int) -> Pair:
-    """The pair with what an annotator reads of it (prompt, messages, both responses), in one statement."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT {model_columns(Pair, "pair")}, {model_columns(Prompt, "prompt")},
-                   {model_columns(Response, "a")}, {model_columns(Response, "b")}
-            FROM annotate_pair pair
-            JOIN annotate_prompt prompt ON prompt.id = pair.prompt_id
-            JOIN annotate_response a ON a.id = pair.response_a_id
-            JOIN annotate_response b ON b.id = pair.response_b_id
-            WHERE pair.id = %s
-            """,
-            [pair_id],
-        )
-        row = cursor.fetchone()
-    pair = model_from_row(Pair, row)
-    offset = model_width(Pair)
-    pair.prompt = model_from_row(Prompt, row, offset)
-    offset += model_width(Prompt)
-    pair.response_a = model_from_row(Response, row, offset)
-    pair.response_b = model_from_row(Response, row, offset + model_width(Response))
-    return pair
-
-
-def assignment_for_annotator(
-    *, assignment_id: int, annotator: AbstractBaseUser | UncheckedToken
-) -> Assignment:
-    """The annotator's own assignment with its project, in one statement (every submit starts here). A
-    token is checked by the same statement (``TokenRejected``)."""
-    if isinstance(annotator, UncheckedToken):
-        return _assignment_for_token(assignment_id=assignment_id, token=annotator.key)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT {model_columns(Assignment, "a")}, {model_columns(Project, "p")}
-            FROM annotate_assignment a JOIN annotate_project p ON p.id = a.project_id
-            WHERE a.id = %s AND a.annotator_id = %s
-            """,
-            [assignment_id, annotator.pk],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise _no_such_assignment()
-    assignment = model_from_row(Assignment, row)
-    assignment.project = model_from_row(Project, row, model_width(Assignment))
-    return assignment
-
-
-def _assignment_for_token(*, assignment_id: int, token: str) -> Assignment:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT u.is_active, {model_columns(Assignment, "a")}, {model_columns(Project, "p")}
-            FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
-            LEFT JOIN annotate_assignment a ON a.id = %s AND a.annotator_id = u.id
-            LEFT JOIN annotate_project p ON p.id = a.project_id
-            WHERE t.key = %s
-            """,
-            [assignment_id, token],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise refusal("bad_token")
-    if not row[0]:
-        raise refusal("inactive")
-    if row[1] is None:
-        raise _no_such_assignment()
-    assignment = model_from_row(Assignment, row, 1)
-    assignment.project = model_from_row(Project, row, 1 + model_width(Assignment))
-    return assignment
-
-
 def _no_such_assignment() -> ApplicationError:
     return ApplicationError("no such assignment", code="not_found", http_status=404)
+
+
+def annotator_membership_lock(*, project_id: int, user: AbstractBaseUser) -> None:
+    """Locks the user's annotator membership of the project, or refuses (403) when they are not an
+    annotator there now: a member removed or given another role keeps no say over leases they held.
+    Call inside a transaction, before locking any pair (claims and submits lock in that order too)."""
+    locked = (
+        Membership.objects.select_for_update()
+        .filter(project_id=project_id, user_id=user.pk, role=Membership.Role.ANNOTATOR)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if locked is None:
+        raise refusal("not_an_annotator")
 
 
 def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, reason: str = "") -> Assignment:
     """Releases the lease. The pair is not offered to this annotator again."""
     now = timezone.now()
-    assignment = assignment_for_annotator(assignment_id=assignment_id, annotator=annotator)
     with transaction.atomic():
+        assignment = Assignment.objects.filter(pk=assignment_id, annotator_id=annotator.pk).first()
+        if assignment is None:
+            raise _no_such_assignment()
+        annotator_membership_lock(project_id=assignment.project_id, user=annotator)
         Pair.objects.select_for_update().filter(pk=assignment.pair_id).values_list("pk", flat=True).first()
         updated = Assignment.objects.filter(
             pk=assignment.pk, status__in=[Assignment.Status.ACTIVE, Assignment.Status.EXPIRED]
@@ -509,6 +339,11 @@ def local_day(now: datetime) -> date:
     return timezone.localtime(now).date()
 
 
+def day_start(now: datetime) -> datetime:
+    """When the day that ``now`` counts for on the progress line began (the server's midnight)."""
+    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def leases_expire_all(*, now: datetime | None = None) -> int:
     """For the beat task: reclaims expired leases in every project (claims also do this lazily)."""
     now = now or timezone.now()
@@ -525,14 +360,16 @@ def leases_expire_all(*, now: datetime | None = None) -> int:
 __all__ = [
     "NothingLeft",
     "ShownPair",
-    "assignment_for_annotator",
+    "annotator_membership_lock",
     "assignment_skip",
+    "day_start",
     "leases_expire",
     "leases_expire_all",
+    "leases_release",
     "local_day",
     "pair_claim_next",
-    "pair_content",
     "pair_next_shown",
     "pair_slots_recompute",
+    "project_progress_rebuild",
     "project_remaining_pairs",
 ]

@@ -6,40 +6,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotate.models import Assignment, Judgment, JudgmentRevision, Project
-from annotate.services.assignment import (
-    assignment_for_annotator,
-    caller_arguments,
-    local_day,
-    pair_slots_recompute,
-    refusal,
-)
-from annotate.services.workspace_sql import (
-    COUNTED_SQL,
-    EARLIER_SQL,
-    JUDGMENT_INSERT_SQL,
-    LEASE_STATE_SQL,
-    SUBMITTED_SQL,
-    portable,
-    workspace_functions_used,
-)
-from palate.callers import UncheckedToken
+from annotate.models import Judgment, JudgmentRevision, Project
+from annotate.services.assignment import annotator_membership_lock, day_start, local_day, refusal
 from palate.errors import ApplicationError, Conflict
-
-MAX_DURATION_MS = 24 * 3600 * 1000
-MAX_RATIONALE_CHARS = 10_000
 
 
 @dataclass(frozen=True)
 class JudgmentInput:
-    """What the annotator chose, in screen terms."""
+    """What the annotator chose, in screen terms, its shape already checked (the API's serializer)."""
 
     choice: str
     strength: int | None = None
@@ -47,221 +27,105 @@ class JudgmentInput:
     rationale: str = ""
     duration_ms: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rationale", (self.rationale or "").strip())
+
+
+# Which response each screen side shows: (left, right) as the pair's (a, b), by whether B was on the left.
+_SIDES = {False: {"left": "a", "right": "b"}, True: {"left": "b", "right": "a"}}
+
 
 def to_pair_terms(choice: str, *, shown_swapped: bool) -> str:
-    if choice == "left":
-        return "b" if shown_swapped else "a"
-    if choice == "right":
-        return "a" if shown_swapped else "b"
-    return choice
+    return _SIDES[shown_swapped].get(choice, choice)
 
 
 def to_screen_terms(choice: str, *, shown_swapped: bool) -> str:
-    if choice == "a":
-        return "right" if shown_swapped else "left"
-    if choice == "b":
-        return "left" if shown_swapped else "right"
-    return choice
+    screen = {pair: side for side, pair in _SIDES[shown_swapped].items()}
+    return screen.get(choice, choice)
 
 
-def judgment_input_check(*, project: Project, data: JudgmentInput) -> None:
-    """Every violation of the project's configuration, each naming its field. Raises ApplicationError."""
-    problems: dict[str, list[str]] = {}
-    allowed = project.allowed_choices
-    if data.choice not in allowed:
-        problems["choice"] = [f"must be one of {', '.join(allowed)} in this project, got {data.choice!r}"]
-    if project.strength_scale:
-        if data.strength is not None:
-            if data.choice not in {"left", "right"}:
-                problems["strength"] = ["only a 'left' or 'right' choice has a strength"]
-            elif not 1 <= data.strength <= project.strength_scale:
-                problems["strength"] = [f"must be between 1 and {project.strength_scale}"]
-    elif data.strength is not None:
-        problems["strength"] = ["this project does not use a strength scale"]
-    criteria = data.criteria or {}
-    if project.criteria:
-        missing = [name for name in project.criteria if name not in criteria]
-        if missing:
-            problems["criteria"] = [f"answer every criterion: missing {', '.join(missing)}"]
-        unknown = [name for name in criteria if name not in project.criteria]
-        if unknown:
-            problems.setdefault("criteria", []).append(f"unknown criterion {unknown[0]!r}")
-        for name, value in criteria.items():
-            if name in project.criteria and value not in allowed:
-                problems[f"criteria.{name}"] = [f"must be one of {', '.join(allowed)}, got {value!r}"]
-    elif criteria:
-        problems["criteria"] = ["this project has no criteria; give only the overall choice"]
-    rationale = data.rationale or ""
-    if project.rationale == Project.Rationale.REQUIRED and not rationale.strip():
-        problems["rationale"] = ["a rationale is required in this project"]
-    elif project.rationale == Project.Rationale.OFF and rationale.strip():
-        problems["rationale"] = ["this project does not collect rationales"]
-    elif len(rationale) > MAX_RATIONALE_CHARS:
-        problems["rationale"] = [f"at most {MAX_RATIONALE_CHARS:,} characters"]
-    if data.duration_ms is not None and not 0 <= data.duration_ms <= MAX_DURATION_MS:
-        problems["duration_ms"] = [f"must be between 0 and {MAX_DURATION_MS}"]
-    if problems:
-        field, messages = next(iter(problems.items()))
-        raise ApplicationError(f"{field}: {messages[0]}", fields=problems)
-
-
-def _pair_values(data: JudgmentInput, *, shown_swapped: bool) -> dict[str, Any]:
-    return {
-        "choice": to_pair_terms(data.choice, shown_swapped=shown_swapped),
-        "strength": data.strength if data.choice in {"left", "right"} else None,
-        "criteria": {
-            name: to_pair_terms(value, shown_swapped=shown_swapped)
-            for name, value in (data.criteria or {}).items()
-        },
-        "rationale": (data.rationale or "").strip(),
-        "duration_ms": data.duration_ms,
+def _stored(data: JudgmentInput, *, shown_swapped: bool) -> tuple[str, dict[str, str]]:
+    """The choice and criteria in the pair's terms."""
+    criteria = {
+        name: to_pair_terms(value, shown_swapped=shown_swapped)
+        for name, value in (data.criteria or {}).items()
     }
+    return to_pair_terms(data.choice, shown_swapped=shown_swapped), criteria
+
+
+def _refused(problems: list[list[str]]) -> ApplicationError:
+    """The error for what ``palate_judgment_problems`` found, each problem under its field."""
+    fields: dict[str, list[str]] = {}
+    for field, message in problems:
+        fields.setdefault(field, []).append(message)
+    field, message = problems[0]
+    return ApplicationError(f"{field}: {message}", fields=fields)
 
 
 def judgment_submit(
-    *,
-    assignment_id: int,
-    annotator: AbstractBaseUser | UncheckedToken,
-    data: JudgmentInput,
-    idempotency_key: str = "",
+    *, assignment_id: int, annotator: AbstractBaseUser, data: JudgmentInput, idempotency_key: str = ""
 ) -> tuple[Judgment, bool]:
-    """Stores the judgment for a lease. Returns (judgment, created). ``annotator`` is a user, or an API
-    token that this call checks (``TokenRejected``).
+    """Stores the judgment for a lease. Returns (judgment, created).
 
+    One call of ``palate_judgment_submit`` (annotate/sql/workspace_v1.sql): it checks that the caller is an
+    annotator of the project now and that the judgment fits the project's configuration, then records it.
     The same idempotency key returns the judgment it stored the first time. An expired lease still counts
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
-    On PostgreSQL the whole submit is one call of ``palate_judgment_submit`` (``workspace_sql.py``), which
-    also checks the judgment against the project's configuration; elsewhere the same statements run one by
-    one in a transaction.
     """
     idempotency_key = idempotency_key.strip()[:100]
     now = timezone.now()
-    if workspace_functions_used() and not _problems_under_any_configuration(data):
-        recorded = _submit_in_database(
-            assignment_id=assignment_id,
-            annotator=annotator,
-            data=data,
-            idempotency_key=idempotency_key,
-            now=now,
-        )
-        if recorded is not None:
-            return recorded
-        # The function found that the judgment breaks the project's configuration: the check below says
-        # how, in the words of every other path. (Should the two checks ever disagree, this one decides.)
-    assignment = assignment_for_annotator(assignment_id=assignment_id, annotator=annotator)
-    project = assignment.project
-    judgment_input_check(project=project, data=data)
-    values = _pair_values(data, shown_swapped=assignment.shown_swapped)
-    outcome, judgment_id = _submit_portable(
-        {
-            "assignment": assignment.pk,
-            "project": project.pk,
-            "pair": assignment.pair_id,
-            "user": assignment.annotator_id,
-            "key": idempotency_key,
-            "now": now,
-            "today": local_day(now),
-            "overlap": project.overlap,
-            "shown_swapped": assignment.shown_swapped,
-            **values,
-            "criteria": json.dumps(values["criteria"]),
-        }
-    )
-    return _recorded(
-        outcome,
-        judgment_id,
-        assignment_id=assignment.pk,
-        pair_id=assignment.pair_id,
-        user_id=assignment.annotator_id,
-        shown_swapped=assignment.shown_swapped,
-        values=values,
-        idempotency_key=idempotency_key,
-        now=now,
-    )
-
-
-def _problems_under_any_configuration(data: JudgmentInput) -> bool:
-    """Whether the judgment breaks a rule that does not depend on the project (then every path refuses it,
-    and ``judgment_input_check`` says why)."""
-    too_long = len(data.rationale or "") > MAX_RATIONALE_CHARS
-    return too_long or (data.duration_ms is not None and not 0 <= data.duration_ms <= MAX_DURATION_MS)
-
-
-def _submit_in_database(
-    *,
-    assignment_id: int,
-    annotator: AbstractBaseUser | UncheckedToken,
-    data: JudgmentInput,
-    idempotency_key: str,
-    now: datetime,
-) -> tuple[Judgment, bool] | None:
-    """One call of ``palate_judgment_submit``; None when the judgment breaks the project's configuration."""
-    user_id, token, _ = caller_arguments(annotator)
+    choice, criteria = _stored(data, shown_swapped=False)
+    choice_swapped, criteria_swapped = _stored(data, shown_swapped=True)
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT * FROM palate_judgment_submit(%s::bigint, %s::bigint, %s::text, %s::text, %s::timestamptz,
-                                                 %s::text, %s::integer, %s::jsonb, %s::text, %s::integer,
-                                                 %s::date)
+            SELECT * FROM palate_judgment_submit(
+                %s::bigint, %s::bigint, %s::text, %s::timestamptz, %s::date, %s::timestamptz, %s::text,
+                %s::integer, %s::jsonb, %s::text, %s::integer, %s::text, %s::text, %s::jsonb, %s::jsonb)
             """,
             [
                 assignment_id,
-                user_id,
-                token,
+                annotator.pk,
                 idempotency_key,
                 now,
+                local_day(now),
+                day_start(now),
                 data.choice,
                 data.strength,
                 json.dumps(data.criteria or {}),
-                (data.rationale or "").strip(),
+                data.rationale,
                 data.duration_ms,
-                local_day(now),
+                choice,
+                choice_swapped,
+                json.dumps(criteria),
+                json.dumps(criteria_swapped),
             ],
         )
-        outcome, judgment_id, user_id, pair_id, shown_swapped = cursor.fetchone()
-    if outcome == "invalid":
-        return None
-    if outcome in {"bad_token", "inactive", "no_assignment"}:
+        outcome, judgment_id, pair_id, shown_swapped, problems = cursor.fetchone()
+    if outcome in {"no_assignment", "not_an_annotator"}:
         raise refusal(outcome)
-    return _recorded(
-        outcome,
-        judgment_id,
-        assignment_id=assignment_id,
-        pair_id=pair_id,
-        user_id=user_id,
-        shown_swapped=shown_swapped,
-        values=_pair_values(data, shown_swapped=shown_swapped),
-        idempotency_key=idempotency_key,
-        now=now,
-    )
-
-
-def _recorded(
-    outcome: str,
-    judgment_id: int | None,
-    *,
-    assignment_id: int,
-    pair_id: int,
-    user_id: int,
-    shown_swapped: bool,
-    values: dict[str, Any],
-    idempotency_key: str,
-    now: datetime,
-) -> tuple[Judgment, bool]:
-    """The submit's answer for the outcome of the recording (both paths name outcomes alike)."""
+    if outcome == "invalid":
+        raise _refused(json.loads(problems) if isinstance(problems, str) else problems)
     if outcome == "created":
+        stored_choice, stored_criteria = (
+            (choice_swapped, criteria_swapped) if shown_swapped else (choice, criteria)
+        )
         judgment = Judgment(
             id=judgment_id,
             pair_id=pair_id,
-            annotator_id=user_id,
+            annotator_id=annotator.pk,
             origin=Judgment.Origin.HUMAN,
+            choice=stored_choice,
+            strength=data.strength,
+            criteria=stored_criteria,
+            rationale=data.rationale,
+            duration_ms=data.duration_ms,
             shown_swapped=shown_swapped,
             idempotency_key=idempotency_key,
             assignment_id=assignment_id,
             revision=1,
             created_at=now,
             updated_at=now,
-            **values,
         )
         judgment._state.adding = False
         judgment._state.db = "default"
@@ -280,44 +144,17 @@ def _recorded(
     raise Conflict("you have already judged this pair; edit that judgment instead", code="already_judged")
 
 
-def _submit_portable(parameters: dict[str, Any]) -> tuple[str, int | None]:
-    """``palate_judgment_submit`` as separate statements, for databases without stored functions (SQLite).
-    Returns the outcome and the judgment's id. The pair's row is locked first where the database can (the
-    tests run this path on PostgreSQL too); the lease is then read by a statement of its own, whose
-    snapshot sees what a concurrent submit committed meanwhile."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.features.has_select_for_update:
-            cursor.execute("SELECT id FROM annotate_pair WHERE id = %(pair)s FOR UPDATE", parameters)
-        cursor.execute(portable(LEASE_STATE_SQL), parameters)
-        status, expires_at, earlier_id = cursor.fetchone()
-        if earlier_id is not None:
-            return "earlier", earlier_id
-        if status == Assignment.Status.SKIPPED:
-            return "skipped", None
-        now = parameters["now"]
-        lease_live = status == Assignment.Status.ACTIVE and _aware(expires_at) > now
-        if (
-            not lease_live
-            and pair_slots_recompute(pair_id=parameters["pair"], now=now) >= parameters["overlap"]
-        ):
-            return "pair_completed", None
-        cursor.execute(portable(JUDGMENT_INSERT_SQL), parameters)
-        inserted = cursor.fetchone()
-        if inserted is None:
-            cursor.execute(portable(EARLIER_SQL), parameters)
-            earlier = cursor.fetchone()
-            return ("earlier", earlier[0]) if earlier else ("already_judged", None)
-        cursor.execute(portable(SUBMITTED_SQL), parameters)
-        cursor.execute(portable(COUNTED_SQL), parameters)
-        pair_slots_recompute(pair_id=parameters["pair"], now=now)
-        return "created", inserted[0]
-
-
-def _aware(moment: datetime | str) -> datetime:
-    """A timestamp read with a raw cursor, as an aware datetime (SQLite hands back text)."""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+def judgment_problems_check(*, project_id: int, data: JudgmentInput) -> None:
+    """Refuses (ApplicationError naming each field) a judgment that breaks the project's configuration."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT palate_judgment_problems(%s::bigint, %s::text, %s::integer, %s::jsonb, %s::text)",
+            [project_id, data.choice, data.strength, json.dumps(data.criteria or {}), data.rationale],
+        )
+        problems = cursor.fetchone()[0]
+    problems = json.loads(problems) if isinstance(problems, str) else problems
+    if problems:
+        raise _refused(problems)
 
 
 def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: JudgmentInput) -> Judgment:
@@ -333,13 +170,14 @@ def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: Judgme
         if judgment is None:
             raise ApplicationError("no such judgment", code="not_found", http_status=404)
         project = judgment.pair.project
+        annotator_membership_lock(project_id=project.pk, user=annotator)
         if judgment.created_at < now - timedelta(seconds=project.edit_window_seconds):
             minutes = project.edit_window_seconds // 60
             raise Conflict(
                 f"judgments can be changed for {minutes} minutes after they are made",
                 code="edit_window_closed",
             )
-        judgment_input_check(project=project, data=data)
+        judgment_problems_check(project_id=project.pk, data=data)
         JudgmentRevision.objects.create(
             judgment=judgment,
             revision=judgment.revision,
@@ -350,13 +188,13 @@ def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: Judgme
             duration_ms=judgment.duration_ms,
             recorded_at=judgment.updated_at,
         )
-        values = _pair_values(data, shown_swapped=judgment.shown_swapped)
+        judgment.choice, judgment.criteria = _stored(data, shown_swapped=judgment.shown_swapped)
+        judgment.strength = data.strength
+        judgment.rationale = data.rationale
         if data.duration_ms is not None and judgment.duration_ms is not None:
-            values["duration_ms"] = (
-                judgment.duration_ms + data.duration_ms
-            )  # time spent reconsidering counts too
-        for field, value in values.items():
-            setattr(judgment, field, value)
+            judgment.duration_ms += data.duration_ms  # time spent reconsidering counts too
+        else:
+            judgment.duration_ms = data.duration_ms
         judgment.revision += 1
         judgment.save()
     return judgment

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from annotate.models import Membership, Project
+from annotate.services.assignment import leases_release
 from palate.errors import ApplicationError
 
 
@@ -60,6 +61,8 @@ def membership_set(
         if attributes is not None:
             membership.attributes = clean
         membership.save(update_fields=["role", "attributes"])
+        if role != Membership.Role.ANNOTATOR:
+            leases_release(project_id=project.pk, user_id=user.pk)
         if was_lead:
             _check_project_has_a_lead(project)
     return membership, created
@@ -75,6 +78,7 @@ def membership_remove(*, project: Project, username: str) -> None:
             f"'{username}' is not a member of this project", code="not_found", http_status=404
         )
     membership.delete()
+    leases_release(project_id=project.pk, user_id=membership.user_id)
     if membership.role == Membership.Role.LEAD:
         _check_project_has_a_lead(project)
 

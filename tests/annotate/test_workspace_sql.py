@@ -1,4 +1,4 @@
-"""The database functions behind next and submit (annotate/services/workspace_sql.py), on PostgreSQL."""
+"""The database functions behind next and submit (annotate/sql/workspace_v1.sql)."""
 
 from __future__ import annotations
 
