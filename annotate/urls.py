@@ -3,57 +3,55 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotate import leaderboard_views, quality_views, views
+from annotate.views import exports, imports, leaderboard, login, members, projects, quality, workspace
 
 urlpatterns = [
-    path("login/", views.PalateLoginView.as_view(), name="login"),
+    path("login/", login.PalateLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", views.home, name="home"),
-    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
-    path("projects/<slug:slug>/annotate/", views.project_annotate, name="project-annotate"),
-    path("projects/<slug:slug>/members/", views.project_members, name="project-members"),
+    path("", projects.home, name="home"),
+    path("projects/<slug:slug>/", projects.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/annotate/", workspace.project_annotate, name="project-annotate"),
+    path("projects/<slug:slug>/members/", members.project_members, name="project-members"),
     path(
         "projects/<slug:slug>/members/<str:username>/remove/",
-        views.project_member_remove,
+        members.project_member_remove,
         name="project-member-remove",
     ),
     path(
         "projects/<slug:slug>/members/api-tokens/",
-        views.project_api_token_create,
+        members.project_api_token_create,
         name="project-api-token-create",
     ),
     path(
         "projects/<slug:slug>/members/api-tokens/<int:token_id>/revoke/",
-        views.project_api_token_revoke,
+        members.project_api_token_revoke,
         name="project-api-token-revoke",
     ),
-    path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
-    path("projects/<slug:slug>/import/jobs/", views.project_import_jobs, name="project-import-jobs"),
-    path("projects/<slug:slug>/exports/", views.project_exports, name="project-exports"),
-    path("projects/<slug:slug>/exports/list/", views.project_exports_list, name="project-exports-list"),
-    path(
-        "projects/<slug:slug>/leaderboard/", leaderboard_views.project_leaderboard, name="project-leaderboard"
-    ),
+    path("projects/<slug:slug>/import/", imports.project_import, name="project-import"),
+    path("projects/<slug:slug>/import/jobs/", imports.project_import_jobs, name="project-import-jobs"),
+    path("projects/<slug:slug>/exports/", exports.project_exports, name="project-exports"),
+    path("projects/<slug:slug>/exports/list/", exports.project_exports_list, name="project-exports-list"),
+    path("projects/<slug:slug>/leaderboard/", leaderboard.project_leaderboard, name="project-leaderboard"),
     path(
         "projects/<slug:slug>/leaderboard/public-link/",
-        leaderboard_views.project_leaderboard_public_link,
+        leaderboard.project_leaderboard_public_link,
         name="project-leaderboard-public-link",
     ),
-    path("leaderboard/public/<str:token>/", leaderboard_views.leaderboard_public, name="leaderboard-public"),
-    path("projects/<slug:slug>/quality/", quality_views.project_quality, name="project-quality"),
+    path("leaderboard/public/<str:token>/", leaderboard.leaderboard_public, name="leaderboard-public"),
+    path("projects/<slug:slug>/quality/", quality.project_quality, name="project-quality"),
     path(
         "projects/<slug:slug>/quality/refresh/",
-        quality_views.project_quality_refresh,
+        quality.project_quality_refresh,
         name="project-quality-refresh",
     ),
     path(
         "projects/<slug:slug>/quality/pairs/<int:pair_id>/",
-        quality_views.project_quality_pair,
+        quality.project_quality_pair,
         name="project-quality-pair",
     ),
     path(
         "projects/<slug:slug>/quality/<slug:table>.csv",
-        quality_views.project_quality_csv,
+        quality.project_quality_csv,
         name="project-quality-csv",
     ),
 ]

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from annotate.models import Export, Membership, Project
 from annotate.services.exports import ExportPolicy
-from annotate.views import project_for_page
+from annotate.views.access import project_for_page
 from palate.errors import ApplicationError
 from rewardtrain.models import RewardModel, ScoringJob, TrainingRun
 from rewardtrain.selectors import (

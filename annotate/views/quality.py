@@ -14,17 +14,15 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from annotate.models import Judgment, Membership, Pair, Project
+from annotate.models import Judgment, Pair, Project
 from annotate.services.agreement import (
     CHOICES,
     agreement_figures,
     agreement_refresh_request,
     agreement_snapshot_current,
 )
-from annotate.views import project_for_page
+from annotate.views.access import READER_ROLES, project_for_page
 from rewardtrain.selectors import reward_model_active, reward_model_agreement, reward_model_has_scores
-
-READER_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
 
 ANNOTATOR_COLUMNS = (
     "username",

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from annotate.api.leaderboard_views import LeaderboardOutput
+from annotate.api.leaderboard_serializers import LeaderboardOutput
 from annotate.models import Membership, Project
 from annotate.selectors import ADMIN
 from annotate.services.leaderboard import (
@@ -23,11 +23,10 @@ from annotate.services.leaderboard import (
     leaderboard_public_link_set,
     project_for_public_leaderboard,
 )
-from annotate.views import LEAD_ROLES, project_for_page
+from annotate.views.access import LEAD_ROLES, READER_ROLES, project_for_page
 from palate.errors import ApplicationError
 from rewardtrain.selectors import reward_model_active, reward_model_system_means
 
-READER_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
 # What the page's form may set; everything else in the query string is ignored.
 PAGE_OPTIONS = ("method", "criterion", "group", "category", "interval", "ties", "anchor", "split_by")
 PUBLIC_OPTIONS = ("method", "criterion", "category", "interval", "ties", "anchor")
