@@ -180,6 +180,12 @@ class JudgmentInputSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=0, max_value=MAX_DURATION_MS
     )
 
+    def validate_criteria(self, criteria: dict[str, str]) -> dict[str, str]:
+        for name in criteria:
+            if not name or len(name) > 100 or "\x00" in name:
+                raise serializers.ValidationError(f"{name[:100]!r} is not a criterion name")
+        return criteria
+
     def to_judgment(self) -> JudgmentInput:
         validated = self.validated_data
         return JudgmentInput(

@@ -65,6 +65,7 @@ class Migration(migrations.Migration):
             WORKSPACE_SQL.read_text(),
             reverse_sql=[
                 "DROP FUNCTION palate_judgment_submit",
+                "DROP FUNCTION palate_judgment_by_key",
                 "DROP FUNCTION palate_judgment_problems",
                 "DROP FUNCTION palate_pair_next",
                 "DROP FUNCTION palate_pair_claim",

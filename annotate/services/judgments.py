@@ -136,6 +136,11 @@ def judgment_submit(
         raise Conflict(
             "this pair was skipped; it can no longer be judged from this assignment", code="skipped"
         )
+    if outcome == "key_reused":
+        raise Conflict(
+            "this Idempotency-Key was already used for another judgment; send a new key with each judgment",
+            code="idempotency_key_reused",
+        )
     if outcome == "pair_completed":
         raise Conflict(
             "your time on this pair ran out and others have since completed it; your judgment was not needed",

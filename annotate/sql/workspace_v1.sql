@@ -308,10 +308,35 @@ END
 $function$;
 
 
+-- The judgment the annotator stored under an idempotency key, and whether it answered the same request:
+-- the same lease and, as first submitted (before any edit), the same choices. A key belongs to one request.
+CREATE FUNCTION palate_judgment_by_key(
+    p_user bigint, p_key text, p_assignment bigint, p_choice text, p_strength integer, p_criteria jsonb,
+    p_rationale text, OUT r_judgment bigint, OUT r_same boolean)
+LANGUAGE plpgsql STABLE AS $function$
+BEGIN
+    -- "j.idempotency_key <> ''" is written out so that the partial unique index serves a generic plan too.
+    SELECT j.id, j.assignment_id IS NOT DISTINCT FROM p_assignment
+                 AND (first.choice, first.strength, first.criteria, first.rationale)
+                     IS NOT DISTINCT FROM (p_choice, p_strength, p_criteria, p_rationale)
+    INTO r_judgment, r_same
+    FROM annotate_judgment j
+    CROSS JOIN LATERAL (
+        SELECT r.choice, r.strength, r.criteria, r.rationale FROM annotate_judgmentrevision r
+        WHERE r.judgment_id = j.id AND r.revision = 1
+        UNION ALL
+        SELECT j.choice, j.strength, j.criteria, j.rationale
+        LIMIT 1) AS first
+    WHERE p_key <> '' AND j.idempotency_key <> '' AND j.annotator_id = p_user AND j.idempotency_key = p_key;
+END
+$function$;
+
+
 -- Stores the judgment for a lease. The caller maps screen terms (left, right) to the pair's own (a, b)
 -- both ways, and the lease's shown_swapped picks one (p_*_swapped when B was on the left). Outcomes:
 -- created, earlier (the same idempotency key, or a concurrent copy of this submit, stored it), skipped,
--- pair_completed, already_judged; refused: no_assignment, not_an_annotator, invalid (r_problems says how).
+-- pair_completed, already_judged, key_reused (the key answered another request); refused: no_assignment,
+-- not_an_annotator, invalid (r_problems says how).
 CREATE FUNCTION palate_judgment_submit(
     p_assignment bigint, p_user bigint, p_key text, p_now timestamptz, p_today date, p_day_start timestamptz,
     p_choice text, p_strength integer, p_criteria jsonb, p_rationale text, p_duration_ms integer,
@@ -324,10 +349,13 @@ DECLARE
     v_overlap integer;
     v_status text;
     v_expires timestamptz;
+    v_choice text;
+    v_criteria jsonb;
+    v_same boolean;
 BEGIN
     PERFORM set_config('enable_seqscan', 'off', true);
-    SELECT a.project_id, a.pair_id, a.shown_swapped, a.status, a.expires_at, p.overlap
-    INTO v_project, r_pair, r_shown_swapped, v_status, v_expires, v_overlap
+    SELECT a.project_id, a.pair_id, a.shown_swapped, p.overlap
+    INTO v_project, r_pair, r_shown_swapped, v_overlap
     FROM annotate_assignment a JOIN annotate_project p ON p.id = a.project_id
     WHERE a.id = p_assignment AND a.annotator_id = p_user;
     IF NOT FOUND THEN
@@ -349,14 +377,15 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
+    v_choice := CASE WHEN r_shown_swapped THEN p_stored_choice_swapped ELSE p_stored_choice END;
+    v_criteria := CASE WHEN r_shown_swapped THEN p_stored_criteria_swapped ELSE p_stored_criteria END;
     PERFORM 1 FROM annotate_pair WHERE id = r_pair FOR UPDATE;
-    -- A new snapshot, taken after the lock: it sees what a concurrent submit committed meanwhile. The
-    -- condition on the key is written out so that the partial unique index serves a generic plan too.
+    -- New snapshots, taken after the lock: they see what a concurrent submit committed meanwhile.
     SELECT a.status, a.expires_at INTO v_status, v_expires FROM annotate_assignment a WHERE a.id = p_assignment;
-    SELECT j.id INTO r_judgment FROM annotate_judgment j
-    WHERE p_key <> '' AND j.idempotency_key <> '' AND j.annotator_id = p_user AND j.idempotency_key = p_key;
+    SELECT * INTO r_judgment, v_same
+    FROM palate_judgment_by_key(p_user, p_key, p_assignment, v_choice, p_strength, v_criteria, p_rationale);
     IF r_judgment IS NOT NULL THEN
-        r_outcome := 'earlier';
+        r_outcome := CASE WHEN v_same THEN 'earlier' ELSE 'key_reused' END;
     ELSIF v_status = 'skipped' THEN
         r_outcome := 'skipped';
     ELSIF NOT (v_status = 'active' AND v_expires > p_now)
@@ -367,18 +396,15 @@ BEGIN
         INSERT INTO annotate_judgment
             (pair_id, annotator_id, origin, choice, strength, criteria, rationale, shown_swapped, duration_ms,
              idempotency_key, assignment_id, revision, created_at, updated_at)
-        VALUES (r_pair, p_user, 'human',
-                CASE WHEN r_shown_swapped THEN p_stored_choice_swapped ELSE p_stored_choice END,
-                p_strength,
-                CASE WHEN r_shown_swapped THEN p_stored_criteria_swapped ELSE p_stored_criteria END,
-                p_rationale, r_shown_swapped, p_duration_ms, p_key, p_assignment, 1, p_now, p_now)
+        VALUES (r_pair, p_user, 'human', v_choice, p_strength, v_criteria, p_rationale, r_shown_swapped,
+                p_duration_ms, p_key, p_assignment, 1, p_now, p_now)
         ON CONFLICT DO NOTHING
         RETURNING id INTO r_judgment;
         IF r_judgment IS NULL THEN
-            SELECT j.id INTO r_judgment FROM annotate_judgment j
-            WHERE p_key <> '' AND j.idempotency_key <> '' AND j.annotator_id = p_user
-              AND j.idempotency_key = p_key;
-            r_outcome := CASE WHEN r_judgment IS NULL THEN 'already_judged' ELSE 'earlier' END;
+            SELECT * INTO r_judgment, v_same
+            FROM palate_judgment_by_key(p_user, p_key, p_assignment, v_choice, p_strength, v_criteria, p_rationale);
+            r_outcome := CASE WHEN r_judgment IS NULL THEN 'already_judged'
+                              WHEN v_same THEN 'earlier' ELSE 'key_reused' END;
         ELSE
             UPDATE annotate_assignment SET status = 'submitted', closed_at = p_now WHERE id = p_assignment;
             PERFORM palate_progress_recompute(v_project, p_user, p_today, p_day_start);

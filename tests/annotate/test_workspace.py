@@ -245,24 +245,48 @@ def test_it_refuses_a_judgment_that_breaks_the_project_configuration_naming_the_
     assert Judgment.objects.count() == 0
 
 
-def test_a_retried_submit_with_the_same_key_returns_the_first_judgment():
-    project, _ = _project_with_pairs(2)
+def test_a_retried_submit_with_the_same_key_returns_the_first_judgment_even_after_an_edit():
+    project, _ = _project_with_pairs(2, strength_scale=3, rationale="optional")
     annotator = _annotator(project)
     assignment = pair_claim_next(project=project, annotator=annotator)
-    first, created = judgment_submit(
-        assignment_id=assignment.pk,
+    body = JudgmentInput(choice="left", strength=2, rationale=" close call ")
+
+    def submit():
+        return judgment_submit(
+            assignment_id=assignment.pk, annotator=annotator, data=body, idempotency_key="k-1"
+        )
+
+    first, created = submit()
+    again, created_again = submit()
+    assert created and not created_again and first.pk == again.pk
+    judgment_edit(judgment_id=first.pk, annotator=annotator, data=JudgmentInput(choice="tie"))
+    late, created_late = submit()  # a retry that arrives after the annotator changed their mind
+    assert not created_late and late.pk == first.pk and late.revision == 2
+    assert Judgment.objects.count() == 1
+
+
+def test_a_key_reused_for_another_request_is_refused_and_stores_nothing():
+    project, _ = _project_with_pairs(3)
+    annotator = _annotator(project)
+    first_lease = pair_claim_next(project=project, annotator=annotator)
+    judgment_submit(
+        assignment_id=first_lease.pk,
         annotator=annotator,
         data=JudgmentInput(choice="left"),
-        idempotency_key="k-1",
+        idempotency_key="k",
     )
-    again, created_again = judgment_submit(
-        assignment_id=assignment.pk,
-        annotator=annotator,
-        data=JudgmentInput(choice="right"),
-        idempotency_key="k-1",
-    )
-    assert created and not created_again and first.pk == again.pk and again.choice == first.choice
+    second_lease = pair_claim_next(project=project, annotator=annotator)
+    for assignment_id, choice in [(second_lease.pk, "left"), (first_lease.pk, "right")]:
+        with pytest.raises(Conflict) as refused:
+            judgment_submit(
+                assignment_id=assignment_id,
+                annotator=annotator,
+                data=JudgmentInput(choice=choice),
+                idempotency_key="k",
+            )
+        assert refused.value.code == "idempotency_key_reused"
     assert Judgment.objects.count() == 1
+    assert Assignment.objects.get(pk=second_lease.pk).status == Assignment.Status.ACTIVE
 
 
 def test_it_refuses_a_second_judgment_on_the_same_pair():
@@ -496,6 +520,34 @@ def test_the_submit_api_maps_and_stores_once_for_a_repeated_idempotency_key():
     assert first.json()["id"] == second.json()["id"] and first.json()["choice"] == "left"
     invalid = client.post("/api/judgments/", {"assignment": assignment, "choice": "sideways"}, format="json")
     assert invalid.status_code == 400 and "choice" in invalid.json()["error"]["fields"]
+
+
+MALFORMED_SUBMITS = [
+    ({"choice": "left", "strength": 2**40}, "strength"),
+    ({"choice": "left", "assignment": 2**70}, "assignment"),
+    ({"choice": "left", "assignment": "seven"}, "assignment"),
+    ({"choice": "left", "rationale": "nul \x00 here"}, "rationale"),
+    ({"choice": "left", "rationale": "x" * 10_001}, "rationale"),
+    ({"choice": "left", "criteria": {"help\x00fulness": "left"}}, "criteria"),
+    ({"choice": "left", "criteria": {"helpfulness": "le\x00ft"}}, "criteria.helpfulness"),
+    ({"choice": "left", "criteria": ["left"]}, "criteria"),
+    ({"choice": "left", "duration_ms": -5}, "duration_ms"),
+    ({"choice": "left", "duration_ms": 2**40}, "duration_ms"),
+    ({"choice": None}, "choice"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), MALFORMED_SUBMITS, ids=range(len(MALFORMED_SUBMITS)))
+def test_a_malformed_submit_is_a_400_naming_the_field_and_stores_nothing(body, field):
+    project, _ = _project_with_pairs(1, criteria=["helpfulness"], rationale="optional")
+    annotator = _annotator(project)
+    client = APIClient()
+    client.force_authenticate(annotator)
+    assignment = client.get(f"/api/projects/{project.pk}/next/").json()["assignment"]
+    response = client.post("/api/judgments/", {"assignment": assignment, **body}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert Judgment.objects.count() == 0
 
 
 # Concurrency ---------------------------------------------------------------------------------------------
