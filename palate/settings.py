@@ -211,6 +211,11 @@ REST_FRAMEWORK = {
     ],
     # A logged-in user; refuses project API tokens (403 token_scope) except where a view allows them.
     "DEFAULT_PERMISSION_CLASSES": ["annotate.api.authentication.UserRequired"],
+    "DEFAULT_PARSER_CLASSES": [
+        "palate.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

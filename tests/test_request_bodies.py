@@ -1,0 +1,41 @@
+"""Bodies no endpoint can use are refused in the one error shape, never with a 500 or Django's HTML page."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+JSON_ENDPOINTS = ["/api/judgments/", "/api/projects/{project}/members/", "/api/projects/{project}/exports/"]
+
+
+@pytest.fixture
+def client():
+    project = ProjectFactory()
+    lead = UserFactory()
+    MembershipFactory(user=lead, project=project, role="lead")
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(lead)
+    client.project = project
+    return client
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+def test_a_json_body_nested_100_000_deep_is_a_400(client, path):
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post(path.format(project=client.project.pk), body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+    assert "nested too deeply" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+def test_a_body_over_the_size_limit_is_a_413_in_the_error_shape(client, path, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"name": "' + "x" * 5000 + '"}'
+    response = client.post(path.format(project=client.project.pk), body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
