@@ -1,8 +1,9 @@
 """Palate settings: one module, read from the environment.
 
-With nothing set, everything runs on one machine with no services: SQLite (WAL mode) and kombu's
-filesystem broker under ``var/``. ``DATABASE_URL`` switches to PostgreSQL (psycopg 3) and
-``CELERY_BROKER_URL`` to Redis. Every variable is listed, with its default, in README.md and
+The database is always PostgreSQL (psycopg 3). With nothing set, everything runs on one machine with no
+services: the embedded PostgreSQL that ``make run`` starts under ``var/`` (reached on its Unix socket, see
+``palate/embedded_db.py``) and kombu's filesystem broker under ``var/``. ``DATABASE_URL`` switches to any
+PostgreSQL and ``CELERY_BROKER_URL`` to Redis. Every variable is listed, with its default, in README.md and
 ``.env.example``.
 """
 
@@ -12,6 +13,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from palate.embedded_db import database_url as embedded_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,36 +97,27 @@ TEMPLATES = [
     },
 ]
 
-if os.environ.get("DATABASE_URL"):
-    DATABASES = {
-        "default": dj_database_url.parse(
-            os.environ["DATABASE_URL"], conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
-        )
-    }
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Django's backend with a health check that needs no round trip while the connection is quiet.
-        DATABASES["default"]["ENGINE"] = "palate.postgresql"
-        # Parameters travel apart from the SQL, and a statement run twice on a connection is prepared: the
-        # server plans it once instead of on every request (half of PostgreSQL's CPU per judgment).
-        DATABASES["default"].setdefault("OPTIONS", {}).update(
-            server_side_binding=envbool("DB_SERVER_SIDE_BINDING", "true"),
-            prepare_threshold=envint("DB_PREPARE_THRESHOLD", 2),
-        )
-else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "palate.sqlite3",
-            "OPTIONS": {
-                # WAL lets the web process read while the worker writes; IMMEDIATE avoids
-                # "database is locked" on lock upgrades inside transactions.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
-        }
-    }
+# With DATABASE_URL unset: the embedded server's socket under VAR_DIR, so manage.py works after one `make run`.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or embedded_database_url(VAR_DIR),
+        conn_max_age=envint("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "DATABASE_URL must name a PostgreSQL database (postgres://user:pass@host:5432/db); SQLite is no "
+        "longer supported: unset DATABASE_URL and `make run` starts an embedded PostgreSQL under var/"
+    )
+# Django's backend with a health check that needs no round trip while the connection is quiet.
+DATABASES["default"]["ENGINE"] = "palate.postgresql"
+# Parameters travel apart from the SQL, and a statement run twice on a connection is prepared: the
+# server plans it once instead of on every request (half of PostgreSQL's CPU per judgment).
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    server_side_binding=envbool("DB_SERVER_SIDE_BINDING", "true"),
+    prepare_threshold=envint("DB_PREPARE_THRESHOLD", 2),
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts the whole system on one machine: web (gunicorn), Celery worker and Celery beat.
-# With no environment set it runs on SQLite and a filesystem broker under var/; see README for the rest.
+# With DATABASE_URL unset it first starts an embedded PostgreSQL under var/ (palate/embedded_db.py), and
+# stops it after the others; the broker is the filesystem under var/. See README for the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -10,22 +11,34 @@ export DJANGO_SETTINGS_MODULE=palate.settings
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 
-python manage.py migrate --noinput -v 0
-python manage.py collectstatic --noinput -v 0
-python manage.py seed_demo
-
 pids=()
+embedded_db=""
 stop() {
   trap - INT TERM EXIT
   echo
-  echo "==> stopping web, worker and beat"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo "==> stopping web, worker and beat"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  if [ -n "$embedded_db" ]; then
+    echo "==> stopping PostgreSQL"
+    python -m palate.embedded_db stop || true
+  fi
   echo "==> stopped"
 }
 # Ctrl-C is the normal way to stop: exit 0 so that make does not report an error.
 trap 'stop; exit 0' INT TERM
 trap stop EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  embedded_db=yes
+  echo "==> starting PostgreSQL (embedded, data in ${PALATE_VAR_DIR:-var}/postgres)"
+  python -m palate.embedded_db start
+fi
+python manage.py migrate --noinput -v 0
+python manage.py collectstatic --noinput -v 0
+python manage.py seed_demo
 
 gunicorn palate.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - --log-level warning &
 pids+=($!)

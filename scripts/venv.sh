@@ -21,7 +21,9 @@ ensure_venv() {
   local stamp=".venv/.installed-$(basename "$requirements")"
   local digest
   digest=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  # requirements-dev.txt includes requirements.txt: a .venv made by `make test` serves `make run` as it is.
+  local dev_stamp=".venv/.installed-requirements-dev.txt"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ] && [ "$(cat "$dev_stamp" 2>/dev/null)" != "$digest" ]; then
     echo "==> installing $requirements (first time: a few minutes)"
     # Some machines' pip configuration names local mirrors that pip then warns about on every package:
     # keep pip's output in a log, show it without those lines, and stop when pip failed.
