@@ -1,9 +1,9 @@
 """API token authentication, read with one hand-written statement.
 
-DRF's ``TokenAuthentication`` builds an ORM query with a join on every request: 1.7 ms of CPU measured
-(bench/annotate_load.py's profile), more than all the SQL of an annotator's "next pair". This class accepts
-the same tokens and header (``Authorization: Token <key>``) and reads the token with its user in one
-statement; ``request.auth`` is the Token, as with DRF's class.
+DRF's ``TokenAuthentication`` builds an ORM query with a join on every request, which cost more CPU than
+all the SQL of an annotator's "next pair" (bench/README.md). This class accepts the same tokens and header
+(``Authorization: Token <key>``) and reads the token with its user in one statement; ``request.auth`` is the
+Token, as with DRF's class.
 """
 
 from __future__ import annotations

@@ -12,9 +12,6 @@ application = get_wsgi_application()
 # Load every view module now (scipy, plotly helpers…: over a second) rather than in the first request each
 # gunicorn worker serves.
 _ = get_resolver().url_patterns
-# Everything loaded so far (Django, the views, their libraries) lives as long as the process: moved out of
-# the collector's reach, it is no longer traversed by every full collection. Before, each full collection
-# paused the process (all its threads' requests) for about 125 ms under load; now for about 15 ms, measured
-# with 50 annotators at 200 judgments/s. With --preload (bench/annotate_load.py) gunicorn's workers inherit
-# the frozen objects.
+# Everything loaded so far lives as long as the process: frozen, it is no longer traversed by every full
+# collection, which paused all the process's requests (bench/README.md). Preloaded workers inherit it.
 gc.freeze()

@@ -23,14 +23,14 @@ BOOTSTRAP_CHUNK_ROUNDS = 50
 
 
 class MultinomialSampler:
-    """Exact multinomial(total, probabilities) draws, about twice as fast as ``Generator.multinomial``.
+    """Exact multinomial(total, probabilities) draws, cheaper than ``Generator.multinomial`` (bench/README.md).
 
     Independent Poisson counts are, given their sum ``s``, multinomial(``s``, probabilities); adding an
     independent multinomial(``total - s``) draw makes them multinomial(``total``) for every ``s <= total``.
     The Poisson mean sits two standard deviations below ``total`` so the sum rarely exceeds it (such rows are
     redrawn, which only conditions on ``s`` and so keeps the result exact), and the remaining couple of
-    thousand items are drawn one by one from Walker's alias table. A Poisson variate costs about a third of
-    one of the sequential binomials numpy's multinomial draws for every cell.
+    thousand items are drawn one by one from Walker's alias table. A Poisson variate is cheaper than the
+    sequential binomial numpy's multinomial draws for every cell.
     """
 
     def __init__(self, total: int, probabilities: FloatArray) -> None:

@@ -14,6 +14,9 @@ from annotate.stats.ratings.identifiability import SEPARATION_L2
 from annotate.stats.ratings.numerics import backtrack, laplacian, sandwich, scatter, solve_positive_definite
 from annotate.stats.ratings.outcomes import FloatArray, IntArray, Pairs
 
+# Weighted (first wins, second wins, ties) of each pair.
+_Counts = tuple[FloatArray, FloatArray, FloatArray]
+
 
 @dataclass(frozen=True)
 class _Terms:
@@ -38,14 +41,8 @@ def _terms(difference: FloatArray, gamma: float) -> _Terms:
     )
 
 
-def _log_likelihood(
-    theta: FloatArray,
-    gamma: float,
-    pairs: Pairs,
-    first_wins: FloatArray,
-    second_wins: FloatArray,
-    ties: FloatArray,
-) -> float:
+def _log_likelihood(theta: FloatArray, gamma: float, pairs: Pairs, counts: _Counts) -> float:
+    first_wins, second_wins, ties = counts
     terms = _terms(theta[pairs.first] - theta[pairs.second], gamma)
     comparisons = first_wins + second_wins + ties
     return float(
@@ -58,12 +55,7 @@ def _log_likelihood(
 
 
 def _derivatives(
-    theta: FloatArray,
-    gamma: float,
-    pairs: Pairs,
-    first_wins: FloatArray,
-    second_wins: FloatArray,
-    ties: FloatArray,
+    theta: FloatArray, gamma: float, pairs: Pairs, counts: _Counts
 ) -> tuple[FloatArray, FloatArray, _Terms]:
     """Gradient and negative Hessian of the Davidson log-likelihood in (theta, gamma), unpenalised.
 
@@ -71,6 +63,7 @@ def _derivatives(
     coefficient of d) and T (1 for a tie, the coefficient of gamma), so the curvature is their covariance.
     """
     n = pairs.n_systems
+    first_wins, second_wins, ties = counts
     terms = _terms(theta[pairs.first] - theta[pairs.second], gamma)
     comparisons = first_wins + second_wins + ties
     mean_x = 0.5 * (terms.first_wins - terms.second_wins)
@@ -92,9 +85,7 @@ def _derivatives(
 
 def _newton(
     pairs: Pairs,
-    first_wins: FloatArray,
-    second_wins: FloatArray,
-    ties: FloatArray,
+    counts: _Counts,
     theta: FloatArray,
     gamma: float,
     l2: float,
@@ -107,10 +98,7 @@ def _newton(
     gauge[:n, :n] = 1.0 / n
 
     def penalised(candidate: FloatArray, rows: IntArray) -> FloatArray:
-        values = [
-            _log_likelihood(row[:n], row[n], pairs, first_wins, second_wins, ties) - 0.5 * l2 * row @ row
-            for row in candidate
-        ]
+        values = [_log_likelihood(row[:n], row[n], pairs, counts) - 0.5 * l2 * row @ row for row in candidate]
         return np.array(values)
 
     objective = penalised(parameters[None], np.zeros(1, dtype=np.int64))
@@ -118,9 +106,7 @@ def _newton(
     iterations = 0
     while not converged and iterations < max_iterations:
         iterations += 1
-        gradient, information, _ = _derivatives(
-            parameters[:n], parameters[n], pairs, first_wins, second_wins, ties
-        )
+        gradient, information, _ = _derivatives(parameters[:n], parameters[n], pairs, counts)
         gradient -= l2 * parameters
         step = solve_positive_definite(
             (information + l2 * np.eye(n + 1) + gauge)[None], gradient[None, :, None]
@@ -153,7 +139,7 @@ class DavidsonFit:
         pairs = self.pairs
         n = pairs.n_systems
         _, bread, terms = _derivatives(
-            self.theta, self.gamma, pairs, pairs.first_wins, pairs.second_wins, pairs.ties
+            self.theta, self.gamma, pairs, (pairs.first_wins, pairs.second_wins, pairs.ties)
         )
         mean_x = 0.5 * (terms.first_wins - terms.second_wins)
         # Per-battle scores: x - mean_x for theta_first, minus that for theta_second, t - P(tie) for gamma.
@@ -190,9 +176,7 @@ class DavidsonFit:
                 for _attempt in range(2):
                     theta[index], _, converged, _ = _newton(
                         pairs,
-                        first_wins[index],
-                        second_wins[index],
-                        ties[index],
+                        (first_wins[index], second_wins[index], ties[index]),
                         self.theta,
                         self.gamma,
                         l2,
@@ -216,9 +200,7 @@ def fit_davidson(pairs: Pairs, l2: float, tolerance: float, max_iterations: int)
     tie_fraction = min(max(tie_fraction, 1e-6), 1 - 1e-6)
     theta, gamma, converged, iterations = _newton(
         pairs,
-        pairs.first_wins,
-        pairs.second_wins,
-        pairs.ties,
+        (pairs.first_wins, pairs.second_wins, pairs.ties),
         start.theta,
         math.log(2 * tie_fraction / (1 - tie_fraction)),
         l2,

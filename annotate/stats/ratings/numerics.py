@@ -41,10 +41,8 @@ def cholesky(matrix: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Lower Cholesky factors of a batch of symmetric matrices (problems x n x n), and which were positive
     definite (a non-positive pivot is replaced by a tiny one so the factor stays finite).
 
-    Written as n vectorised rank-one updates rather than calling LAPACK: numpy's multithreaded OpenBLAS
-    takes tens of milliseconds instead of tens of microseconds on a 100 x 100 solve when other processes
-    keep the cores busy (its worker threads spin waiting for each other), and a web or Celery host is
-    exactly such a machine. Problems here are small (a few hundred systems at most) or batched.
+    Written as n vectorised rank-one updates rather than calling LAPACK: multithreaded OpenBLAS stalls on
+    small solves when other processes keep the cores busy, as on any web or Celery host (bench/README.md).
     """
     factor = np.array(matrix, dtype=np.float64)
     size = factor.shape[-1]

@@ -65,8 +65,8 @@ def build_outcome_table(
     battle, non-negative) scale each battle's vote, e.g. by annotator reliability.
     """
     first, second, codes, battle_weights = validated_battles(model_a, model_b, outcome, n_systems, weights)
-    # One bincount over "kind, winner, loser" cells (kind 0 decisive, 1 tie, 2 dropped) is several times
-    # faster on a million battles than masking the arrays kind by kind.
+    # One bincount over "kind, winner, loser" cells (kind 0 decisive, 1 tie, 2 dropped): one pass over the
+    # battles rather than a mask per kind.
     cells = n_systems * n_systems
     kind_of_code = np.array([0, 0, 1, 1 if both_bad_as_tie else 2], dtype=np.int64)
     b_won = codes == Outcome.B_WINS

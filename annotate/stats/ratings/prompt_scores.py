@@ -54,8 +54,8 @@ def prompt_response_scores(
     ``prompt`` and the response ids are any integer (or sortable) ids; a response is identified by its
     (prompt, response) pair. Every prompt is an independent, L2-regularised problem (``l2 > 0``, default
     ``PROMPT_SCORE_L2``), so a prompt with a single comparison still gets finite scores. Prompts with the same
-    number of responses are solved together as one batch of small Newton problems, which keeps 100,000
-    prompts well under a second.
+    number of responses are solved together as one batch of small Newton problems, so the cost is a few
+    vectorised calls, not one per prompt.
     """
     if l2 <= 0:
         raise ValueError("l2 must be positive: single-comparison prompts have no finite unregularised scores")
