@@ -70,7 +70,3 @@ def _render_clean(text: str) -> str:
         strip_comments=True,
     )
     return cleaned
-
-
-def pygments_css() -> str:
-    return _FORMATTER.get_style_defs(".highlight")

@@ -1,6 +1,9 @@
-"""API token authentication (``Authorization: Token <key>``, DRF's tokens) read with its user in one
-statement: DRF's class builds an ORM query with a join on every request, which costs the annotators' two
-busiest calls more CPU than their own SQL. ``request.auth`` is the Token, as with DRF's class.
+"""API token authentication, read with one hand-written statement.
+
+DRF's ``TokenAuthentication`` builds an ORM query with a join on every request, which cost more CPU than
+all the SQL of an annotator's "next pair" (bench/README.md). This class accepts the same tokens and header
+(``Authorization: Token <key>``) and reads the token with its user in one statement; ``request.auth`` is the
+Token, as with DRF's class.
 """
 
 from __future__ import annotations
@@ -15,7 +18,20 @@ from palate.sql import model_columns, model_from_row, model_width
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
+    def authenticate(self, request):
+        # A view that checks user tokens in its own statement (``checks_user_tokens``) gets the key
+        # unchecked: see palate.callers.UncheckedToken. DRF makes authenticators per request.
+        view = (request.parser_context or {}).get("view")
+        self.checked_by_view = getattr(view, "checks_user_tokens", False)
+        return super().authenticate(request)
+
     def authenticate_credentials(self, key: str):
+        if getattr(self, "checked_by_view", False):
+            # Imported here: DRF loads this module while rest_framework.views is still being imported,
+            # and palate.callers needs palate.errors, which needs rest_framework.views.
+            from palate.callers import UncheckedToken
+
+            return UncheckedToken(key), key
         user_model = get_user_model()
         quote = connection.ops.quote_name
         with connection.cursor() as cursor:

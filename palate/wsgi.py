@@ -12,6 +12,6 @@ application = get_wsgi_application()
 # Load every view module now (scipy, plotly helpers…: over a second) rather than in the first request each
 # gunicorn worker serves.
 _ = get_resolver().url_patterns
-# Everything loaded so far lives as long as the process: out of the collector's reach, it no longer makes
-# every full collection pause all the process's requests (bench/README.md, "annotate_load").
+# Everything loaded so far lives as long as the process: frozen, it is no longer traversed by every full
+# collection, which paused all the process's requests (bench/README.md). Preloaded workers inherit it.
 gc.freeze()

@@ -51,13 +51,6 @@ class LongJudgments(NamedTuple):
     values: NDArray[np.float64]
 
 
-class Coincidences(NamedTuple):
-    """Krippendorff's coincidence matrix and the value each row and column stands for."""
-
-    matrix: NDArray[np.float64]
-    domain: NDArray[np.float64]
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class AlphaBootstrap:
     """Point estimate of alpha with a percentile bootstrap interval over resampled units.
@@ -96,17 +89,6 @@ class PairwiseKappa:
 
     kappa: NDArray[np.float64]
     shared_units: NDArray[np.int64]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CoderAgreement:
-    """Per coder: share of judgments that match the majority of the other coders, and how many were scored.
-
-    ``share`` is NaN for a coder with no scored judgment.
-    """
-
-    share: NDArray[np.float64]
-    scored: NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -151,32 +133,6 @@ def krippendorff_alpha(
     _check_level(level, judgments.values)
     matrix, domain = _coincidences(judgments)
     return _alpha_from_coincidences(matrix, domain, level)
-
-
-def krippendorff_alpha_from_matrix(reliability: ArrayLike, *, level: Level = "nominal") -> float:
-    """Krippendorff's alpha from a coders x units reliability matrix with NaN for missing judgments."""
-    units, coders, values = reliability_matrix_to_long(reliability)
-    return krippendorff_alpha(units=units, coders=coders, values=values, level=level)
-
-
-def reliability_matrix_to_long(reliability: ArrayLike) -> LongJudgments:
-    """Turn a coders x units matrix (NaN = no judgment) into long form, in coder-major order."""
-    matrix = np.asarray(reliability, dtype=np.float64)
-    if matrix.ndim != 2:
-        raise ValueError(f"reliability must be a 2-D coders x units matrix, got {matrix.ndim} dimensions")
-    if np.isinf(matrix).any():
-        raise ValueError("reliability contains infinite values; use NaN for a missing judgment")
-    coders, units = np.nonzero(~np.isnan(matrix))
-    return LongJudgments(units.astype(np.int64), coders.astype(np.int64), matrix[coders, units])
-
-
-def coincidence_matrix(*, units: ArrayLike, coders: ArrayLike, values: ArrayLike) -> Coincidences:
-    """Krippendorff's coincidence matrix: o[c, k] counts pairable (c, k) value pairs within units.
-
-    Each unit with m >= 2 values adds n_c * n_k / (m - 1) to o[c, k] (n_c * (n_c - 1) / (m - 1) on the
-    diagonal), so every pairable value contributes exactly 1 to its row.
-    """
-    return Coincidences(*_coincidences(_validated(units, coders, values)))
 
 
 def krippendorff_alpha_bootstrap(
@@ -350,51 +306,6 @@ def fleiss_count_table(
     return FleissTable(table[kept].astype(np.int64), domain, unit_of_row[kept])
 
 
-def cohen_kappa(labels_a: ArrayLike, labels_b: ArrayLike) -> float:
-    """Cohen's kappa for two coders' labels on the same units (position i = the same unit).
-
-    Units where either label is NaN are ignored. Returns NaN when no unit remains or chance agreement is 1
-    (both coders used one and the same category throughout).
-    """
-    first = np.asarray(labels_a)
-    second = np.asarray(labels_b)
-    if first.ndim != 1 or second.ndim != 1:
-        raise ValueError("labels_a and labels_b must be 1-D arrays")
-    if first.shape != second.shape:
-        raise ValueError(
-            f"labels_a and labels_b must have the same length, got {first.size} and {second.size}"
-        )
-    first = _numeric_values(first, "labels_a")
-    second = _numeric_values(second, "labels_b")
-    both = ~(np.isnan(first) | np.isnan(second))
-    first, second = first[both], second[both]
-    domain, codes = np.unique(np.concatenate([first, second]), return_inverse=True)
-    confusion = np.bincount(
-        codes[: first.size] * domain.size + codes[first.size :], minlength=domain.size**2
-    ).reshape(domain.size, domain.size)
-    return cohen_kappa_from_table(confusion)
-
-
-def cohen_kappa_from_table(confusion: ArrayLike) -> float:
-    """Cohen's kappa from a k x k confusion table (rows: coder A's category, columns: coder B's).
-
-    Returns NaN for an empty table or when chance agreement is 1.
-    """
-    table = np.asarray(confusion)
-    if table.ndim != 2 or table.shape[0] != table.shape[1]:
-        raise ValueError(f"confusion must be a square k x k table, got shape {table.shape}")
-    _check_count_table(table, "confusion", require_integers=False)
-    table = table.astype(np.float64)
-    total = table.sum()
-    if total == 0:
-        return float("nan")
-    observed = np.trace(table) / total
-    chance = float(table.sum(axis=1) @ table.sum(axis=0)) / total**2
-    if chance >= 1.0:
-        return float("nan")
-    return float((observed - chance) / (1.0 - chance))
-
-
 def cohen_kappa_matrix(
     *,
     units: ArrayLike,
@@ -476,20 +387,6 @@ def majority_agreement_outcomes(
     judgments = _validated(unit_array[present], coder_array[present], value_array[present])
     outcomes[present] = _majority_outcomes(judgments)
     return outcomes
-
-
-def coder_majority_agreement(
-    *, units: ArrayLike, coders: ArrayLike, values: ArrayLike, coder_count: int | None = None
-) -> CoderAgreement:
-    """Per coder, agreement with the leave-one-out majority (see ``majority_agreement_outcomes``)."""
-    judgments = _validated(units, coders, values)
-    size = _index_count(judgments.coders, coder_count)
-    outcomes = _majority_outcomes(judgments)
-    scored = ~np.isnan(outcomes)
-    scored_count = np.bincount(judgments.coders[scored], minlength=size)
-    agreed = np.bincount(judgments.coders[scored], weights=outcomes[scored], minlength=size)
-    share = np.divide(agreed, scored_count, out=np.full(size, np.nan), where=scored_count > 0)
-    return CoderAgreement(share, scored_count.astype(np.int64))
 
 
 def vote_entropy(
@@ -658,12 +555,12 @@ def _check_level(level: str, values: NDArray[np.float64]) -> None:
         raise ValueError("ratio level needs values >= 0 (a ratio scale has an absolute zero)")
 
 
-def _check_count_table(table: NDArray, name: str, *, require_integers: bool = True) -> None:
+def _check_count_table(table: NDArray, name: str) -> None:
     if table.size and table.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric counts, got dtype {table.dtype}")
     if not np.isfinite(table).all() or (table < 0).any():
         raise ValueError(f"{name} must hold finite, non-negative counts")
-    if require_integers and not np.array_equal(table, np.round(table)):
+    if not np.array_equal(table, np.round(table)):
         raise ValueError(f"{name} must hold whole-number counts")
 
 

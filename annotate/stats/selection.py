@@ -83,21 +83,6 @@ def difference_variance(system_a: ArrayLike, system_b: ArrayLike, covariance: Ar
     return np.clip(variance, 0.0, None)
 
 
-def expected_information_gain(
-    system_a: ArrayLike, system_b: ArrayLike, theta: ArrayLike, covariance: ArrayLike
-) -> FloatArray:
-    """``p (1 - p) * Var(theta_a - theta_b)`` per (a, b): the share of the difference's uncertainty one vote
-    removes (for small values; see the module docstring)."""
-    first = np.asarray(system_a, dtype=np.int64).ravel()
-    second = np.asarray(system_b, dtype=np.int64).ravel()
-    strengths = np.asarray(theta, dtype=np.float64).ravel()
-    variance = difference_variance(first, second, covariance)
-    if strengths.size != np.asarray(covariance).shape[0]:
-        raise ValueError("theta must have one value per row of the covariance")
-    probability = expit(strengths[first] - strengths[second])
-    return probability * (1.0 - probability) * variance
-
-
 def order_uncertainty(difference: ArrayLike, variance: ArrayLike) -> FloatArray:
     """``2 * Phi(-|difference| / sqrt(variance))``: 1 when the two systems are level or nothing is known,
     towards 0 as one is ever more clearly ahead (twice the probability, under the normal approximation, that

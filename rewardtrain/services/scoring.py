@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -252,11 +251,3 @@ def scoring_job_execute(*, job_id: int) -> ScoringJob | None:
 
         model_pair_priorities_refresh(project=job.project)
     return job
-
-
-def normalised_scores(reward_model: RewardModel, raw: np.ndarray) -> np.ndarray | None:
-    from rewardtrain.stats import normalise_scores
-
-    return normalise_scores(
-        raw, reward_model.metrics.get("reward_mean"), reward_model.metrics.get("reward_std")
-    )

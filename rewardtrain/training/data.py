@@ -90,11 +90,6 @@ class PairDataset:
     def sequence_lengths(self) -> np.ndarray:
         return self.prefix_lengths[self.sequence_prefix] + self.continuation_lengths
 
-    def pair_lengths(self) -> np.ndarray:
-        """Tokens of both sequences of each pair."""
-        lengths = self.sequence_lengths
-        return lengths[self.chosen] + lengths[self.rejected]
-
 
 # --- rows -------------------------------------------------------------------------------------------------
 
@@ -595,13 +590,6 @@ def _pack_groups(groups: list[np.ndarray], batch_size: int, window: int = 16) ->
     return batches
 
 
-def sorted_batches(dataset: PairDataset, batch_size: int) -> list[np.ndarray]:
-    """Evaluation batches: every pair once, sorted by length, no shuffling."""
-    pair_prefix = dataset.sequence_prefix[dataset.chosen]
-    order = np.lexsort((dataset.pair_lengths(), pair_prefix, dataset.prefix_lengths[pair_prefix]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def partition_lengths(lengths: Sequence[int], overhead: int) -> list[int]:
     """Split ascending ``lengths`` into contiguous chunks minimising padded tokens plus ``overhead`` per
     chunk; returns the end index of each chunk."""
@@ -659,10 +647,6 @@ class SequencePlan:
     prefix_groups: list[PrefixGroup]
     real_tokens: int
     processed_tokens: int
-
-    @property
-    def padding_share(self) -> float:
-        return 1.0 - self.real_tokens / self.processed_tokens if self.processed_tokens else 0.0
 
 
 def _pad(rows: list[np.ndarray], pad_token_id: int) -> tuple[np.ndarray, np.ndarray]:

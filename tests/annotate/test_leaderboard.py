@@ -39,7 +39,6 @@ from annotate.stats.ratings import (
 from annotate.stats.selection import (
     PRIOR_PRECISION,
     difference_variance,
-    expected_information_gain,
     fisher_covariance,
     order_uncertainty,
     pair_priorities,
@@ -604,11 +603,11 @@ def test_the_scores_prefer_close_and_uncertain_system_pairs():
     theta = np.array([0.0, 0.1, 0.0, 0.1])
     variance = difference_variance([0, 2], [1, 3], covariance)
     assert variance == pytest.approx([2.0, 0.02])
-    gain = expected_information_gain([0, 2], [1, 3], theta, covariance)
+    gain = pair_priorities([0, 2], [1, 3], [1, 1], theta, covariance, rank_aware=False)
     assert gain[0] > gain[1]
     # Equally uncertain, but one system clearly better: its vote teaches less.
-    lopsided = expected_information_gain([0, 0], [1, 1], np.array([0.0, 0.1, 0, 0]), np.eye(4))
-    far = expected_information_gain([0], [1], np.array([0.0, 4.0, 0, 0]), np.eye(4))
+    lopsided = pair_priorities([0], [1], [1], np.array([0.0, 0.1, 0, 0]), np.eye(4), rank_aware=False)
+    far = pair_priorities([0], [1], [1], np.array([0.0, 4.0, 0, 0]), np.eye(4), rank_aware=False)
     assert far[0] < lopsided[0]
 
 

@@ -16,21 +16,15 @@ from annotate.stats import agreement
 from annotate.stats.agreement import (
     LEVELS,
     MAX_DISTINCT_VALUES,
-    coder_majority_agreement,
-    cohen_kappa,
-    cohen_kappa_from_table,
     cohen_kappa_matrix,
-    coincidence_matrix,
     fleiss_count_table,
     fleiss_kappa,
     group_alpha,
     krippendorff_alpha,
     krippendorff_alpha_bootstrap,
-    krippendorff_alpha_from_matrix,
     majority_agreement_outcomes,
     percent_agreement,
     position_bias,
-    reliability_matrix_to_long,
     rolling_agreement,
     vote_entropy,
 )
@@ -102,8 +96,25 @@ FLEISS_1971_DIAGNOSES = np.array(
 
 
 def long_form(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    units, coders, values = reliability_matrix_to_long(matrix)
-    return {"units": units, "coders": coders, "values": values}
+    """A coders x units reliability matrix (NaN: no judgment) as long-form arrays, coder by coder."""
+    coders, units = np.nonzero(~np.isnan(matrix))
+    return {"units": units, "coders": coders, "values": matrix[coders, units]}
+
+
+def alpha_of(matrix: np.ndarray, level: str = "nominal") -> float:
+    return krippendorff_alpha(**long_form(np.asarray(matrix, dtype=np.float64)), level=level)
+
+
+def two_coder_kappa(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
+    """Cohen's kappa of two coders who labelled the same units in the same order (NaN: no label)."""
+    units = np.arange(len(labels_a))
+    pairwise = cohen_kappa_matrix(
+        units=np.concatenate([units, units]),
+        coders=np.repeat([0, 1], units.size),
+        values=np.concatenate([labels_a, labels_b]).astype(np.float64),
+        min_shared=1,
+    )
+    return float(pairwise.kappa[0, 1])
 
 
 def random_reliability_matrix(
@@ -126,31 +137,12 @@ def random_reliability_matrix(
     [("nominal", 0.743421), ("ordinal", 0.815388), ("interval", 0.849107)],
 )
 def test_alpha_reproduces_krippendorff_2011(level: str, published: float) -> None:
-    assert krippendorff_alpha_from_matrix(KRIPPENDORFF_2011, level=level) == pytest.approx(
-        published, abs=1e-6
-    )
+    assert alpha_of(KRIPPENDORFF_2011, level=level) == pytest.approx(published, abs=1e-6)
 
 
 def test_alpha_reproduces_krippendorff_2011_nominal_exactly_as_a_fraction() -> None:
     # Krippendorff (2011) derives nominal alpha = 1 - 39 * 10 / 1520 by hand.
-    assert krippendorff_alpha_from_matrix(KRIPPENDORFF_2011) == pytest.approx(1 - 39 * 10 / 1520, abs=1e-12)
-
-
-def test_coincidence_matrix_reproduces_krippendorff_2011() -> None:
-    third = 1 / 3
-    published = np.array(
-        [
-            [7, 4 * third, third, third, 0],
-            [4 * third, 10, 4 * third, third, 0],
-            [third, 4 * third, 8, third, 0],
-            [third, third, third, 4, 0],
-            [0, 0, 0, 0, 3],
-        ]
-    )
-    matrix, domain = coincidence_matrix(**long_form(KRIPPENDORFF_2011))
-    np.testing.assert_allclose(matrix, published, atol=1e-12)
-    np.testing.assert_array_equal(domain, [1, 2, 3, 4, 5])
-    assert matrix.sum() == pytest.approx(40)  # n.. = 40 pairable values in the paper
+    assert alpha_of(KRIPPENDORFF_2011) == pytest.approx(1 - 39 * 10 / 1520, abs=1e-12)
 
 
 def test_fleiss_kappa_reproduces_wikipedia_example() -> None:
@@ -169,16 +161,15 @@ def test_fleiss_kappa_reproduces_fleiss_1971_diagnoses() -> None:
 
 
 def test_cohen_kappa_reproduces_two_by_two_example() -> None:
-    # Rows: coder A yes/no; columns: coder B yes/no.
-    assert cohen_kappa_from_table([[20, 5], [10, 15]]) == pytest.approx(0.4, abs=1e-12)
+    # Coder A says yes to 25 units, coder B to 20 of those and 10 of the other 25.
     labels_a = np.array([1] * 25 + [0] * 25)
     labels_b = np.array([1] * 20 + [0] * 5 + [1] * 10 + [0] * 15)
-    assert cohen_kappa(labels_a, labels_b) == pytest.approx(0.4, abs=1e-12)
+    assert two_coder_kappa(labels_a, labels_b) == pytest.approx(0.4, abs=1e-12)
 
 
 def test_cohen_kappa_reproduces_irr_kappa2_on_diagnoses_raters_one_and_two() -> None:
     # irr::kappa2(diagnoses[, c("rater1", "rater2")]) prints Kappa = 0.651, i.e. 28/43.
-    kappa = cohen_kappa(FLEISS_1971_DIAGNOSES[:, 0], FLEISS_1971_DIAGNOSES[:, 1])
+    kappa = two_coder_kappa(FLEISS_1971_DIAGNOSES[:, 0], FLEISS_1971_DIAGNOSES[:, 1])
     assert kappa == pytest.approx(28 / 43, abs=1e-12)
 
 
@@ -193,7 +184,7 @@ def test_alpha_matches_krippendorff_package_on_random_data_with_missing_values(l
     matrix = random_reliability_matrix(generator, coders=7, units=300, categories=5, missing=0.45)
     matrix += 1  # ratio needs a scale with an absolute zero below every value
     expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement=level)
-    assert krippendorff_alpha_from_matrix(matrix, level=level) == pytest.approx(expected, abs=1e-9)
+    assert alpha_of(matrix, level=level) == pytest.approx(expected, abs=1e-9)
 
 
 def test_alpha_matches_krippendorff_package_on_non_integer_interval_values() -> None:
@@ -201,7 +192,7 @@ def test_alpha_matches_krippendorff_package_on_non_integer_interval_values() -> 
     matrix = np.round(generator.normal(size=(5, 80)), 1)
     matrix[generator.random(matrix.shape) < 0.3] = NAN
     expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="interval")
-    assert krippendorff_alpha_from_matrix(matrix, level="interval") == pytest.approx(expected, abs=1e-9)
+    assert alpha_of(matrix, level="interval") == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -209,7 +200,9 @@ def test_cohen_kappa_matches_scikit_learn(seed: int) -> None:
     generator = np.random.default_rng(seed)
     labels_a = generator.integers(0, 4, size=200)
     labels_b = np.where(generator.random(200) < 0.5, labels_a, generator.integers(0, 4, size=200))
-    assert cohen_kappa(labels_a, labels_b) == pytest.approx(cohen_kappa_score(labels_a, labels_b), abs=1e-9)
+    assert two_coder_kappa(labels_a, labels_b) == pytest.approx(
+        cohen_kappa_score(labels_a, labels_b), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -324,16 +317,6 @@ def test_majority_agreement_outcomes_keep_rows_with_nan_values_aligned() -> None
     np.testing.assert_array_equal(outcomes, [NAN, NAN, NAN, 0])
 
 
-def test_coder_majority_agreement_reports_share_and_scored_count_per_coder() -> None:
-    # Unit 0: A A B (A's tie, B disagrees); unit 1: A A A A B (A's agree, B disagrees).
-    units = np.array([0, 0, 0, 1, 1, 1, 1, 1])
-    coders = np.array([0, 1, 2, 0, 1, 2, 3, 4])
-    values = np.array([1, 1, 2, 1, 1, 1, 1, 2])
-    result = coder_majority_agreement(units=units, coders=coders, values=values, coder_count=6)
-    np.testing.assert_array_equal(result.scored, [1, 1, 2, 1, 1, 0])
-    np.testing.assert_array_equal(result.share, [1, 1, 0.5, 1, 0, NAN])
-
-
 def test_vote_entropy_matches_scipy_entropy_per_unit() -> None:
     judgments = long_form(KRIPPENDORFF_2011)
     entropy = vote_entropy(**judgments, unit_count=13)
@@ -402,15 +385,13 @@ def test_group_alpha_within_is_alpha_on_each_groups_coders_only() -> None:
     result = group_alpha(**long_form(KRIPPENDORFF_2011), coder_groups=groups, level="interval")
     for group in (0, 1):
         subset = KRIPPENDORFF_2011[groups == group]
-        assert result.within[group] == pytest.approx(krippendorff_alpha_from_matrix(subset, level="interval"))
+        assert result.within[group] == pytest.approx(alpha_of(subset, level="interval"))
 
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_group_alpha_between_equals_alpha_when_every_coder_is_their_own_group(level: str) -> None:
     result = group_alpha(**long_form(KRIPPENDORFF_2011), coder_groups=np.arange(4), level=level)
-    assert result.between == pytest.approx(
-        krippendorff_alpha_from_matrix(KRIPPENDORFF_2011, level=level), abs=1e-12
-    )
+    assert result.between == pytest.approx(alpha_of(KRIPPENDORFF_2011, level=level), abs=1e-12)
 
 
 def test_group_alpha_between_is_nan_with_a_single_group() -> None:
@@ -439,7 +420,7 @@ def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_units() 
     small_result = krippendorff_alpha_bootstrap(**long_form(small), rounds=500)
     large_result = krippendorff_alpha_bootstrap(**long_form(large), rounds=500)
     for result, matrix in ((small_result, small), (large_result, large)):
-        assert result.estimate == krippendorff_alpha_from_matrix(matrix)
+        assert result.estimate == alpha_of(matrix)
         assert result.low < result.estimate < result.high
         assert result.samples.shape == (500,)
     assert large_result.high - large_result.low < small_result.high - small_result.low
@@ -498,7 +479,7 @@ def reliability_data(draw: st.DrawFn, *, agreeing: bool = False, min_units: int 
 def test_perfect_agreement_gives_alpha_one(matrix: np.ndarray, level: str) -> None:
     pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
     assume(np.unique(matrix[:, pairable][~np.isnan(matrix[:, pairable])]).size >= 2)
-    assert krippendorff_alpha_from_matrix(matrix, level=level) == 1.0
+    assert alpha_of(matrix, level=level) == 1.0
     assert krippendorff_alpha_bootstrap(**long_form(matrix), level=level, rounds=50).high == 1.0
 
 
@@ -508,7 +489,7 @@ def test_alpha_ignores_coder_labels_unit_order_and_row_order(
     matrix: np.ndarray, level: str, seed: int
 ) -> None:
     generator = np.random.default_rng(seed)
-    reference = krippendorff_alpha_from_matrix(matrix, level=level)
+    reference = alpha_of(matrix, level=level)
     shuffled = matrix[generator.permutation(matrix.shape[0])][:, generator.permutation(matrix.shape[1])]
     judgments = long_form(matrix)
     rows = generator.permutation(judgments["units"].size)
@@ -519,7 +500,7 @@ def test_alpha_ignores_coder_labels_unit_order_and_row_order(
         "values": judgments["values"][rows],
     }
     for result in (
-        krippendorff_alpha_from_matrix(shuffled, level=level),
+        alpha_of(shuffled, level=level),
         krippendorff_alpha(**relabelled, level=level),
     ):
         if math.isnan(reference):
@@ -561,16 +542,15 @@ def test_alpha_is_nan_when_every_pairable_value_is_the_same(level: str) -> None:
 def test_alpha_is_nan_without_pairable_units_or_judgments() -> None:
     assert math.isnan(krippendorff_alpha(units=[0, 1, 2], coders=[0, 0, 1], values=[1, 2, 3]))
     assert math.isnan(krippendorff_alpha(units=[], coders=[], values=[]))
-    assert math.isnan(krippendorff_alpha_from_matrix(np.full((3, 4), NAN)))
+    assert math.isnan(alpha_of(np.full((3, 4), NAN)))
     assert math.isnan(percent_agreement(units=[0], coders=[0], values=[1]))
 
 
 def test_kappas_are_nan_when_chance_agreement_is_certain() -> None:
     assert math.isnan(fleiss_kappa([[3, 0], [3, 0]]))
     assert math.isnan(fleiss_kappa(np.zeros((0, 3))))
-    assert math.isnan(cohen_kappa([1, 1, 1], [1, 1, 1]))
-    assert math.isnan(cohen_kappa([NAN, 1], [2, NAN]))
-    assert math.isnan(cohen_kappa_from_table([[0, 0], [0, 0]]))
+    assert math.isnan(two_coder_kappa([1, 1, 1], [1, 1, 1]))
+    assert math.isnan(two_coder_kappa([NAN, 1], [2, NAN]))
 
 
 def test_fleiss_table_is_empty_and_kappa_nan_when_no_unit_has_two_judgments() -> None:
@@ -622,7 +602,6 @@ def test_alpha_rejects_more_distinct_values_than_supported() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: krippendorff_alpha_from_matrix([1, 2, 3]), "2-D"),
         (lambda: krippendorff_alpha_bootstrap(units=[0], coders=[0], values=[1], rounds=0), "rounds"),
         (
             lambda: krippendorff_alpha_bootstrap(units=[0], coders=[0], values=[1], confidence=1.0),
@@ -634,8 +613,6 @@ def test_alpha_rejects_more_distinct_values_than_supported() -> None:
         (lambda: fleiss_kappa([[1.5, 0.5], [1, 1]]), "whole-number"),
         (lambda: fleiss_kappa([1, 2]), "2-D"),
         (lambda: fleiss_count_table(units=[0, 0], coders=[0, 1], values=[1, 2], raters=1), "at least 2"),
-        (lambda: cohen_kappa([1, 2], [1]), "same length"),
-        (lambda: cohen_kappa_from_table([[1, 2, 3], [4, 5, 6]]), "square"),
         (lambda: cohen_kappa_matrix(units=[0, 0], coders=[0, 1], values=[1, 2], min_shared=0), "min_shared"),
         (
             lambda: cohen_kappa_matrix(units=[0, 0], coders=[0, 5], values=[1, 2], coder_count=3),

@@ -16,7 +16,6 @@ from annotate.stats.ratings import (
     SEPARATION_L2,
     Outcome,
     OutcomeTable,
-    _MultinomialSampler,
     build_outcome_table,
     fit_battle_ratings,
     fit_crowd_bt,
@@ -26,8 +25,14 @@ from annotate.stats.ratings import (
     ratings_by_group,
     theta_to_elo,
 )
+from annotate.stats.ratings.bootstrap import MultinomialSampler
 
 A_WINS, B_WINS, TIE, BOTH_BAD = (int(code) for code in Outcome)
+
+
+def table_of_counts(wins: np.ndarray, ties: np.ndarray) -> OutcomeTable:
+    """An unweighted outcome table straight from its count matrices."""
+    return OutcomeTable(wins, ties, wins, ties, wins, ties)
 
 
 def simulate_battles(
@@ -147,7 +152,7 @@ def test_fit_matches_choix_when_each_tie_counts_as_a_win_for_both(reference_batt
             data += [(a, b), (b, a)]
     reference = choix.ilsr_pairwise(7, data, tol=1e-13, max_iter=10_000)
     table = build_outcome_table(model_a, model_b, outcome, 7)
-    result = fit_ratings(OutcomeTable.from_counts(table.wins + table.ties), interval="none")
+    result = fit_ratings(table_of_counts(table.wins + table.ties, np.zeros((7, 7))), interval="none")
     np.testing.assert_allclose(result.theta, centred(reference), atol=1e-6)
 
 
@@ -260,7 +265,7 @@ def test_every_bootstrap_round_is_the_exact_fit_of_a_multinomial_resample(battle
     cells = np.concatenate([table.win_counts[upper], table.win_counts.T[upper], table.tie_counts[upper]])
     present = np.flatnonzero(cells > 0)
     generator = np.random.default_rng(np.random.SeedSequence(1).spawn(1)[0])
-    draws = _MultinomialSampler(int(cells.sum()), cells[present]).draw(generator, 40)
+    draws = MultinomialSampler(int(cells.sum()), cells[present]).draw(generator, 40)
     for draw, ratings in zip(draws, result.bootstrap_ratings, strict=True):
         resampled = np.zeros(cells.size)
         resampled[present] = draw
@@ -268,7 +273,7 @@ def test_every_bootstrap_round_is_the_exact_fit_of_a_multinomial_resample(battle
         wins, tie_matrix = np.zeros((5, 5)), np.zeros((5, 5))
         wins[upper], wins.T[upper] = first_wins, second_wins
         tie_matrix[upper] = tie_matrix.T[upper] = ties
-        direct = fit_ratings(OutcomeTable.from_counts(wins, tie_matrix), interval="none", anchor=0)
+        direct = fit_ratings(table_of_counts(wins, tie_matrix), interval="none", anchor=0)
         np.testing.assert_allclose(ratings, direct.rating, atol=1e-4)
 
 
@@ -284,7 +289,7 @@ def test_bootstrap_on_tiny_data_flags_separable_resamples_and_stays_finite() -> 
 
 def test_multinomial_sampler_draws_exact_totals_with_multinomial_moments() -> None:
     counts = np.array([400.0, 250.0, 200.0, 100.0, 50.0])
-    sampler = _MultinomialSampler(1000, counts)
+    sampler = MultinomialSampler(1000, counts)
     draws = sampler.draw(np.random.default_rng(0), 40_000)
     probability = counts / counts.sum()
     assert np.all(draws.sum(axis=1) == 1000)
