@@ -51,6 +51,7 @@ class TrainConfig:
             "Truncation: the prompt is cut from its start down to this many tokens before any response is "
             "cut (default max_length // 4).",
             ge=1,
+            le=131072,
         ),
     )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay.", ge=0.0, le=1.0))
@@ -59,9 +60,11 @@ class TrainConfig:
     )
     lr_scheduler: str = field(default="linear", metadata=_help("Decay after warm-up.", choices=SCHEDULERS))
     max_grad_norm: float = field(
-        default=1.0, metadata=_help("Gradient clipping norm; 0 turns clipping off.", ge=0.0)
+        default=1.0, metadata=_help("Gradient clipping norm; 0 turns clipping off.", ge=0.0, le=1e6)
     )
-    seed: int = field(default=42, metadata=_help("Seed for initialisation and batch order.", ge=0))
+    seed: int = field(
+        default=42, metadata=_help("Seed for initialisation and batch order.", ge=0, le=2**32 - 1)
+    )
     use_margins: bool = field(
         default=True, metadata=_help("Use a row's 'margin' in the Bradley-Terry loss when present.")
     )
@@ -71,7 +74,9 @@ class TrainConfig:
     )
     center_rewards_coefficient: float = field(
         default=0.0,
-        metadata=_help("Weight of the reward-centering term mean((r_c + r_r)^2); 0.01 is typical.", ge=0.0),
+        metadata=_help(
+            "Weight of the reward-centering term mean((r_c + r_r)^2); 0.01 is typical.", ge=0.0, le=1e3
+        ),
     )
     disable_dropout: bool = field(
         default=True, metadata=_help("Turn dropout off (the usual choice for reward models).")
@@ -105,7 +110,7 @@ class TrainConfig:
         default=False, metadata=_help("Train LoRA adapters (peft) instead of all weights.")
     )
     lora_r: int = field(default=16, metadata=_help("LoRA rank.", ge=1, le=1024))
-    lora_alpha: float = field(default=32.0, metadata=_help("LoRA scaling numerator.", gt=0.0))
+    lora_alpha: float = field(default=32.0, metadata=_help("LoRA scaling numerator.", gt=0.0, le=1e6))
     lora_dropout: float = field(default=0.0, metadata=_help("Dropout on the LoRA path.", ge=0.0, lt=1.0))
     append_eos: bool = field(
         default=True,
@@ -114,19 +119,21 @@ class TrainConfig:
         ),
     )
     eval_steps: int = field(
-        default=100, metadata=_help("Evaluate on the held-out pairs every N steps; 0: only at the end.", ge=0)
+        default=100,
+        metadata=_help("Evaluate on the held-out pairs every N steps; 0: only at the end.", ge=0, le=10**9),
     )
     save_steps: int = field(
-        default=100, metadata=_help("Write a resumable checkpoint every N steps; 0: never.", ge=0)
+        default=100, metadata=_help("Write a resumable checkpoint every N steps; 0: never.", ge=0, le=10**9)
     )
-    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (the newest).", ge=1))
-    eval_batch_size: int = field(default=32, metadata=_help("Pairs per evaluation batch.", ge=1))
+    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (the newest).", ge=1, le=1000))
+    eval_batch_size: int = field(default=32, metadata=_help("Pairs per evaluation batch.", ge=1, le=4096))
     chunk_overhead_tokens: int = field(
         default=256,
         metadata=_help(
             "Padding trade-off: a micro-batch's sequences are split into length-sorted chunks when that saves "
             "more than this many padded tokens per extra chunk. Larger on GPUs.",
             ge=0,
+            le=10**9,
         ),
     )
 
