@@ -4,6 +4,9 @@ characters to find it by (``token_key``, which also names it in lists and URLs),
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from knox.models import AuthToken
@@ -13,7 +16,7 @@ def user_token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
     """A new token for the user, with its secret; the user's expired tokens are deleted on the way (the
     authentication of each request only refuses them, so that it never writes)."""
     AuthToken.objects.filter(user=user, expiry__lte=timezone.now()).delete()
-    return AuthToken.objects.create(user=user)
+    return AuthToken.objects.create(user=user, expiry=timedelta(hours=settings.USER_TOKEN_TTL_HOURS))
 
 
 def user_token_revoke(*, user: AbstractBaseUser, token_key: str) -> bool:

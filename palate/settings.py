@@ -9,7 +9,6 @@ filesystem broker under ``var/``. ``DATABASE_URL`` switches to PostgreSQL (psyco
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -221,7 +220,6 @@ AXES_VERBOSE = False
 # User API tokens (django-rest-knox, "Authorization: Token …"): hashed at rest, one per login, each
 # expiring USER_TOKEN_TTL_HOURS after it was made.
 USER_TOKEN_TTL_HOURS = envint("USER_TOKEN_TTL_HOURS", 168)
-REST_KNOX = {"TOKEN_TTL": timedelta(hours=USER_TOKEN_TTL_HOURS), "AUTH_HEADER_PREFIX": "Token"}
 
 # Imports.
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 1024 * 1024 * 1024)

@@ -62,6 +62,7 @@ def test_drf_plain_tokens_are_gone():
 
 
 def test_a_token_expires_after_the_configured_time(settings):
+    settings.USER_TOKEN_TTL_HOURS = 2
     before = timezone.now()
 
     token, _ = user_token_create(user=UserFactory())
