@@ -63,8 +63,8 @@ def make_project(size: int, overlap: int, annotators: int, history: int = 0) -> 
     """A project of ``size`` ready pairs (imported through the import service) and annotators with tokens,
     each with ``history`` leases they submitted two days ago (see ``add_history``)."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from accounts.services import user_token_create
     from annotate.models import Membership, Project
     from annotate.services.import_rows import ImportOptions
     from annotate.services.imports import items_import
@@ -100,7 +100,7 @@ def make_project(size: int, overlap: int, annotators: int, history: int = 0) -> 
         Membership.objects.get_or_create(
             user=user, project=project, defaults={"role": Membership.Role.ANNOTATOR}
         )
-        tokens.append(Token.objects.get_or_create(user=user)[0].key)
+        tokens.append(user_token_create(user=user)[1])
     if history:
         add_history(project.pk, history)
     return project.pk, tokens

@@ -68,6 +68,7 @@ _PROJECT_ROWS = [
     ("annotate_importjob", "project_id = %(project)s"),
     ("annotate_export", "project_id = %(project)s"),
     ("annotate_agreementsnapshot", "project_id = %(project)s"),
+    ("annotate_progressday", "project_id = %(project)s"),
     ("annotate_membership", "project_id = %(project)s"),
     ("annotate_projectapitoken", "project_id = %(project)s"),
     ("annotate_project", "id = %(project)s"),

@@ -59,12 +59,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
     "annotate",
     "rewardtrain",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a login refused by axes into its lockout answer (accounts.login.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "palate.urls"
@@ -183,10 +187,34 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
-# Failed logins: after this many failures for one username (or one address) within the window,
-# further attempts are refused until the window passes.
+# Logins and user API tokens (accounts/). Failed logins, counted by django-axes for every way of logging
+# in: after LOGIN_FAILURE_LIMIT failures for one username, or LOGIN_FAILURE_ADDRESS_LIMIT from one address,
+# within the window, further attempts are refused until the window has passed since the last failure.
+# The address is REMOTE_ADDR, or with TRUSTED_PROXY_COUNT proxies in front the one the outermost of them
+# put in X-Forwarded-For.
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_ADDRESS_LIMIT = envint("LOGIN_FAILURE_ADDRESS_LIMIT", 50)
 LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "accounts.login.LoginFailureHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "accounts.login.axes_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.login.client_address"
+AXES_FAILURE_LIMIT = "accounts.login.failure_limit"
+AXES_COOLOFF_TIME = "accounts.login.failure_window"
+AXES_LOCKOUT_CALLABLE = "accounts.login.lockout_response"
+# Attempts while locked out are refused without being counted, and a success does not wipe the count.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+# User API tokens (django-rest-knox, "Authorization: Token …"): hashed at rest, one per login, each
+# expiring USER_TOKEN_TTL_HOURS after it was made.
+USER_TOKEN_TTL_HOURS = envint("USER_TOKEN_TTL_HOURS", 168)
 
 # Imports.
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 1024 * 1024 * 1024)
@@ -199,7 +227,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "palate.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         # Project API tokens (Authorization: Bearer plt_…): accepted by the scoring endpoints only.
         "annotate.api.authentication.ProjectApiTokenAuthentication",

@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("palate.api_urls")),
     path("", include("annotate.urls")),
+    path("", include("accounts.urls")),
     path("", include("rewardtrain.urls")),
 ]

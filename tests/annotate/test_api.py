@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from accounts.services import user_token_create
 from annotate.models import (
     Assignment,
     Export,
@@ -291,7 +292,7 @@ def test_next_and_submit_with_a_user_token_give_each_role_what_the_table_says(fu
     """Over HTTP, with a real token header rather than a forced login."""
     world = full_world
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=world.users[role]).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user_token_create(user=world.users[role])[1]}")
     judgments = Judgment.objects.count()
 
     response = call(world, role, endpoint, client=client)
@@ -308,7 +309,7 @@ def test_next_and_submit_with_a_user_token_give_each_role_what_the_table_says(fu
 def test_next_and_submit_refuse_a_bad_token_as_every_endpoint_does(full_world, endpoint, problem):
     world = full_world
     annotator = world.users["annotator"]
-    key = Token.objects.create(user=annotator).key
+    _, key = user_token_create(user=annotator)
     if problem == "unknown":
         key = "0" * 40
     elif problem == "inactive":
@@ -631,7 +632,7 @@ def test_removing_someone_who_is_not_a_member_is_a_404(world):
 
 
 def test_every_error_has_the_same_shape(world, settings):
-    settings.LOGIN_FAILURE_LIMIT = 1
+    settings.LOGIN_FAILURE_LIMIT = 2
     project_url = f"/api/projects/{world.project.pk}/"
     lead, annotator = world.client("lead"), world.client("annotator")
 
@@ -685,13 +686,16 @@ def test_a_token_from_the_token_endpoint_authenticates():
     )
 
     assert response.status_code == 200
-    assert response.json() == {"token": Token.objects.get(user=user).key, "username": user.username}
-    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    body = response.json()
+    assert set(body) == {"token", "username", "expires_at"} and body["username"] == user.username
+    client.credentials(HTTP_AUTHORIZATION=f"Token {body['token']}")
     assert client.get("/api/projects/").status_code == 200
     again = APIClient().post(
         "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
     )
-    assert again.json()["token"] == response.json()["token"]
+    # One token per login: each can be revoked without the other.
+    assert again.json()["token"] != body["token"]
+    assert AuthToken.objects.filter(user=user).count() == 2
 
 
 @pytest.mark.parametrize("username", ["known", "unknown"])
@@ -704,24 +708,27 @@ def test_a_wrong_password_or_unknown_user_is_a_401(username):
 
     error = assert_error_shape(response, 401, "authentication_failed")
     assert error["message"] == "wrong username or password"
-    assert not Token.objects.filter(user=user).exists()
+    assert not AuthToken.objects.filter(user=user).exists()
 
 
 def test_after_too_many_failures_even_the_right_password_is_refused(settings):
     user = UserFactory()
     client = APIClient()
-    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
         failed = client.post(
             "/api/auth/token/", {"username": user.username, "password": "guess"}, format="json"
         )
         assert failed.status_code == 401
+    # The failure that reaches the limit is already refused as such.
+    last = client.post("/api/auth/token/", {"username": user.username, "password": "guess"}, format="json")
+    assert_error_shape(last, 429, "throttled")
 
     response = client.post(
         "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
     )
 
     assert_error_shape(response, 429, "throttled")
-    assert not Token.objects.filter(user=user).exists()
+    assert not AuthToken.objects.filter(user=user).exists()
 
 
 def test_failures_below_the_limit_do_not_block_the_right_password(settings):

@@ -1,0 +1,60 @@
+"""User API tokens over HTTP: ``Authorization: Token <secret>``, django-rest-knox's tokens.
+
+Knox's own class reads the token with an ORM query and then every other token of the user (deleting the
+expired ones) on each request; the annotators' next and submit calls authenticate on every request, so
+this class reads the token with its user in one hand-written statement and writes nothing: an expired
+token is refused, and deleted when its user next logs in. ``request.auth`` is the ``AuthToken``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from hmac import compare_digest
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+from knox.auth import TokenAuthentication as KnoxTokenAuthentication
+from knox.crypto import hash_token
+from knox.models import AuthToken
+from knox.settings import CONSTANTS
+from rest_framework import exceptions
+
+from palate.sql import model_columns, model_from_row, model_width
+
+INVALID = "Invalid token."
+
+
+@cache
+def _token_and_user_sql() -> str:
+    user_model = get_user_model()
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT {model_columns(AuthToken, 't')}, {model_columns(user_model, 'u')} "
+        f"FROM {quote(AuthToken._meta.db_table)} t JOIN {quote(user_model._meta.db_table)} u ON u.id = t.user_id "
+        "WHERE t.token_key = %s"
+    )
+
+
+class TokenAuthentication(KnoxTokenAuthentication):
+    def authenticate_credentials(self, token: bytes):
+        try:
+            secret = token.decode()
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed(INVALID) from None
+        with connection.cursor() as cursor:
+            cursor.execute(_token_and_user_sql(), [secret[: CONSTANTS.TOKEN_KEY_LENGTH]])
+            rows = cursor.fetchall()
+        digest = hash_token(secret)
+        for row in rows:
+            auth_token = model_from_row(AuthToken, row)
+            if not compare_digest(digest, auth_token.digest):
+                continue
+            if auth_token.expiry is not None and auth_token.expiry <= timezone.now():
+                raise exceptions.AuthenticationFailed(
+                    f"This token expired on {auth_token.expiry:%Y-%m-%d %H:%M} UTC: log in again "
+                    "(POST /api/auth/token/) for a new one."
+                )
+            auth_token.user = model_from_row(get_user_model(), row, model_width(AuthToken))
+            return self.validate_user(auth_token)
+        raise exceptions.AuthenticationFailed(INVALID)
