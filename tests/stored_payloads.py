@@ -61,7 +61,7 @@ def stored_payload_project(*, prompts_per_match: int = 2, seed: int = 7) -> Stor
             project=project,
             external_id=f"{MARKUP}-{number}",
             category=MARKUP if number % 2 else FORMULAS[0],
-            content=f"{MARKUP} **question** {number}",
+            content=f"{MARKUP if number % 2 else FORMULAS[0]} **question** {number}",
         )
         pair = PairFactory(
             prompt=prompt,

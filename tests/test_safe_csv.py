@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from annotate.services.leaderboard import leaderboard_public_link_set
 from palate.safe_csv import csv_text, guarded_cell
-from tests.stored_payloads import FORMULAS, MARKUP, stored_payload_project
+from tests.stored_payloads import FORMULAS, MARKUP, Stored, stored_payload_project
 
 ROOT = Path(__file__).resolve().parent.parent
 # Source folders of the product (tests, benchmarks and the virtual environment are not the product).
@@ -72,47 +72,37 @@ def test_no_csv_is_written_outside_the_guarded_writer():
 # The leaderboard's three CSV downloads -----------------------------------------------------------------
 
 
-def _systems(text: str) -> set[str]:
-    rows = list(csv.DictReader(io.StringIO(text)))
-    assert rows and all(row["rank"].isdigit() for row in rows)
-    assert all(float(row["rating"]) == float(row["rating"]) for row in rows)  # numbers, unquoted
-    return {row["system"] for row in rows}
-
-
-GUARDED = {"'" + formula for formula in FORMULAS} | {MARKUP, "plain"}
-
-
-@pytest.mark.django_db
-def test_the_leaderboard_csv_of_the_api_guards_imported_system_names():
-    stored = stored_payload_project()
-    client = APIClient()
-    client.force_authenticate(stored.engineer)
-    response = client.get(f"/api/projects/{stored.project.pk}/leaderboard/?format=csv")
+def _rows(response) -> list[list[str]]:
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    assert _systems(response.content.decode()) == GUARDED
+    return list(csv.reader(io.StringIO(response.content.decode())))
 
 
-@pytest.mark.django_db
-def test_the_leaderboard_csv_of_the_page_and_of_the_public_link_guard_imported_system_names():
-    stored = stored_payload_project()
+def _download(stored: Stored, where: str):
+    if where == "api":
+        client = APIClient()
+        client.force_authenticate(stored.engineer)
+        return client.get(f"/api/projects/{stored.project.pk}/leaderboard/?format=csv")
+    if where == "public link":
+        token = leaderboard_public_link_set(project=stored.project, enabled=True).leaderboard_public_token
+        return Client().get(f"/leaderboard/public/{token}/?download=csv")
     client = Client()
     client.force_login(stored.lead)
-    page = client.get(f"/projects/{stored.project.slug}/leaderboard/?download=csv")
-    assert page.status_code == 200 and page["Content-Type"].startswith("text/csv")
-    assert _systems(page.content.decode()) == GUARDED
+    return client.get(f"/projects/{stored.project.slug}/{where}")
 
-    token = leaderboard_public_link_set(project=stored.project, enabled=True).leaderboard_public_token
-    public = Client().get(f"/leaderboard/public/{token}/?download=csv")
-    assert public.status_code == 200 and public["Content-Type"].startswith("text/csv")
-    assert _systems(public.content.decode()) == GUARDED
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["api", "leaderboard/?download=csv", "public link"])
+def test_the_leaderboard_csv_guards_imported_system_names(where):
+    header, *rows = _rows(_download(stored_payload_project(), where))
+    table = [dict(zip(header, row, strict=True)) for row in rows]
+    assert {row["system"] for row in table} == {"'" + formula for formula in FORMULAS} | {MARKUP, "plain"}
+    for row in table:  # the numbers stay numbers
+        assert row["rank"].isdigit() and float(row["rating"]) > 0 and float(row["lower"]) > 0
 
 
 @pytest.mark.django_db
 def test_the_quality_tables_guard_imported_text():
-    stored = stored_payload_project()
-    client = Client()
-    client.force_login(stored.lead)
-    response = client.get(f"/projects/{stored.project.slug}/quality/contested.csv")
-    assert response.status_code == 200
-    cells = [cell for row in csv.reader(io.StringIO(response.content.decode())) for cell in row]
-    assert not any(cell.startswith(("=", "+", "@")) for cell in cells), cells
+    header, *rows = _rows(_download(stored_payload_project(), "quality/contested.csv"))
+    prompts = [row[header.index("prompt")] for row in rows]
+    assert any(prompt.startswith("'" + FORMULAS[0]) for prompt in prompts), prompts
+    assert not any(cell.startswith(("=", "+", "@")) for row in rows for cell in row)
