@@ -1,11 +1,26 @@
-"""The leaderboard's input and output: the API's contract, and the JSON the leaderboard page offers for
-download, so both give the same shape."""
+"""The leaderboard's input and output: the API's contract, and the JSON and CSV the leaderboard page offers
+for download, so both give the same shape."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
-from annotate.services.leaderboard import INTERVALS, MAX_ROUNDS, METHODS, TIE_MODELS, WEIGHTINGS
+from annotate.services.leaderboard import (
+    CSV_COLUMNS,
+    INTERVALS,
+    MAX_ROUNDS,
+    METHODS,
+    TIE_MODELS,
+    WEIGHTINGS,
+)
+from palate.safe_csv import csv_text
+
+
+def leaderboard_csv_text(board: dict[str, Any]) -> str:
+    """The leaderboard's table as CSV, header first; system names cannot run as spreadsheet formulas."""
+    return csv_text([CSV_COLUMNS, *([row[column] for column in CSV_COLUMNS] for row in board["rows"])])
 
 
 class LeaderboardInput(serializers.Serializer):

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from annotate.api.leaderboard_serializers import LeaderboardInput, LeaderboardOutput
+from annotate.api.leaderboard_serializers import LeaderboardInput, LeaderboardOutput, leaderboard_csv_text
 from annotate.api.permissions import READERS, project_for_request
 from annotate.api.views import ERRORS
 from annotate.services.leaderboard import (
@@ -22,7 +22,6 @@ from annotate.services.leaderboard import (
     METHODS,
     TIE_MODELS,
     WEIGHTINGS,
-    leaderboard_csv_text,
     leaderboard_get,
 )
 

@@ -13,11 +13,10 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from annotate.api.leaderboard_serializers import LeaderboardOutput
+from annotate.api.leaderboard_serializers import LeaderboardOutput, leaderboard_csv_text
 from annotate.models import Membership, Project
 from annotate.selectors import ADMIN
 from annotate.services.leaderboard import (
-    leaderboard_csv_text,
     leaderboard_filters,
     leaderboard_get,
     leaderboard_public_link_set,

@@ -3,8 +3,6 @@ drill-down into contested pairs, CSV downloads of every table, and a button that
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +20,7 @@ from annotate.services.agreement import (
     agreement_snapshot_current,
 )
 from annotate.views.access import READER_ROLES, project_for_page
+from palate.safe_csv import csv_text
 from rewardtrain.selectors import reward_model_active, reward_model_agreement, reward_model_has_scores
 
 ANNOTATOR_COLUMNS = (
@@ -238,25 +237,12 @@ CSV_TABLES: dict[str, Callable[[dict[str, Any]], Iterable[list]]] = {
 }
 
 
-def _cell(value: Any) -> Any:
-    """None as an empty cell; text that a spreadsheet would run as a formula is quoted with a '."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in {"=", "+", "-", "@", "\t", "\r"}:
-        return "'" + value
-    return value
-
-
 @login_required
 def project_quality_csv(request: HttpRequest, slug: str, table: str) -> HttpResponse:
     project, _ = project_for_page(request, slug, READER_ROLES)
     rows = CSV_TABLES.get(table)
     if rows is None:
         raise Http404("No such table.")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows(_figures(project)):
-        writer.writerow([_cell(value) for value in row])
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(csv_text(rows(_figures(project))), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{project.slug}-quality-{table}.csv"'
     return response

@@ -7,7 +7,7 @@
   if (!source || typeof Plotly === "undefined") return;
   const data = JSON.parse(source.textContent);
 
-  const { MUTED, LINE, ACCENT, CONFIG, layout: baseLayout, axis } = window.PalateCharts;
+  const { MUTED, LINE, ACCENT, CONFIG, layout: baseLayout, axis, label, tick } = window.PalateCharts;
   // One colour per system, in rank order, shared by every chart.
   const PALETTE = ["#4338ca", "#0f766e", "#b45309", "#be123c", "#0369a1", "#7c3aed", "#4d7c0f", "#a21caf", "#475569", "#c2410c"];
   const colour = (index) => PALETTE[index % PALETTE.length];
@@ -22,7 +22,7 @@
       x: rows.map((row) => row.rating), y: position.map((value) => value + 0.12),
       error_x: { type: "data", symmetric: false, array: rows.map((row) => row.upper - row.rating), arrayminus: rows.map((row) => row.rating - row.lower), color: ACCENT, thickness: 2, width: 0 },
       marker: { color: ACCENT, size: 10 },
-      customdata: rows.map((row) => [row.system, row.lower, row.upper, row.rank]),
+      customdata: rows.map((row) => [label(row.system), row.lower, row.upper, row.rank]),
       hovertemplate: "<b>%{customdata[0]}</b><br>rating %{x:.0f} (%{customdata[1]:.0f} – %{customdata[2]:.0f})<br>rank %{customdata[3]}<extra></extra>",
     };
     const crowd = {
@@ -30,13 +30,13 @@
       x: rows.map((row) => row.crowd_bt_rating), y: position.map((value) => value - 0.12),
       error_x: { type: "data", symmetric: false, array: rows.map((row) => row.crowd_bt_upper - row.crowd_bt_rating), arrayminus: rows.map((row) => row.crowd_bt_rating - row.crowd_bt_lower), color: "#94a3b8", thickness: 1.5, width: 0 },
       marker: { color: "#ffffff", size: 8, line: { color: "#64748b", width: 2 } },
-      customdata: rows.map((row) => [row.system, row.crowd_bt_lower, row.crowd_bt_upper]),
+      customdata: rows.map((row) => [label(row.system), row.crowd_bt_lower, row.crowd_bt_upper]),
       hovertemplate: "<b>%{customdata[0]}</b><br>Crowd-BT %{x:.0f} (%{customdata[1]:.0f} – %{customdata[2]:.0f})<extra></extra>",
     };
     Plotly.newPlot("chart-ratings", [crowd, plain], baseLayout({
       height: Math.max(220, 56 * count + 80),
       xaxis: axis({ title: { text: "Rating (Elo scale)", font: { color: MUTED } } }),
-      yaxis: axis({ tickvals: position, ticktext: rows.map((row) => row.system), range: [-0.6, count - 0.4], showgrid: false, zeroline: false }),
+      yaxis: axis({ tickvals: position, ticktext: rows.map((row) => tick(row.system)), range: [-0.6, count - 0.4], showgrid: false, zeroline: false }),
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", traceorder: "reversed" },
       margin: { l: 8, r: 16, t: 28, b: 44 },
       shapes: [{ type: "line", x0: 1000, x1: 1000, yref: "paper", y0: 0, y1: 1, line: { color: LINE, width: 1, dash: "dot" } }],
@@ -47,11 +47,11 @@
     const overTime = data.overTime;
     if (!overTime.series.length) return;
     const traces = overTime.series.map((series, index) => ({
-      type: "scatter", mode: "lines", name: series.system,
+      type: "scatter", mode: "lines", name: tick(series.system),
       x: overTime.judgments, y: series.rating,
       line: { color: colour(index), width: 2 },
-      customdata: overTime.at.map((at) => (at ? new Date(at).toLocaleString() : "")),
-      hovertemplate: "<b>" + series.system.replace(/</g, "&lt;") + "</b><br>%{y:.0f} after %{x} judgments<br>%{customdata}<extra></extra>",
+      customdata: overTime.at.map((at) => [label(series.system), at ? new Date(at).toLocaleString() : ""]),
+      hovertemplate: "<b>%{customdata[0]}</b><br>%{y:.0f} after %{x} judgments<br>%{customdata[1]}<extra></extra>",
     }));
     Plotly.newPlot("chart-time", traces, baseLayout({
       height: 320,
@@ -62,24 +62,31 @@
     }), CONFIG);
   }
 
-  function heatmap(element, matrix, hoverNoun) {
-    const labels = data.systems;
+  function heatmap(id, matrix, hoverNoun) {
+    const width = document.getElementById(id).clientWidth;
+    const labels = data.systems.map(label);
+    // On a phone: shorter names on the axes, and no percentages in cells too narrow to hold them.
+    const narrow = width < 520;
+    const ticks = data.systems.map((system) => tick(system, narrow ? 12 : 24));
+    const roomy = width / labels.length >= 70;
     const text = matrix.map((row, i) => row.map((value, j) => (i === j || value === null ? "" : Math.round(value * 100) + "%")));
     const battles = data.battles;
     const custom = matrix.map((row, i) => row.map((_, j) => battles[i][j]));
-    Plotly.newPlot(element, [{
+    Plotly.newPlot(id, [{
       type: "heatmap", z: matrix.map((row, i) => row.map((value, j) => (i === j ? null : value))),
       x: labels, y: labels, zmin: 0, zmax: 1,
       colorscale: [[0, "#b42318"], [0.5, "#f8f9fb"], [1, "#4338ca"]],
-      text: text, texttemplate: "%{text}", textfont: { size: 12 },
+      text: text, texttemplate: roomy ? "%{text}" : "", textfont: { size: 12 },
       customdata: custom, xgap: 2, ygap: 2,
       hovertemplate: "<b>%{y}</b> vs %{x}<br>" + hoverNoun + " %{z:.0%}<br>%{customdata} battles<extra></extra>",
       colorbar: { thickness: 10, tickformat: ".0%", outlinewidth: 0, tickfont: { color: MUTED } },
     }], baseLayout({
       height: Math.max(260, 48 * labels.length + 110),
-      // Long system names would run into each other under narrow columns.
-      xaxis: axis({ side: "bottom", tickangle: labels.some((label) => label.length > 8) || labels.length > 5 ? -30 : 0, showgrid: false }),
-      yaxis: axis({ autorange: "reversed", showgrid: false }),
+      // Categories even when names look like numbers ("1", "2.0"), which Plotly would otherwise plot as values.
+      // Long names would run into each other under narrow columns: slanted, and cut short (the hover label
+      // shows them whole).
+      xaxis: axis({ type: "category", tickvals: labels, ticktext: ticks, side: "bottom", tickangle: data.systems.some((system) => system.length > 8) || labels.length > 5 ? (narrow ? -60 : -30) : 0, showgrid: false }),
+      yaxis: axis({ type: "category", tickvals: labels, ticktext: ticks, autorange: "reversed", showgrid: false }),
       margin: { l: 8, r: 8, t: 8, b: 8 },
     }), CONFIG);
   }

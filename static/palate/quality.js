@@ -35,8 +35,7 @@
   if (!source || typeof Plotly === "undefined") return;
   const data = JSON.parse(source.textContent);
 
-  const { MUTED, ACCENT, BAD, CONFIG, layout: baseLayout, axis } = window.PalateCharts;
-  const escape = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const { MUTED, ACCENT, BAD, CONFIG, layout: baseLayout, axis, label } = window.PalateCharts;
   const percent = (value) => (value === null ? "–" : Math.round(value * 100) + "%");
 
   // One point alone would get an axis of milliseconds around it; show the days either side instead.
@@ -71,7 +70,7 @@
     const element = document.getElementById("chart-kappa");
     const kappa = data.kappa;
     if (!element || kappa.annotators.length < 2) return;
-    const names = kappa.annotators.map(escape);
+    const names = kappa.annotators.map(label);
     const count = names.length;
     Plotly.newPlot(element, [{
       type: "heatmap", x: names, y: names, z: kappa.matrix, customdata: kappa.shared,
@@ -83,8 +82,8 @@
       hoverongaps: false,
     }], baseLayout({
       height: Math.min(720, Math.max(280, 28 * count + 110)),
-      xaxis: axis({ showgrid: false, tickangle: count > 6 ? -45 : 0 }),
-      yaxis: axis({ showgrid: false, autorange: "reversed" }),
+      xaxis: axis({ type: "category", showgrid: false, tickangle: count > 6 ? -45 : 0 }),
+      yaxis: axis({ type: "category", showgrid: false, autorange: "reversed" }),
     }), CONFIG);
   }
 
@@ -93,7 +92,7 @@
     const rows = data.annotators.filter((row) => row.leftShare !== null);
     if (!element || !rows.length) return;
     const limit = data.maxPositionBias;
-    const names = rows.map((row) => escape(row.username));
+    const names = rows.map((row) => label(row.username));
     const line = (x, colour, dash) => ({ type: "line", x0: x, x1: x, yref: "paper", y0: 0, y1: 1, line: { color: colour, width: 1.5, dash } });
     Plotly.newPlot(element, [{
       type: "bar", orientation: "h", x: rows.map((row) => row.leftShare), y: names,
@@ -104,7 +103,7 @@
     }], baseLayout({
       height: Math.min(720, Math.max(220, 30 * rows.length + 80)),
       xaxis: axis({ range: [0, 1.08], tickformat: ".0%", dtick: 0.25, title: { text: "Chose the left-shown response", font: { color: MUTED } } }),
-      yaxis: axis({ autorange: "reversed", showgrid: false }),
+      yaxis: axis({ type: "category", autorange: "reversed", showgrid: false }),
       bargap: 0.35,
       shapes: [line(0.5, MUTED, "dot"), line(limit, BAD, "dash"), line(1 - limit, BAD, "dash")],
     }), CONFIG);

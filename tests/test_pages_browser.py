@@ -1,0 +1,261 @@
+"""Every page in Debian's Chromium under the Content-Security-Policy, as the role that uses it, with hostile
+markup stored in every imported field the page shows (tests/stored_payloads.py). A page fails on any policy
+violation, JavaScript error, dialog, request to another origin or to the markup's image, and any link or
+image that came from the data. The leaderboard's charts draw system names as text; the leaderboard and the
+members page fit a phone's width."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from django.test import Client
+from django.utils.http import urlencode
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from annotate.models import Pair
+from annotate.services.leaderboard import leaderboard_public_link_set
+from rewardtrain.models import ResponseScore, TrainingRun
+from tests.browser import ARTIFACTS
+from tests.factories import UserFactory
+from tests.rewardtrain.scoring_data import reward_model_row
+from tests.stored_payloads import MARKUP, SYSTEMS, Stored, stored_payload_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Collected in the page before any of its own scripts run.
+WATCH_POLICY = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__violations.push(event.violatedDirective + " blocked " + (event.blockedURI || "inline"));
+});
+"""
+CHARTS = ("#chart-ratings", "#chart-time", "#chart-observed", "#chart-predicted")
+
+
+@dataclass
+class Watch:
+    origin: str
+    problems: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> None:
+        page.on("pageerror", lambda error: self.problems.append(f"JavaScript error: {error}"))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("console", self._console)
+
+    def _dialog(self, dialog) -> None:
+        self.problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    def _console(self, message) -> None:
+        if message.type == "error" and "status of 40" not in message.text:
+            self.problems.append(f"console: {message.text}")
+
+    def check(self, page: Page, where: str) -> None:
+        page.wait_for_timeout(150)  # violation events are dispatched after the blocked load
+        violations = page.evaluate("window.__violations || []")
+        outside = [
+            url
+            for url in self.requests
+            if not (url.startswith(self.origin) or url.startswith("data:"))
+            or url.split("?")[0].endswith("/x")
+        ]
+        links = page.locator('a[href^="https://example.org"], svg a, img[src="x"]').count()
+        assert (violations, outside, links, self.problems) == ([], [], 0, []), where
+        self.requests.clear()
+
+
+def _context(browser: Browser, live_server, user, *, width: int = 1366) -> BrowserContext:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(15_000)
+    context.add_init_script(WATCH_POLICY)
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        context.add_cookies(
+            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+        )
+    return context
+
+
+@pytest.fixture
+def stored() -> Stored:
+    return stored_payload_project()
+
+
+@pytest.fixture
+def run_id(stored: Stored) -> int:
+    """A finished run whose model (v2, active) and the one before it scored every response: the run page
+    draws its training charts and reward hacking checks, the leaderboard its reward model view."""
+    first = reward_model_row(stored.project, "unused", version=1, active=False)
+    second = reward_model_row(stored.project, "unused", version=2, active=True)
+    for pair in Pair.objects.filter(project=stored.project).select_related("response_a", "response_b"):
+        for response, score in ((pair.response_a, 1.0), (pair.response_b, -0.5)):
+            ResponseScore.objects.create(response=response, reward_model=first, score=score)
+            ResponseScore.objects.create(
+                response=response, reward_model=second, score=2 * score + pair.pk % 3
+            )
+    TrainingRun.objects.filter(pk=second.run_id).update(
+        total_steps=4,
+        step=4,
+        metrics=[
+            {"step": step, "loss": 0.7 - 0.1 * step, "accuracy": 0.5 + 0.1 * step} for step in range(1, 5)
+        ],
+        evaluation={
+            "accuracy": 0.8,
+            "count": 10,
+            "loss": 0.4,
+            "ece": 0.05,
+            "reward_mean": 0.1,
+            "reward_std": 1.0,
+            "calibration": [{"mean_predicted": 0.3, "mean_observed": 0.35, "count": 5}],
+            "length_bias": {
+                "accuracy_when_chosen_shorter": 0.7,
+                "count_chosen_shorter": 5,
+                "accuracy_when_chosen_longer": 0.9,
+                "count_chosen_longer": 5,
+            },
+            "histogram": {"edges": [-1.0, 0.0, 1.0], "chosen": [1, 4], "rejected": [4, 1]},
+        },
+    )
+    return second.run_id
+
+
+def _visit(page: Page, watch: Watch, path: str, ready: str | None = None) -> None:
+    response = page.goto(f"{watch.origin}{path}")
+    assert response is not None and "script-src 'self'" in response.headers["content-security-policy"], path
+    if ready:
+        page.wait_for_selector(ready, state="attached")
+    watch.check(page, path)
+
+
+def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, live_server, stored, run_id):
+    slug = stored.project.slug
+    token = leaderboard_public_link_set(project=stored.project, enabled=True).leaderboard_public_token
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    charts = ", ".join(f"{chart} .main-svg" for chart in CHARTS)
+    visits = [
+        (None, [("/login/", "#id_username"), (f"/leaderboard/public/{token}/", charts)]),
+        (
+            stored.lead,
+            [
+                ("/", None),
+                (f"/projects/{slug}/", None),
+                (f"/projects/{slug}/members/", None),
+                (f"/projects/{slug}/import/", None),
+                (f"/projects/{slug}/exports/", None),
+                (f"/projects/{slug}/leaderboard/", charts),
+                (f"/projects/{slug}/leaderboard/?split_by=locale&{urlencode({'category': MARKUP})}", None),
+                (f"/projects/{slug}/quality/", "#chart-kappa .main-svg"),
+                ("/projects/no-such-project/", None),
+            ],
+        ),
+        (
+            stored.engineer,
+            [
+                (f"/projects/{slug}/training/", None),
+                (f"/projects/{slug}/training/{run_id}/", "#chart-check-drift .main-svg"),
+            ],
+        ),
+        (stored.annotators[0], [(f"/projects/{slug}/annotate/", "#workspace[data-state=done]")]),
+        (
+            admin,
+            [
+                ("/admin/", "#content"),
+                ("/admin/annotate/project/", "#result_list"),
+                (f"/admin/annotate/project/{stored.project.pk}/change/", "form"),
+                ("/api/docs/", ".swagger-ui .info"),
+                ("/api/projects/", ".response-info"),
+            ],
+        ),
+    ]
+    for user, paths in visits:
+        context = _context(browser, live_server, user)
+        page = context.new_page()
+        watch = Watch(origin=live_server.url)
+        watch.attach(page)
+        for path, ready in paths:
+            _visit(page, watch, path, ready)
+        context.close()
+
+
+@pytest.mark.parametrize("public", [False, True], ids=["page", "public link"])
+def test_leaderboard_charts_draw_imported_markup_as_text(browser, live_server, stored, public):
+    path = f"/projects/{stored.project.slug}/leaderboard/"
+    user = stored.lead
+    if public:
+        token = leaderboard_public_link_set(project=stored.project, enabled=True).leaderboard_public_token
+        path, user = f"/leaderboard/public/{token}/", None
+    context = _context(browser, live_server, user)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+    _visit(page, watch, path, ", ".join(f"{chart} .main-svg" for chart in CHARTS))
+
+    # Axes and legends cut long names short, as text: the markup's first characters, drawn as they are.
+    for texts in (
+        "#chart-ratings .ytick text",
+        "#chart-observed .xtick text",
+        "#chart-predicted .ytick text",
+        "#chart-time .legendtext",
+    ):
+        drawn = page.locator(texts).all_text_contents()
+        assert any(text.startswith('<a href="') and text.endswith("…") for text in drawn), (texts, drawn)
+
+    def hover_text(chart: str) -> str:
+        page.wait_for_timeout(100)  # Plotly redraws a hover label at most every few tens of milliseconds
+        return page.locator(f"#{chart} .hoverlayer .hovertext").first.text_content() or ""
+
+    ratings = []
+    for index in range(len(SYSTEMS)):
+        page.evaluate(
+            "(index) => Plotly.Fx.hover('chart-ratings', [{curveNumber: 1, pointNumber: index}])", index
+        )
+        ratings.append(hover_text("chart-ratings"))
+    page.locator("#chart-observed").scroll_into_view_if_needed()
+    box = page.locator("#chart-observed .nsewdrag").first.bounding_box()
+    cell = box["width"] / len(SYSTEMS), box["height"] / len(SYSTEMS)
+    observed = []
+    for row in range(len(SYSTEMS)):
+        column = (row + 1) % len(SYSTEMS)
+        page.mouse.move(box["x"] + (column + 0.5) * cell[0], box["y"] + (row + 0.5) * cell[1], steps=4)
+        observed.append(hover_text("chart-observed"))
+    assert len(set(ratings)) == len(SYSTEMS) and any(MARKUP in text for text in ratings), ratings
+    assert len(set(observed)) == len(SYSTEMS) and any(text.startswith(MARKUP) for text in observed), observed
+    watch.check(page, "after hovering")
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, stored, width):
+    context = _context(browser, live_server, stored.lead, width=width)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+    slug = stored.project.slug
+
+    _visit(page, watch, f"/projects/{slug}/leaderboard/", "#chart-predicted .main-svg")
+    page.click("text=Create a public link")
+    page.wait_for_selector("input[data-select-on-focus]")
+    page.focus("input[data-select-on-focus]")
+    selected = page.evaluate("document.activeElement.selectionEnd - document.activeElement.selectionStart")
+    assert selected == len(page.input_value("input[data-select-on-focus]"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"leaderboard-{width}.png", full_page=True)
+    watch.check(page, "leaderboard")
+
+    _visit(page, watch, f"/projects/{slug}/members/", "#api-tokens")
+    page.fill("#t-name", "nightly scorer")
+    page.click(".token-form button[type=submit]")
+    page.wait_for_selector("#new-token-secret")
+    page.click("button[data-copy=new-token-secret]")
+    page.wait_for_selector("button[data-copy=new-token-secret]:text('Copied')")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.input_value("#new-token-secret") and copied
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"members-{width}.png", full_page=True)
+    watch.check(page, "members")
+    context.close()
