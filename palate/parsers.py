@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -9,6 +11,31 @@ from rest_framework.exceptions import ParseError
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - the body is nested too deeply") from None
+        where = _nul_at(data)
+        if where is not None:
+            # PostgreSQL stores no NUL character in text or jsonb: refused here, once, for every endpoint.
+            raise ParseError(f"JSON parse error - {where or 'the body'} contains a NUL character (\\u0000)")
+        return data
+
+
+def _nul_at(value: Any, where: str = "") -> str | None:
+    """Where the first NUL character in a parsed JSON value is ("criteria.helpfulness"), or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            if "\x00" in key:
+                return name.replace("\x00", "\\u0000")
+            found = _nul_at(item, name)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None

@@ -39,3 +39,24 @@ def test_a_body_over_the_size_limit_is_a_413_in_the_error_shape(client, path, se
     response = client.post(path.format(project=client.project.pk), body, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/projects/{project}/leaderboard/?category=a%00b", None),
+        ("delete", "/api/projects/{project}/members/ha%00nk/", None),
+        (
+            "post",
+            "/api/projects/{project}/members/",
+            {"username": "x", "role": "annotator", "attributes": {"a\x00": "1"}},
+        ),
+        ("post", "/api/projects/{project}/exports/", {"policy": {"license": "cc\x00by"}}),
+        ("post", "/api/judgments/", {"assignment": 1, "choice": "left", "rationale": "a\x00"}),
+    ],
+    ids=["query", "path", "attribute key", "export licence", "rationale"],
+)
+def test_a_nul_character_anywhere_in_a_request_is_a_400_in_the_error_shape(client, method, path, body):
+    response = getattr(client, method)(path.format(project=client.project.pk), body, format="json")
+    assert response.status_code == 400, response.content
+    assert "NUL" in response.json()["error"]["message"]

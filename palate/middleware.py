@@ -1,0 +1,25 @@
+"""Requests no view can serve, refused before any view runs."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse, JsonResponse
+
+from palate.errors import error_body
+
+
+class RefuseNulCharacters:
+    """A NUL character in the path or the query string (``%00``) can reach no database column: a 400 in the
+    one error shape under /api/, a plain 400 elsewhere, rather than a database error and a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or "\x00" in value for key, value in request.GET.items()
+        ):
+            message = "the address contains a NUL character (%00)"
+            if request.path.startswith("/api/"):
+                return JsonResponse(error_body("invalid", message), status=400)
+            return HttpResponse(message, status=400, content_type="text/plain")
+        return self.get_response(request)
