@@ -62,6 +62,8 @@ def read_arrays(
     table = pa_csv.read_csv(
         pa.py_buffer(buffer),
         read_options=pa_csv.ReadOptions(column_names=names),
+        # Text (a system's name) may hold a newline inside its quotes.
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types={name: _arrow_type(kind) for name, kind in columns.items()},
             true_values=["t"],

@@ -16,7 +16,7 @@ from django.core.cache import cache
 from numpy.typing import NDArray
 
 from annotate.models import Export
-from annotate.services.exports.formats import EXPORT_FORMATS, FORMATS
+from annotate.services.exports.formats import FORMATS, export_format_names
 from annotate.services.exports.policy import DEFAULT_COLUMNS, SPLITS
 from palate.errors import ApplicationError
 
@@ -53,7 +53,7 @@ def export_file(
         candidates = _file_names(split, fmt)
         if not candidates:
             raise ApplicationError(
-                f"format must be one of {', '.join([*EXPORT_FORMATS, CARD])}",
+                f"format must be one of {', '.join([*export_format_names(), CARD])}",
                 fields={"format": [f"got {fmt!r}"]},
             )
         name = next((candidate for candidate in candidates if candidate in export.files), "")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from annotate.models import Project, Prompt
-from annotate.services.exports.formats import EXPORT_FORMATS
+from annotate.services.exports.formats import export_format_names
 from palate.errors import ApplicationError
 
 SPLITS = ("train", "test")
@@ -230,19 +230,20 @@ def export_policy_parse(data: Any, *, project: Project) -> ExportPolicy:
 
 
 def export_formats_parse(formats: Any) -> list[str]:
-    """Validates the list of formats; returns them de-duplicated in a fixed order."""
+    """Validates the list of formats against the registry; returns them de-duplicated in a fixed order."""
+    known = export_format_names()
     if isinstance(formats, str):
         formats = [formats]
     if not isinstance(formats, list | tuple) or not formats:
         raise ApplicationError(
             "formats: name at least one format",
-            fields={"formats": [f"choose from {', '.join(EXPORT_FORMATS)}"]},
+            fields={"formats": [f"choose from {', '.join(known)}"]},
         )
-    unknown = [item for item in formats if item not in EXPORT_FORMATS]
+    unknown = [item for item in formats if item not in known]
     if unknown:
-        message = f"unknown format {unknown[0]!r}; formats: {', '.join(EXPORT_FORMATS)}"
+        message = f"unknown format {unknown[0]!r}; formats: {', '.join(known)}"
         raise ApplicationError(f"formats: {message}", fields={"formats": [message]})
-    return [item for item in EXPORT_FORMATS if item in formats]
+    return [item for item in known if item in formats]
 
 
 def project_has_conversations(project: Project) -> bool:
