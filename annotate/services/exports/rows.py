@@ -12,10 +12,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 from django.conf import settings
-from django.db import connection
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from numpy.typing import NDArray
 
-from annotate.models import Export, Project
+from annotate.models import Export, Judgment, Pair, Project, Prompt, Response
 from annotate.services.exports.labels import Kept, LabelReader, ProgressCallback
 from annotate.services.exports.policy import ExportPolicy
 from annotate.services.exports.writer import DatasetWriter
@@ -94,50 +95,30 @@ def _response_value(content: str, conversational: bool) -> Any:
     return [{"role": "assistant", "content": content}] if conversational else content
 
 
-# The ids of a chunk are sorted and usually dense (rows imported together): the range lets PostgreSQL walk one
-# stretch of the primary key, the list keeps the rows of exactly those ids.
-PROMPT_TEXTS = """
-    SELECT id, external_id, content, CAST(messages AS TEXT), category
-    FROM annotate_prompt
-    WHERE id BETWEEN %(first)s AND %(last)s AND id = ANY(CAST(%(ids)s AS BIGINT[]))
-"""
-RESPONSE_TEXTS = """
-    SELECT id, external_id, content, system
-    FROM annotate_response
-    WHERE id BETWEEN %(first)s AND %(last)s AND id = ANY(CAST(%(ids)s AS BIGINT[]))
-"""
-PAIR_GOLD = """
-    SELECT id, is_gold, gold_choice
-    FROM annotate_pair
-    WHERE id BETWEEN %(first)s AND %(last)s AND id = ANY(CAST(%(ids)s AS BIGINT[]))
-"""
-RAW_JUDGMENTS = """
-    SELECT pair_id, annotator_id, choice, strength, CAST(criteria AS TEXT), rationale, shown_swapped, duration_ms
-    FROM annotate_judgment
-    WHERE pair_id BETWEEN %(first)s AND %(last)s AND (%(include_imported)s OR origin = 'human')
-    ORDER BY pair_id, annotator_id
-"""
-
-
-def _rows_by_id(sql: str, ids: list[int]) -> dict[int, tuple]:
-    """Runs ``sql`` (first column the id) for these sorted ids: ``{id: the rest of its row}``."""
+def _rows_by_id(rows: QuerySet, ids: list[int]) -> dict[int, tuple]:
+    """``{id: the rest of its row}`` of ``rows`` (a ``values_list`` whose first column is the id) for these
+    sorted ids. Ids that are dense (rows imported together, the usual case) are read as one range, which
+    PostgreSQL answers with a single index range scan; scattered ones by list."""
     if not ids:
         return {}
-    # One text parameter: psycopg adapting a list of ten thousand ints costs more than the query.
-    params = {"first": ids[0], "last": ids[-1], "ids": "{" + ",".join(map(str, ids)) + "}"}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0]: row[1:] for row in cursor.fetchall()}
+    if ids[-1] - ids[0] < 2 * len(ids):
+        wanted = set(ids)
+        found = rows.filter(id__gte=ids[0], id__lte=ids[-1])
+        return {row[0]: row[1:] for row in found if row[0] in wanted}
+    return {row[0]: row[1:] for row in rows.filter(id__in=ids)}
 
 
 def _prompt_texts(ids: list[int]) -> dict[int, tuple]:
     """Per prompt id: (external id, text, messages as JSON text or None, category)."""
-    return _rows_by_id(PROMPT_TEXTS, ids)
+    prompts = Prompt.objects.annotate(messages_text=Cast("messages", TextField()))
+    return _rows_by_id(
+        prompts.values_list("id", "external_id", "content", "messages_text", "category").order_by(), ids
+    )
 
 
 def _response_texts(ids: list[int]) -> dict[int, tuple]:
     """Per response id: (external id, text, system). Read once per chunk, however many pairs share one."""
-    return _rows_by_id(RESPONSE_TEXTS, ids)
+    return _rows_by_id(Response.objects.values_list("id", "external_id", "content", "system").order_by(), ids)
 
 
 def _unique(*arrays: NDArray[np.int64]) -> list[int]:
@@ -277,12 +258,20 @@ class RawRows:
     def _judgments(self, first: int, last: int) -> list[tuple]:
         """(pair id, annotator id, choice, strength, criteria JSON, rationale, shown_swapped, duration_ms) of
         the counted judgments on pairs with ids in [first, last], in (pair, annotator) order."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                RAW_JUDGMENTS,
-                {"first": first, "last": last, "include_imported": self.policy.include_imported},
-            )
-            rows = cursor.fetchall()
+        judgments = Judgment.objects.filter(pair__gte=first, pair__lte=last)
+        if not self.policy.include_imported:
+            judgments = judgments.filter(origin=Judgment.Origin.HUMAN)
+        rows = judgments.annotate(criteria_text=Cast("criteria", TextField())).values_list(
+            "pair_id",
+            "annotator_id",
+            "choice",
+            "strength",
+            "criteria_text",
+            "rationale",
+            "shown_swapped",
+            "duration_ms",
+        )
+        rows = list(rows.order_by("pair_id", "annotator_id"))
         return [row for row in rows if row[1] not in self.reader.excluded]
 
     def write(
@@ -313,7 +302,7 @@ class RawRows:
                     strict=True,
                 )
             )
-            gold = _rows_by_id(PAIR_GOLD, pair_pks)
+            gold = _rows_by_id(Pair.objects.values_list("id", "is_gold", "gold_choice").order_by(), pair_pks)
             prompt_rows = _prompt_texts(_unique(kept.prompt[part]))
             responses = _response_texts(_unique(kept.response_a[part], kept.response_b[part]))
             judgments = [
