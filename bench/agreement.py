@@ -357,7 +357,7 @@ def snapshot_main(*, reload: bool) -> None:
     ]  # fmt: skip
     table = [
         (
-            f"read {rows.choice.size:,} judgments (one query, packed in SQL)",
+            f"read {rows.choice.size:,} judgments (one query)",
             f"{read_seconds:.3f}",
             f"{read_cpu:.3f}",
         )

@@ -4,9 +4,8 @@ The service only turns judgment rows into aligned arrays and feeds ``annotate/st
 statistic is computed there. The unit of agreement is the pair. Only annotators' judgments count: labels
 imported with the data (origin ``imported``) are not anyone's opinion to agree with.
 
-Rows are read in one query of plain numbers (choices coded in SQL, no model instances) that PostgreSQL
-packs into a few binary values for numpy, so a project with a million judgments is read in a second or two. A snapshot is stored only when the
-project's judgments changed (their count or their latest ``updated_at``), which is what the Celery beat task
+Rows are read in bulk into numpy arrays (``judgment_arrays``), with no model instances, so a project with a
+million judgments is read in a second or two. A snapshot is stored only when the project's judgments changed (their count or their latest ``updated_at``), which is what the Celery beat task
 asks for every few minutes.
 
 Flags and the training gate are derived from the stored figures and the project's *current* thresholds
@@ -17,24 +16,20 @@ new judgments.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, QuerySet, TextField, Value, When
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db import transaction
 from django.utils import timezone
 from numpy.typing import NDArray
 
-from annotate.models import AgreementSnapshot, Choice, Judgment, Membership, Pair, Project
+from annotate.models import AgreementSnapshot, Membership, Pair, Project
 from annotate.selectors import agreement_snapshot_latest, project_judgment_state
+from annotate.services.judgment_arrays import CHOICES, JudgmentArrays, judgment_arrays
 from annotate.stats import agreement
 
-CHOICES: tuple[str, ...] = (Choice.A, Choice.B, Choice.TIE, Choice.BOTH_BAD)
 CHOICE_CODE = {choice: float(code) for code, choice in enumerate(CHOICES)}
 A, B, TIE, BOTH_BAD = (CHOICE_CODE[choice] for choice in CHOICES)
 
@@ -56,140 +51,8 @@ GOLD_FLAG_MIN_JUDGMENTS = 5
 POSITION_FLAG_MIN_JUDGMENTS = 20
 POSITION_FLAG_P_VALUE = 0.05
 SNAPSHOTS_KEPT = 10
-FETCH_CHUNK_ROWS = 50_000
 REFRESH_LOCK_SECONDS = 15 * 60
 PROMPT_PREVIEW_CHARS = 160
-
-
-def _choice_code(field: str) -> Case:
-    """A choice column (or an alias holding one) as its integer code; anything else becomes NULL."""
-    return Case(
-        *(When(**{field: choice}, then=Value(int(code))) for choice, code in CHOICE_CODE.items()),
-        default=Value(None),
-        output_field=IntegerField(),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class JudgmentArrays:
-    """One entry per human judgment of a project, aligned across fields. NaN means "not given"."""
-
-    pair_ids: NDArray[np.int64]
-    annotator_ids: NDArray[np.int64]
-    choice: NDArray[np.float64]
-    strength: NDArray[np.float64]
-    shown_swapped: NDArray[np.bool_]
-    duration_ms: NDArray[np.float64]
-    created: NDArray[np.float64]
-    gold: NDArray[np.float64]
-    criteria: dict[str, NDArray[np.float64]]
-
-
-# How PostgreSQL packs each column into bytes (NULL as -1; every value here is otherwise >= 0) and the numpy
-# type that reads them back. timestamptz_send writes microseconds since 2000-01-01 UTC as an int8.
-_PACKING = {
-    "pair_id": ("int8send({})", ">i8"),
-    "annotator_id": ("int8send({})", ">i8"),
-    "choice_code": ("int2send(COALESCE({}, -1)::int2)", ">i2"),
-    "strength": ("int2send(COALESCE({}, -1)::int2)", ">i2"),
-    "shown_swapped": ("int2send({}::int::int2)", ">i2"),
-    "duration_ms": ("int4send(COALESCE({}, -1)::int4)", ">i4"),
-    "created_at": ("timestamptz_send({})", ">i8"),
-    "gold_code": ("int2send(COALESCE({}, -1)::int2)", ">i2"),
-}
-_CRITERION_PACKING = ("int2send(COALESCE({}, -1)::int2)", ">i2")
-_POSTGRES_EPOCH_SECONDS = 946_684_800.0  # 2000-01-01 UTC in Unix time
-# Rows are packed into one bytea per group; groups keep each value far below PostgreSQL's 1 GB limit.
-_PACKED_GROUPS = 64
-
-
-def judgment_arrays(*, project: Project) -> JudgmentArrays:
-    """Every human judgment of the project as numpy arrays, read in one query of numbers (choices coded in
-    SQL), with no model instance and, on PostgreSQL, no per-row Python."""
-    criteria = [str(name) for name in project.criteria or []]
-    # Cast to plain text so the comparison with a choice is a text comparison everywhere (SQLite would
-    # otherwise compare against the choice parsed as JSON).
-    criterion_aliases = {
-        f"criterion_{index}": Cast(KeyTextTransform(name, "criteria"), output_field=TextField())
-        for index, name in enumerate(criteria)
-    }
-    criterion_columns = [f"{alias}_code" for alias in criterion_aliases]
-    queryset = (
-        Judgment.objects.filter(pair__project=project, origin=Judgment.Origin.HUMAN)
-        .alias(gold_choice=F("pair__gold_choice"), **criterion_aliases)
-        .annotate(
-            choice_code=_choice_code("choice"),
-            gold_code=_choice_code("gold_choice"),
-            **{
-                column: _choice_code(alias)
-                for column, alias in zip(criterion_columns, criterion_aliases, strict=True)
-            },
-        )
-        .order_by()
-        .values_list(*_PACKING, *criterion_columns)
-    )
-    packing = {**_PACKING, **dict.fromkeys(criterion_columns, _CRITERION_PACKING)}
-    if connection.vendor == "postgresql":
-        columns = _packed_columns(queryset, packing)
-    else:
-        columns = _streamed_columns(queryset, list(packing))
-    return JudgmentArrays(
-        pair_ids=columns["pair_id"].astype(np.int64),
-        annotator_ids=columns["annotator_id"].astype(np.int64),
-        choice=columns["choice_code"],
-        strength=columns["strength"],
-        shown_swapped=columns["shown_swapped"] == 1.0,
-        duration_ms=columns["duration_ms"],
-        created=columns["created_at"],
-        gold=columns["gold_code"],
-        criteria={name: columns[column] for name, column in zip(criteria, criterion_columns, strict=True)},
-    )
-
-
-def _packed_columns(
-    queryset: QuerySet, packing: dict[str, tuple[str, str]]
-) -> dict[str, NDArray[np.float64]]:
-    """PostgreSQL: the rows packed server-side into fixed-width records, a few large bytea values in all,
-    which numpy reads as one structured array. A plain fetch (or COPY, one message per row) would spend
-    seconds in per-row Python on a million judgments."""
-    sql, params = queryset.query.sql_with_params()
-    record = " || ".join(template.format(f"judgment_rows.{name}") for name, (template, _) in packing.items())
-    statement = (
-        f"SELECT string_agg({record}, ''::bytea) FROM ({sql}) AS judgment_rows "
-        f"GROUP BY judgment_rows.pair_id %% {_PACKED_GROUPS}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        data = b"".join(bytes(row[0]) for row in cursor.fetchall())
-    rows = np.frombuffer(data, dtype=np.dtype([(name, layout) for name, (_, layout) in packing.items()]))
-    columns = {}
-    for name in packing:
-        values = rows[name].astype(np.float64)
-        if name == "created_at":
-            values = values / 1e6 + _POSTGRES_EPOCH_SECONDS
-        else:
-            values[values < 0] = np.nan
-        columns[name] = values
-    return columns
-
-
-def _streamed_columns(queryset: QuerySet, names: list[str]) -> dict[str, NDArray[np.float64]]:
-    """Other databases (SQLite in development): rows streamed in chunks, each converted by numpy in one call
-    (which turns None into NaN); datetimes become Unix seconds."""
-    created = names.index("created_at")
-    chunks: list[NDArray[np.float64]] = []
-    batch: list[list] = []
-    for row in queryset.iterator(chunk_size=FETCH_CHUNK_ROWS):
-        values = list(row)
-        values[created] = values[created].timestamp()
-        batch.append(values)
-        if len(batch) == FETCH_CHUNK_ROWS:
-            chunks.append(np.array(batch, dtype=np.float64))
-            batch = []
-    if batch:
-        chunks.append(np.array(batch, dtype=np.float64))
-    table = np.concatenate(chunks) if chunks else np.empty((0, len(names)))
-    return {name: table[:, index] for index, name in enumerate(names)}
 
 
 def signed_strength(*, choice: NDArray[np.float64], strength: NDArray[np.float64]) -> NDArray[np.float64]:

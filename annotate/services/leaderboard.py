@@ -1,10 +1,8 @@
 """Leaderboards: the project's human judgments read in bulk into integer arrays, rated by
 ``annotate.stats.ratings``, and returned as plain dicts for the API, the page and the CSV download.
 
-Reading is one query whose every column is an integer (system names are mapped to indices inside the query by
-joining a VALUES list), so a million judgments never become a million Python objects: on PostgreSQL the rows
-arrive through ``COPY ... (FORMAT binary)`` and numpy reads the buffer in one pass; elsewhere (SQLite in
-development) through ``fetchall``.
+Judgments are read by ``palate.db.read_arrays`` (system names and votes coded as indices on the way), so a
+million judgments never become a million Python objects.
 """
 
 from __future__ import annotations
@@ -14,17 +12,19 @@ import hashlib
 import io
 import json
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import F, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from numpy.typing import NDArray
 
 from annotate.models import Judgment, Membership, Project, Prompt
+from annotate.services.judgment_arrays import CHOICES
 from annotate.stats.ratings import (
     DEFAULT_ANCHOR_RATING,
     SEPARATION_L2,
@@ -38,6 +38,7 @@ from annotate.stats.ratings import (
     prompt_response_scores,
     ratings_by_group,
 )
+from palate.db import read_arrays
 from palate.errors import ApplicationError
 
 IntArray = NDArray[np.int64]
@@ -71,12 +72,6 @@ CSV_COLUMNS = (
     "crowd_bt_upper",
     "crowd_bt_rank",
 )
-
-_OUTCOME_CASE = (
-    f"CASE {{vote}} WHEN 'a' THEN {Outcome.A_WINS:d} WHEN 'b' THEN {Outcome.B_WINS:d} "
-    f"WHEN 'tie' THEN {Outcome.TIE:d} WHEN 'both_bad' THEN {Outcome.BOTH_BAD:d} ELSE -1 END"
-)
-
 
 # ------------------------------------------------------------------------------------------------------------
 # Reading judgments into arrays
@@ -115,53 +110,6 @@ class Battles:
         )
 
 
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-def _parse_binary_copy(data: bytes, columns: int) -> IntArray:
-    """Rows of ``COPY ... (FORMAT binary)`` whose columns are all non-null BIGINTs, as a rows x columns array.
-
-    Each row is a 16-bit field count, then per field a 32-bit length and the 8-byte big-endian value, so with
-    fixed-width non-null fields every row has the same size and numpy can view the buffer as records.
-    """
-    if not data.startswith(_COPY_SIGNATURE):
-        raise ValueError("not PostgreSQL binary COPY data")
-    extension = int.from_bytes(data[15:19], "big")
-    body = memoryview(data)[19 + extension : len(data) - 2]
-    fields: list[tuple[str, str]] = [("count", ">i2")]
-    for index in range(columns):
-        fields += [(f"length{index}", ">i4"), (f"value{index}", ">i8")]
-    row = np.dtype(fields)
-    if len(body) % row.itemsize:
-        raise ValueError("binary COPY rows are not fixed-width BIGINTs")
-    records = np.frombuffer(body, dtype=row)
-    if records.size and (
-        np.any(records["count"] != columns)
-        or any(np.any(records[f"length{index}"] != 8) for index in range(columns))
-    ):
-        raise ValueError("binary COPY rows hold NULLs or non-BIGINT values")
-    result = np.empty((records.size, columns), dtype=np.int64)
-    for index in range(columns):
-        result[:, index] = records[f"value{index}"]
-    return result
-
-
-def integer_rows(sql: str, params: Sequence[Any], columns: int) -> IntArray:
-    """Runs a query whose columns are all non-null BIGINTs and returns its rows as an int64 array."""
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        if connection.vendor == "postgresql" and hasattr(raw, "mogrify") and hasattr(raw, "copy"):
-            statement = raw.mogrify(sql, list(params))
-            buffer = bytearray()
-            with raw.copy(f"COPY ({statement}) TO STDOUT (FORMAT binary)") as copy:
-                for chunk in copy:
-                    buffer += chunk
-            return _parse_binary_copy(bytes(buffer), columns)
-        cursor.execute(sql, list(params))
-        rows = cursor.fetchall()
-    return np.array(rows, dtype=np.int64).reshape(-1, columns)
-
-
 def project_systems(*, project: Project) -> list[str]:
     """Every named system among the project's responses, sorted."""
     with connection.cursor() as cursor:
@@ -173,54 +121,30 @@ def project_systems(*, project: Project) -> list[str]:
         return sorted(name for (name,) in cursor.fetchall())
 
 
-def _vote_expression(criterion: str | None) -> tuple[str, list[Any]]:
-    if criterion is None:
-        return "j.choice", []
-    if connection.vendor == "postgresql":
-        return "(j.criteria ->> %s)", [criterion]
-    if connection.vendor == "sqlite":
-        return "json_extract(j.criteria, %s)", ['$."' + criterion + '"']
-    raise NotImplementedError(
-        f"per-criterion leaderboards need PostgreSQL or SQLite, not {connection.vendor}"
-    )
-
-
-def _battle_query(
-    *,
-    project: Project,
-    systems: list[str],
-    criterion: str | None,
-    category: str | None,
-    columns: str,
-    tail: str = "",
-) -> tuple[str, list[Any]]:
-    """``SELECT {columns}`` over the project's human judgments, with ``sa.column2``/``sb.column2`` the system
-    indices of responses A and B (NULL for a name not in ``systems``) and ``{outcome}`` in ``columns`` standing
-    for the outcome code (-1 when there is no valid vote)."""
-    vote, vote_params = _vote_expression(criterion)
-    params: list[Any] = [*vote_params]
-    category_join = ""
+def _human_judgments(*, project: Project, criterion: str | None, category: str | None) -> QuerySet:
+    """The project's human judgments (of prompts in ``category``, when given), each with its ``vote``: the
+    overall choice, or the choice on ``criterion``."""
+    judgments = Judgment.objects.filter(pair__project=project, origin=Judgment.Origin.HUMAN)
     if category is not None:
-        category_join = "JOIN annotate_prompt q ON q.id = pr.prompt_id AND q.category = %s"
-        params.append(category)
-    # With no named system the VALUES list would be empty; one row that matches nothing keeps the SQL valid
-    # and still counts the judgments as skipped.
-    values = ", ".join(["(%s, %s)"] * len(systems)) if systems else "(NULL, -1)"
-    system_params = [item for index, name in enumerate(systems) for item in (name, index)]
-    params += [*system_params, *system_params, project.pk]
-    sql = f"""
-        SELECT {columns.format(outcome=_OUTCOME_CASE.format(vote=vote))}
-        FROM annotate_judgment j
-        JOIN annotate_pair pr ON pr.id = j.pair_id
-        JOIN annotate_response ra ON ra.id = pr.response_a_id
-        JOIN annotate_response rb ON rb.id = pr.response_b_id
-        {category_join}
-        LEFT JOIN (VALUES {values}) sa ON sa.column1 = ra.system
-        LEFT JOIN (VALUES {values}) sb ON sb.column1 = rb.system
-        WHERE pr.project_id = %s AND j.origin = 'human'
-        {tail}
-    """
-    return sql, params
+        judgments = judgments.filter(pair__prompt__category=category)
+    vote = F("choice") if criterion is None else KeyTextTransform(criterion, "criteria")
+    return judgments.annotate(vote=vote).order_by()
+
+
+# Counted by the database, so that a few rows leave it; systems are numbered by their position in
+# %(systems)s (-1 for a name not in it). Joining the names like a table lets PostgreSQL look the pairs' systems
+# up once per pair rather than once per judgment.
+OUTCOME_COUNTS = """
+    SELECT COALESCE(sa.position - 1, -1), COALESCE(sb.position - 1, -1), j.choice, COUNT(*), MAX(j.id)
+    FROM annotate_judgment j
+    JOIN annotate_pair pr ON pr.id = j.pair_id
+    JOIN annotate_response ra ON ra.id = pr.response_a_id
+    JOIN annotate_response rb ON rb.id = pr.response_b_id
+    LEFT JOIN unnest(CAST(%(systems)s AS TEXT[])) WITH ORDINALITY AS sa(name, position) ON sa.name = ra.system
+    LEFT JOIN unnest(CAST(%(systems)s AS TEXT[])) WITH ORDINALITY AS sb(name, position) ON sb.name = rb.system
+    WHERE pr.project_id = %(project)s AND j.origin = 'human'
+    GROUP BY 1, 2, 3
+"""
 
 
 def _usable(
@@ -243,21 +167,19 @@ def project_battles(
     """The project's human judgments as battles, optionally on one criterion (``Judgment.criteria[name]``) and
     for prompts of one category. Imported labels are not votes and are never read."""
     systems = project_systems(project=project) if systems is None else systems
-    sql, params = _battle_query(
-        project=project,
-        systems=systems,
-        criterion=criterion,
-        category=category,
-        columns="""CAST(j.id AS BIGINT),
-               CAST(COALESCE(sa.column2, -1) AS BIGINT),
-               CAST(COALESCE(sb.column2, -1) AS BIGINT),
-               CAST({outcome} AS BIGINT),
-               CAST(j.annotator_id AS BIGINT)""",
+    names = tuple(systems)
+    judgments = _human_judgments(project=project, criterion=criterion, category=category).values_list(
+        "id", "pair__response_a__system", "pair__response_b__system", "vote", "annotator_id"
     )
-    rows = integer_rows(sql, params, 5)
-    if rows.shape[0] > 1 and np.any(rows[1:, 0] < rows[:-1, 0]):
-        rows = rows[np.argsort(rows[:, 0], kind="stable")]
-    judgment_id, model_a, model_b, outcome, annotator = rows.T
+    columns = read_arrays(
+        judgments,
+        {"judgment_id": "int", "model_a": names, "model_b": names, "outcome": CHOICES, "annotator": "int"},
+    )
+    ids = columns["judgment_id"]
+    if ids.size > 1 and np.any(ids[1:] < ids[:-1]):
+        order = np.argsort(ids, kind="stable")
+        columns = {name: values[order] for name, values in columns.items()}
+    judgment_id, model_a, model_b, outcome, annotator = columns.values()
     keep, reasons = _usable(model_a, model_b, outcome)
     return Battles(
         systems=systems,
@@ -275,21 +197,13 @@ def project_outcome_table(
 ) -> tuple[OutcomeTable, int]:
     """The outcome table of the project's human judgments (overall choice), counted by the database so that
     only a few hundred rows leave it, and the id of the latest judgment counted (0 when none)."""
-    sql, params = _battle_query(
-        project=project,
-        systems=systems,
-        criterion=None,
-        category=None,
-        columns="""CAST(COALESCE(sa.column2, -1) AS BIGINT),
-               CAST(COALESCE(sb.column2, -1) AS BIGINT),
-               CAST({outcome} AS BIGINT),
-               CAST(COUNT(*) AS BIGINT),
-               CAST(MAX(j.id) AS BIGINT)""",
-        tail="GROUP BY 1, 2, 3",
+    rows = read_arrays(
+        OUTCOME_COUNTS,
+        {"model_a": "int", "model_b": "int", "outcome": CHOICES, "count": "int", "last": "int"},
+        {"project": project.pk, "systems": list(systems)},
     )
-    rows = integer_rows(sql, params, 5)
-    last_judgment = int(rows[:, 4].max()) if rows.shape[0] else 0
-    model_a, model_b, outcome, count = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    last_judgment = int(rows["last"].max()) if rows["last"].size else 0
+    model_a, model_b, outcome, count = rows["model_a"], rows["model_b"], rows["outcome"], rows["count"]
     keep, _ = _usable(model_a, model_b, outcome)
     table = build_outcome_table(
         np.repeat(model_a[keep], count[keep]),
@@ -917,18 +831,21 @@ def prompt_response_scores_compute(*, project: Project) -> dict[int, float]:
     """``{response_id: score}``: Bradley-Terry log-strength of each judged response within its prompt, from
     the project's human judgments (both-bad per ``project.both_bad_as_tie``). Responses never judged are
     absent."""
-    sql = f"""
-        SELECT CAST(pr.prompt_id AS BIGINT), CAST(pr.response_a_id AS BIGINT), CAST(pr.response_b_id AS BIGINT),
-               CAST({_OUTCOME_CASE.format(vote="j.choice")} AS BIGINT)
-        FROM annotate_judgment j JOIN annotate_pair pr ON pr.id = j.pair_id
-        WHERE pr.project_id = %s AND j.origin = 'human'
-    """
-    rows = integer_rows(sql, [project.pk], 4)
-    rows = rows[rows[:, 3] >= 0]
-    if rows.shape[0] == 0:
+    judgments = Judgment.objects.filter(pair__project=project, origin=Judgment.Origin.HUMAN).values_list(
+        "pair__prompt_id", "pair__response_a_id", "pair__response_b_id", "choice"
+    )
+    rows = read_arrays(
+        judgments.order_by(), {"prompt": "int", "response_a": "int", "response_b": "int", "outcome": CHOICES}
+    )
+    voted = rows["outcome"] >= 0
+    if not voted.any():
         return {}
     scores = prompt_response_scores(
-        rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], both_bad_as_tie=project.both_bad_as_tie
+        rows["prompt"][voted],
+        rows["response_a"][voted],
+        rows["response_b"][voted],
+        rows["outcome"][voted],
+        both_bad_as_tie=project.both_bad_as_tie,
     )
     return {
         int(response): float(score) for response, score in zip(scores.response, scores.score, strict=True)

@@ -17,10 +17,11 @@ import numpy as np
 from django.core.cache import cache
 from django.db import connection, transaction
 
-from annotate.models import Judgment, Project
-from annotate.services.leaderboard import integer_rows, project_outcome_table, project_systems
+from annotate.models import Judgment, Pair, Project
+from annotate.services.leaderboard import project_outcome_table, project_systems
 from annotate.stats.ratings import fit_ratings
 from annotate.stats.selection import fisher_covariance, pair_priorities
+from palate.db import read_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -58,24 +59,14 @@ def pair_priorities_refresh(*, project: Project) -> int:
     else:
         theta, covariance = np.zeros(0), np.zeros((0, 0))
 
-    values = ", ".join(["(%s, %s)"] * len(systems)) if systems else "(NULL, -1)"
-    system_params = [item for index, name in enumerate(systems) for item in (name, index)]
-    rows = integer_rows(
-        f"""
-        SELECT CAST(pr.id AS BIGINT),
-               CAST(COALESCE(sa.column2, -1) AS BIGINT),
-               CAST(COALESCE(sb.column2, -1) AS BIGINT),
-               CAST(pr.slots_taken AS BIGINT)
-        FROM annotate_pair pr
-        JOIN annotate_response ra ON ra.id = pr.response_a_id
-        JOIN annotate_response rb ON rb.id = pr.response_b_id
-        LEFT JOIN (VALUES {values}) sa ON sa.column1 = ra.system
-        LEFT JOIN (VALUES {values}) sb ON sb.column1 = rb.system
-        WHERE pr.project_id = %s
-        """,
-        [*system_params, *system_params, project.pk],
-        4,
+    names = tuple(systems)
+    pairs = Pair.objects.filter(project=project).values_list(
+        "id", "response_a__system", "response_b__system", "slots_taken"
     )
+    columns = read_arrays(
+        pairs.order_by(), {"id": "int", "system_a": names, "system_b": names, "slots_taken": "int"}
+    )
+    rows = np.column_stack(list(columns.values()))
     # Within a system pair, fill the fullest pairs first (then by id), as the fill order does.
     rows = rows[np.lexsort((rows[:, 0], -rows[:, 3]))]
     pair_id, system_a, system_b, slots_taken = rows.T
@@ -101,30 +92,13 @@ def pair_priorities_write(*, pair_ids: np.ndarray, priorities: np.ndarray) -> in
     handed out first) and returns how many pairs changed. The one way any assignment strategy writes
     priorities: this module's "uncertain_systems" and ``rewardtrain.services.assisted``'s "uncertain_model".
 
-    Writes go in short chunks of ``UPDATE_CHUNK`` consecutive ids that skip unchanged rows (on PostgreSQL
-    through a COPY into a temporary table), so concurrent claims, which lock the pairs they hand out, never
+    Writes go in short chunks of ``UPDATE_CHUNK`` consecutive ids that skip unchanged rows (through a COPY
+    into a temporary table), so concurrent claims, which lock the pairs they hand out, never
     wait long. Call it outside a long transaction; the pairs need no lock."""
     pair_id, priority = np.asarray(pair_ids, dtype=np.int64), np.asarray(priorities, dtype=np.float64)
     order = np.argsort(pair_id, kind="stable")
     pair_id, priority = pair_id[order], priority[order]
-    if connection.vendor == "postgresql":
-        return _priorities_write_postgresql(pair_id, priority)
-    changed = 0
-    for start in range(0, pair_id.size, UPDATE_CHUNK):
-        rows = [
-            (score, pair, score)
-            for pair, score in zip(
-                pair_id[start : start + UPDATE_CHUNK].tolist(),
-                priority[start : start + UPDATE_CHUNK].tolist(),
-                strict=True,
-            )
-        ]
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(
-                "UPDATE annotate_pair SET priority = %s WHERE id = %s AND priority <> %s", rows
-            )
-            changed += max(cursor.rowcount, 0)
-    return changed
+    return _priorities_write(pair_id, priority)
 
 
 def _binary_copy_rows(pair_id: np.ndarray, priority: np.ndarray) -> bytes:
@@ -148,7 +122,7 @@ def _binary_copy_rows(pair_id: np.ndarray, priority: np.ndarray) -> bytes:
     return header + records.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
 
-def _priorities_write_postgresql(pair_id: np.ndarray, priority: np.ndarray) -> int:
+def _priorities_write(pair_id: np.ndarray, priority: np.ndarray) -> int:
     """COPY the new priorities into a temporary table, then update the pairs from it in short statements over
     consecutive id ranges. Each statement locks at most ``UPDATE_CHUNK`` pairs for a moment and skips pairs
     whose priority did not change; the id range lets PostgreSQL walk the primary key instead of the table."""

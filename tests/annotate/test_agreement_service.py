@@ -288,32 +288,45 @@ def test_the_computation_reads_judgments_in_a_fixed_number_of_queries(crafted, d
         agreement_snapshot_compute(project=crafted.project)
 
 
-def test_the_packed_postgresql_read_equals_the_streamed_read_used_elsewhere(crafted, monkeypatch):
+def test_judgment_arrays_equal_what_the_orm_reads(crafted):
     Judgment.objects.filter(annotator=crafted.users["ann"]).update(duration_ms=None)
-    packed = judgment_arrays(project=crafted.project)
-    # The portable path, on the same database.
-    monkeypatch.setattr(
-        service,
-        "_packed_columns",
-        lambda queryset, packing: service._streamed_columns(queryset, list(packing)),
+    rows = judgment_arrays(project=crafted.project)
+    judgments = list(
+        Judgment.objects.filter(pair__project=crafted.project, origin="human")
+        .select_related("pair")
+        .order_by("pair_id", "annotator_id")
     )
-    streamed = judgment_arrays(project=crafted.project)
+    order = np.lexsort((rows.annotator_ids, rows.pair_ids))
+    codes = {"a": 0.0, "b": 1.0, "tie": 2.0, "both_bad": 3.0}
 
-    order, streamed_order = (
-        np.lexsort((packed.annotator_ids, packed.pair_ids)),
-        np.lexsort((streamed.annotator_ids, streamed.pair_ids)),
-    )
-    for field in ("pair_ids", "annotator_ids", "choice", "strength", "shown_swapped", "duration_ms", "gold"):
-        np.testing.assert_array_equal(
-            getattr(packed, field)[order], getattr(streamed, field)[streamed_order], field
-        )
-    np.testing.assert_allclose(packed.created[order], streamed.created[streamed_order], rtol=0, atol=1e-6)
+    def expected(values: list) -> np.ndarray:
+        return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
+
+    np.testing.assert_array_equal(rows.pair_ids[order], [judgment.pair_id for judgment in judgments])
     np.testing.assert_array_equal(
-        packed.criteria["helpfulness"][order], streamed.criteria["helpfulness"][streamed_order]
+        rows.annotator_ids[order], [judgment.annotator_id for judgment in judgments]
     )
-    assert np.isnan(packed.duration_ms).sum() == ORDINARY_PAIRS + GOLD_PAIRS
-    created = Judgment.objects.filter(origin="human").order_by("pair_id", "annotator_id").first().created_at
-    assert packed.created[order][0] == pytest.approx(created.timestamp(), abs=1e-6)
+    np.testing.assert_array_equal(rows.choice[order], [codes[judgment.choice] for judgment in judgments])
+    np.testing.assert_array_equal(
+        rows.strength[order], expected([judgment.strength for judgment in judgments])
+    )
+    np.testing.assert_array_equal(
+        rows.shown_swapped[order], [judgment.shown_swapped for judgment in judgments]
+    )
+    np.testing.assert_array_equal(
+        rows.duration_ms[order], expected([judgment.duration_ms for judgment in judgments])
+    )
+    np.testing.assert_array_equal(
+        rows.gold[order], expected([codes.get(judgment.pair.gold_choice) for judgment in judgments])
+    )
+    np.testing.assert_array_equal(
+        rows.criteria["helpfulness"][order],
+        expected([codes.get(judgment.criteria.get("helpfulness")) for judgment in judgments]),
+    )
+    np.testing.assert_allclose(
+        rows.created[order], [judgment.created_at.timestamp() for judgment in judgments], rtol=0, atol=1e-6
+    )
+    assert np.isnan(rows.duration_ms).sum() == ORDINARY_PAIRS + GOLD_PAIRS
 
 
 def test_judgment_arrays_reads_numbers_only(crafted):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from annotate.models import Export, Judgment, Membership, Pair, Project, Prompt, Response
-from annotate.services.exports import export_create, export_run
+from annotate.services.exports import FORMATS, ExportFormat, export_create, export_run
 from palate.errors import ApplicationError
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
@@ -784,6 +785,30 @@ def test_exports_whose_worker_died_are_failed_and_live_ones_are_left_alone(small
 # The page and the command ------------------------------------------------------------------------------------------
 
 
+class _CsvSink:
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.writer = pa_csv.CSVWriter(str(path), schema)
+
+    def write(self, lines: list[bytes], table: pa.Table | None) -> None:
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def test_a_registered_format_is_offered_and_written_like_the_others(small_project, monkeypatch):
+    csv_format = ExportFormat(name="csv", label="CSV", extension="csv", sink=_CsvSink, order=50)
+    monkeypatch.setitem(FORMATS, "csv", csv_format)
+
+    export = run(small_project.project, formats=("csv", "jsonl"), columns=["ids"])
+
+    assert export.status == Export.Status.SUCCEEDED, export.error
+    assert export.formats == ["jsonl", "csv"]
+    table = pa_csv.read_csv(path_of(export, "train.csv"))
+    assert table.num_rows == export.files["train.csv"]["rows"] == len(rows(export))
+    assert table.column("pair_id").to_pylist() == [row["pair_id"] for row in rows(export)]
+
+
 def test_the_exports_page_lists_exports_and_starts_one(api, client, django_capture_on_commit_callbacks):
     client.force_login(api.users["engineer"])
     url = f"/projects/{api.crafted.project.slug}/exports/"
@@ -805,6 +830,7 @@ def test_the_exports_page_lists_exports_and_starts_one(api, client, django_captu
     assert page.status_code == 200
     html = page.content.decode()
     assert "Start an export" in html and "v1" in html and "train.parquet" in html
+    assert all(f'value="{name}"' in html and fmt.label in html for name, fmt in FORMATS.items())
     assert posted.status_code == 302
     created = Export.objects.get(project=api.crafted.project, version=2)
     assert created.policy["min_votes"] == 2 and created.policy["split"] == 0.8 and created.policy["seed"] == 3
