@@ -21,9 +21,6 @@ from tests.stored_payloads import FORMULAS, MARKUP, Stored, stored_payload_proje
 ROOT = Path(__file__).resolve().parent.parent
 # Source folders of the product (tests, benchmarks and the virtual environment are not the product).
 PRODUCT = ("annotate", "palate", "rewardtrain", "scripts")
-# Files another change still has to clean up: annotate/services/leaderboard.py keeps a leaderboard_csv_text
-# that nothing calls any more (the leaderboard's CSV is annotate/api/leaderboard_serializers.py's).
-NOT_YET_REMOVED = {"annotate/services/leaderboard.py"}
 
 
 @pytest.mark.parametrize(
@@ -62,7 +59,7 @@ def test_no_csv_is_written_outside_the_guarded_writer():
     for folder in PRODUCT:
         for path in sorted((ROOT / folder).rglob("*.py")):
             relative = str(path.relative_to(ROOT))
-            if relative == "palate/safe_csv.py" or relative in NOT_YET_REMOVED:
+            if relative == "palate/safe_csv.py":
                 continue
             if writers.search(path.read_text()):
                 found.append(relative)

@@ -7,9 +7,7 @@ million judgments never become a million Python objects.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -35,7 +33,6 @@ from annotate.stats.ratings import (
     fit_crowd_bt,
     fit_ratings,
     online_elo,
-    prompt_response_scores,
     ratings_by_group,
 )
 from palate.db import read_arrays
@@ -799,15 +796,6 @@ def leaderboard_get(*, project: Project, public: bool = False, **options: Any) -
     return cached
 
 
-def leaderboard_csv_text(board: dict[str, Any]) -> str:
-    """The leaderboard's table as CSV, header first."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows([row[column] for column in CSV_COLUMNS] for row in board["rows"])
-    return buffer.getvalue()
-
-
 def leaderboard_public_link_set(*, project: Project, enabled: bool) -> Project:
     """Turns the public read-only link on (a fresh unguessable token, so re-enabling revokes the old link) or
     off."""
@@ -820,33 +808,3 @@ def project_for_public_leaderboard(*, token: str) -> Project | None:
     if not token:
         return None
     return Project.objects.filter(leaderboard_public_token=token).exclude(leaderboard_public_token="").first()
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Per-prompt response scores (exports)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def prompt_response_scores_compute(*, project: Project) -> dict[int, float]:
-    """``{response_id: score}``: Bradley-Terry log-strength of each judged response within its prompt, from
-    the project's human judgments (both-bad per ``project.both_bad_as_tie``). Responses never judged are
-    absent."""
-    judgments = Judgment.objects.filter(pair__project=project, origin=Judgment.Origin.HUMAN).values_list(
-        "pair__prompt_id", "pair__response_a_id", "pair__response_b_id", "choice"
-    )
-    rows = read_arrays(
-        judgments.order_by(), {"prompt": "int", "response_a": "int", "response_b": "int", "outcome": CHOICES}
-    )
-    voted = rows["outcome"] >= 0
-    if not voted.any():
-        return {}
-    scores = prompt_response_scores(
-        rows["prompt"][voted],
-        rows["response_a"][voted],
-        rows["response_b"][voted],
-        rows["outcome"][voted],
-        both_bad_as_tie=project.both_bad_as_tie,
-    )
-    return {
-        int(response): float(score) for response, score in zip(scores.response, scores.score, strict=True)
-    }

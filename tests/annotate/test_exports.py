@@ -309,12 +309,20 @@ def test_per_prompt_scores_rank_the_chosen_response_above_the_rejected_one(craft
     assert row["score_chosen"] == pytest.approx(-row["score_rejected"], abs=1e-6)
 
 
-def test_per_prompt_scores_match_the_leaderboard_service_under_the_default_policy(small_project):
-    from annotate.services.leaderboard import prompt_response_scores_compute
+def test_per_prompt_scores_are_the_per_prompt_fit_under_the_default_policy(small_project):
+    from annotate.stats.ratings import Outcome, prompt_response_scores
 
     export = run(small_project.project, split=1.0, columns=["score_chosen", "score_rejected", "ids"])
 
-    expected = prompt_response_scores_compute(project=small_project.project)
+    votes = list(
+        Judgment.objects.filter(pair__project=small_project.project)
+        .order_by("id")
+        .values_list("pair__prompt_id", "pair__response_a_id", "pair__response_b_id", "choice")
+    )
+    outcome = {"a": Outcome.A_WINS, "b": Outcome.B_WINS, "tie": Outcome.TIE, "both_bad": Outcome.BOTH_BAD}
+    prompts, responses_a, responses_b, choices = zip(*votes, strict=True)
+    fit = prompt_response_scores(prompts, responses_a, responses_b, [outcome[choice] for choice in choices])
+    expected = {int(response): float(score) for response, score in zip(fit.response, fit.score, strict=True)}
     response_pk = {external_id: pk for pk, external_id in Response.objects.values_list("pk", "external_id")}
     for row in all_rows(export):
         assert row["score_chosen"] == pytest.approx(expected[response_pk[row["chosen_id"]]], abs=1e-6)

@@ -19,7 +19,6 @@ from annotate.services.leaderboard import (
     leaderboard_compute,
     leaderboard_public_link_set,
     project_battles,
-    prompt_response_scores_compute,
 )
 from annotate.services.selection import (
     REFRESH_EVERY_JUDGMENTS,
@@ -34,7 +33,6 @@ from annotate.stats.ratings import (
     fit_crowd_bt,
     fit_ratings,
     online_elo,
-    prompt_response_scores,
 )
 from annotate.stats.selection import (
     PRIOR_PRECISION,
@@ -376,25 +374,6 @@ def test_battles_arrive_in_judgment_order_as_integers():
     assert battles.model_a.tolist() == expected_a.tolist()
     assert battles.model_b.tolist() == expected_b.tolist()
     assert battles.outcome.tolist() == expected_outcome.tolist()
-
-
-def test_prompt_response_scores_are_the_per_prompt_fit():
-    crafted = craft(pairs=12)
-    scores = prompt_response_scores_compute(project=crafted.project)
-    rows = list(
-        Judgment.objects.filter(pair__project=crafted.project)
-        .order_by("id")
-        .values_list("pair__prompt_id", "pair__response_a_id", "pair__response_b_id", "choice")
-    )
-    expected = prompt_response_scores(
-        [row[0] for row in rows],
-        [row[1] for row in rows],
-        [row[2] for row in rows],
-        [CODE[row[3]] for row in rows],
-    )
-    assert len(scores) == expected.response.size
-    for response, score in zip(expected.response, expected.score, strict=True):
-        assert scores[int(response)] == pytest.approx(score)
 
 
 # ------------------------------------------------------------------------------------------------------------

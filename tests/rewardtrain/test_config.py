@@ -64,7 +64,9 @@ def test_the_web_process_can_validate_without_importing_torch():
 
 def test_every_numeric_hyperparameter_has_an_upper_bound_checked_when_the_run_is_created():
     """A value the worker cannot use (a seed of 10**30 overflows numpy's and torch's) is refused up front."""
-    numeric = [spec for spec in TrainConfig.describe() if spec["type"].removesuffix(" | None") in {"int", "float"}]
+    numeric = [
+        spec for spec in TrainConfig.describe() if spec["type"].removesuffix(" | None") in {"int", "float"}
+    ]
     assert numeric and all("le" in spec or "lt" in spec for spec in numeric), [
         spec["name"] for spec in numeric if "le" not in spec and "lt" not in spec
     ]
