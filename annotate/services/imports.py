@@ -2,8 +2,8 @@
 
 An import is atomic: it runs in one transaction with the project row locked, and when any row fails
 nothing is written and every error (up to ``MAX_REPORTED_ERRORS``) is reported with its place. Rows are
-read and written in chunks, so memory stays flat however large the file is. On PostgreSQL rows go in
-through COPY with ids drawn from the tables' sequences; elsewhere through ``bulk_create``.
+read and written in chunks, so memory stays flat however large the file is. Rows go in through binary
+COPY with ids drawn from the tables' sequences.
 
 Foreign keys. PostgreSQL checks each foreign key of each inserted row with a trigger that looks the
 parent row up and locks it FOR KEY SHARE: six checks per imported pair, the largest single cost of an
@@ -27,7 +27,6 @@ import logging
 import queue
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -38,7 +37,6 @@ from typing import IO, Any
 import orjson
 import psycopg
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, models, transaction
 from django.utils import timezone
 from psycopg import postgres
@@ -60,6 +58,7 @@ from annotate.services.import_rows import (
     row_to_items,
 )
 from palate.errors import ApplicationError
+from palate.jobs.services import JobKind, job_claim, job_enqueue, job_fail, job_finish, job_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class ImportResult:
     gold_pairs_created: int = 0
     judgments_created: int = 0
     # "importer" when the import checked its foreign keys itself (see the module's docstring),
-    # "database" when PostgreSQL's triggers checked each row; empty elsewhere.
+    # "database" when PostgreSQL's triggers checked each row.
     foreign_keys_checked_by: str = ""
 
     def as_dict(self) -> dict[str, int]:
@@ -163,7 +162,7 @@ def _statistics_refresh(result: ImportResult) -> None:
     Prompts and responses are analysed only in the columns that queries filter, join or group on: the
     statistics of their long texts (content, messages, metadata) serve no query and took two thirds of
     the time (0.8 s of 1.4 s after 100,000 pairs). Autovacuum's own analyses still cover every column."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block or not result.pairs_created:
+    if connection.in_atomic_block or not result.pairs_created:
         return
     tables = [
         (Prompt, "(id, project_id, external_id, category)"),
@@ -199,7 +198,7 @@ def _items_import(
                 raise ImportFailed([f"{name}: the project was deleted; nothing was imported"])
             restore_triggers = _foreign_key_checks_begin(result)
             content, counter = open_decompressed(stream, name, limits.max_file_bytes)
-            storage = _storage_open()
+            storage = _Storage()
             try:
                 writer = _ChunkWriter(project, result, write_errors, storage)
                 chunks = _parsed_chunks(content, name, fmt, options, limits, result, parse_errors)
@@ -241,8 +240,6 @@ def _foreign_key_checks_begin(result: ImportResult) -> Callable[[], None]:
     """Chooses who checks the import's foreign keys (see the module's docstring), records it in
     ``result`` and returns what restores the session's setting once the rows are written. Call inside
     the import's transaction, with the project row locked."""
-    if connection.vendor != "postgresql":
-        return lambda: None
     permitted = (
         "has_parameter_privilege('session_replication_role', 'SET')"
         if connection.pg_version >= 150000
@@ -407,9 +404,8 @@ class _ChunkWriter:
     because new rows may refer to them). The storage runs lookups and inserts in the order they are
     given, and each chunk's lookup is given before the previous chunk's rows: so the lookup sees what was
     stored up to the chunk before the previous one, and the previous chunk's new rows are checked here,
-    from memory (``self.recent``). On PostgreSQL the storage works in a thread of its own, and this
-    ordering lets Python build a chunk's rows while PostgreSQL stores the previous chunk and answers the
-    next chunk's lookup. Memory holds the rows of a few chunks, whatever the size of the file."""
+    from memory (``self.recent``). The storage works in a thread of its own, and this ordering lets Python
+    build a chunk's rows while PostgreSQL stores the previous chunk and answers the next chunk's lookup. Memory holds the rows of a few chunks, whatever the size of the file."""
 
     def __init__(self, project: Project, result: ImportResult, errors: list[str], storage: _Storage) -> None:
         self.project = project
@@ -665,69 +661,10 @@ def _either(stored: Any, recent: Any) -> Any:
     return stored | recent
 
 
-def _storage_open() -> _Storage:
-    """The storage for an import, inside its transaction."""
-    return _PostgresqlStorage() if connection.vendor == "postgresql" else _Storage()
-
-
 class _Storage:
-    """Looks rows up and inserts them in the calling thread, as they are asked for (any database but
-    PostgreSQL)."""
-
-    def lookup(self, project: Project, prompt_keys: list[str], pair_names: list[str]) -> _Answer:
-        """The stored prompts named ``prompt_keys``, their responses and pairs, and the pairs named
-        ``pair_names`` (see ``_Stored``)."""
-        answer: Future[_Stored] = Future()
-        answer.set_result(_stored_through_orm(project, prompt_keys, pair_names))
-        return _Answer(answer)
-
-    def insert(self, model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
-        """Inserts ``rows`` (see ``bulk_insert``) and returns their new ids, in order."""
-        return bulk_insert(model, columns, rows)
-
-    def finish(self) -> None:
-        """Returns once everything asked for is stored; raises the first error met."""
-
-    def close(self) -> None:
-        """Stops the storage's work, also after an error. Call before the transaction ends."""
-
-
-def _stored_through_orm(project: Project, prompt_keys: list[str], pair_names: list[str]) -> _Stored:
-    stored = _Stored()
-    for external_id, pk, digest in (
-        Prompt.objects.filter(project=project, external_id__in=prompt_keys)
-        .order_by()
-        .values_list("external_id", "id", "fingerprint")
-    ):
-        stored.prompts[external_id] = (pk, digest)
-    prompt_ids = [pk for pk, _ in stored.prompts.values()]
-    if prompt_ids:
-        for prompt_id, external_id, pk, digest in (
-            Response.objects.filter(prompt_id__in=prompt_ids)
-            .order_by()
-            .values_list("prompt_id", "external_id", "id", "fingerprint")
-        ):
-            stored.responses[(prompt_id, external_id)] = (pk, digest)
-        for first, second in (
-            Pair.objects.filter(prompt_id__in=prompt_ids)
-            .order_by()
-            .values_list("response_a_id", "response_b_id")
-        ):
-            stored.couples.add((min(first, second), max(first, second)))
-    if pair_names:
-        for external_id, first, second in (
-            Pair.objects.filter(project=project, external_id__in=pair_names)
-            .order_by()
-            .values_list("external_id", "response_a_id", "response_b_id")
-        ):
-            stored.pair_names[external_id] = (min(first, second), max(first, second))
-    return stored
-
-
-class _PostgresqlStorage(_Storage):
-    """On PostgreSQL a thread of its own runs the lookups and COPYs, in the order they are asked for, on
-    the import's connection and in its transaction, while the calling thread reads and builds the next
-    rows. Without it the calling thread waited for each COPY to finish (a third of an import's time,
+    """Looks the rows of a chunk up and inserts them. A thread of its own runs the lookups and COPYs, in
+    the order they are asked for, on the import's connection and in its transaction, while the calling
+    thread reads and builds the next rows. Without it the calling thread waited for each COPY to finish (a third of an import's time,
     with PostgreSQL and Python each busy about 60% of it: measured on 100,000 pairs); with it Python is
     busy throughout and PostgreSQL stores one chunk while Python builds the next.
 
@@ -768,6 +705,9 @@ class _PostgresqlStorage(_Storage):
         self.thread.start()
 
     def lookup(self, project: Project, prompt_keys: list[str], pair_names: list[str]) -> _Answer:
+        """The stored prompts named ``prompt_keys``, their responses and pairs, and the pairs named
+        ``pair_names`` (see ``_Stored``)."""
+
         def look_up(cursor: psycopg.Cursor) -> _Stored:
             stored = _Stored()
             cursor.execute(self.prompts_sql, [prompt_keys, project.pk])
@@ -790,6 +730,7 @@ class _PostgresqlStorage(_Storage):
         return _Answer(self._submit(look_up))
 
     def insert(self, model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
+        """Queues the COPY of ``rows`` (see ``bulk_insert``) and returns their new ids, in order."""
         if not rows:
             return []
         key = (model, tuple(columns))
@@ -803,9 +744,11 @@ class _PostgresqlStorage(_Storage):
         return ids
 
     def finish(self) -> None:
+        """Returns once everything asked for is stored; raises the first error met."""
         _Answer(self._submit(lambda cursor: None)).result()
 
     def close(self) -> None:
+        """Stops the storage's work, also after an error. Call before the transaction ends."""
         if self.thread.is_alive():
             self.jobs.put(None)
             self.thread.join()
@@ -916,7 +859,7 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
     """Inserts rows (values in ``columns`` order, by database column name; dicts and lists for JSON
     columns) and returns their new ids in order.
 
-    On PostgreSQL the ids come from the table's sequence and the rows go in through one binary COPY:
+    The ids come from the table's sequence and the rows go in through one binary COPY:
     several times faster than INSERT. Binary rather than text because then nothing is escaped on the way
     out or parsed on the way in: psycopg's C code lays the values out as they are, and PostgreSQL spent
     about a third less time on the responses of 100,000 pairs. No table lock: a running import must never
@@ -924,11 +867,6 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
     rows = list(rows)
     if not rows:
         return []
-    if connection.vendor != "postgresql":
-        objects = model.objects.bulk_create(
-            [model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=1000
-        )
-        return [obj.pk for obj in objects]
     with connection.cursor() as cursor:
         target = _CopyTarget.find(cursor, model, columns)
         ids = target.draw_ids(cursor, len(rows))
@@ -941,22 +879,32 @@ def bulk_insert(model: type[models.Model], columns: list[str], rows: Iterable[tu
 # Jobs -------------------------------------------------------------------------------------------------
 
 
-def _progress_key(job_id: int) -> str:
-    return f"palate:import-progress:{job_id}"
+def _send(job: ImportJob) -> None:
+    from annotate.tasks import import_job_run_task
+
+    import_job_run_task.delay(job.pk)
+
+
+IMPORT_JOBS = JobKind(
+    model=ImportJob,
+    send=_send,
+    noun="import",
+    # The upload is kept while attempts remain: the next attempt reads it again.
+    temporary_paths=lambda job: [Path(job.stored_path)] if job.stored_path else [],
+    cleared_on_end={"stored_path": ""},
+    failure_fields=lambda message: {"errors": [message]},
+)
 
 
 def import_job_progress(*, job: ImportJob) -> dict[str, int]:
-    """Rows and bytes read so far by a running job (kept in the cache: the job's own row is inside its
-    transaction until the end)."""
-    return cache.get(_progress_key(job.pk)) or {"rows": job.rows_done, "bytes": job.bytes_done}
+    """Rows and bytes read so far by a job (a running job's heartbeat writes them)."""
+    return {"rows": job.rows_done, "bytes": job.bytes_done}
 
 
 def import_job_create(
     *, project: Project, upload: IO[bytes], filename: str, size: int, options: ImportOptions, created_by: Any
 ) -> ImportJob:
     """Stores the upload and queues the import. Celery is told only after the job row is committed."""
-    from annotate.tasks import import_job_run_task
-
     problems = options.validate()
     if problems:
         raise ApplicationError("invalid import options", fields=problems)
@@ -978,103 +926,91 @@ def import_job_create(
         options=asdict(options),
         bytes_total=size,
     )
-    transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+    transaction.on_commit(lambda: job_enqueue(job))
     return job
 
 
-def import_job_run(*, job_id: int) -> ImportJob | None:
-    """Runs a queued job. Claims it with a status transition, so a redelivered task does nothing."""
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        logger.info("import job %s was already claimed", job_id)
+def import_job_run(*, job_id: int, worker: str = "worker") -> ImportJob | None:
+    """Claims the job (``palate.jobs.job_claim``: a redelivered task runs it again only when its worker was
+    lost) and imports its upload; returns the job as it ended, or None when there was nothing to run. An
+    attempt whose worker dies leaves nothing behind (its transaction is rolled back), so the next one starts
+    over from the stored upload."""
+    attempt = job_claim(ImportJob, job_id=job_id, worker=worker)
+    if attempt is None:
+        logger.info("import job %s is not claimable (finished, or running elsewhere)", job_id)
         return None
     job = ImportJob.objects.select_related("project").get(pk=job_id)
+    with job_heartbeat(ImportJob, job_id=job_id, attempt=attempt) as heartbeat:
 
-    def report(rows: int, read: int) -> None:
-        cache.set(_progress_key(job.pk), {"rows": rows, "bytes": read, "at": time.time()}, timeout=24 * 3600)
+        def report(rows: int, read: int) -> None:
+            share = min(1.0, read / job.bytes_total) if job.bytes_total else 0.0
+            heartbeat.report(rows_done=rows, bytes_done=read, progress=share)
 
-    try:
-        with open(job.stored_path, "rb") as stream:
-            result = items_import(
-                project=job.project,
-                stream=stream,
-                filename=job.filename,
-                options=ImportOptions(**job.options),
-                progress=report,
+        try:
+            with open(job.stored_path, "rb") as stream:
+                result = items_import(
+                    project=job.project,
+                    stream=stream,
+                    filename=job.filename,
+                    options=ImportOptions(**job.options),
+                    progress=report,
+                )
+        except ImportFailed as failure:
+            job_fail(ImportJob, job_id=job_id, attempt=attempt, error=failure.message, errors=failure.errors)
+        except Exception as error:
+            logger.exception("import job %s crashed", job_id)
+            job_fail(
+                ImportJob,
+                job_id=job_id,
+                attempt=attempt,
+                error=f"{job.filename}: the import stopped: {error}",
             )
-    except ImportFailed as failure:
-        job.status, job.errors = ImportJob.Status.FAILED, failure.errors
-    except Exception as error:
-        logger.exception("import job %s crashed", job.pk)
-        job.status, job.errors = ImportJob.Status.FAILED, [f"{job.filename}: the import stopped: {error}"]
-    else:
-        job.status, job.counts, job.rows_done = ImportJob.Status.SUCCEEDED, result.as_dict(), result.rows
-        job.bytes_done = job.bytes_total
-    finally:
-        Path(job.stored_path).unlink(missing_ok=True)
-        cache.delete(_progress_key(job.pk))
-    job.stored_path = ""
-    job.finished_at = timezone.now()
-    job.save(
-        update_fields=["status", "errors", "counts", "rows_done", "bytes_done", "stored_path", "finished_at"]
-    )
+        else:
+            job_finish(
+                ImportJob,
+                job_id=job_id,
+                attempt=attempt,
+                counts=result.as_dict(),
+                rows_done=result.rows,
+                bytes_done=job.bytes_total,
+            )
+    job.refresh_from_db()
     return job
-
-
-def import_jobs_reap(*, stale_after_seconds: int = 1800) -> int:
-    """Fails jobs whose worker died: running with no progress reported for ``stale_after_seconds``, or
-    queued for a day. Their transaction was rolled back with the worker, so nothing was written."""
-    now = timezone.now()
-    reaped = 0
-    for job in ImportJob.objects.filter(status=ImportJob.Status.RUNNING):
-        progress = cache.get(_progress_key(job.pk)) or {}
-        last_sign_of_life = progress.get("at") or (job.started_at or job.created_at).timestamp()
-        if time.time() - last_sign_of_life > stale_after_seconds:
-            reaped += ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
-                status=ImportJob.Status.FAILED,
-                errors=[
-                    f"{job.filename}: the worker stopped while importing; nothing was imported. Try again."
-                ],
-                finished_at=now,
-            )
-    reaped += ImportJob.objects.filter(
-        status=ImportJob.Status.QUEUED, created_at__lt=now - timezone.timedelta(days=1)
-    ).update(
-        status=ImportJob.Status.FAILED,
-        errors=["no worker picked this import up within a day; is a Celery worker running?"],
-        finished_at=now,
-    )
-    return reaped
 
 
 def import_run_now(
     *, project: Project, upload: IO[bytes], filename: str, options: ImportOptions, created_by: Any
 ) -> tuple[ImportJob, ImportResult | None, ImportFailed | None]:
-    """Imports a small upload inside the request and records it as a finished job, for the history."""
+    """Imports a small upload inside the request and records it, once done, as a finished job for the
+    history (never a running one: no worker would beat for it)."""
+    started = timezone.now()
+    result: ImportResult | None = None
+    failure: ImportFailed | None = None
+    try:
+        result = items_import(project=project, stream=upload, filename=filename, options=options)
+    except ImportFailed as error:
+        failure = error
+    if failure is not None:
+        outcome: dict[str, Any] = {
+            "status": ImportJob.Status.FAILED,
+            "error": failure.message,
+            "errors": failure.errors,
+        }
+    else:
+        outcome = {
+            "status": ImportJob.Status.SUCCEEDED,
+            "counts": result.as_dict(),
+            "rows_done": result.rows,
+            "progress": 1.0,
+        }
     job = ImportJob.objects.create(
         project=project,
         created_by=created_by,
         filename=Path(filename).name,
         options=asdict(options),
-        status=ImportJob.Status.RUNNING,
-        started_at=timezone.now(),
+        attempts=1,
+        started_at=started,
+        finished_at=timezone.now(),
+        **outcome,
     )
-    try:
-        result = items_import(project=project, stream=upload, filename=filename, options=options)
-    except ImportFailed as failure:
-        job.status, job.errors, job.finished_at = ImportJob.Status.FAILED, failure.errors, timezone.now()
-        job.save(update_fields=["status", "errors", "finished_at"])
-        return job, None, failure
-    except ApplicationError:
-        job.delete()
-        raise
-    job.status, job.counts, job.rows_done, job.finished_at = (
-        ImportJob.Status.SUCCEEDED,
-        result.as_dict(),
-        result.rows,
-        timezone.now(),
-    )
-    job.save(update_fields=["status", "counts", "rows_done", "finished_at"])
-    return job, result, None
+    return job, result, failure

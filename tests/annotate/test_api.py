@@ -859,12 +859,16 @@ def test_a_large_import_is_queued_and_a_worker_completes_it(
 
 
 def test_a_running_import_reports_live_progress(world, enqueued):
+    # What the running job's heartbeat writes (palate.jobs.JobHeartbeat.report).
     job = ImportJob.objects.create(
-        project=world.project, filename="big.jsonl", status=ImportJob.Status.RUNNING, bytes_total=1000
+        project=world.project,
+        filename="big.jsonl",
+        status=ImportJob.Status.RUNNING,
+        bytes_total=1000,
+        bytes_done=250,
+        rows_done=40,
+        progress=0.25,
     )
-    from django.core.cache import cache
-
-    cache.set(f"palate:import-progress:{job.pk}", {"rows": 40, "bytes": 250})
 
     body = world.client("lead").get(f"/api/imports/{job.pk}/").json()
 

@@ -16,8 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DataError, connection
+from django.utils import timezone
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
 from annotate.services import imports
@@ -1223,7 +1225,7 @@ def test_running_an_import_job_imports_the_file_and_records_the_counts(
     assert job.rows_done == 2
     assert job.progress == 1.0
     assert job.started_at is not None and job.finished_at >= job.started_at
-    assert job.errors == []
+    assert job.errors == [] and job.error == "" and job.attempts == 1
     assert job.stored_path == ""
     assert not stored_path.exists()
     assert Pair.objects.filter(project=project).count() == 2
@@ -1240,6 +1242,8 @@ def test_an_import_job_on_a_bad_file_fails_with_the_errors_and_writes_nothing(pr
         "items.jsonl, line 2: cannot tell the row's shape: expected 'responses' (a prompt with candidates), "
         "'response_a'/'response_b' (a ready pair) or 'chosen'/'rejected' (preference data)"
     ]
+    assert job.error == job.errors[0]
+    assert job.stored_path == "" and not list((Path(settings.MEDIA_ROOT) / "imports").iterdir())
     assert job.counts == {}
     assert job.finished_at is not None
     assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
@@ -1259,7 +1263,14 @@ def test_a_second_run_of_the_same_import_job_does_nothing(project, enqueued):
 
 def test_an_import_job_claimed_by_another_worker_is_left_alone(project, enqueued):
     job = create_job(project, encode_rows(SHAPES["candidates"]["rows"], "jsonl"))
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)
+    now = timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.RUNNING,
+        attempts=1,
+        worker="w1 pid 1 on elsewhere",
+        heartbeat_at=now,
+        started_at=now,
+    )
 
     assert import_job_run(job_id=job.pk) is None
 

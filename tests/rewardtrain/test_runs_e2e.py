@@ -17,13 +17,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotate.models import Membership
+from palate.jobs.services import job_enqueue, jobs_reap
 from rewardtrain.models import RewardModel, TrainingRun
-from rewardtrain.services.runs import (
-    artifact_absolute,
-    run_directory,
-    training_run_create,
-    training_runs_reap,
-)
+from rewardtrain.services.runs import artifact_absolute, run_directory, training_run_create
 from tests.factories import MembershipFactory
 from tests.rewardtrain.conftest import marker_rows
 from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
@@ -174,10 +170,9 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
         allow_below_target=True, enqueue=False,
     )  # fmt: skip
     first = start_gpu_worker()
-    from rewardtrain.services.runs import training_run_enqueue
     from rewardtrain.training.trainer import latest_checkpoint
 
-    training_run_enqueue(run=run)
+    job_enqueue(run)
     directory = run_directory(run=run)
 
     def checkpointed_step() -> int:
@@ -191,10 +186,13 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
     killed_at = _run(run.pk)
     assert killed_at.status == TrainingRun.Status.RUNNING and killed_at.step < killed_at.total_steps
 
-    # Time passes: the heartbeat goes stale, and beat's reaper queues the run again.
-    settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS = 60
-    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
-    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0, "resent": 0}
+    # Time passes: the heartbeat goes stale, and beat's reaper queues the run again (the worker's process
+    # record is made foreign, so that only the heartbeat tells: tests/test_job_faults.py covers the rest).
+    settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
+    TrainingRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=5), worker="gpu pid 1 on elsewhere"
+    )
+    assert jobs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0, "resent": 0}
     start_gpu_worker()
     run = _wait_for(lambda: (r := _run(run.pk)).status in {"succeeded", "failed"} and r)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.traceback
