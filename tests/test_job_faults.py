@@ -35,6 +35,7 @@ from tests.factories import ProjectFactory
 from tests.rewardtrain import conftest as rewardtrain_fixtures
 from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
 from tests.rewardtrain.scoring_data import reward_model_row
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.celery_worker
 
@@ -46,16 +47,14 @@ tiny_reward_model = rewardtrain_fixtures.tiny_reward_model
 
 
 def _wait_for(job, condition, seconds: float = TWO_MINUTES, every: float = 0.2):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(every)
-    state = (
-        type(job).objects.filter(pk=job.pk).values("status", "attempts", "worker", "heartbeat_at", "error")
+    """``wait_for`` on a job: on a timeout, the job's state says where it stopped."""
+    fields = ("status", "attempts", "worker", "heartbeat_at", "error")
+    return wait_for(
+        condition,
+        seconds=seconds,
+        every=every,
+        about=lambda: list(type(job).objects.filter(pk=job.pk).values(*fields)),
     )
-    raise AssertionError(f"timed out after {seconds} s: {list(state)}")
 
 
 class Workers:

@@ -29,22 +29,6 @@ from tests.factories import ProjectFactory
 pytestmark = pytest.mark.django_db
 
 
-class SentTasks:
-    def __init__(self) -> None:
-        self.job_ids: list[int] = []
-
-    def delay(self, job_id: int) -> None:
-        self.job_ids.append(job_id)
-
-
-@pytest.fixture
-def sent(monkeypatch) -> SentTasks:
-    """Stands in for the import task's broker, so that nothing reaches the shared Redis."""
-    tasks = SentTasks()
-    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
-    return tasks
-
-
 def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
@@ -114,7 +98,7 @@ def test_a_lost_job_with_no_attempt_left_fails_saying_the_worker_was_lost_and_it
 
 
 def test_the_reaper_queues_lost_jobs_again_fails_spent_ones_and_leaves_live_ones(
-    tmp_path, settings, sent, django_capture_on_commit_callbacks
+    tmp_path, settings, enqueued, django_capture_on_commit_callbacks
 ):
     settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
     stale = _running(tmp_path, "stale", seconds_ago=300)
@@ -126,7 +110,7 @@ def test_the_reaper_queues_lost_jobs_again_fails_spent_ones_and_leaves_live_ones
         counts = jobs_reap()
 
     assert counts == {"requeued": 2, "failed": 1, "cancelled": 0, "resent": 0}
-    assert sorted(sent.job_ids) == sorted([stale.pk, gone.pk])
+    assert sorted(enqueued.job_ids) == sorted([stale.pk, gone.pk])
     for job in (stale, gone, spent, alive):
         job.refresh_from_db()
     assert stale.status == gone.status == ImportJob.Status.QUEUED and stale.queued_at is not None
@@ -136,7 +120,7 @@ def test_the_reaper_queues_lost_jobs_again_fails_spent_ones_and_leaves_live_ones
     assert not (tmp_path / "spent.jsonl").exists()
 
 
-def test_a_restarted_worker_takes_back_the_jobs_its_dead_predecessor_ran(tmp_path, sent):
+def test_a_restarted_worker_takes_back_the_jobs_its_dead_predecessor_ran(tmp_path, enqueued):
     started = timezone.now()
     before = _running(tmp_path, seconds_ago=5, worker="w1@host pid 7 on a-gone-container")
     other_node = _running(tmp_path, "other", seconds_ago=5, worker="w9@host pid 7 on a-gone-container")
@@ -150,7 +134,7 @@ def test_a_restarted_worker_takes_back_the_jobs_its_dead_predecessor_ran(tmp_pat
 
 
 def test_a_queued_job_is_sent_again_then_failed_when_no_worker_takes_it(
-    tmp_path, settings, sent, django_capture_on_commit_callbacks
+    tmp_path, settings, enqueued, django_capture_on_commit_callbacks
 ):
     settings.JOB_QUEUED_RESEND_SECONDS = 600
     settings.JOB_QUEUED_TIMEOUT_SECONDS = 3600
@@ -162,7 +146,7 @@ def test_a_queued_job_is_sent_again_then_failed_when_no_worker_takes_it(
     with django_capture_on_commit_callbacks(execute=True):
         assert jobs_reap() == {"requeued": 0, "failed": 1, "cancelled": 0, "resent": 1}
 
-    assert sent.job_ids == [lost.pk]
+    assert enqueued.job_ids == [lost.pk]
     abandoned.refresh_from_db()
     assert abandoned.error == (
         "no worker took the import in 3600 s of waiting in the queue (is a worker listening on the default queue?)"

@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from collections import Counter
@@ -49,6 +48,7 @@ from django.utils import timezone
 
 from palate.errors import ApplicationError, Conflict
 from palate.jobs.models import Job, JobStatus
+from palate.processes import process_alive, process_space
 
 logger = logging.getLogger(__name__)
 
@@ -103,33 +103,9 @@ def heartbeat_timeout() -> timedelta:
 _WORKER = re.compile(r"^(?P<node>.*) pid (?P<pid>\d+) on (?P<space>\S+)$")
 
 
-@functools.cache
-def _process_space() -> str:
-    """Where a process id means the same process: this machine, and its pid namespace where there is one
-    (two containers on one host may share a host name, never a pid namespace)."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
-    except OSError:
-        return socket.gethostname()
-    return f"{socket.gethostname()}/{namespace.removeprefix('pid:[').removesuffix(']')}"
-
-
 def worker_identity(node: str) -> str:
     """How a job records the process that runs it: "<node> pid <pid> on <machine>"."""
-    return f"{node[:120]} pid {os.getpid()} on {_process_space()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie nobody reaped yet is dead too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return f"{node[:120]} pid {os.getpid()} on {process_space()}"
 
 
 @dataclass(frozen=True)
@@ -151,9 +127,9 @@ def _lost_reason(row: dict[str, Any], now: datetime, restart: Restart | None) ->
     if found is None:
         return ""
     if (
-        found["space"] == _process_space()
+        found["space"] == process_space()
         and int(found["pid"]) != os.getpid()
-        and not _alive(int(found["pid"]))
+        and not process_alive(int(found["pid"]))
     ):
         return f"process {found['pid']} of {found['node']} is gone"
     if restart is not None and found["node"] == restart.node and last < restart.at:

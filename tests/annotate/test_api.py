@@ -753,22 +753,6 @@ def test_failures_below_the_limit_do_not_block_the_right_password(settings):
 # Imports over HTTP -----------------------------------------------------------------------------------
 
 
-class EnqueuedTasks:
-    def __init__(self) -> None:
-        self.job_ids: list[int] = []
-
-    def delay(self, job_id: int) -> None:
-        self.job_ids.append(job_id)
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> EnqueuedTasks:
-    """Stands in for the Celery task, so that nothing reaches the shared broker."""
-    tasks = EnqueuedTasks()
-    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
-    return tasks
-
-
 def test_a_small_import_runs_in_the_request_and_reports_the_counts(world, enqueued):
     url = f"/api/projects/{world.project.pk}/imports/"
 

@@ -1165,22 +1165,6 @@ def test_the_command_refuses_random_pairing_without_a_number_of_pairs(project, t
 # Jobs ------------------------------------------------------------------------------------------------
 
 
-class EnqueuedTasks:
-    def __init__(self) -> None:
-        self.job_ids: list[int] = []
-
-    def delay(self, job_id: int) -> None:
-        self.job_ids.append(job_id)
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> EnqueuedTasks:
-    """Stands in for the Celery task, so that nothing reaches the shared broker."""
-    tasks = EnqueuedTasks()
-    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
-    return tasks
-
-
 def create_job(project: Project, content: bytes, filename: str = "items.jsonl", **options: Any) -> ImportJob:
     return import_job_create(
         project=project,
