@@ -22,15 +22,10 @@ from django.db import DataError, connection
 from django.utils import timezone
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
-from annotate.services import imports
+from annotate.services import import_storage, imports
 from annotate.services.import_rows import ImportOptions
-from annotate.services.imports import (
-    ImportFailed,
-    bulk_insert,
-    import_job_create,
-    import_job_run,
-    items_import,
-)
+from annotate.services.import_storage import bulk_insert
+from annotate.services.imports import ImportFailed, import_job_create, import_job_run, items_import
 from palate.errors import ApplicationError
 from tests.factories import ProjectFactory
 
@@ -1037,7 +1032,7 @@ def test_a_database_error_while_rows_are_stored_fails_the_import_and_keeps_nothi
     """The storage's thread meets an error (here a statement that fails, as a full disk or a lost
     connection would): the import raises it as Django's error, stops, and rolls every chunk back."""
     monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
-    copy = imports._CopyTarget.copy
+    copy = import_storage._CopyTarget.copy
     copies = []
 
     def failing_third_copy(self, cursor, ids, rows):
@@ -1046,7 +1041,7 @@ def test_a_database_error_while_rows_are_stored_fails_the_import_and_keeps_nothi
             cursor.execute("SELECT 1 / 0")
         return copy(self, cursor, ids, rows)
 
-    monkeypatch.setattr(imports._CopyTarget, "copy", failing_third_copy)
+    monkeypatch.setattr(import_storage._CopyTarget, "copy", failing_third_copy)
     rows = [{**GOOD_ROW, "id": f"p{number}", "prompt": f"Question {number}?"} for number in range(8)]
 
     with pytest.raises(DataError, match="division by zero"):
@@ -1322,7 +1317,7 @@ def test_stored_ids_are_looked_up_one_index_probe_each_in_a_project_the_planner_
         [(project.pk, prompt_id, first, other, f"id-{n}", False, "", moment)
          for n, (prompt_id, other) in enumerate(zip(prompt_ids, others, strict=True))],
     )  # fmt: skip
-    sql = imports._stored_by_external_id_sql(model, columns, key_shared=model is Prompt)
+    sql = import_storage._stored_by_external_id_sql(model, columns, key_shared=model is Prompt)
 
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, [[f"id-{n}" for n in range(5000)], project.pk])
