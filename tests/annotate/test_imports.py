@@ -961,7 +961,7 @@ def test_an_error_in_the_last_row_undoes_the_chunks_already_written(project, tmp
 
     assert caught.value.errors == ["items.jsonl, line 11: missing field 'prompt' (or 'messages')"]
     # Chunks are stored while the file is read, in the import's transaction. The storage works a chunk or
-    # two behind (see _ChunkWriter): when the fifth chunk was written, the third was stored at least.
+    # two behind (see import_storage.ChunkWriter): when the fifth chunk was written, the third was stored at least.
     assert max(prompts_seen_during_import) >= 6
     assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
 
