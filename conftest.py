@@ -57,6 +57,23 @@ def _isolated_storage(settings, tmp_path):
     }
 
 
+class EnqueuedTasks:
+    def __init__(self) -> None:
+        self.job_ids: list[int] = []
+
+    def delay(self, job_id: int) -> None:
+        self.job_ids.append(job_id)
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> EnqueuedTasks:
+    """Stands in for the import task's broker, so that nothing reaches the shared Redis; says which import
+    jobs were sent."""
+    tasks = EnqueuedTasks()
+    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
+    return tasks
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db, settings):
     """A real Celery worker (a separate process) on Redis, against this test's database.

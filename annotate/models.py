@@ -13,6 +13,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest, Least
 from django.urls import reverse
 
+from palate.jobs.models import Job
+
 
 class Choice(models.TextChoices):
     A = "a", "A is better"
@@ -480,14 +482,8 @@ class Export(models.Model):
         return f"{self.project} export v{self.version} ({self.status})"
 
 
-class ImportJob(models.Model):
-    """One import of one file; large files run as a Celery job and report progress here."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class ImportJob(Job):
+    """One import of one file; large files run as a Celery job (``palate.jobs``) and report progress here."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(
@@ -498,33 +494,17 @@ class ImportJob(models.Model):
         max_length=500, blank=True, help_text="The upload, while the job waits or runs."
     )
     options = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     rows_done = models.PositiveBigIntegerField(default=0)
     bytes_total = models.PositiveBigIntegerField(default=0)
     bytes_done = models.PositiveBigIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
-    errors = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True, help_text="Every error, with its place in the file.")
 
-    class Meta:
+    class Meta(Job.Meta):
         ordering = ["-created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed"]),
-                name="importjob_status_valid",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
-
-    @property
-    def progress(self) -> float:
-        if self.status == self.Status.SUCCEEDED:
-            return 1.0
-        return self.bytes_done / self.bytes_total if self.bytes_total else 0.0
 
 
 class ProjectApiToken(models.Model):

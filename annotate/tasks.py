@@ -8,18 +8,15 @@ from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.assignment import leases_expire_all
 from annotate.services.exports import export_run, exports_reap
-from annotate.services.imports import import_job_run, import_jobs_reap
+from annotate.services.imports import import_job_run
 from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
 
 
-@shared_task(name="annotate.import_job_run", acks_late=True)
-def import_job_run_task(job_id: int) -> None:
-    import_job_run(job_id=job_id)
-
-
-@shared_task(name="annotate.import_jobs_reap")
-def import_jobs_reap_task() -> None:
-    import_jobs_reap()
+# Late acknowledgement and redelivery when its process dies: the claim makes a second delivery harmless, and
+# takes the job over when its worker was lost (palate.jobs.services).
+@shared_task(name="annotate.import_job_run", bind=True, acks_late=True, reject_on_worker_lost=True)
+def import_job_run_task(self, job_id: int) -> None:
+    import_job_run(job_id=job_id, worker=self.request.hostname or "worker")
 
 
 @shared_task(name="annotate.leases_expire_all")

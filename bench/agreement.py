@@ -202,7 +202,7 @@ def load_snapshot_project():
     from django.db import connection, transaction
 
     from annotate.models import Judgment, Membership, Pair, Project, Prompt, Response
-    from annotate.services.imports import bulk_insert
+    from annotate.services.import_storage import bulk_insert
 
     generator = np.random.default_rng(SEED)
     units, coders, _, interval = simulated_judgments(generator)

@@ -71,7 +71,7 @@ def load(judgments: int, seed: int = 0) -> dict:
     from django.utils import timezone
 
     from annotate.models import Judgment, Pair, Project, Prompt, Response
-    from annotate.services.imports import bulk_insert
+    from annotate.services.import_storage import bulk_insert
 
     existing = Project.objects.filter(slug=_slug(judgments)).first()
     if existing is not None:

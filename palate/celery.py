@@ -6,8 +6,11 @@ import os
 
 from celery import Celery
 
+import palate.jobs.worker  # noqa: F401  (a starting worker takes over dead workers' jobs)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
 
 app = Celery("palate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["palate.jobs"])

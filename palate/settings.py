@@ -280,9 +280,9 @@ SPECTACULAR_SETTINGS = {
     # Export policies use the same drop/keep choice for ties and "both bad".
     "ENUM_NAME_OVERRIDES": {
         "DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP",
-        # Exports and import jobs share one status enum; training runs (which can be cancelled) have their own.
+        # Exports' status; every job of palate.jobs (imports, training runs, scoring jobs) shares JobStatus.
         "StatusEnum": "annotate.models.Export.Status",
-        "TrainingRunStatusEnum": "rewardtrain.models.TrainingRun.Status",
+        "JobStatusEnum": "palate.jobs.models.JobStatus",
     },
 }
 
@@ -302,7 +302,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Exact names win over the pattern: beat's light rewardtrain tasks stay off the gpu worker.
-    "rewardtrain.tasks.training_runs_reap_task": {"queue": "default"},
     "rewardtrain.tasks.training_retrain_due_task": {"queue": "default"},
     "rewardtrain.tasks.model_priorities_refresh_due_task": {"queue": "default"},
     # Online scoring (the score and best-of-N API) may have a worker of its own: see SCORING_QUEUE below.
@@ -328,8 +327,9 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
-    # Fails import jobs whose worker died, so none stays "running" for ever.
-    "import-jobs-reap": {"task": "annotate.import_jobs_reap", "schedule": 600.0},
+    # The backstop of every job type's reaper (workers reap themselves, palate/jobs/worker.py): jobs whose
+    # worker died are queued again or failed, queued jobs whose task was lost get it sent again.
+    "jobs-reap": {"task": "palate.jobs_reap", "schedule": 120.0},
     # Fails exports whose worker died, so none stays "running" for ever.
     "exports-reap": {"task": "annotate.exports_reap", "schedule": 600.0},
     # Frees the slots of expired leases (claims also do this; this keeps progress figures fresh).
@@ -338,12 +338,6 @@ CELERY_BEAT_SCHEDULE: dict = {
     "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
     # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
     "pair-priorities-refresh-due": {"task": "annotate.pair_priorities_refresh_due", "schedule": 60.0},
-    # Re-queues (or fails) training runs whose worker died: no run stays "running" for ever.
-    "training-runs-reap": {
-        "task": "rewardtrain.tasks.training_runs_reap_task",
-        "schedule": 120.0,
-        "options": {"queue": "default"},
-    },
     # Starts a retraining run for projects with enough new judgments and agreement on target.
     "training-retrain-due": {
         "task": "rewardtrain.tasks.training_retrain_due_task",
@@ -358,17 +352,23 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
-# Training runs (rewardtrain/services/runs.py): a running run refreshes its heartbeat every
-# TRAINING_HEARTBEAT_SECONDS; one silent for TRAINING_HEARTBEAT_TIMEOUT_SECONDS is taken for dead and reaped.
-TRAINING_HEARTBEAT_SECONDS = envint("TRAINING_HEARTBEAT_SECONDS", 15)
-TRAINING_HEARTBEAT_TIMEOUT_SECONDS = envint("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", 300)
+# Jobs (palate/jobs: imports, exports, training runs, scoring jobs). A running job's heartbeat is written every
+# JOB_HEARTBEAT_SECONDS; one silent for JOB_HEARTBEAT_TIMEOUT_SECONDS is taken for lost. Every worker reaps
+# when it starts and every JOB_REAP_SECONDS (0: only when it starts), so a job whose worker died runs again
+# (or fails, "worker lost") within about JOB_HEARTBEAT_TIMEOUT_SECONDS + JOB_REAP_SECONDS, with no beat.
+JOB_HEARTBEAT_SECONDS = envint("JOB_HEARTBEAT_SECONDS", 10)
+JOB_HEARTBEAT_TIMEOUT_SECONDS = envint("JOB_HEARTBEAT_TIMEOUT_SECONDS", 60)
+JOB_REAP_SECONDS = envint("JOB_REAP_SECONDS", 30)
+JOB_PROGRESS_SECONDS = 1.0
+# A job still queued this long after its task was sent (the message may be lost) gets it sent again by the
+# reaper; one queued for JOB_QUEUED_TIMEOUT_SECONDS fails.
+JOB_QUEUED_RESEND_SECONDS = envint("JOB_QUEUED_RESEND_SECONDS", 900)
+JOB_QUEUED_TIMEOUT_SECONDS = envint("JOB_QUEUED_TIMEOUT_SECONDS", 24 * 3600)
+
+# Training runs (rewardtrain/services/runs.py): progress is written at most every TRAINING_PROGRESS_SECONDS.
 TRAINING_PROGRESS_SECONDS = 1.0
 # A run's default time limit (one attempt); a run may set its own.
 TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
-# A run still queued this long after its task was sent (the message may be lost) gets it sent again by the
-# reaper; one queued for TRAINING_QUEUED_TIMEOUT_SECONDS fails.
-TRAINING_QUEUED_RESEND_SECONDS = envint("TRAINING_QUEUED_RESEND_SECONDS", 900)
-TRAINING_QUEUED_TIMEOUT_SECONDS = envint("TRAINING_QUEUED_TIMEOUT_SECONDS", 24 * 3600)
 # Processes a run trains in, data-parallel (torchrun, one GPU each): 1 trains in the worker's own process.
 TRAINING_PROCESSES = envint("TRAINING_PROCESSES", 1)
 

@@ -6,3 +6,11 @@ from django.apps import AppConfig
 class RewardtrainConfig(AppConfig):
     name = "rewardtrain"
     verbose_name = "Reward-model training"
+
+    def ready(self) -> None:
+        from palate.jobs.services import job_kind_register
+        from rewardtrain.services.runs import TRAINING_RUNS
+        from rewardtrain.services.scoring import SCORING_JOBS
+
+        job_kind_register(TRAINING_RUNS)
+        job_kind_register(SCORING_JOBS)

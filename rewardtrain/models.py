@@ -10,16 +10,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from palate.jobs.models import Job
+
 DEFAULT_TIME_LIMIT_SECONDS = 6 * 3600
 
 
-class TrainingRun(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+class TrainingRun(Job):
+    """A training run: a job (``palate.jobs``) that may be cancelled; its attempts resume from checkpoints."""
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Started by hand"
@@ -34,7 +31,6 @@ class TrainingRun(models.Model):
     policy = models.JSONField(default=dict, blank=True, help_text="Aggregation policy for a new export.")
     base_model = models.CharField(max_length=500, help_text="A Hugging Face id or a local path.")
     hyperparameters = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     time_limit_seconds = models.PositiveIntegerField(
         default=DEFAULT_TIME_LIMIT_SECONDS,
@@ -49,35 +45,18 @@ class TrainingRun(models.Model):
     )
     evaluation = models.JSONField(default=dict, blank=True)
     device = models.CharField(max_length=50, blank=True)
-    worker = models.CharField(max_length=200, blank=True, help_text="Hostname of the worker running it.")
-    attempts = models.PositiveSmallIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=3)
     cancel_requested = models.BooleanField(default=False)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    queued_at = models.DateTimeField(
-        null=True, blank=True, help_text="When it was last queued again (empty: queued since it was created)."
-    )
-    enqueued_at = models.DateTimeField(
-        null=True, blank=True, help_text="When its task was last sent to the gpu queue."
-    )
-    error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     log = models.TextField(blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Job.Meta):
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
-                name="trainingrun_status_valid",
-            ),
+            *Job.Meta.constraints,
             models.CheckConstraint(
                 condition=Q(trigger__in=["manual", "schedule", "command"]), name="trainingrun_trigger_valid"
             ),
@@ -85,14 +64,9 @@ class TrainingRun(models.Model):
                 condition=Q(time_limit_seconds__gte=120), name="trainingrun_time_limit_sensible"
             ),
         ]
-        indexes = [models.Index(fields=["status", "heartbeat_at"], name="trainingrun_status_heartbeat")]
 
     def __str__(self) -> str:
         return f"run {self.pk} · {self.project} · {self.status}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
 
 
 class RewardModel(models.Model):
@@ -146,36 +120,19 @@ class RetrainingSettings(models.Model):
         return f"retraining of {self.project} ({'on' if self.enabled else 'off'})"
 
 
-class ScoringJob(models.Model):
+class ScoringJob(Job):
     """Batch scoring: every response of a project scored by one reward model (a gpu Celery job)."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="scoring_jobs")
     reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="scoring_jobs")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     scored = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Job.Meta):
         ordering = ["-created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed"]),
-                name="scoringjob_status_valid",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"scoring job {self.pk} · {self.reward_model} · {self.status}"

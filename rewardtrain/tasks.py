@@ -2,26 +2,23 @@
 
 ``training_run_task`` runs on the ``gpu`` queue (CELERY_TASK_ROUTES sends ``rewardtrain.tasks.*`` there);
 its time limits come from the run (``training_run_enqueue`` passes them to ``apply_async``). Start the gpu
-worker with ``--concurrency 1 --prefetch-multiplier 1`` (README, "Training reward models"). The reaper and
-retraining tasks are light: they are routed to the ``default`` queue by name in settings.
+worker with ``--concurrency 1 --prefetch-multiplier 1`` (README, "Training reward models"). The retraining
+task is light: it is routed to the ``default`` queue by name in settings. Runs and scoring jobs are jobs of
+``palate.jobs``: late acknowledgement, redelivery when their process dies, and a claim that makes a second
+delivery harmless (or takes the job over when its worker was lost); one reaper serves every job type.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from rewardtrain.services.runs import training_retrain_due, training_run_execute, training_runs_reap
+from rewardtrain.services.run_execution import training_run_execute
+from rewardtrain.services.runs import training_retrain_due
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def training_run_task(self, run_id: int) -> None:
-    # A redelivered message finds the run claimed (or finished) and returns: the claim is the guard.
     training_run_execute(run_id=run_id, worker_name=self.request.hostname or "worker")
-
-
-@shared_task
-def training_runs_reap_task() -> None:
-    training_runs_reap()
 
 
 @shared_task
@@ -39,11 +36,11 @@ def reward_model_score_task(
     return scores_compute(reward_model_id=reward_model_id, path=path, prompt=prompt, responses=responses)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def scoring_job_task(job_id: int) -> None:
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def scoring_job_task(self, job_id: int) -> None:
     from rewardtrain.services.scoring import scoring_job_execute
 
-    scoring_job_execute(job_id=job_id)
+    scoring_job_execute(job_id=job_id, worker=self.request.hostname or "worker")
 
 
 @shared_task

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from rest_framework.test import APIClient
 
 from annotate.models import ImportJob, Membership, Pair
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.celery_worker
-
-
-def _wait_for(condition, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_large_upload_is_imported_by_a_celery_worker_with_progress(
@@ -53,7 +43,7 @@ def test_a_large_upload_is_imported_by_a_celery_worker_with_progress(
         body = client.get(f"/api/imports/{job_id}/").json()
         return body if body["status"] in {"succeeded", "failed"} else None
 
-    body = _wait_for(finished)
+    body = wait_for(finished)
     assert body["status"] == "succeeded", body
     assert body["counts"]["pairs_created"] == 300 and body["progress"] == 1.0
     assert Pair.objects.filter(project=project).count() == 300
@@ -77,7 +67,7 @@ def test_a_bad_large_upload_fails_in_the_worker_and_writes_nothing(celery_worker
         job_id = client.post(
             f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
         ).json()["id"]
-    body = _wait_for(
+    body = wait_for(
         lambda: (b := client.get(f"/api/imports/{job_id}/").json())["status"] in {"succeeded", "failed"} and b
     )
     assert body["status"] == "failed"

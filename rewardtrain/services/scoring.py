@@ -16,16 +16,25 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from rest_framework import status
 
 from annotate.models import Project, Prompt, Response
 from palate.errors import ApplicationError, Conflict
+from palate.jobs.services import JobKind, job_claim, job_enqueue, job_fail, job_finish, job_heartbeat
 from rewardtrain.models import ResponseScore, RewardModel, ScoringJob
 
 logger = logging.getLogger(__name__)
 
 PROMPTS_PER_CHUNK = 200
+
+
+def _send(job: ScoringJob) -> None:
+    from rewardtrain.tasks import scoring_job_task
+
+    scoring_job_task.delay(job.pk)
+
+
+SCORING_JOBS = JobKind(model=ScoringJob, send=_send, noun="scoring job", queue="gpu")
 
 
 def reward_model_for_project(*, project: Project, reference: str | int) -> RewardModel:
@@ -154,8 +163,6 @@ def scores_compute(
 
 def scoring_job_create(*, reward_model: RewardModel, created_by=None) -> ScoringJob:
     """Queue a job scoring every response of the model's project; a 409 while one for this model is pending."""
-    from rewardtrain.tasks import scoring_job_task
-
     with transaction.atomic():
         RewardModel.objects.select_for_update().filter(pk=reward_model.pk).first()
         pending = ScoringJob.objects.filter(
@@ -169,7 +176,7 @@ def scoring_job_create(*, reward_model: RewardModel, created_by=None) -> Scoring
             total=Response.objects.filter(prompt__project_id=reward_model.project_id).count(),
             created_by=created_by,
         )
-        transaction.on_commit(lambda: scoring_job_task.delay(job.pk))
+        transaction.on_commit(lambda: job_enqueue(job))
     return job
 
 
@@ -182,72 +189,71 @@ def _prompt_value(prompt: Prompt) -> str | list[dict[str, str]]:
     return prompt.content
 
 
-def scoring_job_execute(*, job_id: int) -> ScoringJob | None:
-    """Claim the queued job (None when another worker has it, or it is finished), score every response of the
-    project prompt by prompt in chunks, upsert the scores, keep ``scored`` current. Responses already scored by
-    this model (an earlier, interrupted job) are skipped."""
-    from rewardtrain.scoring.engine import ScoringRequest, score_requests
+def scoring_job_execute(*, job_id: int, worker: str = "worker") -> ScoringJob | None:
+    """Claims the job (``palate.jobs.job_claim``; None when there is nothing to run), scores every response of
+    the project prompt by prompt in chunks, upserts the scores and keeps ``scored`` current. Responses already
+    scored by this model (an earlier attempt, or an earlier job) are skipped, so an attempt that takes over
+    from a lost worker goes on where it stopped."""
     from rewardtrain.scoring.worker import loaded_model
     from rewardtrain.services.runs import artifact_absolute
 
-    claimed = ScoringJob.objects.filter(pk=job_id, status=ScoringJob.Status.QUEUED).update(
-        status=ScoringJob.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    attempt = job_claim(ScoringJob, job_id=job_id, worker=worker)
+    if attempt is None:
         return None
-    job = ScoringJob.objects.select_related("reward_model").get(pk=job_id)
-    try:
-        model = job.reward_model
-        loaded = loaded_model(reward_model_id=model.pk, path=str(artifact_absolute(model.path)))
-        done = set(ResponseScore.objects.filter(reward_model=model).values_list("response_id", flat=True))
-        prompt_ids = list(
-            Prompt.objects.filter(project_id=job.project_id).order_by("id").values_list("id", flat=True)
-        )
-        scored = len(done)
-        for start in range(0, len(prompt_ids), PROMPTS_PER_CHUNK):
-            prompts = Prompt.objects.filter(id__in=prompt_ids[start : start + PROMPTS_PER_CHUNK]).order_by(
-                "id"
+    job = ScoringJob.objects.select_related("reward_model", "project").get(pk=job_id)
+    model = job.reward_model
+    with job_heartbeat(ScoringJob, job_id=job_id, attempt=attempt) as heartbeat:
+        try:
+            loaded = loaded_model(reward_model_id=model.pk, path=str(artifact_absolute(model.path)))
+            done = set(ResponseScore.objects.filter(reward_model=model).values_list("response_id", flat=True))
+            prompt_ids = list(
+                Prompt.objects.filter(project_id=job.project_id).order_by("id").values_list("id", flat=True)
             )
-            responses: dict[int, list[Response]] = {}
-            for response in Response.objects.filter(prompt__in=prompts).exclude(id__in=done).order_by("id"):
-                responses.setdefault(response.prompt_id, []).append(response)
-            requests, owners = [], []
-            for prompt in prompts:
-                if prompt.pk in responses:
-                    requests.append(
-                        ScoringRequest(_prompt_value(prompt), tuple(r.content for r in responses[prompt.pk]))
-                    )
-                    owners.append(responses[prompt.pk])
-            if not requests:
-                continue
-            rewards = score_requests(loaded, requests)
-            rows = [
-                ResponseScore(response=response, reward_model=model, score=float(value))
-                for group, values in zip(owners, rewards, strict=True)
-                for response, value in zip(group, values, strict=True)
-            ]
-            ResponseScore.objects.bulk_create(
-                rows,
-                batch_size=2000,
-                update_conflicts=True,
-                unique_fields=["reward_model", "response"],
-                update_fields=["score"],
-            )
-            scored += len(rows)
-            ScoringJob.objects.filter(pk=job_id).update(scored=scored)
-        ScoringJob.objects.filter(pk=job_id).update(
-            status=ScoringJob.Status.SUCCEEDED, scored=scored, finished_at=timezone.now()
-        )
-    except Exception as error:
-        logger.exception("scoring job %s failed", job_id)
-        ScoringJob.objects.filter(pk=job_id).update(
-            status=ScoringJob.Status.FAILED,
-            error=f"{error.__class__.__name__}: {error}",
-            finished_at=timezone.now(),
-        )
+            scored = len(done)
+            for start in range(0, len(prompt_ids), PROMPTS_PER_CHUNK):
+                scored += _score_chunk(model, loaded, prompt_ids[start : start + PROMPTS_PER_CHUNK], done)
+                heartbeat.report(scored=scored, progress=min(1.0, scored / job.total) if job.total else 0.0)
+        except Exception as error:
+            logger.exception("scoring job %s failed", job_id)
+            job_fail(ScoringJob, job_id=job_id, attempt=attempt, error=f"{error.__class__.__name__}: {error}")
+        else:
+            job_finish(ScoringJob, job_id=job_id, attempt=attempt, scored=scored)
     job.refresh_from_db()
     if job.status == ScoringJob.Status.SUCCEEDED and model.is_active:
         from rewardtrain.services.assisted import model_pair_priorities_refresh
 
         model_pair_priorities_refresh(project=job.project)
     return job
+
+
+def _score_chunk(model: RewardModel, loaded: Any, prompt_ids: list[int], done: set[int]) -> int:
+    """Scores the responses of these prompts that ``done`` lacks and upserts their scores; returns how many."""
+    from rewardtrain.scoring.engine import ScoringRequest, score_requests
+
+    prompts = Prompt.objects.filter(id__in=prompt_ids).order_by("id")
+    responses: dict[int, list[Response]] = {}
+    for response in Response.objects.filter(prompt__in=prompts).exclude(id__in=done).order_by("id"):
+        responses.setdefault(response.prompt_id, []).append(response)
+    requests, owners = [], []
+    for prompt in prompts:
+        if prompt.pk in responses:
+            requests.append(
+                ScoringRequest(_prompt_value(prompt), tuple(r.content for r in responses[prompt.pk]))
+            )
+            owners.append(responses[prompt.pk])
+    if not requests:
+        return 0
+    rewards = score_requests(loaded, requests)
+    rows = [
+        ResponseScore(response=response, reward_model=model, score=float(value))
+        for group, values in zip(owners, rewards, strict=True)
+        for response, value in zip(group, values, strict=True)
+    ]
+    ResponseScore.objects.bulk_create(
+        rows,
+        batch_size=2000,
+        update_conflicts=True,
+        unique_fields=["reward_model", "response"],
+        update_fields=["score"],
+    )
+    return len(rows)

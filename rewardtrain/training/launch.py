@@ -37,6 +37,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from palate.processes import process_alive
 from rewardtrain.training.errors import (
     CheckpointError,
     ConfigError,
@@ -280,7 +281,7 @@ def _rank(job_dir: Path) -> int:
             events.flush()
 
         def should_stop() -> bool:
-            return (job_dir / STOP).exists() or not _alive(launcher_pid)
+            return (job_dir / STOP).exists() or not process_alive(launcher_pid)
 
     try:
         device = _rank_device(job["device"], local_rank, world_size)
@@ -311,16 +312,6 @@ def _rank(job_dir: Path) -> int:
         partial.write_text(json.dumps(result.to_dict(), default=_plain))
         os.replace(partial, job_dir / RESULT)
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 if __name__ == "__main__":

@@ -747,22 +747,6 @@ def test_failures_below_the_limit_do_not_block_the_right_password(settings):
 # Imports over HTTP -----------------------------------------------------------------------------------
 
 
-class EnqueuedTasks:
-    def __init__(self) -> None:
-        self.job_ids: list[int] = []
-
-    def delay(self, job_id: int) -> None:
-        self.job_ids.append(job_id)
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> EnqueuedTasks:
-    """Stands in for the Celery task, so that nothing reaches the shared broker."""
-    tasks = EnqueuedTasks()
-    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
-    return tasks
-
-
 def test_a_small_import_runs_in_the_request_and_reports_the_counts(world, enqueued):
     url = f"/api/projects/{world.project.pk}/imports/"
 
@@ -853,12 +837,16 @@ def test_a_large_import_is_queued_and_a_worker_completes_it(
 
 
 def test_a_running_import_reports_live_progress(world, enqueued):
+    # What the running job's heartbeat writes (palate.jobs.JobHeartbeat.report).
     job = ImportJob.objects.create(
-        project=world.project, filename="big.jsonl", status=ImportJob.Status.RUNNING, bytes_total=1000
+        project=world.project,
+        filename="big.jsonl",
+        status=ImportJob.Status.RUNNING,
+        bytes_total=1000,
+        bytes_done=250,
+        rows_done=40,
+        progress=0.25,
     )
-    from django.core.cache import cache
-
-    cache.set(f"palate:import-progress:{job.pk}", {"rows": 40, "bytes": 250})
 
     body = world.client("lead").get(f"/api/imports/{job.pk}/").json()
 

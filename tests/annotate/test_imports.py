@@ -16,19 +16,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DataError, connection
+from django.utils import timezone
 
 from annotate.models import ImportJob, Judgment, Pair, Project, Prompt, Response
-from annotate.services import imports
+from annotate.services import import_storage, imports
 from annotate.services.import_rows import ImportOptions
-from annotate.services.imports import (
-    ImportFailed,
-    bulk_insert,
-    import_job_create,
-    import_job_run,
-    items_import,
-)
+from annotate.services.import_storage import bulk_insert
+from annotate.services.imports import ImportFailed, import_job_create, import_job_run, items_import
 from palate.errors import ApplicationError
 from tests.factories import ProjectFactory
 
@@ -964,7 +961,7 @@ def test_an_error_in_the_last_row_undoes_the_chunks_already_written(project, tmp
 
     assert caught.value.errors == ["items.jsonl, line 11: missing field 'prompt' (or 'messages')"]
     # Chunks are stored while the file is read, in the import's transaction. The storage works a chunk or
-    # two behind (see _ChunkWriter): when the fifth chunk was written, the third was stored at least.
+    # two behind (see import_storage.ChunkWriter): when the fifth chunk was written, the third was stored at least.
     assert max(prompts_seen_during_import) >= 6
     assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
 
@@ -1035,7 +1032,7 @@ def test_a_database_error_while_rows_are_stored_fails_the_import_and_keeps_nothi
     """The storage's thread meets an error (here a statement that fails, as a full disk or a lost
     connection would): the import raises it as Django's error, stops, and rolls every chunk back."""
     monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
-    copy = imports._CopyTarget.copy
+    copy = import_storage._CopyTarget.copy
     copies = []
 
     def failing_third_copy(self, cursor, ids, rows):
@@ -1044,7 +1041,7 @@ def test_a_database_error_while_rows_are_stored_fails_the_import_and_keeps_nothi
             cursor.execute("SELECT 1 / 0")
         return copy(self, cursor, ids, rows)
 
-    monkeypatch.setattr(imports._CopyTarget, "copy", failing_third_copy)
+    monkeypatch.setattr(import_storage._CopyTarget, "copy", failing_third_copy)
     rows = [{**GOOD_ROW, "id": f"p{number}", "prompt": f"Question {number}?"} for number in range(8)]
 
     with pytest.raises(DataError, match="division by zero"):
@@ -1163,22 +1160,6 @@ def test_the_command_refuses_random_pairing_without_a_number_of_pairs(project, t
 # Jobs ------------------------------------------------------------------------------------------------
 
 
-class EnqueuedTasks:
-    def __init__(self) -> None:
-        self.job_ids: list[int] = []
-
-    def delay(self, job_id: int) -> None:
-        self.job_ids.append(job_id)
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> EnqueuedTasks:
-    """Stands in for the Celery task, so that nothing reaches the shared broker."""
-    tasks = EnqueuedTasks()
-    monkeypatch.setattr("annotate.tasks.import_job_run_task", tasks)
-    return tasks
-
-
 def create_job(project: Project, content: bytes, filename: str = "items.jsonl", **options: Any) -> ImportJob:
     return import_job_create(
         project=project,
@@ -1223,7 +1204,7 @@ def test_running_an_import_job_imports_the_file_and_records_the_counts(
     assert job.rows_done == 2
     assert job.progress == 1.0
     assert job.started_at is not None and job.finished_at >= job.started_at
-    assert job.errors == []
+    assert job.errors == [] and job.error == "" and job.attempts == 1
     assert job.stored_path == ""
     assert not stored_path.exists()
     assert Pair.objects.filter(project=project).count() == 2
@@ -1240,6 +1221,8 @@ def test_an_import_job_on_a_bad_file_fails_with_the_errors_and_writes_nothing(pr
         "items.jsonl, line 2: cannot tell the row's shape: expected 'responses' (a prompt with candidates), "
         "'response_a'/'response_b' (a ready pair) or 'chosen'/'rejected' (preference data)"
     ]
+    assert job.error == job.errors[0]
+    assert job.stored_path == "" and not list((Path(settings.MEDIA_ROOT) / "imports").iterdir())
     assert job.counts == {}
     assert job.finished_at is not None
     assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}
@@ -1259,7 +1242,14 @@ def test_a_second_run_of_the_same_import_job_does_nothing(project, enqueued):
 
 def test_an_import_job_claimed_by_another_worker_is_left_alone(project, enqueued):
     job = create_job(project, encode_rows(SHAPES["candidates"]["rows"], "jsonl"))
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)
+    now = timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.RUNNING,
+        attempts=1,
+        worker="w1 pid 1 on elsewhere",
+        heartbeat_at=now,
+        started_at=now,
+    )
 
     assert import_job_run(job_id=job.pk) is None
 
@@ -1327,7 +1317,7 @@ def test_stored_ids_are_looked_up_one_index_probe_each_in_a_project_the_planner_
         [(project.pk, prompt_id, first, other, f"id-{n}", False, "", moment)
          for n, (prompt_id, other) in enumerate(zip(prompt_ids, others, strict=True))],
     )  # fmt: skip
-    sql = imports._stored_by_external_id_sql(model, columns, key_shared=model is Prompt)
+    sql = import_storage._stored_by_external_id_sql(model, columns, key_shared=model is Prompt)
 
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, [[f"id-{n}" for n in range(5000)], project.pk])

@@ -656,27 +656,6 @@ def test_one_annotator_asking_from_two_tabs_at_once_gets_one_lease():
     assert len(leases) == 1
 
 
-def test_a_running_import_job_whose_worker_died_is_failed_by_the_reaper(settings):
-    from annotate.models import ImportJob
-    from annotate.services.imports import import_jobs_reap
-
-    project = ProjectFactory()
-    stale = ImportJob.objects.create(
-        project=project,
-        filename="big.jsonl",
-        status=ImportJob.Status.RUNNING,
-        started_at=timezone.now() - timedelta(hours=2),
-    )
-    fresh = ImportJob.objects.create(
-        project=project, filename="new.jsonl", status=ImportJob.Status.RUNNING, started_at=timezone.now()
-    )
-    assert import_jobs_reap() == 1
-    stale.refresh_from_db()
-    fresh.refresh_from_db()
-    assert stale.status == ImportJob.Status.FAILED and "worker stopped" in stale.errors[0]
-    assert fresh.status == ImportJob.Status.RUNNING
-
-
 def test_the_beat_task_reclaims_expired_leases_in_every_project():
     from annotate.services.assignment import leases_expire_all
 

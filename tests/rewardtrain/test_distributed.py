@@ -16,11 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import (
     artifact_absolute,
     run_directory,
     training_run_create,
-    training_run_execute,
 )
 from rewardtrain.training.launch import LAUNCH_DIR, train_in_processes
 from rewardtrain.training.trainer import latest_checkpoint, train

@@ -10,16 +10,17 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotate.models import Export, Judgment, Membership
+from palate.errors import Conflict
+from palate.jobs.services import jobs_reap
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.services import runs
+from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import (
     reward_model_activate,
     run_directory,
     training_retrain_due,
     training_run_cancel,
     training_run_create,
-    training_run_execute,
-    training_runs_reap,
 )
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
@@ -109,7 +110,7 @@ def test_a_queued_run_is_cancelled_at_once_a_running_one_is_asked_to_stop(gate_o
     running = _queued_run(project, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
     running = training_run_cancel(run=running)
     assert running.status == TrainingRun.Status.RUNNING and running.cancel_requested
-    with pytest.raises(runs.Conflict):
+    with pytest.raises(Conflict):
         training_run_cancel(run=queued)
 
 
@@ -151,7 +152,7 @@ def test_a_run_with_a_policy_makes_its_export_first(tmp_path):
 def test_the_reaper_requeues_stale_runs_while_attempts_remain_then_fails_them(
     settings, django_capture_on_commit_callbacks
 ):
-    settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS = 60
+    settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
     project = ProjectFactory()
     old = timezone.now() - timedelta(minutes=5)
     running = TrainingRun.Status.RUNNING
@@ -160,13 +161,15 @@ def test_the_reaper_requeues_stale_runs_while_attempts_remain_then_fails_them(
     stopping = _queued_run(project, status=running, heartbeat_at=old, attempts=1, cancel_requested=True)
     alive = _queued_run(project, status=running, heartbeat_at=timezone.now(), attempts=1)
     with django_capture_on_commit_callbacks() as callbacks:
-        counts = training_runs_reap()
+        counts = jobs_reap()
     assert counts == {"requeued": 1, "failed": 1, "cancelled": 1, "resent": 0}
     assert len(callbacks) == 1
     for run in (retry, spent, stopping, alive):
         run.refresh_from_db()
     assert retry.status == TrainingRun.Status.QUEUED and "queued again" in retry.log
-    assert spent.status == TrainingRun.Status.FAILED and "the worker stopped" in spent.error
+    assert spent.status == TrainingRun.Status.FAILED and spent.error.startswith(
+        "worker lost (no heartbeat since"
+    )
     assert stopping.status == TrainingRun.Status.CANCELLED
     assert alive.status == running
 
@@ -174,8 +177,8 @@ def test_the_reaper_requeues_stale_runs_while_attempts_remain_then_fails_them(
 def test_the_reaper_sends_the_task_of_a_run_left_queued_again_then_fails_it(
     settings, django_capture_on_commit_callbacks, monkeypatch
 ):
-    settings.TRAINING_QUEUED_RESEND_SECONDS = 600
-    settings.TRAINING_QUEUED_TIMEOUT_SECONDS = 3600
+    settings.JOB_QUEUED_RESEND_SECONDS = 600
+    settings.JOB_QUEUED_TIMEOUT_SECONDS = 3600
     sent = []
     monkeypatch.setattr(
         "rewardtrain.tasks.training_run_task.apply_async", lambda **options: sent.append(options["args"])
@@ -192,7 +195,7 @@ def test_the_reaper_sends_the_task_of_a_run_left_queued_again_then_fails_it(
         project, queued_at=now - timedelta(hours=2), enqueued_at=now - timedelta(minutes=1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        counts = training_runs_reap()
+        counts = jobs_reap()
     assert counts == {"requeued": 0, "failed": 1, "cancelled": 0, "resent": 2}
     assert sorted(sent) == sorted([[lost.pk], [requeued.pk]])
     for run in (lost, fresh, requeued, abandoned):
@@ -200,11 +203,14 @@ def test_the_reaper_sends_the_task_of_a_run_left_queued_again_then_fails_it(
     assert lost.status == requeued.status == fresh.status == TrainingRun.Status.QUEUED
     assert "sent again" in lost.log and lost.enqueued_at > now and fresh.log == ""
     assert abandoned.status == TrainingRun.Status.FAILED
-    assert abandoned.error.startswith("no gpu worker took the run in 3600 s") and abandoned.finished_at
+    assert (
+        abandoned.error.startswith("no worker took the run in 3600 s") and "the gpu queue" in abandoned.error
+    )
+    assert abandoned.finished_at
 
     # Sent a moment ago: nothing to do until the interval passes again; the claim makes a duplicate harmless.
     with django_capture_on_commit_callbacks(execute=True):
-        assert training_runs_reap()["resent"] == 0
+        assert jobs_reap()["resent"] == 0
     assert training_run_execute(run_id=abandoned.pk, worker_name="late") is None
 
 
@@ -234,7 +240,7 @@ def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_c
 
 
 def test_a_stale_running_run_can_be_claimed_by_a_redelivered_task(settings, tmp_path):
-    settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS = 60
+    settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
     project, _ = judged_project(12)
     export = succeeded_export(project)
     run = TrainingRun.objects.create(
@@ -247,7 +253,8 @@ def test_a_stale_running_run_can_be_claimed_by_a_redelivered_task(settings, tmp_
         attempts=1,
     )
     run = training_run_execute(run_id=run.pk, worker_name="w2")
-    assert run.attempts == 2 and run.worker == "w2" and run.status == TrainingRun.Status.FAILED
+    assert run.attempts == 2 and run.worker.startswith("w2 pid ") and run.status == TrainingRun.Status.FAILED
+    assert "worker lost (no heartbeat since" in run.log and "taken over" in run.log
 
 
 def test_making_a_model_active_deactivates_the_others():

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -17,31 +16,18 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotate.models import Membership
+from palate.jobs.services import job_enqueue, jobs_reap
 from rewardtrain.models import RewardModel, TrainingRun
-from rewardtrain.services.runs import (
-    artifact_absolute,
-    run_directory,
-    training_run_create,
-    training_runs_reap,
-)
+from rewardtrain.services.runs import artifact_absolute, run_directory, training_run_create
 from tests.factories import MembershipFactory
 from tests.rewardtrain.conftest import marker_rows
 from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.celery_worker
 
 # Many tiny steps with frequent checkpoints: long enough to interrupt, short enough to finish quickly.
 LONG = {**FAST, "batch_size": 1, "num_epochs": 1, "save_steps": 5, "learning_rate": 0.001}
-
-
-def _wait_for(condition, seconds: float = 300.0, every: float = 0.2):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def _run(pk: int) -> TrainingRun:
@@ -67,10 +53,10 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
         project=cancelled_project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 10}, export=cancelled_export,
         allow_below_target=True,
     )  # fmt: skip
-    _wait_for(lambda: _run(run.pk).step >= 6)
+    wait_for(lambda: _run(run.pk).step >= 6, seconds=300)
     response = _engineer(cancelled_project).post(f"/api/training-runs/{run.pk}/cancel/")
     assert response.status_code == 202 and response.json()["cancel_requested"] is True
-    run = _wait_for(lambda: (r := _run(run.pk)).status == TrainingRun.Status.CANCELLED and r, seconds=15)
+    run = wait_for(lambda: (r := _run(run.pk)).status == TrainingRun.Status.CANCELLED and r, seconds=15)
     assert run.step < run.total_steps and "cancelled at step" in run.log
     from rewardtrain.training.trainer import latest_checkpoint
 
@@ -95,11 +81,12 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
     assert response.status_code == 202, response.content
     run_id = response.json()["id"]
 
-    body = _wait_for(
+    body = wait_for(
         lambda: (
             (b := client.get(f"/api/training-runs/{run_id}/").json())["status"] in {"succeeded", "failed"}
             and b
-        )
+        ),
+        seconds=300,
     )
     assert body["status"] == "succeeded", body["error"] + body["traceback"]
     assert body["step"] == body["total_steps"] == 30 and body["attempts"] == 1 and body["worker"]
@@ -174,10 +161,9 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
         allow_below_target=True, enqueue=False,
     )  # fmt: skip
     first = start_gpu_worker()
-    from rewardtrain.services.runs import training_run_enqueue
     from rewardtrain.training.trainer import latest_checkpoint
 
-    training_run_enqueue(run=run)
+    job_enqueue(run)
     directory = run_directory(run=run)
 
     def checkpointed_step() -> int:
@@ -185,18 +171,23 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
         latest = latest_checkpoint(directory)
         return int(latest.name.removeprefix("step-")) if latest is not None else 0
 
-    _wait_for(lambda: checkpointed_step() >= 10 and _run(run.pk).status == TrainingRun.Status.RUNNING)
+    wait_for(
+        lambda: checkpointed_step() >= 10 and _run(run.pk).status == TrainingRun.Status.RUNNING, seconds=300
+    )
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=20)
     killed_at = _run(run.pk)
     assert killed_at.status == TrainingRun.Status.RUNNING and killed_at.step < killed_at.total_steps
 
-    # Time passes: the heartbeat goes stale, and beat's reaper queues the run again.
-    settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS = 60
-    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
-    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0, "resent": 0}
+    # Time passes: the heartbeat goes stale, and beat's reaper queues the run again (the worker's process
+    # record is made foreign, so that only the heartbeat tells: tests/test_job_faults.py covers the rest).
+    settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
+    TrainingRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=5), worker="gpu pid 1 on elsewhere"
+    )
+    assert jobs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0, "resent": 0}
     start_gpu_worker()
-    run = _wait_for(lambda: (r := _run(run.pk)).status in {"succeeded", "failed"} and r)
+    run = wait_for(lambda: (r := _run(run.pk)).status in {"succeeded", "failed"} and r, seconds=300)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.traceback
     assert run.attempts == 2 and "resuming from the checkpoint of step" in run.log
     steps = [entry["step"] for entry in run.metrics]

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from annotate.models import Project
 from palate.errors import ApplicationError
 from rewardtrain.models import TrainingRun
-from rewardtrain.services.runs import artifact_absolute, training_run_create, training_run_execute
+from rewardtrain.services.run_execution import training_run_execute
+from rewardtrain.services.runs import artifact_absolute, training_run_create
 
 
 def _value(text: str):

@@ -1,0 +1,375 @@
+"""Training runs' execution on a worker: claim the run, make its export when it has only a policy, train
+(resuming from the latest checkpoint), report progress, and record the reward model.
+
+``training_run_execute`` is the only caller of the trainer, which it imports lazily: torch never loads in
+the web process. The lifecycle (claim, heartbeat, finish, fail, queue again) is ``palate.jobs``'; what the
+run's states mean is told in ``rewardtrain.services.runs``. With ``TRAINING_PROCESSES`` > 1 an attempt
+trains data-parallel in that many processes started by torchrun (``training/launch.py``); this process keeps
+the claim, the heartbeat, progress and cancel, and a rank that dies fails the attempt like any crash.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotate.models import Export, Project
+from palate.errors import ApplicationError
+from palate.jobs.services import (
+    job_claim,
+    job_fail,
+    job_finish,
+    job_heartbeat,
+    job_noted,
+    job_owned,
+    job_requeue,
+)
+from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.services.runs import run_directory
+from rewardtrain.training.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+# (step, total steps, the step's history entry): the command's progress bar.
+ProgressCallback = Callable[[int, int, dict[str, Any]], None]
+
+METRICS_KEPT = 2000  # history entries on the row; longer runs keep every k-th step (and every evaluation)
+
+
+def _ours(run_id: int, attempt: int) -> Any:
+    return job_owned(TrainingRun, run_id, attempt)
+
+
+def _noted(message: str, *, now: Any = None) -> dict[str, Any]:
+    return job_noted(TrainingRun, message, now=now)
+
+
+@dataclass
+class _Progress:
+    """The trainer's progress callback: keeps the metrics history and writes the row, throttled."""
+
+    run_id: int
+    attempt: int
+    history: list[dict[str, Any]]
+    interval: float
+    callback: ProgressCallback | None = None
+    first_step: int | None = None
+    started: float = 0.0
+    written: float = 0.0
+    step: int = 0
+    total: int = 0
+    epoch: float = 0.0
+    eta: float | None = None
+
+    def __call__(self, step: int, total_steps: int, epoch: float, metrics: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self.first_step is None:
+            self.first_step, self.started = step - 1, now
+        self.step, self.total, self.epoch = step, total_steps, float(epoch)
+        done = step - self.first_step
+        self.eta = (total_steps - step) * (now - self.started) / done if done > 0 else None
+        entry = _history_entry(step, epoch, metrics)
+        evaluated = any(key.startswith("eval_") for key in entry)
+        if self.history and self.history[-1]["step"] == step:
+            self.history[-1].update(entry)  # the final evaluation of the last step
+        else:
+            self.history.append(entry)
+        if len(self.history) > METRICS_KEPT:
+            self.history[:] = _thin(self.history)
+        if evaluated or step >= total_steps or now - self.written >= self.interval:
+            self.flush()
+        if self.callback is not None:
+            self.callback(step, total_steps, self.history[-1])
+
+    def flush(self) -> None:
+        self.written = time.monotonic()
+        _ours(self.run_id, self.attempt).update(
+            step=self.step,
+            total_steps=self.total,
+            epoch=self.epoch,
+            eta_seconds=self.eta,
+            progress=self.step / self.total if self.total else 0.0,
+            metrics=self.history,
+            heartbeat_at=timezone.now(),
+        )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _history_entry(step: int, epoch: float, metrics: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"step": int(step), "epoch": round(float(epoch), 4)}
+    for key in (
+        "loss",
+        "accuracy",
+        "learning_rate",
+        "pairs_per_second",
+        "eval_loss",
+        "eval_accuracy",
+        "eval_ece",
+    ):
+        value = _number(metrics.get(key))
+        if value is not None:
+            entry[key] = round(value, 6)
+    return entry
+
+
+def _thin(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every other training entry, every evaluation and the latest entry: the chart keeps its shape."""
+    return [
+        entry
+        for index, entry in enumerate(history)
+        if index % 2 == 0 or index == len(history) - 1 or any(key.startswith("eval_") for key in entry)
+    ]
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _export_rows(export: Export, split: str) -> list[dict[str, Any]] | None:
+    """The export's rows of one split (JSONL, gzipped JSONL or Parquet, whichever it has), or None."""
+    from annotate.services.exports import export_file
+
+    for fmt in ("jsonl", "parquet"):
+        try:
+            path, _ = export_file(export=export, split=split, fmt=fmt)
+        except ApplicationError:
+            continue
+        return _read_rows(path)
+    return None
+
+
+class _RunFailed(Exception):
+    """Ends an attempt with the run failed and this message (no retry)."""
+
+
+def _make_export(run: TrainingRun, attempt: int) -> Export:
+    from annotate.services.exports import export_create, export_run
+
+    export = export_create(
+        project=run.project, policy=run.policy, formats=["jsonl"], created_by=run.created_by, enqueue=False
+    )
+    _ours(run.pk, attempt).update(
+        export=export, **_noted(f"making export v{export.version} with the run's policy")
+    )
+    export = export_run(export_id=export.pk) or Export.objects.get(pk=export.pk)
+    if export.status != Export.Status.SUCCEEDED:
+        raise _RunFailed(f"the export v{export.version} failed: {export.error}")
+    return export
+
+
+def training_run_execute(
+    *,
+    run_id: int,
+    worker_name: str,
+    on_progress: ProgressCallback | None = None,
+    enqueue_retry: bool = True,
+    processes: int | None = None,
+) -> TrainingRun | None:
+    """Claims and trains a run; returns the run as it ended this attempt, or None when it was not claimable.
+
+    Makes the export first when the run has only a policy, resumes from the run's latest checkpoint, and on
+    success records the reward model (the project's first is made active). A ``TrainingError`` fails the run
+    with its message; any other error re-queues it (``enqueue_retry`` queues the task again; otherwise the
+    caller runs it again) until its attempts are spent, then fails it with the traceback. ``processes``
+    (default ``TRAINING_PROCESSES``) > 1 trains data-parallel in that many processes (torchrun)."""
+    if processes is None:
+        processes = int(getattr(settings, "TRAINING_PROCESSES", 1))
+    attempt = job_claim(TrainingRun, job_id=run_id, worker=worker_name)
+    if attempt is None:
+        logger.info("training run %s is not claimable (finished, or running elsewhere)", run_id)
+        return None
+    run = TrainingRun.objects.select_related("project", "export", "created_by").get(pk=run_id)
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    with job_heartbeat(TrainingRun, job_id=run_id, attempt=attempt):
+        try:
+            return _train(run, attempt, on_progress, processes)
+        except (_RunFailed, TrainingError) as error:
+            return _fail(run, attempt, str(error))
+        except SoftTimeLimitExceeded:
+            message = (
+                f"the run passed its time limit of {run.time_limit_seconds} s; its latest checkpoint is kept"
+            )
+            return _fail(run, attempt, message)
+        except Exception as error:
+            logger.exception("training run %s crashed (attempt %s)", run_id, attempt)
+            message = f"{type(error).__name__}: {error}"
+            details = traceback.format_exc()
+            if attempt < run.max_attempts:
+                job_requeue(
+                    TrainingRun,
+                    job_id=run_id,
+                    attempt=attempt,
+                    note=f"attempt {attempt} crashed ({message}); queued again",
+                    send=enqueue_retry,
+                    traceback=details,
+                )
+                run.refresh_from_db()
+                return run
+            return _fail(run, attempt, message, details=details)
+
+
+def _train(
+    run: TrainingRun, attempt: int, on_progress: ProgressCallback | None, processes: int
+) -> TrainingRun:
+    from rewardtrain.training.trainer import latest_checkpoint, train
+
+    where = run.worker or "this process"
+    if processes > 1:
+        where += f" ({processes} processes)"
+    _ours(run.pk, attempt).update(**_noted(f"attempt {attempt} on {where}"))
+    export = run.export if run.export_id else _make_export(run, attempt)
+    train_rows = _export_rows(export, "train")
+    if not train_rows:
+        raise _RunFailed(f"export v{export.version} has no training rows")
+    eval_rows = _export_rows(export, "test")
+    output_dir = run_directory(run=run)
+    resume_from = latest_checkpoint(output_dir)
+    history = list(run.metrics or [])
+    if resume_from is not None:
+        resumed_step = int(resume_from.name.removeprefix("step-"))
+        history = [entry for entry in history if entry.get("step", 0) <= resumed_step]
+        _ours(run.pk, attempt).update(
+            metrics=history, **_noted(f"resuming from the checkpoint of step {resumed_step}")
+        )
+    else:
+        history = []
+    progress = _Progress(
+        run_id=run.pk,
+        attempt=attempt,
+        history=history,
+        interval=float(getattr(settings, "TRAINING_PROGRESS_SECONDS", 1.0)),
+        callback=on_progress,
+    )
+    stop_reason: list[str] = []
+
+    def should_stop() -> bool:
+        state = (
+            TrainingRun.objects.filter(pk=run.pk)
+            .values_list("status", "attempts", "cancel_requested")
+            .first()
+        )
+        if state is None or state[0] != TrainingRun.Status.RUNNING or state[1] != attempt:
+            stop_reason.append("lost")
+            return True
+        if state[2]:
+            stop_reason.append("cancel")
+            return True
+        return False
+
+    arguments = {
+        "output_dir": output_dir,
+        "device": str(getattr(settings, "PALATE_DEVICE", "auto")),
+        "on_progress": progress,
+        "should_stop": should_stop,
+        "resume_from": resume_from,
+        "policy": export.policy,
+    }
+    if processes > 1:
+        from rewardtrain.training.launch import train_in_processes
+
+        result = train_in_processes(
+            run.hyperparameters, train_rows, eval_rows or None, processes=processes, **arguments
+        )
+    else:
+        result = train(run.hyperparameters, train_rows, eval_rows or None, **arguments)
+    if progress.step:
+        progress.flush()
+    _ours(run.pk, attempt).update(device=result.device[:50])
+    if result.status == "cancelled":
+        if stop_reason and stop_reason[-1] == "lost":
+            logger.warning("training run %s was taken over by another attempt; this one stops", run.pk)
+            run.refresh_from_db()
+            return run
+        where = result.checkpoint_dir or "none"
+        job_finish(
+            TrainingRun,
+            job_id=run.pk,
+            attempt=attempt,
+            status=TrainingRun.Status.CANCELLED,
+            note=f"cancelled at step {result.global_step}; checkpoint kept: {where}",
+            eta_seconds=None,
+        )
+        run.refresh_from_db()
+        return run
+    return _succeed(run, attempt, result)
+
+
+def _relative(path: str | Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path(settings.ARTIFACT_ROOT)))
+    except ValueError:
+        return str(path)
+
+
+def _model_metrics(result: Any) -> dict[str, Any]:
+    evaluation = result.evaluation or {}
+    keep = ("count", "accuracy", "loss", "ece", "reward_mean", "reward_std", "by_agreement")
+    return {
+        **{key: evaluation.get(key) for key in keep if key in evaluation},
+        "pairs_per_second": (result.timing or {}).get("pairs_per_second"),
+        "train_pairs": (result.data or {}).get("train", {}).get("pairs"),
+    }
+
+
+def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
+    artifact = _relative(result.artifact_dir)
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=run.project_id).first()
+        finished = job_finish(
+            TrainingRun,
+            job_id=run.pk,
+            attempt=attempt,
+            note=f"finished {result.global_step} steps; model at {artifact}",
+            artifact_path=artifact,
+            evaluation={**(result.evaluation or {}), "data": result.data, "timing": result.timing},
+            step=result.global_step,
+            total_steps=result.total_steps,
+            eta_seconds=0,
+        )
+        if finished:
+            version = (
+                RewardModel.objects.filter(project_id=run.project_id).aggregate(last=Max("version"))["last"]
+                or 0
+            ) + 1
+            RewardModel.objects.create(
+                run=run,
+                project_id=run.project_id,
+                version=version,
+                path=artifact,
+                metrics=_model_metrics(result),
+                is_active=version == 1,
+            )
+    run.refresh_from_db()
+    return run
+
+
+def _fail(run: TrainingRun, attempt: int, error: str, *, details: str = "") -> TrainingRun:
+    job_fail(TrainingRun, job_id=run.pk, attempt=attempt, error=error, traceback=details, eta_seconds=None)
+    run.refresh_from_db()
+    return run
