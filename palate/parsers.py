@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 
 
 class JSONParser(parsers.JSONParser):
@@ -17,7 +17,7 @@ class JSONParser(parsers.JSONParser):
         where = _nul_at(data)
         if where is not None:
             # PostgreSQL stores no NUL character in text or jsonb: refused here, once, for every endpoint.
-            raise ParseError(f"JSON parse error - {where or 'the body'} contains a NUL character (\\u0000)")
+            raise ValidationError({where or "non_field_errors": ["contains a NUL character (\\u0000)"]})
         return data
 
 
@@ -29,7 +29,7 @@ def _nul_at(value: Any, where: str = "") -> str | None:
         for key, item in value.items():
             name = f"{where}.{key}" if where else str(key)
             if "\x00" in key:
-                return name.replace("\x00", "\\u0000")
+                return where  # a key is named by the object that holds it
             found = _nul_at(item, name)
             if found is not None:
                 return found
