@@ -8,10 +8,10 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [
-    ("annotate", "0010_membership_progress_counters"),
-    ("rewardtrain", "0004_trainingrun_queued_at_enqueued_at"),
+    ("annotate", "0001_squashed_initial"),
+    ("rewardtrain", "0001_squashed_initial"),
 ]
-AFTER = [("annotate", "0012_job_lifecycle"), ("rewardtrain", "0005_job_lifecycle")]
+AFTER = [("annotate", "0003_job_lifecycle"), ("rewardtrain", "0002_job_lifecycle")]
 
 
 def _migrate(targets):

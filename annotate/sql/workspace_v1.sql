@@ -2,7 +2,7 @@
 -- locks, reads, leases or records, recomputes what derives from the rows and answers what the page shows.
 -- PL/pgSQL keeps its statements' plans for the session; every statement takes a new snapshot (READ
 -- COMMITTED), so "lock the membership (or the pair), then read" sees what a concurrent call committed.
--- Installed by migration annotate 0011; a change is a new file and a new migration.
+-- Installed by migration annotate 0002; a change is a new file and a new migration.
 
 DROP FUNCTION IF EXISTS palate_pair_next;
 DROP FUNCTION IF EXISTS palate_judgment_submit;

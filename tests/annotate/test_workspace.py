@@ -455,7 +455,7 @@ def test_the_migration_counts_what_members_submitted_before_the_counters_existed
             expires_at=now + timedelta(minutes=10),
             closed_at=closed,
         )
-    migration = importlib.import_module("annotate.migrations.0011_workspace_functions_and_progress_days")
+    migration = importlib.import_module("annotate.migrations.0002_workspace_functions_and_progress_days")
     migration.count_submitted_days(django_apps, SimpleNamespace(connection=connection))
     counted = {(day.annotator_id, day.day): day.submitted for day in ProgressDay.objects.all()}
     today = timezone.localdate(now)

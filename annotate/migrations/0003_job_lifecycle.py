@@ -22,7 +22,7 @@ def _existing_jobs_fill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0011_workspace_functions_and_progress_days'),
+        ('annotate', '0002_workspace_functions_and_progress_days'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

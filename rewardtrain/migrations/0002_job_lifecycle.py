@@ -21,7 +21,7 @@ def _existing_jobs_fill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rewardtrain', '0004_trainingrun_queued_at_enqueued_at'),
+        ('rewardtrain', '0001_squashed_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

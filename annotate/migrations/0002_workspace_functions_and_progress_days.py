@@ -24,7 +24,7 @@ def count_submitted_days(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("annotate", "0010_membership_progress_counters"),
+        ("annotate", "0001_squashed_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
