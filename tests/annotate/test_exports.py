@@ -817,6 +817,24 @@ def test_an_export_whose_worker_was_lost_with_no_attempt_left_fails_and_its_part
     assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
 
 
+def test_an_attempt_whose_export_was_taken_over_stops_and_touches_nothing(small_project, settings):
+    from django.db.models import F
+
+    settings.JOB_PROGRESS_SECONDS = 0
+    export = export_create(
+        project=small_project.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False
+    )
+
+    def taken_over(done: float) -> None:  # another delivery claims the export while this one builds
+        Export.objects.filter(pk=export.pk, attempts=1).update(attempts=F("attempts") + 1)
+
+    assert export_run(export_id=export.pk, progress=taken_over) is None
+
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.files) == (Export.Status.RUNNING, 2, {})
+    assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
+
+
 def test_the_reaper_queues_a_lost_export_again_and_sends_its_task(
     small_project, monkeypatch, django_capture_on_commit_callbacks
 ):
