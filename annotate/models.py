@@ -440,15 +440,10 @@ class AgreementSnapshot(models.Model):
         return f"{self.project} agreement at {self.created_at:%Y-%m-%d %H:%M}"
 
 
-class Export(models.Model):
-    """One versioned dataset export: the policy that made it, what it counted, and its files (with sha256)
-    under ``ARTIFACT_ROOT/exports/<id>/``. The same data, policy and seed give byte-identical files."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class Export(Job):
+    """One versioned dataset export, a job of ``palate.jobs``: the policy that made it, what it counted, and its
+    files (with sha256) under ``ARTIFACT_ROOT/exports/<id>/``. The same data, policy and seed give
+    byte-identical files."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
     version = models.PositiveIntegerField(help_text="1, 2, 3… per project.")
@@ -459,23 +454,14 @@ class Export(models.Model):
         default=dict, help_text="Aggregation policy, split and columns, with defaults filled in."
     )
     formats = models.JSONField(default=list, help_text="e.g. ['jsonl', 'parquet', 'hf']")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0)
     counts = models.JSONField(default=dict, blank=True)
     files = models.JSONField(default=dict, blank=True, help_text="{name: {path, bytes, rows, sha256}}")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Job.Meta):
         ordering = ["-created_at"]
         constraints = [
+            *Job.Meta.constraints,
             models.UniqueConstraint(fields=["project", "version"], name="export_version_unique_in_project"),
-            models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed"]),
-                name="export_status_valid",
-            ),
         ]
 
     def __str__(self) -> str:

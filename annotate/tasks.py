@@ -7,13 +7,13 @@ from celery import shared_task
 from annotate.selectors import agreement_projects_changed
 from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.assignment import leases_expire_all
-from annotate.services.exports import export_run, exports_reap
+from annotate.services.exports import export_run
 from annotate.services.imports import import_job_run
 from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
 
 
-# Late acknowledgement and redelivery when its process dies: the claim makes a second delivery harmless, and
-# takes the job over when its worker was lost (palate.jobs.services).
+# Imports and exports: late acknowledgement and redelivery when the process dies; the claim makes a second
+# delivery harmless, and takes the job over when its worker was lost (palate.jobs.services).
 @shared_task(name="annotate.import_job_run", bind=True, acks_late=True, reject_on_worker_lost=True)
 def import_job_run_task(self, job_id: int) -> None:
     import_job_run(job_id=job_id, worker=self.request.hostname or "worker")
@@ -37,14 +37,9 @@ def agreement_refresh_all() -> None:
         agreement_refresh_project.delay_on_commit(project_id)
 
 
-@shared_task(name="annotate.export_run", acks_late=True)
-def export_run_task(export_id: int) -> None:
-    export_run(export_id=export_id)
-
-
-@shared_task(name="annotate.exports_reap")
-def exports_reap_task() -> None:
-    exports_reap()
+@shared_task(name="annotate.export_run", bind=True, acks_late=True, reject_on_worker_lost=True)
+def export_run_task(self, export_id: int) -> None:
+    export_run(export_id=export_id, worker=self.request.hostname or "worker")
 
 
 @shared_task(name="annotate.pair_priorities_refresh", acks_late=True)

@@ -280,8 +280,7 @@ SPECTACULAR_SETTINGS = {
     # Export policies use the same drop/keep choice for ties and "both bad".
     "ENUM_NAME_OVERRIDES": {
         "DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP",
-        # Exports' status; every job of palate.jobs (imports, training runs, scoring jobs) shares JobStatus.
-        "StatusEnum": "annotate.models.Export.Status",
+        # Every job of palate.jobs (imports, exports, training runs, scoring jobs) shares JobStatus.
         "JobStatusEnum": "palate.jobs.models.JobStatus",
     },
 }
@@ -330,8 +329,6 @@ CELERY_BEAT_SCHEDULE: dict = {
     # The backstop of every job type's reaper (workers reap themselves, palate/jobs/worker.py): jobs whose
     # worker died are queued again or failed, queued jobs whose task was lost get it sent again.
     "jobs-reap": {"task": "palate.jobs_reap", "schedule": 120.0},
-    # Fails exports whose worker died, so none stays "running" for ever.
-    "exports-reap": {"task": "annotate.exports_reap", "schedule": 600.0},
     # Frees the slots of expired leases (claims also do this; this keeps progress figures fresh).
     "leases-expire": {"task": "annotate.leases_expire_all", "schedule": 300.0},
     # Recomputes the quality dashboard's figures of projects whose judgments changed.

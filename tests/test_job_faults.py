@@ -234,23 +234,32 @@ def test_a_scoring_job_whose_whole_worker_is_killed_is_taken_over_by_the_next_wo
     assert ResponseScore.objects.filter(reward_model=model).count() == total
 
 
-@pytest.mark.skip(reason="exports are wired onto palate.jobs after issue 18's exports package lands")
 def test_an_export_whose_pool_process_is_killed_runs_again_and_leaves_no_partial_folder(workers, settings):
     from annotate.models import Prompt
     from annotate.services.exports import export_create
 
     project, _ = judged_project(30)
     workers.start()
-    # The export reads the prompts' texts once its folder exists: held there, it has written nothing yet.
+    # A conversational export reads the prompts' texts only once its partial folder exists (an "auto" one
+    # reads them earlier, to choose its shape): held there, the kill lands mid-build.
     with psycopg.connect(**connection.get_connection_params()) as blocker:
         blocker.execute(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(Prompt._meta.db_table))
         )
-        export = export_create(project=project, policy={"split": 0.75}, formats=["jsonl"], created_by=None)
-        _wait_for(export, lambda: _running(export, 1))
+        export = export_create(
+            project=project,
+            policy={"split": 0.75, "shape": "conversational"},
+            formats=["jsonl"],
+            created_by=None,
+        )
+        partial = Path(settings.ARTIFACT_ROOT) / "exports" / f"{export.pk}.partial"
+        _wait_for(export, lambda: _running(export, 1) and partial.is_dir())
         workers.kill_pool_process(export)
+        killed_at = time.monotonic()
         _wait_for(export, lambda: _running(export, 2))
+        assert time.monotonic() - killed_at < TWO_MINUTES
         blocker.rollback()
     export = _wait_for(export, lambda: _ended(export))
     assert export.status == Export.Status.SUCCEEDED, export.error
-    assert not list((Path(settings.ARTIFACT_ROOT) / "exports").glob("*.partial"))
+    assert (export.attempts, export.progress, export.counts["pairs_exported"]) == (2, 1.0, 30)
+    assert not partial.exists() and not list(partial.parent.glob("*.partial"))

@@ -11,7 +11,7 @@ BEFORE = [
     ("annotate", "0001_squashed_initial"),
     ("rewardtrain", "0001_squashed_initial"),
 ]
-AFTER = [("annotate", "0003_job_lifecycle"), ("rewardtrain", "0002_job_lifecycle")]
+AFTER = [("annotate", "0004_export_job_lifecycle"), ("rewardtrain", "0002_job_lifecycle")]
 
 
 def _migrate(targets):
@@ -62,6 +62,13 @@ def test_existing_jobs_keep_their_data_and_get_attempts_progress_and_an_error_su
     scoring = old.get_model("rewardtrain", "ScoringJob").objects.create(
         project=project, reward_model=model, status="failed", scored=3, total=12, error="OSError: gone"
     )
+    exports = old.get_model("annotate", "Export").objects
+    exported = exports.create(
+        project=project, version=1, status="succeeded", progress=1.0, counts={"pairs_exported": 4},
+        files={"train.jsonl": {"path": "exports/1/train.jsonl", "rows": 4}},
+    )  # fmt: skip
+    export_failed = exports.create(project=project, version=2, status="failed", error="0 pairs satisfy it")
+    export_queued = exports.create(project=project, version=3)
 
     new = _migrate(AFTER)
     imports = new.get_model("annotate", "ImportJob").objects
@@ -82,3 +89,15 @@ def test_existing_jobs_keep_their_data_and_get_attempts_progress_and_an_error_su
     assert jobs.values_list("status", "attempts", "progress", "error", "scored").get(pk=scoring.pk) == (
         "failed", 1, 0.25, "OSError: gone", 3,
     )  # fmt: skip
+    exports = new.get_model("annotate", "Export").objects
+    assert exports.values_list("status", "attempts", "progress", "counts", "files").get(pk=exported.pk) == (
+        "succeeded", 1, 1.0, {"pairs_exported": 4}, {"train.jsonl": {"path": "exports/1/train.jsonl", "rows": 4}},
+    )  # fmt: skip
+    assert exports.values_list("status", "attempts", "error").get(pk=export_failed.pk) == (
+        "failed", 1, "0 pairs satisfy it",
+    )  # fmt: skip
+    assert exports.values_list("status", "attempts", "max_attempts").get(pk=export_queued.pk) == (
+        "queued",
+        0,
+        3,
+    )

@@ -7,8 +7,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -759,35 +759,100 @@ def test_the_task_claims_the_export_once(small_project):
     assert export.finished_at == finished
 
 
-def test_exports_whose_worker_died_are_failed_and_live_ones_are_left_alone(small_project, settings):
-    from django.core.cache import cache
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _running_under_a_gone_process(export: Export, **fields) -> Path:
+    """Marks ``export`` as running under a process that no longer exists, with a half-written folder."""
     from django.utils import timezone
 
-    from annotate.services.exports import export_progress, exports_reap
+    from palate.jobs.services import worker_identity
 
-    project = small_project.project
-    dead, alive, waiting = (
-        export_create(project=project, policy={}, formats=["jsonl"], created_by=None, enqueue=False)
-        for _ in range(3)
+    worker = worker_identity("w1@host").replace(f" pid {os.getpid()} ", f" pid {_dead_pid()} ")
+    now = timezone.now()
+    Export.objects.filter(pk=export.pk).update(
+        status=Export.Status.RUNNING, attempts=1, worker=worker, heartbeat_at=now, started_at=now, **fields
     )
-    an_hour_ago = timezone.now() - timezone.timedelta(hours=1)
-    Export.objects.filter(pk__in=[dead.pk, alive.pk]).update(
-        status=Export.Status.RUNNING, started_at=an_hour_ago
-    )
-    Export.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timezone.timedelta(days=2))
-    cache.set(f"palate:export-progress:{alive.pk}", {"done": 0.25, "at": time.time()})
-    partial = Path(settings.ARTIFACT_ROOT) / "exports" / f"{dead.pk}.partial"
+    partial = Path(settings.ARTIFACT_ROOT) / "exports" / f"{export.pk}.partial"
     partial.mkdir(parents=True)
+    (partial / "train.jsonl").write_text('{"half": "written"}\n')
+    return partial
 
-    assert exports_reap() == 2
 
-    dead.refresh_from_db()
-    alive.refresh_from_db()
-    waiting.refresh_from_db()
-    assert dead.status == Export.Status.FAILED and "worker stopped" in dead.error
-    assert not partial.exists()
-    assert alive.status == Export.Status.RUNNING and export_progress(export=alive) == 0.25
-    assert waiting.status == Export.Status.FAILED and "within a day" in waiting.error
+def test_a_redelivered_task_takes_over_an_export_whose_process_is_gone_and_builds_it_again(small_project):
+    from annotate.tasks import export_run_task
+
+    export = export_create(
+        project=small_project.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False
+    )
+    partial = _running_under_a_gone_process(export)
+
+    export_run_task(export.pk)
+
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.progress) == (Export.Status.SUCCEEDED, 2, 1.0)
+    assert "half" not in path_of(export, "train.jsonl").read_text() and not partial.exists()
+    assert export.counts["pairs_exported"] == 12
+
+
+def test_an_export_whose_worker_was_lost_with_no_attempt_left_fails_and_its_partial_folder_goes(
+    small_project,
+):
+    export = export_create(
+        project=small_project.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False
+    )
+    partial = _running_under_a_gone_process(export, max_attempts=1)
+
+    assert export_run(export_id=export.pk, worker="w2@host") is None
+
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED and export.error.startswith("worker lost (process ")
+    assert "all 1 attempts are spent" in export.error and not partial.exists()
+    assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
+
+
+def test_an_attempt_whose_export_was_taken_over_stops_and_touches_nothing(small_project, settings):
+    from django.db.models import F
+
+    settings.JOB_PROGRESS_SECONDS = 0
+    export = export_create(
+        project=small_project.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False
+    )
+
+    def taken_over(done: float) -> None:  # another delivery claims the export while this one builds
+        Export.objects.filter(pk=export.pk, attempts=1).update(attempts=F("attempts") + 1)
+
+    assert export_run(export_id=export.pk, progress=taken_over) is None
+
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.files) == (Export.Status.RUNNING, 2, {})
+    assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
+
+
+def test_the_reaper_queues_a_lost_export_again_and_sends_its_task(
+    small_project, monkeypatch, django_capture_on_commit_callbacks
+):
+    from palate.jobs.services import jobs_reap
+
+    sent = []
+    monkeypatch.setattr("annotate.tasks.export_run_task.delay", lambda export_id: sent.append(export_id))
+    export = export_create(
+        project=small_project.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False
+    )
+    partial = _running_under_a_gone_process(export)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_reap()["requeued"] == 1
+
+    export.refresh_from_db()
+    assert export.status == Export.Status.QUEUED and export.enqueued_at is not None and sent == [export.pk]
+    assert partial.exists()  # kept for the next attempt, which starts it again from scratch
 
 
 # The page and the command ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ One service serves ``manage.py export_dataset``, the API and the exports page. A
 ``ARTIFACT_ROOT/exports/<id>/``. The package, one concern per module:
 
 - ``policy``: what an export contains, validated against the project;
-- ``jobs``: the export job's lifecycle (create, claim and run, progress, reap), the Celery task's entry points;
+- ``jobs``: the export job (create, claim and run, progress) on the shared lifecycle of ``palate.jobs``;
 - ``build``: the two passes that make the files, inside one consistent read (``labels`` then ``rows``);
 - ``writer`` and ``formats``: the files, one module per format in the registry (``formats/``);
 - ``card``: the dataset card; ``downloads``: reading a finished export back.
@@ -14,11 +14,11 @@ One service serves ``manage.py export_dataset``, the API and the exports page. A
 from annotate.services.exports.downloads import export_file, export_hf_tar, export_split_pair_ids
 from annotate.services.exports.formats import EXPORT_FORMATS, FORMATS, ExportFormat, register
 from annotate.services.exports.jobs import (
+    EXPORT_JOBS,
     export_create,
     export_folder,
     export_progress,
     export_run,
-    exports_reap,
 )
 from annotate.services.exports.policy import (
     DEFAULT_COLUMNS,
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_COLUMNS",
     "DROP_OR_KEEP",
     "EXPORT_FORMATS",
+    "EXPORT_JOBS",
     "FORMATS",
     "OPTIONAL_COLUMNS",
     "POLICY_KEYS",
@@ -52,6 +53,5 @@ __all__ = [
     "export_progress",
     "export_run",
     "export_split_pair_ids",
-    "exports_reap",
     "register",
 ]
