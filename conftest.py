@@ -76,7 +76,8 @@ def enqueued(monkeypatch) -> EnqueuedTasks:
 
 @pytest.fixture
 def celery_worker_process(transactional_db, settings):
-    """A real Celery worker (a separate process) on Redis, against this test's database.
+    """A real Celery worker (a separate process) on Redis, against this test's database and base models
+    (``TRAINING_BASE_MODELS``: request a fixture that installs them before this one).
 
     The broker is the test run's own Redis database (tests/environment.py). Yields the broker URL; the
     worker is stopped afterwards and the broker database emptied.
@@ -100,6 +101,7 @@ def celery_worker_process(transactional_db, settings):
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
         "CACHE_URL": "",
+        "TRAINING_BASE_MODELS": settings.TRAINING_BASE_MODELS,
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", "default,gpu", "--concurrency", "1",

@@ -368,6 +368,8 @@ TRAINING_PROGRESS_SECONDS = 1.0
 TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
 # Processes a run trains in, data-parallel (torchrun, one GPU each): 1 trains in the worker's own process.
 TRAINING_PROCESSES = envint("TRAINING_PROCESSES", 1)
+# The base models runs may start from, by name (rewardtrain/base_models.py reads the format): never a path.
+TRAINING_BASE_MODELS = os.environ.get("TRAINING_BASE_MODELS", "")
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).
 PALATE_DEVICE = os.environ.get("PALATE_DEVICE", "auto")

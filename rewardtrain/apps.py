@@ -8,9 +8,13 @@ class RewardtrainConfig(AppConfig):
     verbose_name = "Reward-model training"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from palate.jobs.services import job_kind_register
+        from rewardtrain.base_models import base_models_check
         from rewardtrain.services.runs import TRAINING_RUNS
         from rewardtrain.services.scoring import SCORING_JOBS
 
         job_kind_register(TRAINING_RUNS)
         job_kind_register(SCORING_JOBS)
+        checks.register(base_models_check)

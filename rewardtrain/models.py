@@ -29,7 +29,15 @@ class TrainingRun(Job):
         help_text="The dataset it trains on; when empty, the run first makes one with `policy`.",
     )  # fmt: skip
     policy = models.JSONField(default=dict, blank=True, help_text="Aggregation policy for a new export.")
-    base_model = models.CharField(max_length=500, help_text="A Hugging Face id or a local path.")
+    base_model = models.CharField(
+        max_length=500, blank=True,
+        help_text="The name of an installed base model (TRAINING_BASE_MODELS); empty when the run continues "
+        "from `base_reward_model`.",
+    )  # fmt: skip
+    base_reward_model = models.ForeignKey(
+        "RewardModel", null=True, blank=True, on_delete=models.RESTRICT, related_name="continued_by",
+        help_text="A reward model of the same project the run continues training from.",
+    )  # fmt: skip
     hyperparameters = models.JSONField(default=dict)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     time_limit_seconds = models.PositiveIntegerField(
@@ -63,10 +71,22 @@ class TrainingRun(Job):
             models.CheckConstraint(
                 condition=Q(time_limit_seconds__gte=120), name="trainingrun_time_limit_sensible"
             ),
+            models.CheckConstraint(
+                condition=(Q(base_model="") & Q(base_reward_model__isnull=False))
+                | (~Q(base_model="") & Q(base_reward_model__isnull=True)),
+                name="trainingrun_one_base",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"run {self.pk} · {self.project} · {self.status}"
+
+    @property
+    def base_description(self) -> str:
+        """What the run starts from, for people: the base model's name, or the reward model it continues."""
+        if self.base_reward_model_id is not None:
+            return f"reward model v{self.base_reward_model.version}"
+        return self.base_model
 
 
 class RewardModel(models.Model):

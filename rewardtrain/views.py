@@ -17,6 +17,7 @@ from annotate.models import Export, Membership, Project
 from annotate.services.exports import ExportPolicy
 from annotate.views.access import project_for_page
 from palate.errors import ApplicationError
+from rewardtrain.base_models import base_models_installed
 from rewardtrain.models import RewardModel, ScoringJob, TrainingRun
 from rewardtrain.selectors import (
     reward_model_drift,
@@ -128,10 +129,39 @@ def _form_field(field: dict[str, Any], values: dict[str, Any], errors: dict[str,
     }
 
 
+def _base_value(run: TrainingRun | None, installed: list[str]) -> str:
+    """The base select's value for a run's choice (the form starts from the latest run's)."""
+    if run is not None and run.base_reward_model_id is not None:
+        return f"reward-model:{run.base_reward_model_id}"
+    if run is not None and run.base_model in installed:
+        return f"model:{run.base_model}"
+    return f"model:{installed[0]}" if installed else ""
+
+
+def _base_choices(installed: list[str], models: list[RewardModel]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The base select's groups: the installed base models, then the project's reward models."""
+    groups = [
+        ("Installed base models", [(f"model:{name}", name) for name in installed]),
+        (
+            "This project's reward models (train further)",
+            [(f"reward-model:{model.pk}", f"Reward model v{model.version}") for model in models],
+        ),
+    ]
+    return [(label, options) for label, options in groups if options]
+
+
+def _base_from_form(value: str) -> dict[str, Any]:
+    """The base select's value (``model:<name>`` or ``reward-model:<id>``) as the service's arguments."""
+    kind, _, chosen = value.partition(":")
+    if kind == "reward-model":
+        return {"base_reward_model": int(chosen) if chosen.isdigit() else 0}
+    return {"base_model": chosen if kind == "model" else ""}
+
+
 def _runs(project: Project) -> tuple[list[TrainingRun], bool]:
     runs = list(
         TrainingRun.objects.filter(project=project)
-        .select_related("export", "created_by", "reward_model")
+        .select_related("export", "created_by", "reward_model", "base_reward_model")
         .defer("metrics", "log", "traceback")
         .order_by("-created_at", "-id")[:30]
     )
@@ -148,11 +178,13 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
     )
     last = TrainingRun.objects.filter(project=project).order_by("-created_at", "-id").first()
     values: dict[str, Any] = dict(last.hyperparameters) if last else {}
+    installed = list(base_models_installed())
+    models = list(RewardModel.objects.filter(project=project).order_by("-version")[:50])
     form = {
         "source": "export" if exports else "policy",
         "export": str(exports[0].pk) if exports else "",
         "policy": json.dumps((exports[0].policy if exports else ExportPolicy().as_dict()), indent=2),
-        "base_model": last.base_model if last else "",
+        "base": _base_value(last, installed),
         "allow_below_target": False,
     }
     errors: dict[str, str] = {}
@@ -163,7 +195,7 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
             "source": data.get("source", "export"),
             "export": data.get("export", ""),
             "policy": data.get("policy", ""),
-            "base_model": data.get("base_model", ""),
+            "base": data.get("base", ""),
             "allow_below_target": "allow_below_target" in data,
         }
         values, errors = _hyperparameters_from_form(data)
@@ -187,10 +219,10 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
                     )
             run = training_run_create(
                 project=project,
-                base_model=form["base_model"],
                 hyperparameters=values,
                 created_by=request.user,
                 allow_below_target=form["allow_below_target"],
+                **_base_from_form(form["base"]),
                 **source,
             )
         except ApplicationError as error:
@@ -216,7 +248,8 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
             "runs": runs,
             "any_running": any_running,
             "retraining": retraining_settings_get(project=project),
-            "models": RewardModel.objects.filter(project=project).order_by("-version")[:10],
+            "base_choices": _base_choices(installed, models),
+            "models": models[:10],
         },
     )
 
@@ -251,7 +284,9 @@ def project_retraining(request: HttpRequest, slug: str) -> HttpResponse:
 def _run_for_page(request: HttpRequest, slug: str, run_id: int) -> tuple[Project, str, TrainingRun]:
     project, role = project_for_page(request, slug, TRAINING_ROLES)
     run = get_object_or_404(
-        TrainingRun.objects.select_related("export", "created_by", "reward_model"), pk=run_id, project=project
+        TrainingRun.objects.select_related("export", "created_by", "reward_model", "base_reward_model"),
+        pk=run_id,
+        project=project,
     )
     return project, role, run
 

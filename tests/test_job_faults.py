@@ -43,6 +43,7 @@ TWO_MINUTES = 120.0
 
 # The training tests' tiny models (pytest finds fixtures by name in this module).
 tiny_decoder = rewardtrain_fixtures.tiny_decoder
+tiny_base_model = rewardtrain_fixtures.tiny_base_model
 tiny_reward_model = rewardtrain_fixtures.tiny_reward_model
 
 
@@ -73,11 +74,15 @@ class Workers:
         self.started: list[subprocess.Popen] = []
 
     def start(self) -> subprocess.Popen:
+        from django.conf import settings
+
+        # The base models a test installed (TRAINING_BASE_MODELS) are the worker's too.
+        environment = {**self.environment, "TRAINING_BASE_MODELS": settings.TRAINING_BASE_MODELS}
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", "default,gpu", "--pool", "prefork",
              "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "WARNING", "--without-heartbeat",
              "--without-gossip", "--without-mingle", "--hostname", f"faults-{random.randint(0, 10**6)}@test"],
-            env=self.environment, start_new_session=True,
+            env=environment, start_new_session=True,
         )  # fmt: skip
         self.started.append(worker)
         return worker
@@ -185,13 +190,13 @@ def test_an_import_whose_pool_process_is_killed_runs_again_or_fails_saying_the_w
     assert spent.stored_path == "" and list(uploads.iterdir()) == []
 
 
-def test_a_training_run_whose_pool_process_is_killed_resumes_from_its_checkpoint(workers, tiny_decoder):
+def test_a_training_run_whose_pool_process_is_killed_resumes_from_its_checkpoint(workers, tiny_base_model):
     from rewardtrain.training.trainer import latest_checkpoint
 
     project, _ = judged_project(40)
     export = succeeded_export(project)
     run = training_run_create(
-        project=project, base_model=tiny_decoder, export=export, allow_below_target=True, enqueue=False,
+        project=project, base_model=tiny_base_model, export=export, allow_below_target=True, enqueue=False,
         hyperparameters={**FAST, "batch_size": 1, "num_epochs": 3, "save_steps": 3, "learning_rate": 0.001},
     )  # fmt: skip
     workers.start()

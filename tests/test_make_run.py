@@ -153,9 +153,12 @@ def test_make_run_serves_the_demo_takes_judgments_trains_on_the_cpu_and_stops_ev
         not in {"DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "CELERY_RESULT_BACKEND", "MEDIA_ROOT",
                 "ARTIFACT_ROOT", "STATIC_ROOT"}
     }  # fmt: skip
+    # The operator installs a base model: a two-layer decoder built below, while make run starts (so training
+    # needs no download), listed by name for web and worker.
+    tiny_decoder = work / "tiny-decoder"
     environment.update(
         PALATE_VAR_DIR=str(var_dir), HOST="127.0.0.1", PORT=str(port), PALATE_DEVICE="cpu",
-        HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TRAINING_BASE_MODELS=f"tiny-decoder={tiny_decoder}",
     )  # fmt: skip
     command = ["make", "run"]
     if isolated:
@@ -168,8 +171,7 @@ def test_make_run_serves_the_demo_takes_judgments_trains_on_the_cpu_and_stops_ev
         )
     output = lambda: log_path.read_text(errors="replace")  # noqa: E731
     try:
-        # Built while make run starts: a two-layer decoder, so training needs no download.
-        base_model = str(build_tiny_decoder(work / "tiny-decoder"))
+        build_tiny_decoder(tiny_decoder)
 
         site = Site(f"http://127.0.0.1:{port}", process.pid if isolated else None)
         deadline = time.monotonic() + 150
@@ -219,7 +221,7 @@ def test_make_run_serves_the_demo_takes_judgments_trains_on_the_cpu_and_stops_ev
         run = site.json(
             "POST",
             f"/api/projects/{project_id}/training-runs/",
-            {"base_model": base_model, "export": export["id"], "hyperparameters": FAST, "allow_below_target": True},
+            {"base_model": "tiny-decoder", "export": export["id"], "hyperparameters": FAST, "allow_below_target": True},
             token=engineer,
             expect=202,
         )  # fmt: skip

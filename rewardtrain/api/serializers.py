@@ -9,7 +9,16 @@ from rewardtrain.models import RewardModel, TrainingRun
 
 class TrainingRunCreateInput(serializers.Serializer):
     base_model = serializers.CharField(
-        max_length=500, help_text="A Hugging Face id (in the local cache) or a local path."
+        required=False,
+        help_text="The name of a base model the operator installed (TRAINING_BASE_MODELS; a 400 lists them), "
+        "never a path. Give this or base_reward_model.",
+    )
+    base_reward_model = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The id of a reward model of this project to continue training from. Give this or base_model.",
     )
     export = serializers.IntegerField(
         required=False, allow_null=True, help_text="A succeeded preference export of this project."
@@ -42,6 +51,7 @@ class TrainingRunOutput(serializers.ModelSerializer):
             "export",
             "policy",
             "base_model",
+            "base_reward_model",
             "hyperparameters",
             "step",
             "total_steps",

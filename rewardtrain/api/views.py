@@ -64,7 +64,8 @@ class ProjectTrainingRunsApi(APIView):
         values = data.validated_data
         run = training_run_create(
             project=project,
-            base_model=values["base_model"],
+            base_model=values.get("base_model"),
+            base_reward_model=values.get("base_reward_model"),
             hyperparameters=values.get("hyperparameters"),
             export=values.get("export"),
             policy=values.get("policy"),

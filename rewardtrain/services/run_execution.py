@@ -6,6 +6,10 @@ the web process. The lifecycle (claim, heartbeat, finish, fail, queue again) is 
 run's states mean is told in ``rewardtrain.services.runs``. With ``TRAINING_PROCESSES`` > 1 an attempt
 trains data-parallel in that many processes started by torchrun (``training/launch.py``); this process keeps
 the claim, the heartbeat, progress and cancel, and a rank that dies fails the attempt like any crash.
+
+The run's base is resolved here, with this worker's settings: an installed base model's name becomes the
+location ``TRAINING_BASE_MODELS`` gives it on this machine, a reward model of the project its directory under
+``ARTIFACT_ROOT``. A name this worker does not list fails the run with a message that says so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -37,8 +42,9 @@ from palate.jobs.services import (
     job_owned,
     job_requeue,
 )
+from rewardtrain.base_models import base_models_installed
 from rewardtrain.models import RewardModel, TrainingRun
-from rewardtrain.services.runs import run_directory
+from rewardtrain.services.runs import artifact_absolute, run_directory
 from rewardtrain.training.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -166,6 +172,28 @@ class _RunFailed(Exception):
     """Ends an attempt with the run failed and this message (no retry)."""
 
 
+def _base_location(run: TrainingRun) -> str:
+    """Where the run's base model lives on this worker: its reward model's directory, or the location this
+    worker's ``TRAINING_BASE_MODELS`` gives its name. A run recorded before names (a path) finds no name."""
+    reward_model = run.base_reward_model
+    if reward_model is not None:
+        if reward_model.project_id != run.project_id:
+            raise _RunFailed("the reward model the run continues from is not one of its project's")
+        return str(artifact_absolute(reward_model.path))
+    try:
+        installed = base_models_installed()
+    except ImproperlyConfigured as error:
+        raise _RunFailed(f"this worker's {error}") from None
+    location = installed.get(run.base_model)
+    if location is None:
+        listed = ", ".join(installed) or "none"
+        raise _RunFailed(
+            f"base model {run.base_model!r} is not installed on this worker (TRAINING_BASE_MODELS lists: "
+            f"{listed}); install it there, or start a run from an installed one"
+        )
+    return location
+
+
 def _make_export(run: TrainingRun, attempt: int) -> Export:
     from annotate.services.exports import export_create, export_run
 
@@ -202,7 +230,9 @@ def training_run_execute(
     if attempt is None:
         logger.info("training run %s is not claimable (finished, or running elsewhere)", run_id)
         return None
-    run = TrainingRun.objects.select_related("project", "export", "created_by").get(pk=run_id)
+    run = TrainingRun.objects.select_related("project", "export", "created_by", "base_reward_model").get(
+        pk=run_id
+    )
     from celery.exceptions import SoftTimeLimitExceeded
 
     with job_heartbeat(TrainingRun, job_id=run_id, attempt=attempt):
@@ -242,6 +272,7 @@ def _train(
     if processes > 1:
         where += f" ({processes} processes)"
     _ours(run.pk, attempt).update(**_noted(f"attempt {attempt} on {where}"))
+    hyperparameters = {**run.hyperparameters, "base_model": _base_location(run)}
     export = run.export if run.export_id else _make_export(run, attempt)
     train_rows = _export_rows(export, "train")
     if not train_rows:
@@ -293,10 +324,10 @@ def _train(
         from rewardtrain.training.launch import train_in_processes
 
         result = train_in_processes(
-            run.hyperparameters, train_rows, eval_rows or None, processes=processes, **arguments
+            hyperparameters, train_rows, eval_rows or None, processes=processes, **arguments
         )
     else:
-        result = train(run.hyperparameters, train_rows, eval_rows or None, **arguments)
+        result = train(hyperparameters, train_rows, eval_rows or None, **arguments)
     if progress.step:
         progress.flush()
     _ours(run.pk, attempt).update(device=result.device[:50])

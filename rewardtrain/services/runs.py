@@ -10,6 +10,9 @@ reaped by the one reaper of every job type. What is particular to runs:
 - **Cancel.** A queued run is cancelled at once; a running run gets ``cancel_requested``, which the trainer
   reads before every step: it writes a checkpoint of the last finished step and stops. A run whose worker
   was lost after a cancel was asked ends cancelled.
+- **Base model.** A run starts from an installed base model, by name (``TRAINING_BASE_MODELS``, read by
+  ``rewardtrain.base_models``), or continues from a reward model of its own project; never from a path.
+  The worker resolves the choice to a location with its own settings when the run executes.
 - **Time limits.** Each run carries its own (``time_limit_seconds``), passed to its task; the soft limit (a
   clean failure that keeps the latest checkpoint) comes a minute before the hard one.
 - **Temporary files.** Partial checkpoints (``checkpoints/.step-N.partial``) and the scratch folder of
@@ -31,6 +34,7 @@ from annotate.models import Export, Judgment, Project
 from annotate.selectors import agreement_snapshot_latest
 from palate.errors import ApplicationError
 from palate.jobs.services import JobKind, job_cancel, job_enqueue, log_line
+from rewardtrain.base_models import base_models_installed
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.errors import ConfigError
@@ -99,10 +103,12 @@ def training_gate(*, project: Project) -> dict[str, Any]:
     return agreement_figures(snapshot=snapshot, project=project)["training_gate"]
 
 
-def training_config_parse(*, base_model: str, hyperparameters: Any) -> TrainConfig:
-    """Validates hyperparameters (missing ones take their defaults) with the trainer's own rules.
+def training_config_parse(*, hyperparameters: Any) -> dict[str, Any]:
+    """Validates hyperparameters (missing ones take their defaults) with the trainer's own rules and returns
+    them whole, without ``base_model``: the run records its base apart, and the worker adds where it lives.
+    A ``base_model`` among them (an earlier run's, copied) is ignored.
 
-    Raises ApplicationError naming every bad field as ``hyperparameters.<name>`` (``base_model`` on its own)."""
+    Raises ApplicationError naming every bad field as ``hyperparameters.<name>``."""
     if hyperparameters is None:
         hyperparameters = {}
     if not isinstance(hyperparameters, dict):
@@ -111,14 +117,43 @@ def training_config_parse(*, base_model: str, hyperparameters: Any) -> TrainConf
         )
     values = {key: value for key, value in hyperparameters.items() if key != "base_model"}
     try:
-        return TrainConfig.from_dict({**values, "base_model": base_model})
+        config = TrainConfig.from_dict({**values, "base_model": "resolved by the worker"})
     except ConfigError as error:
-        fields = {
-            (name if name == "base_model" else f"hyperparameters.{name}"): [message]
-            for name, message in error.errors.items()
-        }
+        fields = {f"hyperparameters.{name}": [message] for name, message in error.errors.items()}
         first = next(iter(fields))
         raise ApplicationError(f"{first}: {fields[first][0]}", fields=fields) from None
+    return {key: value for key, value in config.to_dict().items() if key != "base_model"}
+
+
+def _base_for_run(
+    *, project: Project, base_model: str | None, base_reward_model: RewardModel | int | None
+) -> tuple[str, RewardModel | None]:
+    """The run's start: (an installed base model's name, None) or ("", a reward model of the project).
+
+    A path, an unknown name, a missing reward model and another project's get answers that depend only on
+    what was asked, never on what exists on the disk or in another project."""
+    name = base_model.strip() if isinstance(base_model, str) else ""
+    if bool(name) == (base_reward_model is not None):
+        message = (
+            "give either base_model (an installed base model) or base_reward_model (a reward model of this "
+            "project to continue from)"
+        )
+        raise ApplicationError(message, fields={"base_model": [message]})
+    if base_reward_model is not None:
+        model_id = base_reward_model.pk if isinstance(base_reward_model, RewardModel) else base_reward_model
+        found = None
+        if isinstance(model_id, int) and not isinstance(model_id, bool) and 0 < model_id < 2**63:
+            found = RewardModel.objects.filter(pk=model_id, project=project).first()
+        if found is None:
+            message = "not a reward model of this project"
+            raise ApplicationError(f"base_reward_model: {message}", fields={"base_reward_model": [message]})
+        return "", found
+    installed = base_models_installed()
+    if name not in installed:
+        listed = ", ".join(installed) or "none yet (the operator lists them in TRAINING_BASE_MODELS)"
+        message = f"not an installed base model; choose one of: {listed}"
+        raise ApplicationError(f"base_model: {message}", fields={"base_model": [message]})
+    return name, None
 
 
 def _export_for_run(*, project: Project, export: Export | int | None) -> Export:
@@ -150,7 +185,8 @@ def _policy_for_run(*, project: Project, policy: Any) -> dict[str, Any]:
 def training_run_create(
     *,
     project: Project,
-    base_model: str,
+    base_model: str | None = None,
+    base_reward_model: RewardModel | int | None = None,
     hyperparameters: dict[str, Any] | None = None,
     export: Export | int | None = None,
     policy: dict[str, Any] | None = None,
@@ -163,12 +199,15 @@ def training_run_create(
     """Validates a run request and records a queued run; with ``enqueue`` the gpu task is queued once the
     row is committed.
 
-    The run trains on ``export`` (a succeeded preference export of this project) or, given ``policy``
-    instead, on an export the worker makes with that policy first. Refuses (400, the gate's reasons under
+    The run starts from ``base_model``, the name of an installed base model, or continues from
+    ``base_reward_model``, a reward model of this project. It trains on ``export`` (a succeeded preference
+    export of this project) or, given ``policy`` instead, on an export the worker makes with that policy first. Refuses (400, the gate's reasons under
     ``allow_below_target``) when the project's latest agreement figures miss its quality targets, unless
     ``allow_below_target``."""
-    base_model = (base_model or "").strip()
-    config = training_config_parse(base_model=base_model, hyperparameters=hyperparameters)
+    base_model, base_reward_model = _base_for_run(
+        project=project, base_model=base_model, base_reward_model=base_reward_model
+    )
+    hyperparameters = training_config_parse(hyperparameters=hyperparameters)
     if (export is None) == (policy is None):
         message = "give either an export to train on or a policy to make one"
         raise ApplicationError(message, fields={"export": [message]})
@@ -204,7 +243,8 @@ def training_run_create(
         export=chosen_export,
         policy=parsed_policy,
         base_model=base_model,
-        hyperparameters=config.to_dict(),
+        base_reward_model=base_reward_model,
+        hyperparameters=hyperparameters,
         created_by=created_by,
         trigger=trigger,
         time_limit_seconds=time_limit_seconds,
@@ -283,6 +323,7 @@ def _retrain_decision(retraining: RetrainingSettings) -> tuple[str, dict[str, An
     policy = last.export.policy if last.export_id else last.policy
     return "", {
         "base_model": last.base_model,
+        "base_reward_model": last.base_reward_model_id,
         "hyperparameters": last.hyperparameters,
         "policy": policy,
         "time_limit_seconds": last.time_limit_seconds,
@@ -292,8 +333,8 @@ def _retrain_decision(retraining: RetrainingSettings) -> tuple[str, dict[str, An
 
 
 def training_retrain_due(*, now: Any = None) -> list[TrainingRun]:
-    """Beat: for each project with retraining on, starts a run like its latest one (base model,
-    hyperparameters, export policy; a fresh export) once enough new human judgments arrived and agreement
+    """Beat: for each project with retraining on, starts a run like its latest one (base model or reward
+    model it continued from, hyperparameters, export policy; a fresh export) once enough new human judgments arrived and agreement
     meets the targets; otherwise records why not. Returns the runs started."""
     now = now or timezone.now()
     started = []
@@ -304,6 +345,7 @@ def training_retrain_due(*, now: Any = None) -> list[TrainingRun]:
                 run = training_run_create(
                     project=retraining.project,
                     base_model=plan["base_model"],
+                    base_reward_model=plan["base_reward_model"],
                     hyperparameters=plan["hyperparameters"],
                     policy=plan["policy"],
                     allow_below_target=True,  # the gate was checked, on fresh figures, just above

@@ -34,7 +34,10 @@ SHARED_PREFIX = ("auto", "on", "off")
 @dataclass(frozen=True)
 class TrainConfig:
     base_model: str = field(
-        metadata=_help("A Hugging Face model id (already in the local cache) or a local directory.")
+        metadata=_help(
+            "Where the model to train from lives: a Hugging Face model id (already in the local cache) or a "
+            "local directory. A run's worker sets it from the run's installed base model or reward model."
+        )
     )
     learning_rate: float = field(default=5e-5, metadata=_help("Peak AdamW learning rate.", gt=0.0, le=1.0))
     num_epochs: int = field(default=1, metadata=_help("Passes over the training pairs.", ge=1, le=100))

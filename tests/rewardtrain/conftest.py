@@ -168,3 +168,19 @@ def tiny_reward_model(tiny_decoder, tmp_path_factory) -> str:
     from tests.rewardtrain.scoring_data import save_tiny_reward_model
 
     return save_tiny_reward_model(tiny_decoder, tmp_path_factory.mktemp("tiny-reward-model"))
+
+
+@pytest.fixture
+def tiny_base_model(settings, tiny_decoder) -> str:
+    """The tiny decoder installed as the base model ``tiny-decoder`` (``TRAINING_BASE_MODELS``, as an
+    operator lists a backbone); returns the name runs give. Worker processes get the setting in their
+    environment: request this before a fixture that starts one."""
+    settings.TRAINING_BASE_MODELS = f"tiny-decoder={tiny_decoder}"
+    return "tiny-decoder"
+
+
+@pytest.fixture
+def listed_base_model(settings) -> str:
+    """A base model installed by name for runs that are only queued (its files are never read)."""
+    settings.TRAINING_BASE_MODELS = "minilm=/models/minilm"
+    return "minilm"

@@ -100,7 +100,7 @@ def test_a_step_on_two_ranks_gives_the_weights_of_the_same_step_in_one_process(
 
 
 @pytest.mark.django_db
-def test_the_command_trains_in_two_processes_a_model_that_loads_with_pipeline(tiny_decoder):
+def test_the_command_trains_in_two_processes_a_model_that_loads_with_pipeline(tiny_base_model):
     from io import StringIO
 
     from django.core.management import call_command
@@ -110,7 +110,7 @@ def test_the_command_trains_in_two_processes_a_model_that_loads_with_pipeline(ti
     export = succeeded_export(project)
     out = StringIO()
     call_command(
-        "train_reward_model", project.slug, "--export", str(export.pk), "--base-model", tiny_decoder,
+        "train_reward_model", project.slug, "--export", str(export.pk), "--base-model", tiny_base_model,
         "--set", "num_epochs=1", "--set", "max_length=64", "--set", "eval_steps=2", "--set", "learning_rate=3e-3",
         "--processes", "2", "--allow-below-target", "--no-progress", stdout=out,
     )  # fmt: skip
@@ -127,12 +127,12 @@ def test_the_command_trains_in_two_processes_a_model_that_loads_with_pipeline(ti
 
 @pytest.mark.django_db
 def test_a_killed_rank_requeues_the_run_the_next_attempt_resumes_and_a_cancel_stops_every_rank(
-    tiny_decoder,
+    tiny_base_model,
 ):
     project, _ = judged_project(60)
     export = succeeded_export(project)
     run = training_run_create(
-        project=project, base_model=tiny_decoder, export=export, allow_below_target=True, enqueue=False,
+        project=project, base_model=tiny_base_model, export=export, allow_below_target=True, enqueue=False,
         # Ten epochs planned: the resumed attempt must not finish before its cancel lands (with one epoch
         # it once did, a few steps after resuming).
         hyperparameters={**FAST, "batch_size": 1, "num_epochs": 10, "save_steps": 2, "learning_rate": 0.001},

@@ -42,16 +42,20 @@ def _member(project, role):
 
 
 def _queued_run(project, **fields):
-    return TrainingRun.objects.create(project=project, base_model="/nowhere", hyperparameters={}, **fields)
+    return TrainingRun.objects.create(project=project, base_model="minilm", hyperparameters={}, **fields)
 
 
-def test_bad_hyperparameters_are_refused_naming_each_field(gate_ok):
+def test_bad_hyperparameters_are_refused_naming_each_field(gate_ok, listed_base_model):
     project, _ = judged_project(20)
     export = succeeded_export(project)
     _, client = _member(project, Membership.Role.ENGINEER)
     response = client.post(
         f"/api/projects/{project.pk}/training-runs/",
-        {"base_model": "/m", "export": export.pk, "hyperparameters": {"learning_rate": -1, "batch_sise": 4}},
+        {
+            "base_model": listed_base_model,
+            "export": export.pk,
+            "hyperparameters": {"learning_rate": -1, "batch_sise": 4},
+        },
         format="json",
     )
     assert response.status_code == 400
@@ -63,29 +67,31 @@ def test_bad_hyperparameters_are_refused_naming_each_field(gate_ok):
     assert not TrainingRun.objects.exists()
 
 
-def test_it_trains_only_on_a_succeeded_preference_export_of_the_same_project(gate_ok):
+def test_it_trains_only_on_a_succeeded_preference_export_of_the_same_project(gate_ok, listed_base_model):
     project, _ = judged_project(10)
     other = ProjectFactory()
     foreign = Export.objects.create(project=other, version=1, status=Export.Status.SUCCEEDED)
     queued = Export.objects.create(project=project, version=9)
     for export, words in ((foreign, "not an export of this project"), (queued, "is queued")):
         with pytest.raises(runs.ApplicationError) as caught:
-            training_run_create(project=project, base_model="/m", export=export)
+            training_run_create(project=project, base_model=listed_base_model, export=export)
         assert words in caught.value.message and "export" in caught.value.fields
     with pytest.raises(runs.ApplicationError) as caught:
-        training_run_create(project=project, base_model="/m", policy={"lable": "majority"})
+        training_run_create(project=project, base_model=listed_base_model, policy={"lable": "majority"})
     assert "policy.lable" in caught.value.fields
     with pytest.raises(runs.ApplicationError) as caught:
-        training_run_create(project=project, base_model="/m")
+        training_run_create(project=project, base_model=listed_base_model)
     assert "either an export" in caught.value.message
 
 
-def test_the_quality_gate_refuses_a_run_unless_asked_to_go_below_target(django_capture_on_commit_callbacks):
+def test_the_quality_gate_refuses_a_run_unless_asked_to_go_below_target(
+    django_capture_on_commit_callbacks, listed_base_model
+):
     project, _ = judged_project(10)
     export = succeeded_export(project)
     _, client = _member(project, Membership.Role.LEAD)
     url = f"/api/projects/{project.pk}/training-runs/"
-    response = client.post(url, {"base_model": "/m", "export": export.pk}, format="json")
+    response = client.post(url, {"base_model": listed_base_model, "export": export.pk}, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
     assert (
@@ -94,7 +100,9 @@ def test_the_quality_gate_refuses_a_run_unless_asked_to_go_below_target(django_c
     )
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(
-            url, {"base_model": "/m", "export": export.pk, "allow_below_target": True}, format="json"
+            url,
+            {"base_model": listed_base_model, "export": export.pk, "allow_below_target": True},
+            format="json",
         )
     assert response.status_code == 202, response.content
     body = response.json()
@@ -126,12 +134,13 @@ def test_a_redelivered_task_leaves_a_run_that_is_running_elsewhere_alone():
     assert training_run_execute(run_id=finished.pk, worker_name="w2") is None
 
 
-def test_a_base_model_path_that_does_not_exist_fails_the_run_with_a_clear_error(tmp_path):
+def test_an_installed_base_model_missing_on_the_worker_fails_the_run_with_a_clear_error(tmp_path, settings):
     project, _ = judged_project(12)
     export = succeeded_export(project)
     missing = tmp_path / "no-such-model"
+    settings.TRAINING_BASE_MODELS = f"ghost={missing}"
     run = training_run_create(
-        project=project, base_model=str(missing), hyperparameters=FAST, export=export, allow_below_target=True
+        project=project, base_model="ghost", hyperparameters=FAST, export=export, allow_below_target=True
     )
     run = training_run_execute(run_id=run.pk, worker_name="test")
     assert run.status == TrainingRun.Status.FAILED and run.attempts == 1
@@ -139,10 +148,10 @@ def test_a_base_model_path_that_does_not_exist_fails_the_run_with_a_clear_error(
     assert run.finished_at is not None and not RewardModel.objects.exists()
 
 
-def test_a_run_with_a_policy_makes_its_export_first(tmp_path):
+def test_a_run_with_a_policy_makes_its_export_first(listed_base_model):
     project, _ = judged_project(12)
     run = training_run_create(
-        project=project, base_model=str(tmp_path / "absent"), policy={"split": 0.75}, allow_below_target=True
+        project=project, base_model=listed_base_model, policy={"split": 0.75}, allow_below_target=True
     )
     run = training_run_execute(run_id=run.pk, worker_name="test")
     assert run.export is not None and run.export.status == Export.Status.SUCCEEDED
@@ -214,7 +223,7 @@ def test_the_reaper_sends_the_task_of_a_run_left_queued_again_then_fails_it(
     assert training_run_execute(run_id=abandoned.pk, worker_name="late") is None
 
 
-def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_checkpoint(tiny_decoder):
+def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_checkpoint(tiny_base_model):
     from celery.exceptions import SoftTimeLimitExceeded
 
     from rewardtrain.training.trainer import latest_checkpoint
@@ -222,7 +231,7 @@ def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_c
     project, _ = judged_project(40)
     export = succeeded_export(project)
     run = training_run_create(
-        project=project, base_model=tiny_decoder, export=export, allow_below_target=True, enqueue=False,
+        project=project, base_model=tiny_base_model, export=export, allow_below_target=True, enqueue=False,
         hyperparameters={**FAST, "num_epochs": 1, "save_steps": 2}, time_limit_seconds=300,
     )  # fmt: skip
 
@@ -239,15 +248,15 @@ def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_c
     assert not RewardModel.objects.filter(run=run).exists()
 
 
-def test_a_stale_running_run_can_be_claimed_by_a_redelivered_task(settings, tmp_path):
+def test_a_stale_running_run_can_be_claimed_by_a_redelivered_task(settings, listed_base_model):
     settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
     project, _ = judged_project(12)
     export = succeeded_export(project)
     run = TrainingRun.objects.create(
         project=project,
         export=export,
-        base_model=str(tmp_path / "absent"),
-        hyperparameters={**FAST, "base_model": str(tmp_path / "absent")},
+        base_model=listed_base_model,  # not on this machine: the attempt fails as it loads
+        hyperparameters=FAST,
         status=TrainingRun.Status.RUNNING,
         heartbeat_at=timezone.now() - timedelta(minutes=5),
         attempts=1,
@@ -274,7 +283,7 @@ def test_making_a_model_active_deactivates_the_others():
     assert list(RewardModel.objects.filter(is_active=True)) == [first]
 
 
-def test_periodic_retraining_records_why_it_waits_and_starts_a_run_when_due(monkeypatch):
+def test_periodic_retraining_records_why_it_waits_and_starts_a_run_when_due(monkeypatch, listed_base_model):
     project, _ = judged_project(12)
     export = succeeded_export(project)
     retraining = RetrainingSettings.objects.create(project=project, enabled=True, min_new_judgments=5)
@@ -283,7 +292,7 @@ def test_periodic_retraining_records_why_it_waits_and_starts_a_run_when_due(monk
     assert retraining.outcome.startswith("No run to copy")
 
     last = training_run_create(
-        project=project, base_model="/m", hyperparameters={"learning_rate": 1e-4}, export=export,
+        project=project, base_model=listed_base_model, hyperparameters={"learning_rate": 1e-4}, export=export,
         allow_below_target=True, enqueue=False,
     )  # fmt: skip
     TrainingRun.objects.filter(pk=last.pk).update(status=TrainingRun.Status.SUCCEEDED)
@@ -307,6 +316,7 @@ def test_periodic_retraining_records_why_it_waits_and_starts_a_run_when_due(monk
     run = started[0]
     assert run.trigger == TrainingRun.Trigger.SCHEDULE and run.export is None
     assert run.policy == export.policy and run.hyperparameters == last.hyperparameters
+    assert run.base_model == last.base_model
     retraining.refresh_from_db()
     assert retraining.last_started == run and retraining.outcome.startswith(f"Started run {run.pk}")
     assert training_retrain_due() == []  # one run at a time
@@ -318,7 +328,7 @@ ENDPOINTS = [
     (
         "post",
         "/api/projects/{project}/training-runs/",
-        {"base_model": "/m", "policy": {}, "allow_below_target": True},
+        {"base_model": "minilm", "policy": {}, "allow_below_target": True},
         202,
     ),
     ("get", "/api/projects/{project}/training-runs/", None, 200),
@@ -331,7 +341,9 @@ ENDPOINTS = [
 
 @pytest.mark.parametrize("method,url,body,ok", ENDPOINTS)
 @pytest.mark.parametrize("role", ["outsider", "annotator", "engineer", "lead", "admin", "anonymous"])
-def test_every_training_endpoint_is_for_engineers_leads_and_admins(method, url, body, ok, role):
+def test_every_training_endpoint_is_for_engineers_leads_and_admins(
+    method, url, body, ok, role, listed_base_model
+):
     project = ProjectFactory()
     run = _queued_run(project, status=TrainingRun.Status.RUNNING)
     model = RewardModel.objects.create(run=_queued_run(project), project=project, version=1, path="p")
@@ -366,7 +378,7 @@ def test_the_permission_table_covers_every_training_endpoint():
     assert routes and routes <= covered
 
 
-def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_decoder):
+def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_base_model):
     from io import StringIO
 
     from django.core.management import CommandError, call_command
@@ -380,13 +392,13 @@ def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_decoder)
             "--export",
             str(export.pk),
             "--base-model",
-            tiny_decoder,
+            tiny_base_model,
             "--set",
             "num_epochs=0",
         )
     out = StringIO()
     call_command(
-        "train_reward_model", project.slug, "--export", str(export.pk), "--base-model", tiny_decoder,
+        "train_reward_model", project.slug, "--export", str(export.pk), "--base-model", tiny_base_model,
         "--set", "num_epochs=1", "--set", "max_length=64", "--set", "eval_steps=0", "--allow-below-target",
         "--no-progress", stdout=out,
     )  # fmt: skip
@@ -396,7 +408,7 @@ def test_the_command_trains_in_the_foreground_through_the_same_run(tiny_decoder)
     assert "Reward model v1 at" in out.getvalue()
 
 
-def test_the_training_pages_show_the_form_errors_per_field_and_a_run(client):
+def test_the_training_pages_show_the_form_errors_per_field_and_a_run(client, listed_base_model):
     project, _ = judged_project(10)
     export = succeeded_export(project)
     engineer, _ = _member(project, Membership.Role.ENGINEER)
@@ -415,7 +427,7 @@ def test_the_training_pages_show_the_form_errors_per_field_and_a_run(client):
         {
             "source": "export",
             "export": export.pk,
-            "base_model": "/m",
+            "base": f"model:{listed_base_model}",
             "hp-learning_rate": "-1",
             "hp-num_epochs": "two",
             "allow_below_target": "on",
@@ -428,7 +440,7 @@ def test_the_training_pages_show_the_form_errors_per_field_and_a_run(client):
         {
             "source": "export",
             "export": export.pk,
-            "base_model": "/m",
+            "base": f"model:{listed_base_model}",
             "hp-learning_rate": "-1",
             "allow_below_target": "on",
         },
@@ -439,7 +451,7 @@ def test_the_training_pages_show_the_form_errors_per_field_and_a_run(client):
         {
             "source": "export",
             "export": export.pk,
-            "base_model": "/m",
+            "base": f"model:{listed_base_model}",
             "hp-learning_rate": "0.001",
             "allow_below_target": "on",
         },

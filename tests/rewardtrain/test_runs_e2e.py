@@ -42,7 +42,7 @@ def _engineer(project) -> APIClient:
 
 
 def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_that_ranks_held_out_pairs(
-    celery_worker_process, tiny_decoder
+    tiny_base_model, celery_worker_process
 ):
     # One worker for both (a worker start imports torch): first a long run, cancelled while it trains.
     # Ten epochs (480 steps): it is cancelled after a few, and however late this process polls, the run
@@ -50,7 +50,7 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
     cancelled_project, _ = judged_project(60)
     cancelled_export = succeeded_export(cancelled_project)
     run = training_run_create(
-        project=cancelled_project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 10}, export=cancelled_export,
+        project=cancelled_project, base_model=tiny_base_model, hyperparameters={**LONG, "num_epochs": 10}, export=cancelled_export,
         allow_below_target=True,
     )  # fmt: skip
     wait_for(lambda: _run(run.pk).step >= 6, seconds=300)
@@ -71,7 +71,7 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
     response = client.post(
         f"/api/projects/{project.pk}/training-runs/",
         {
-            "base_model": tiny_decoder,
+            "base_model": tiny_base_model,
             "export": export.pk,
             "hyperparameters": FAST,
             "allow_below_target": True,
@@ -117,6 +117,7 @@ def _start_worker(settings) -> subprocess.Popen:
         "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "CACHE_URL": "",
+        "TRAINING_BASE_MODELS": settings.TRAINING_BASE_MODELS,
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", "gpu", "--concurrency", "1",
@@ -150,14 +151,14 @@ def start_gpu_worker(transactional_db, settings):
 
 
 def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker(
-    start_gpu_worker, settings, tiny_decoder
+    start_gpu_worker, settings, tiny_base_model
 ):
     project, _ = judged_project(60)
     export = succeeded_export(project)
     # Three epochs: the kill must land while the run trains, however late this process looks (on a busy
     # machine a poll can come a second late, and one epoch's 48 steps take about a second).
     run = training_run_create(
-        project=project, base_model=tiny_decoder, hyperparameters={**LONG, "num_epochs": 3}, export=export,
+        project=project, base_model=tiny_base_model, hyperparameters={**LONG, "num_epochs": 3}, export=export,
         allow_below_target=True, enqueue=False,
     )  # fmt: skip
     first = start_gpu_worker()

@@ -36,8 +36,14 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--export", type=int, help="id of a succeeded export of the project")
         source.add_argument("--policy", help="an export policy as a JSON object: an export is made first")
-        parser.add_argument(
-            "--base-model", required=True, help="a Hugging Face id (in the local cache) or a path"
+        base = parser.add_mutually_exclusive_group(required=True)
+        base.add_argument(
+            "--base-model", help="the name of an installed base model (TRAINING_BASE_MODELS), never a path"
+        )
+        base.add_argument(
+            "--base-reward-model",
+            type=int,
+            help="id of a reward model of the project to continue training from",
         )
         parser.add_argument(
             "--set",
@@ -80,6 +86,7 @@ class Command(BaseCommand):
             run = training_run_create(
                 project=project,
                 base_model=options["base_model"],
+                base_reward_model=options["base_reward_model"],
                 hyperparameters=hyperparameters,
                 export=options["export"],
                 policy=policy,
@@ -92,7 +99,7 @@ class Command(BaseCommand):
                 f"\n  {field}: {' '.join(messages)}" for field, messages in error.fields.items()
             )
             raise CommandError(error.message + (details if len(error.fields) > 1 else "")) from None
-        self.stdout.write(f"Training run {run.pk} of {project.slug} on {run.base_model}")
+        self.stdout.write(f"Training run {run.pk} of {project.slug} on {run.base_description}")
 
         bar = tqdm(total=0, unit="step", disable=options["no_progress"], dynamic_ncols=True)
 
