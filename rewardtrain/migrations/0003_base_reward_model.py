@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rewardtrain', '0005_job_lifecycle'),
+        ('rewardtrain', '0002_job_lifecycle'),
     ]
 
     operations = [
