@@ -183,7 +183,7 @@ def main() -> None:
     print("CPU s: the importing process's, and its PostgreSQL backend's when the server runs on this machine")
     print(f"Label Studio (measured on this machine): 100,000 tasks in 27-33 s = {low:,}-{high:,} pairs/s")
     checked_by = ", ".join(sorted({row["foreign_keys"] for row in rows}))
-    print(f"Foreign keys checked by: {checked_by} (see the README's Importing data)")
+    print(f"Foreign keys checked by: {checked_by} (see docs/importing.md)")
 
 
 if __name__ == "__main__":

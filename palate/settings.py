@@ -3,8 +3,8 @@
 The database is always PostgreSQL (psycopg 3). With nothing set, everything runs on one machine with no
 services: the embedded PostgreSQL that ``make run`` starts under ``var/`` (reached on its Unix socket, see
 ``palate/embedded_db.py``) and kombu's filesystem broker under ``var/``. ``DATABASE_URL`` switches to any
-PostgreSQL and ``CELERY_BROKER_URL`` to Redis. Every variable is listed, with its default, in README.md and
-``.env.example``.
+PostgreSQL and ``CELERY_BROKER_URL`` to Redis. Every variable is listed, with its default, in
+docs/configuration.md and ``.env.example``.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
 
-# Security: the HTTPS redirect and HSTS belong to the reverse proxy (README, "Production").
+# Security: the HTTPS redirect and HSTS belong to the reverse proxy (docs/production.md).
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True

@@ -2,7 +2,7 @@
 
 ``training_run_task`` runs on the ``gpu`` queue (CELERY_TASK_ROUTES sends ``rewardtrain.tasks.*`` there);
 its time limits come from the run (``training_run_enqueue`` passes them to ``apply_async``). Start the gpu
-worker with ``--concurrency 1 --prefetch-multiplier 1`` (README, "Training reward models"). The retraining
+worker with ``--concurrency 1 --prefetch-multiplier 1`` (docs/training.md). The retraining
 task is light: it is routed to the ``default`` queue by name in settings. Runs and scoring jobs are jobs of
 ``palate.jobs``: late acknowledgement, redelivery when their process dies, and a claim that makes a second
 delivery harmless (or takes the job over when its worker was lost); one reaper serves every job type.
