@@ -314,7 +314,8 @@ def snapshot_main(*, reload: bool) -> None:
 
     django.setup()
     from annotate.models import Judgment, Project
-    from annotate.services import agreement as service
+    from annotate.services.agreement import annotators, coding, compute, timeline
+    from annotate.services.judgment_arrays import judgment_arrays
 
     project = Project.objects.filter(slug=SNAPSHOT_SLUG).first()
     expected = simulated_judgments(np.random.default_rng(SEED))[0].size
@@ -325,35 +326,35 @@ def snapshot_main(*, reload: bool) -> None:
 
     load_before = os.getloadavg()[0]
     read_seconds, read_cpu, rows = wall_and_cpu(
-        lambda: service.judgment_arrays(project=project), repeats=SNAPSHOT_REPEATS
+        lambda: judgment_arrays(project=project), repeats=SNAPSHOT_REPEATS
     )
     pair_ids, units = np.unique(rows.pair_ids, return_inverse=True)
     annotator_ids, coders = np.unique(rows.annotator_ids, return_inverse=True)
     long = {"units": units.astype(np.int64), "coders": coders.astype(np.int64)}
-    signed = service.signed_strength(choice=rows.choice, strength=rows.strength)
+    signed = coding.signed_strength(choice=rows.choice, strength=rows.strength)
     names = [str(annotator_id) for annotator_id in annotator_ids]
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("alpha nominal + bootstrap", lambda: service._alpha_with_interval(values=rows.choice, level="nominal", **long)),
-        ("alpha ordinal + bootstrap", lambda: service._alpha_with_interval(values=signed, level="ordinal", **long)),
-        ("alpha interval + bootstrap", lambda: service._alpha_with_interval(values=signed, level="interval", **long)),
+        ("alpha nominal + bootstrap", lambda: compute._alpha_with_interval(values=rows.choice, level="nominal", **long)),
+        ("alpha ordinal + bootstrap", lambda: compute._alpha_with_interval(values=signed, level="ordinal", **long)),
+        ("alpha interval + bootstrap", lambda: compute._alpha_with_interval(values=signed, level="interval", **long)),
         ("alpha per criterion (2)", lambda: [
             agreement.krippendorff_alpha(values=values, **long) for values in rows.criteria.values()
         ]),
         ("Fleiss' kappa + percent agreement", lambda: (
-            service._fleiss(project=project, choice=rows.choice, **long),
+            compute._fleiss(project=project, choice=rows.choice, **long),
             agreement.percent_agreement(values=rows.choice, **long),
         )),
-        ("Cohen's kappa matrix", lambda: service._kappa(
+        ("Cohen's kappa matrix", lambda: compute._kappa(
             choice=rows.choice, names=names, coder_count=annotator_ids.size, **long
         )),
-        ("annotator table (incl. drift)", lambda: service._annotator_table(
+        ("annotator table (incl. drift)", lambda: annotators.annotator_table(
             rows=rows, names=names, annotator_ids=annotator_ids, coder_count=annotator_ids.size, **long
         )),
-        ("groups (4 locales)", lambda: service._groups(
+        ("groups (4 locales)", lambda: annotators.attribute_groups(
             project=project, choice=rows.choice, annotator_ids=annotator_ids, **long
         )),
-        ("contested pairs", lambda: service._contested_pairs(choice=rows.choice, pair_ids=pair_ids, **long)),
-        ("alpha over time", lambda: service._alpha_over_time(choice=rows.choice, created=rows.created, **long)),
+        ("contested pairs", lambda: compute._contested_pairs(choice=rows.choice, pair_ids=pair_ids, **long)),
+        ("alpha over time", lambda: timeline.alpha_over_time(choice=rows.choice, created=rows.created, **long)),
     ]  # fmt: skip
     table = [
         (
@@ -366,7 +367,7 @@ def snapshot_main(*, reload: bool) -> None:
         seconds, cpu, _ = wall_and_cpu(step, repeats=SNAPSHOT_REPEATS)
         table.append((label, f"{seconds:.3f}", f"{cpu:.3f}"))
     total_seconds, total_cpu, data = wall_and_cpu(
-        lambda: service.agreement_snapshot_compute(project=project), repeats=SNAPSHOT_REPEATS
+        lambda: compute.agreement_snapshot_compute(project=project), repeats=SNAPSHOT_REPEATS
     )
     table.append(("whole snapshot, end to end", f"{total_seconds:.3f}", f"{total_cpu:.3f}"))
     print(

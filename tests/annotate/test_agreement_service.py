@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from annotate.models import AgreementSnapshot, Judgment, Project
 from annotate.selectors import agreement_projects_changed, agreement_snapshot_latest
-from annotate.services import agreement as service
 from annotate.services.agreement import (
     agreement_figures,
     agreement_snapshot_compute,
@@ -19,6 +18,7 @@ from annotate.services.agreement import (
     agreement_training_gate,
     judgment_arrays,
     signed_strength,
+    timeline,
 )
 from annotate.stats import agreement
 from annotate.tasks import agreement_refresh_all, agreement_refresh_project
@@ -242,7 +242,7 @@ def test_alpha_over_time_is_cumulative_by_day(crafted):
 
 
 def test_a_long_timeline_is_thinned_to_evenly_spread_points_ending_with_the_last(crafted, monkeypatch):
-    monkeypatch.setattr(service, "TIMELINE_MAX_POINTS", 5)
+    monkeypatch.setattr(timeline, "TIMELINE_MAX_POINTS", 5)
     early = timezone.now().replace(year=2024, month=3, day=1, hour=12)
     for offset, judgment in enumerate(Judgment.objects.filter(origin="human").order_by("id")):
         Judgment.objects.filter(pk=judgment.pk).update(created_at=early + timedelta(days=offset % 40))
@@ -369,7 +369,7 @@ def test_a_snapshot_is_stored_only_when_judgments_changed(crafted):
 
 
 def test_only_the_latest_snapshots_are_kept(crafted, monkeypatch):
-    monkeypatch.setattr("annotate.services.agreement.SNAPSHOTS_KEPT", 2)
+    monkeypatch.setattr("annotate.services.agreement.snapshots.SNAPSHOTS_KEPT", 2)
     for _ in range(4):
         agreement_snapshot_refresh(project_id=crafted.project.pk, force=True)
 
