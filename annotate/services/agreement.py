@@ -1,6 +1,6 @@
 """Agreement snapshots: the quality dashboard's figures for a project, computed from its judgments.
 
-The service only turns judgment rows into aligned arrays and feeds ``annotate/stats/agreement.py``; every
+The service only turns judgment rows into aligned arrays and feeds ``annotate/stats/agreement``; every
 statistic is computed there. The unit of agreement is the pair. Only annotators' judgments count: labels
 imported with the data (origin ``imported``) are not anyone's opinion to agree with.
 
