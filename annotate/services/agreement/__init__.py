@@ -2,7 +2,7 @@
 
 Only annotators' judgments count: labels imported with the data (origin ``imported``) are not anyone's
 opinion to agree with. They are read in bulk into numpy arrays (``annotate.services.judgment_arrays``), with
-no model instances, and every statistic comes from ``annotate/stats/agreement.py``. ``compute`` builds the
+no model instances, and every statistic comes from ``annotate/stats/agreement/``. ``compute`` builds the
 figures (``annotators`` and ``timeline`` their larger parts), ``snapshots`` stores them when the judgments
 changed, and ``figures`` derives flags and the training gate from them against the current thresholds.
 """

@@ -1,5 +1,5 @@
 """Computing an agreement snapshot: the project's human judgments read as aligned arrays and fed to
-``annotate/stats/agreement.py``, where every statistic is computed. The unit of agreement is the pair."""
+``annotate/stats/agreement/``, where every statistic is computed. The unit of agreement is the pair."""
 
 from __future__ import annotations
 

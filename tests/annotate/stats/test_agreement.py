@@ -12,10 +12,11 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from annotate.stats import agreement
 from annotate.stats.agreement import (
     LEVELS,
     MAX_DISTINCT_VALUES,
+    arrays,
+    bootstrap,
     cohen_kappa_matrix,
     fleiss_count_table,
     fleiss_kappa,
@@ -432,16 +433,16 @@ def test_bootstrap_profile_weights_give_the_alpha_of_units_replicated_that_many_
     # exactly alpha on data where each profile's unit is repeated as often as its weight says.
     generator = np.random.default_rng(4)
     matrix = random_reliability_matrix(generator, coders=4, units=40, categories=4, missing=0.3) + 1
-    judgments = agreement._validated(**long_form(matrix))
-    table, domain, _, _ = agreement._unit_value_table(judgments, compress_units=True)
-    profiles, _ = agreement._distinct_rows(table[table.sum(axis=1) >= 2])
+    judgments = arrays.validated(**long_form(matrix))
+    table, domain, _, _ = arrays.unit_value_table(judgments, compress_units=True)
+    profiles, _ = bootstrap._distinct_rows(table[table.sum(axis=1) >= 2])
     weights = generator.integers(0, 4, size=(3, profiles.shape[0]))
     replicated = np.repeat(profiles, weights[0], axis=0)
     units = np.repeat(np.arange(replicated.shape[0]), replicated.sum(axis=1))
     values = np.concatenate([np.repeat(domain, row) for row in replicated])
     coders = np.concatenate([np.arange(row.sum()) for row in replicated])
     expected = krippendorff_alpha(units=units, coders=coders, values=values, level=level)
-    sampled = agreement._alpha_from_profile_weights(weights, profiles, domain, level)
+    sampled = bootstrap._alpha_from_profile_weights(weights, profiles, domain, level)
     assert sampled[0] == pytest.approx(expected, abs=1e-9)
 
 
