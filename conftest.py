@@ -52,6 +52,9 @@ def _isolated_storage(settings, tmp_path):
     settings.PASSWORD_HASHERS = [
         "django.contrib.auth.hashers.MD5PasswordHasher"
     ]  # speed; never in production
+    # Every request checks its token (a test deletes tokens behind the cache's back); tests of the cache
+    # turn it on themselves.
+    settings.USER_TOKEN_CACHE_SECONDS = 0
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}
     }

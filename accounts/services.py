@@ -11,6 +11,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from knox.models import AuthToken
 
+from accounts.authentication import accepted_tokens_forget
+
 
 def user_token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
     """A new token for the user, with its secret; the user's expired tokens are deleted on the way (the
@@ -22,6 +24,7 @@ def user_token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
 def user_token_revoke(*, user: AbstractBaseUser, token_key: str) -> bool:
     """Revokes one of the user's tokens; False when the user has no token by that key."""
     deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
+    accepted_tokens_forget()
     return deleted > 0
 
 
@@ -29,4 +32,5 @@ def user_tokens_revoke_all(*, user: AbstractBaseUser) -> int:
     """Revokes every token of the user (on request, and when their password changes or they are
     deactivated); returns how many there were."""
     deleted, _ = AuthToken.objects.filter(user=user).delete()
+    accepted_tokens_forget()
     return deleted

@@ -236,6 +236,9 @@ AXES_VERBOSE = False
 # User API tokens (django-rest-knox, "Authorization: Token …"): hashed at rest, one per login, each
 # expiring USER_TOKEN_TTL_HOURS after it was made.
 USER_TOKEN_TTL_HOURS = envint("USER_TOKEN_TTL_HOURS", 168)
+# How long a process keeps accepting a token it checked without asking the database again (a revoked
+# token stops working everywhere within this many seconds); 0 checks every request.
+USER_TOKEN_CACHE_SECONDS = envint("USER_TOKEN_CACHE_SECONDS", 5)
 
 # Imports.
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 1024 * 1024 * 1024)

@@ -252,3 +252,21 @@ def test_the_page_revokes_one_token_or_all():
     assert client.post("/account/tokens/revoke-all/").status_code == 302
     assert not AuthToken.objects.filter(user=user).exists()
     assert AuthToken.objects.filter(pk=others.pk).exists()
+
+
+def test_a_token_checked_once_is_accepted_without_a_query_until_it_is_revoked(settings):
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.services import user_token_revoke
+
+    settings.USER_TOKEN_CACHE_SECONDS = 60
+    user = UserFactory()
+    token, secret = user_token_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
+    assert client.get("/api/projects/").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/projects/").status_code == 200
+    assert not [query for query in queries if "knox_authtoken" in query["sql"]]
+    user_token_revoke(user=user, token_key=token.token_key)
+    assert client.get("/api/projects/").status_code == 401
