@@ -71,7 +71,8 @@ class TokenAuthentication(KnoxTokenAuthentication):
             cache = _accepted_cache()
             accepted = cache.get(digest) if cache is not None else None
         if accepted is not None and (accepted[1].expiry is None or accepted[1].expiry > timezone.now()):
-            user, auth_token = copy.copy(accepted[0]), copy.copy(accepted[1])  # each request its own instances
+            # Each request gets instances of its own.
+            user, auth_token = copy.copy(accepted[0]), copy.copy(accepted[1])
             auth_token.user = user
             return user, auth_token
         accepted = self._read(token)
