@@ -9,7 +9,6 @@ import csv
 import gzip
 import io
 import itertools
-import json
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
@@ -148,8 +147,10 @@ def _json_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[s
     if not text.strip():
         return
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
+        # orjson, as for JSONL: it refuses lone surrogates and nesting past 1,024 levels as malformed JSON,
+        # where the json module accepts the first and overflows the stack on the second.
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
         raise RowError(
             f"{name}, line {error.lineno}", f"malformed JSON ({error.msg} at column {error.colno})"
         ) from error
@@ -220,8 +221,8 @@ def _csv_row(row: dict[str, str], location: str) -> dict[str, Any] | RowError:
             continue
         if key in _CSV_JSON_COLUMNS and value.lstrip()[:1] in {"[", "{"}:
             try:
-                parsed[key] = json.loads(value)
-            except json.JSONDecodeError as error:
+                parsed[key] = orjson.loads(value)
+            except orjson.JSONDecodeError as error:
                 return RowError(location, f"column '{key}' looks like JSON but is malformed ({error.msg})")
         else:
             parsed[key] = value
