@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
 
 from annotate.models import ImportJob, Prompt
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import import_job_create, import_job_run
-from tests.factories import ProjectFactory
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,4 +43,19 @@ def test_a_file_no_parser_can_take_fails_its_job_at_once_naming_the_reason(filen
     assert job.status == ImportJob.Status.FAILED, (job.status, job.error)
     # Where and what, in the words of a row error: never an exception's own text.
     assert job.error.startswith(filename) and "malformed" in job.error, job.error
+    assert Prompt.objects.count() == 0
+
+
+@pytest.mark.parametrize("filename", sorted(HOSTILE))
+def test_a_small_hostile_upload_is_a_400_in_the_error_shape_not_a_500(filename):
+    project = ProjectFactory()
+    lead = UserFactory()
+    MembershipFactory(user=lead, project=project, role="lead")
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(lead)
+    upload = SimpleUploadedFile(filename, HOSTILE[filename])
+    response = client.post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "import_failed" and error["fields"]["file"][0].startswith(filename)
     assert Prompt.objects.count() == 0
