@@ -21,10 +21,6 @@ def projects_with_role(*, user) -> QuerySet[Project]:
     return Project.objects.annotate(caller_role=role).filter(caller_role__isnull=False)
 
 
-def project_list_for_user(*, user) -> QuerySet[Project]:
-    return projects_with_role(user=user)
-
-
 def project_role(*, user, project: Project | int) -> str | None:
     """The user's role in the project: a Membership.Role value, ADMIN for site admins, or None for outsiders.
 

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from annotate.api import serializers as io
 from annotate.api.permissions import LEADS, MEMBERS, READERS, project_for_request
 from annotate.models import ImportJob, Membership, Pair, Prompt
-from annotate.selectors import membership_list, project_list_for_user, project_role
+from annotate.selectors import membership_list, project_role, projects_with_role
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import import_job_create, import_job_progress, import_run_now
 from annotate.services.members import membership_remove, membership_set
@@ -52,7 +52,7 @@ def _project_output(project, role: str, request):
 class ProjectListCreateApi(APIView):
     @extend_schema(operation_id="projects_list", responses={200: io.ProjectOutput(many=True), **ERRORS})
     def get(self, request):
-        projects = project_list_for_user(user=request.user)
+        projects = projects_with_role(user=request.user)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(projects, request, view=self)
         # A site admin's own memberships show as such (an annotator's view of the project), like the home page.

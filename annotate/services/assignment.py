@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
@@ -60,22 +59,6 @@ def project_pair_counters_rebuild(*, project: Project, now: datetime | None = No
             WHERE project_id = %s
             """,
             [now, project.pk],
-        )
-
-
-def project_progress_rebuild(*, project_id: int) -> None:
-    """Recomputes every annotator's progress days in the project from their submitted leases, after leases
-    were written in bulk (a benchmark's history, a repair). Each submit keeps its own day current."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("DELETE FROM annotate_progressday WHERE project_id = %s", [project_id])
-        cursor.execute(
-            """
-            INSERT INTO annotate_progressday (project_id, annotator_id, day, submitted)
-            SELECT project_id, annotator_id, (closed_at AT TIME ZONE %s)::date, count(*)
-            FROM annotate_assignment WHERE project_id = %s AND status = 'submitted'
-            GROUP BY 1, 2, 3
-            """,
-            [settings.TIME_ZONE, project_id],
         )
 
 
@@ -370,6 +353,5 @@ __all__ = [
     "pair_claim_next",
     "pair_next_shown",
     "pair_slots_recompute",
-    "project_progress_rebuild",
     "project_remaining_pairs",
 ]
