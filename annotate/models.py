@@ -359,6 +359,8 @@ class Assignment(models.Model):
         SUBMITTED = "submitted", "Submitted"
         SKIPPED = "skipped", "Skipped"
         EXPIRED = "expired", "Expired"
+        # Ended when its annotator was removed, given another role or deactivated: never judged from again.
+        RELEASED = "released", "Released"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
@@ -376,7 +378,7 @@ class Assignment(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["active", "submitted", "skipped", "expired"]),
+                condition=Q(status__in=["active", "submitted", "skipped", "expired", "released"]),
                 name="assignment_status_valid",
             ),
             # At most one live lease per annotator and pair.

@@ -13,7 +13,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Judgment, JudgmentRevision, Project
-from annotate.services.assignment import annotator_membership_lock, day_start, local_day, refusal
+from annotate.services.assignment import (
+    annotator_membership_lock,
+    day_start,
+    lease_released,
+    local_day,
+    refusal,
+)
 from palate.errors import ApplicationError, Conflict
 
 
@@ -132,6 +138,8 @@ def judgment_submit(
         return judgment, True
     if outcome == "earlier":
         return Judgment.objects.get(pk=judgment_id), False
+    if outcome == "released":
+        raise lease_released()
     if outcome == "skipped":
         raise Conflict(
             "this pair was skipped; it can no longer be judged from this assignment", code="skipped"
