@@ -161,8 +161,9 @@ class Membership(models.Model):
 
 class ProgressDay(models.Model):
     """What an annotator submitted in a project on one day (the server's, settings.TIME_ZONE): the
-    progress line's source. Each submit recomputes its day's row from the leases, so "next" reads a row
-    per day worked instead of counting every lease; it outlives the membership, as the judgments do."""
+    progress line's source. Each stored submit adds one to its day's row in the same transaction, so "next"
+    reads a row per day worked instead of counting every lease; it outlives the membership, as the
+    judgments do."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

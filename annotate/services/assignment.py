@@ -162,7 +162,7 @@ def pair_next_shown(
     Claims for one annotator are serialised on their membership row, so two tabs asking at once still get
     one lease. Pairs are taken in fill order (depth first by default), gold pairs interleaved at the
     project's gold rate; which response goes on the left is drawn per lease. One call of
-    ``palate_pair_next`` (annotate/sql/workspace_v1.sql) does all of it.
+    ``palate_pair_next`` (annotate/sql/workspace_v2.sql) does all of it.
     """
     explicit_now = now is not None
     now = now or timezone.now()
@@ -349,11 +349,6 @@ def local_day(now: datetime) -> date:
     return timezone.localtime(now).date()
 
 
-def day_start(now: datetime) -> datetime:
-    """When the day that ``now`` counts for on the progress line began (the server's midnight)."""
-    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def leases_expire_all(*, now: datetime | None = None) -> int:
     """For the beat task: reclaims expired leases in every project (claims also do this lazily)."""
     now = now or timezone.now()
@@ -372,7 +367,6 @@ __all__ = [
     "ShownPair",
     "annotator_membership_lock",
     "assignment_skip",
-    "day_start",
     "lease_released",
     "leases_expire",
     "leases_expire_all",

@@ -53,17 +53,6 @@ EXPECTED = {
 }
 BACK_AS_ANNOTATOR = {"removed-then-re-added", "demoted-then-promoted-back"}
 
-# Two checks wait for palate_judgment_submit (annotate/sql/, being changed on main): until it refuses a
-# released lease, one is taken as an expired lease with room left; until it reads the role through
-# palate_project_role, a deactivated user whose token a process still caches counts as an annotator.
-SUBMIT_REFUSES_RELEASED = pytest.mark.xfail(
-    strict=True, reason="palate_judgment_submit does not yet refuse a released lease"
-)
-SUBMIT_CHECKS_ACTIVE = pytest.mark.xfail(
-    strict=True, reason="palate_judgment_submit does not yet check that the user is active"
-)
-
-
 def cases(transports: tuple[str, ...]) -> list:
     params = []
     for transport in transports:
@@ -74,12 +63,7 @@ def cases(transports: tuple[str, ...]) -> list:
                     continue
                 if transport == "session" and change == "deactivated-elsewhere":
                     continue
-                marks = []
-                if endpoint == "submit-held" and change in BACK_AS_ANNOTATOR:
-                    marks.append(SUBMIT_REFUSES_RELEASED)
-                if endpoint == "submit-held" and change == "deactivated-elsewhere":
-                    marks.append(SUBMIT_CHECKS_ACTIVE)
-                params.append(pytest.param(transport, change, endpoint, marks=marks))
+                params.append(pytest.param(transport, change, endpoint))
     return params
 
 
