@@ -53,6 +53,7 @@ EXPECTED = {
 }
 BACK_AS_ANNOTATOR = {"removed-then-re-added", "demoted-then-promoted-back"}
 
+
 def cases(transports: tuple[str, ...]) -> list:
     params = []
     for transport in transports:
