@@ -12,48 +12,39 @@ import json
 import random
 import tracemalloc
 from pathlib import Path
+from unittest.mock import patch
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import orjson
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 
 from annotate.api.views import ProjectImportApi
-from annotate.models import ImportJob, Pair, Prompt
+from annotate.models import ImportJob, Prompt
 from annotate.services.import_rows import (
     Couples,
     ImportOptions,
     iter_raw_rows,
+    json_items,
     open_decompressed,
     response_record,
     work_within,
 )
 from annotate.services.imports import (
     ImportFailed,
-    import_job_create,
-    import_job_run,
     import_limits,
     import_start,
     items_import,
 )
+from tests.annotate.import_files import candidates_row, jsonl
 from tests.factories import MembershipFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def row(number: int, responses: int = 2) -> dict:
-    return {
-        "id": f"p{number}",
-        "prompt": f"Question {number}?",
-        "responses": [{"id": f"r{index}", "content": f"Answer {index}."} for index in range(responses)],
-    }
-
-
-def jsonl(*rows: dict) -> bytes:
-    return b"".join(json.dumps(item).encode() + b"\n" for item in rows)
 
 
 class ReadCounting(io.BytesIO):
@@ -103,10 +94,12 @@ def kept_files(uploads: Path, settings) -> list[Path]:
 THRESHOLD = {"IMPORT_ASYNC_THRESHOLD_BYTES": 50_000, "IMPORT_ASYNC_THRESHOLD_PAIRS": 100}
 SMALL_UPLOAD_LARGE_WORK = {
     # A few hundred bytes of gzip holding megabytes: of blank lines, of whitespace around a JSON list.
-    "blank-lines.jsonl.gz": gzip.compress(b"\n" * 3_000_000 + jsonl(row(1))),
-    "whitespace.json.gz": gzip.compress(b"[" + b" " * 3_000_000 + json.dumps(row(1)).encode() + b"]"),
+    "blank-lines.jsonl.gz": gzip.compress(b"\n" * 3_000_000 + jsonl(candidates_row(1))),
+    "whitespace.json.gz": gzip.compress(
+        b"[" + b" " * 3_000_000 + json.dumps(candidates_row(1)).encode() + b"]"
+    ),
     # A short file whose rows make many pairs (15 responses: 105 pairs).
-    "many-pairs.jsonl": jsonl(row(1, responses=15)),
+    "many-pairs.jsonl": jsonl(candidates_row(1, responses=15)),
     # Parquet decodes before its size is known: always a worker's.
     "items.parquet": b"PAR1",
 }
@@ -138,7 +131,7 @@ def test_an_upload_is_queued_by_the_work_it_will_cost_not_its_size(
 def test_an_upload_whose_work_is_small_runs_in_the_request(project, lead, settings, enqueued):
     for name, value in THRESHOLD.items():
         setattr(settings, name, value)
-    content = jsonl(*(row(number, responses=3) for number in range(30)))  # 90 pairs
+    content = jsonl(*(candidates_row(number, responses=3) for number in range(30)))  # 90 pairs
 
     started = import_start(
         project=project,
@@ -155,7 +148,7 @@ def test_an_upload_whose_work_is_small_runs_in_the_request(project, lead, settin
 
 
 def test_deciding_reads_no_further_than_the_bound():
-    content = jsonl(*(row(number) for number in range(20_000)))  # 2 MB, 20,000 pairs
+    content = jsonl(*(candidates_row(number) for number in range(20_000)))  # 2 MB, 20,000 pairs
     upload = ReadCounting(content)
 
     small = work_within(
@@ -245,89 +238,12 @@ def test_the_page_stops_an_upload_over_the_limit_and_says_why(project, lead, set
     assert ImportJob.objects.count() == 0
 
 
-# Hostile files, in a worker: refused with the true reason, nothing written --------------------------------
-
-
-def parquet(rows: int, text: str) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(
-        pa.Table.from_pydict(
-            {"prompt": [text] * rows, "response_a": ["a"] * rows, "response_b": ["b"] * rows}
-        ),
-        buffer,
-    )
-    return buffer.getvalue()
-
-
-HOSTILE = [
-    pytest.param(
-        "whitespace.json.gz",
-        gzip.compress(b"[" + b" " * 300_000 + b"]"),
-        {"IMPORT_MAX_FILE_BYTES": 100_000},
-        "whitespace.json.gz: the decompressed file is larger than the import limit of 100,000 bytes",
-        id="gzip-of-whitespace",
-    ),
-    pytest.param(
-        "items.parquet",
-        parquet(300, "x" * 1_000),  # a few kilobytes, a dictionary entry standing for 300 values
-        {"IMPORT_MAX_FILE_BYTES": 100_000},
-        "items.parquet: the decoded file is larger than the import limit of 100,000 bytes",
-        id="parquet-decoding-to-more",
-    ),
-    pytest.param(
-        "items.jsonl",
-        jsonl(row(1), row(2), {**row(3, responses=6)}),
-        {"IMPORT_MAX_PAIRS_PER_PROMPT": 10},
-        "items.jsonl, line 3: 'responses': 6 responses would make 15 pairs; the limit is 10 per prompt",
-        id="pairs-per-prompt",
-    ),
-    pytest.param(
-        "items.jsonl",
-        jsonl(*(row(number, responses=3) for number in range(1, 6))),
-        {"IMPORT_MAX_PAIRS": 10},
-        "items.jsonl, line 4: the rows so far would make 12 pairs; the limit is 10 per import",
-        id="pairs-per-import",
-    ),
-    pytest.param(
-        "items.json",
-        json.dumps([row(1), {**row(2), "metadata": {"padding": " " * 300}}]).encode(),
-        {"IMPORT_MAX_LINE_BYTES": 300},
-        "items.json, item 2: item is longer than the limit of 300 bytes",
-        id="json-item-too-long",
-    ),
-]
-
-
-@pytest.mark.parametrize(("filename", "content", "limits", "message"), HOSTILE)
-def test_a_hostile_file_fails_its_job_with_the_reason_and_writes_nothing(
-    project, settings, enqueued, filename, content, limits, message
-):
-    items_import(
-        project=project, stream=io.BytesIO(jsonl(row(0))), filename="earlier.jsonl", options=ImportOptions()
-    )
-    before = (Prompt.objects.count(), Pair.objects.count())
-    for name, value in limits.items():
-        setattr(settings, name, value)
-    job = import_job_create(
-        project=project,
-        upload=io.BytesIO(content),
-        filename=filename,
-        size=len(content),
-        options=ImportOptions(),
-        created_by=None,
-    )
-
-    import_job_run(job_id=job.pk)
-
-    job.refresh_from_db()
-    assert job.status == ImportJob.Status.FAILED
-    assert job.error.startswith(message), job.error
-    assert (Prompt.objects.count(), Pair.objects.count()) == before
+# Pairs and blank lines ---------------------------------------------------------------------------------
 
 
 def test_random_pairing_draws_within_the_cap_from_a_prompt_with_many_responses(project, settings):
     settings.IMPORT_MAX_PAIRS_PER_PROMPT = 10
-    content = jsonl(row(1, responses=2_000))  # two million couples, never made
+    content = jsonl(candidates_row(1, responses=2_000))  # two million couples, never made
 
     result = items_import(
         project=project,
@@ -340,7 +256,7 @@ def test_random_pairing_draws_within_the_cap_from_a_prompt_with_many_responses(p
 
 
 def test_a_run_of_blank_lines_is_skipped_and_still_counted(project):
-    content = gzip.compress(jsonl(row(1)) + b"\n \n\t\r\n" * 1_000_000 + b'{"prompt": "Q?"}\n')
+    content = gzip.compress(jsonl(candidates_row(1)) + b"\n \n\t\r\n" * 1_000_000 + b'{"prompt": "Q?"}\n')
 
     with pytest.raises(ImportFailed) as caught:
         items_import(
@@ -355,7 +271,7 @@ def test_a_run_of_blank_lines_is_skipped_and_still_counted(project):
 
 def test_a_json_list_is_read_item_by_item(project, settings):
     settings.IMPORT_MAX_ROWS = 3
-    content = json.dumps([row(number) for number in range(20_000)], indent=1).encode()  # 3 MB
+    content = json.dumps([candidates_row(number) for number in range(20_000)], indent=1).encode()  # 3 MB
     stream = ReadCounting(content)
 
     with pytest.raises(ImportFailed) as caught:
@@ -368,7 +284,7 @@ def test_a_json_list_is_read_item_by_item(project, settings):
 
 @pytest.mark.parametrize("filename", ["items.json", "items.jsonl"])
 def test_reading_a_large_file_holds_a_piece_of_it_at_a_time(filename):
-    rows = [row(number) for number in range(5_000)]
+    rows = [candidates_row(number) for number in range(5_000)]
     if filename == "items.json":
         content = b"[" + b" " * 20_000_000 + b",\n".join(json.dumps(item).encode() for item in rows) + b"]"
     else:
@@ -385,6 +301,33 @@ def test_reading_a_large_file_holds_a_piece_of_it_at_a_time(filename):
 
     assert read == 5_000
     assert peak < 1_000_000 < len(content) / 10
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    items=st.lists(JSON_VALUES, max_size=6),
+    indent=st.sampled_from([None, 1, 2]),
+    wrapped=st.booleans(),
+    block=st.sampled_from([1, 7, 1 << 16]),
+)
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_a_json_file_read_item_by_item_gives_the_items_orjson_reads_whole(items, indent, wrapped, block):
+    document = {"before": items[:1], "items": items, "after": "]}"} if wrapped else items
+    content = json.dumps(document, indent=indent).encode()
+    limits = import_limits()
+
+    with patch.object(json_items, "BLOCK_BYTES", block):  # items across the ends of small reads
+        stream, _ = open_decompressed(io.BytesIO(content), "items.json", limits.max_file_bytes)
+        read = [row for _, row in iter_raw_rows(stream, "items.json", "json", limits)]
+
+    whole = orjson.loads(content)
+    assert read == (whole["items"] if wrapped else whole)
 
 
 # Random pairing without making every couple ------------------------------------------------------------

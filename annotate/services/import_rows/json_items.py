@@ -3,9 +3,10 @@ object's ``items`` list), found without parsing them. ``reading`` parses each it
 a JSONL line. Memory holds one item (at most ``IMPORT_MAX_LINE_BYTES``) whatever the size of the file.
 
 Our own splitter rather than ijson: ijson's C backend silently changes text (a lone surrogate ``\\ud800``
-becomes ``?``, ``\\ud800\\u0041`` another character) and builds a path string per nesting level (a file
-nested 100,000 deep took gigabytes), and its Python backend reads 2 MB/s. The splitter only tracks brackets
-outside strings, so what an item says, and every error in it, is orjson's, as for JSONL.
+becomes ``?``, ``\\ud800\\u0041`` another character) and gives every value the path of keys above it (memory
+grows with the square of the nesting), and its Python backend is too slow for a large file. The splitter
+only tracks brackets outside strings, so what an item says, and every error in it, is orjson's, as for
+JSONL.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class JsonItems:
         """Finds the end of the value that starts at ``position`` (a list or an object to its matching
         bracket, anything else to the next comma or bracket) and returns where it starts and ends in
         ``data``. Brackets are only counted here: orjson says later whether they match. ``keep`` keeps the
-        value's bytes in ``data`` (bounded by ``max_item_bytes``); otherwise they are dropped as read."""
+        value's bytes in ``data`` (item ``number`` of the list); otherwise they are dropped as read, but for
+        a string that goes on past what was read. Either way ``data`` holds at most ``max_item_bytes``."""
         start = self.position
         depth = 0
         while True:
@@ -133,27 +135,28 @@ class JsonItems:
                     if not depth:
                         break
                     continue
-                if not depth and byte in b",]}[{":
+                if not depth and byte in b",]}":
                     break
             self.position = (_INSIDE if depth else _SCALAR).match(self.data, self.position).end()
             if self.position < len(self.data) and self.data[self.position] != ord('"'):
-                continue  # at a bracket or comma
-            # At the end of what was read, or at a string that continues past it.
-            if keep and self.position - start > self.max_item_bytes:
-                raise RowError(
-                    f"{self.name}, item {number}",
-                    f"item is longer than the limit of {self.max_item_bytes:,} bytes",
-                )
-            dropped = self._read_more(keep_from=start if keep else self.position)
+                continue  # at a bracket or a comma
+            # At the end of what was read, or at a string that goes on past it.
+            kept_from = start if keep else self.position
+            if len(self.data) - kept_from > self.max_item_bytes:
+                raise self._too_long(number if keep else 0, kept_from)
+            dropped = self._read_more(keep_from=kept_from)
             if dropped is None:
                 break  # the file ends inside the value: orjson names what is missing
             start -= dropped
         if keep and self.position - start > self.max_item_bytes:
-            raise RowError(
-                f"{self.name}, item {number}",
-                f"item is longer than the limit of {self.max_item_bytes:,} bytes",
-            )
+            raise self._too_long(number, start)
         return start, self.position
+
+    def _too_long(self, number: int, offset: int) -> RowError:
+        limit = f"the limit of {self.max_item_bytes:,} bytes"
+        if number:
+            return RowError(f"{self.name}, item {number}", f"item is longer than {limit}")
+        return RowError(f"{self.name}, line {self._place(offset)[0]}", f"a value is longer than {limit}")
 
     def _key(self) -> bytes:
         """The object key (a string, quotes included) that starts at ``position``."""
@@ -163,7 +166,7 @@ class JsonItems:
                 self.position = found.end()
                 return found.group()
             if len(self.data) - self.position > self.max_item_bytes:
-                raise self._malformed("a key longer than the limit")
+                raise self._too_long(0, self.position)
             if self._read_more(keep_from=self.position) is None:
                 raise self._malformed("the file ends inside a key")
 

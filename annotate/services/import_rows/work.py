@@ -1,6 +1,6 @@
 """What importing a file will cost, found by reading it within a bound. The import page and the API run an
 upload in the request only when it is small by this measure (``annotate.services.imports.import_start``):
-not by the size of the upload, since a small gzip can hold a gigabyte and a small row a million pairs."""
+not by the size of the upload, since a small gzip can hold a gigabyte and a short row half a million pairs."""
 
 from __future__ import annotations
 
