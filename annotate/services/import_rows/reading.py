@@ -236,9 +236,11 @@ def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tupl
             )
         except (pa.ArrowException, OSError) as error:
             raise RowError(name, f"not a readable Parquet file ({error})") from error
+        if stated > limits.max_file_bytes:
+            raise _parquet_too_large(name, limits.max_file_bytes)
         decoded = 0
         index = 0
-        for batch in _checked_batches(parquet, name, stated, limits.max_file_bytes):
+        for batch in _batches(parquet, name):
             decoded += batch.nbytes
             if decoded > limits.max_file_bytes:
                 raise _parquet_too_large(name, limits.max_file_bytes)
@@ -247,11 +249,10 @@ def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tupl
                 yield f"{name}, row {index}", {key: value for key, value in row.items() if value is not None}
 
 
-def _checked_batches(parquet: Any, name: str, stated: int, limit: int) -> Iterator[Any]:
+def _batches(parquet: Any, name: str) -> Iterator[Any]:
+    """The file's batches of rows; a page that cannot be decoded is a RowError, as an unreadable footer is."""
     import pyarrow as pa
 
-    if stated > limit:
-        raise _parquet_too_large(name, limit)
     batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
     while True:
         try:
