@@ -166,6 +166,8 @@ def _csv_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[st
     lines = (text for _, text in _decoded_lines(stream, name, limits))
     reader = csv.DictReader(lines)
     try:
+        # Row keys are stripped names (see _csv_row).
+        _check_columns([(column or "").strip() for column in reader.fieldnames or []], f"{name}, line 1")
         for row in reader:
             location = f"{name}, line {reader.line_num}"
             if None in row:
@@ -178,7 +180,9 @@ def _csv_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[st
                 continue
             yield location, _csv_row(row, location)
     except csv.Error as error:
-        raise RowError(f"{name}, line {reader.line_num}", f"malformed CSV ({error})") from error
+        # The csv reader's own count: DictReader's is updated only after a row is read whole, so it named the
+        # line before the bad one (line 0 for a bad header).
+        raise RowError(f"{name}, line {reader.reader.line_num}", f"malformed CSV ({error})") from error
 
 
 def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[str, Any]]:
@@ -187,13 +191,31 @@ def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tupl
 
     try:
         parquet = pq.ParquetFile(io.BytesIO(stream.read()))
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # the last: a column's name
         raise RowError(name, f"not a readable Parquet file ({error})") from error
+    _check_columns(parquet.schema_arrow.names, name)
     index = 0
-    for batch in parquet.iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
+    for rows in _parquet_batches(parquet, name):
+        for row in rows:
             index += 1
             yield f"{name}, row {index}", {key: value for key, value in row.items() if value is not None}
+
+
+def _parquet_batches(parquet: Any, name: str) -> Iterator[list[dict[str, Any]]]:
+    """The rows of ``parquet`` (a ``pyarrow.parquet.ParquetFile``), a batch at a time. Its pages are read
+    only here, so damage past the footer is found here, and refused as the footer's is."""
+    import pyarrow as pa
+
+    batches = parquet.iter_batches(batch_size=10_000)
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            rows = batch.to_pylist()
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
+            raise RowError(name, f"not a readable Parquet file ({error})") from error
+        yield rows
 
 
 _ROW_READERS = {"jsonl": _jsonl_rows, "json": _json_rows, "csv": _csv_rows, "parquet": _parquet_rows}
@@ -208,6 +230,16 @@ def iter_raw_rows(stream: IO[bytes], name: str, fmt: str, limits: Limits) -> Ite
     yield from read_rows(stream, name, limits)
 
 
+def _check_columns(columns: list[str], location: str) -> None:
+    """Refuses a column named twice: each row would silently keep the last of its two cells, an empty one
+    included."""
+    seen: set[str] = set()
+    for column in columns:
+        if column and column in seen:
+            raise RowError(location, f"column '{column}' appears twice")
+        seen.add(column)
+
+
 _CSV_JSON_COLUMNS = {"messages", "responses", "chosen", "rejected", "prompt", "metadata"}
 
 
@@ -217,7 +249,8 @@ def _csv_row(row: dict[str, str], location: str) -> dict[str, Any] | RowError:
     parsed: dict[str, Any] = {}
     for key, value in row.items():
         key = (key or "").strip()
-        if value == "":
+        # A row shorter than the header leaves its last cells None: empty, as DictReader means them.
+        if value is None or value == "":
             continue
         if key in _CSV_JSON_COLUMNS and value.lstrip()[:1] in {"[", "{"}:
             try:
