@@ -199,6 +199,8 @@ def _csv_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[st
     lines = (text for _, text in _decoded_lines(stream, name, limits))
     reader = csv.DictReader(lines)
     try:
+        # Row keys are stripped names (see _csv_row).
+        _check_columns([(column or "").strip() for column in reader.fieldnames or []], f"{name}, line 1")
         for row in reader:
             location = f"{name}, line {reader.line_num}"
             if None in row:
@@ -211,7 +213,9 @@ def _csv_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[st
                 continue
             yield location, _csv_row(row, location)
     except csv.Error as error:
-        raise RowError(f"{name}, line {reader.line_num}", f"malformed CSV ({error})") from error
+        # The csv reader's own count: DictReader's is updated only after a row is read whole, so it named the
+        # line before the bad one (line 0 for a bad header).
+        raise RowError(f"{name}, line {reader.reader.line_num}", f"malformed CSV ({error})") from error
 
 
 PARQUET_BATCH_ROWS = 1_000
@@ -234,8 +238,10 @@ def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tupl
             stated = sum(
                 metadata.row_group(group).total_byte_size for group in range(metadata.num_row_groups)
             )
-        except (pa.ArrowException, OSError) as error:
+            columns = parquet.schema_arrow.names
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # the last: a column's name
             raise RowError(name, f"not a readable Parquet file ({error})") from error
+        _check_columns(columns, name)
         if stated > limits.max_file_bytes:
             raise _parquet_too_large(name, limits.max_file_bytes)
         decoded = 0
@@ -244,23 +250,28 @@ def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tupl
             decoded += batch.nbytes
             if decoded > limits.max_file_bytes:
                 raise _parquet_too_large(name, limits.max_file_bytes)
-            for row in batch.to_pylist():
+            try:
+                rows = batch.to_pylist()
+            except (pa.ArrowException, UnicodeDecodeError) as error:
+                raise RowError(name, f"not a readable Parquet file ({error})") from error
+            for row in rows:
                 index += 1
                 yield f"{name}, row {index}", {key: value for key, value in row.items() if value is not None}
 
 
 def _batches(parquet: Any, name: str) -> Iterator[Any]:
-    """The file's batches of rows; a page that cannot be decoded is a RowError, as an unreadable footer is."""
+    """The file's batches of rows. Its pages are read only here, so damage past the footer is found here,
+    and refused as the footer's is."""
     import pyarrow as pa
 
     batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
     while True:
         try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (pa.ArrowException, OSError) as error:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
             raise RowError(name, f"not a readable Parquet file ({error})") from error
+        if batch is None:
+            return
         yield batch
 
 
@@ -280,6 +291,16 @@ def iter_raw_rows(stream: IO[bytes], name: str, fmt: str, limits: Limits) -> Ite
     yield from read_rows(stream, name, limits)
 
 
+def _check_columns(columns: list[str], location: str) -> None:
+    """Refuses a column named twice: each row would silently keep the last of its two cells, an empty one
+    included."""
+    seen: set[str] = set()
+    for column in columns:
+        if column and column in seen:
+            raise RowError(location, f"column '{column}' appears twice")
+        seen.add(column)
+
+
 _CSV_JSON_COLUMNS = {"messages", "responses", "chosen", "rejected", "prompt", "metadata"}
 
 
@@ -289,7 +310,8 @@ def _csv_row(row: dict[str, str], location: str) -> dict[str, Any] | RowError:
     parsed: dict[str, Any] = {}
     for key, value in row.items():
         key = (key or "").strip()
-        if value == "":
+        # A row shorter than the header leaves its last cells None: empty, as DictReader means them.
+        if value is None or value == "":
             continue
         if key in _CSV_JSON_COLUMNS and value.lstrip()[:1] in {"[", "{"}:
             try:
