@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.db.models import CharField, Count, F, Func, Max, Q, QuerySet, Value
+from django.template.defaultfilters import pluralize
 
 from annotate.models import AgreementSnapshot, Judgment, Membership, Project, ProjectApiToken
 
@@ -39,6 +41,44 @@ def project_roles_for_user(*, user) -> list[tuple[Project, str]]:
     memberships = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
     projects = projects_with_role(user=user).order_by("name")
     return [(project, memberships.get(project.pk, project.caller_role)) for project in projects]
+
+
+def user_can_create_projects(*, user) -> bool:
+    """Creating a project needs Django's 'add project' permission (site admins have every permission)."""
+    return user.is_authenticated and user.has_perm("annotate.add_project")
+
+
+def project_change_consequences(*, project: Project, data: dict[str, Any]) -> list[str]:
+    """What a settings change would do to the judgments already stored: one sentence per choice or criterion
+    removed, or strength scale shortened, that stored judgments use. Empty when the change is harmless."""
+    judgments = Judgment.objects.filter(pair__project=project)
+    consequences = []
+    removed_choices = [c for c in project.allowed_choices if c not in data.get("allowed_choices", [c])]
+    for choice in removed_choices:
+        # Left and right are always allowed, so only the choices named alike in both terms can go.
+        count = judgments.filter(choice=choice).count()
+        if count:
+            consequences.append(
+                f"{count} judgment{pluralize(count)} chose '{choice}'; removing it leaves them standing "
+                "with a choice annotators can no longer make."
+            )
+    removed_criteria = [c for c in project.criteria if c not in data.get("criteria", [c])]
+    for criterion in removed_criteria:
+        count = judgments.filter(criteria__has_key=criterion).count()
+        if count:
+            consequences.append(
+                f"{count} judgment{pluralize(count)} answered the criterion '{criterion}'; removing it drops "
+                "those answers from exports and agreement figures."
+            )
+    scale = data.get("strength_scale", project.strength_scale)
+    if scale < project.strength_scale:
+        count = judgments.filter(strength__gt=scale).count()
+        if count:
+            limit = f"above {scale}" if scale else "at all"
+            consequences.append(
+                f"{count} judgment{pluralize(count)} gave a strength {limit}; the new scale cannot express it."
+            )
+    return consequences
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:
