@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import CharField, Count, F, Func, Max, Q, QuerySet, Value
 from django.template.defaultfilters import pluralize
 
-from annotate.models import AgreementSnapshot, Judgment, Membership, Project, ProjectApiToken
+from annotate.models import AgreementSnapshot, Assignment, Judgment, Membership, Project, ProjectApiToken
 
 ADMIN = "admin"
 
@@ -79,6 +79,21 @@ def project_change_consequences(*, project: Project, data: dict[str, Any]) -> li
                 f"{count} judgment{pluralize(count)} gave a strength {limit}; the new scale cannot express it."
             )
     return consequences
+
+
+def member_removal_consequences(*, membership: Membership) -> dict[str, int]:
+    """What removing the member touches: their judgments in the project (kept) and the pairs they hold now
+    (handed back to the pool)."""
+    return {
+        "judgments": Judgment.objects.filter(
+            pair__project_id=membership.project_id, annotator_id=membership.user_id
+        ).count(),
+        "leases": Assignment.objects.filter(
+            project_id=membership.project_id,
+            annotator_id=membership.user_id,
+            status=Assignment.Status.ACTIVE,
+        ).count(),
+    }
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:

@@ -24,6 +24,7 @@ urlpatterns = [
     path("projects/<slug:slug>/annotate/", workspace.project_annotate, name="project-annotate"),
     path("projects/<slug:slug>/settings/", project_settings.project_settings, name="project-settings"),
     path("projects/<slug:slug>/members/", members.project_members, name="project-members"),
+    path("projects/<slug:slug>/members/invite/", members.project_member_invite, name="project-member-invite"),
     path(
         "projects/<slug:slug>/members/<str:username>/remove/",
         members.project_member_remove,
