@@ -53,23 +53,28 @@ def project_change_consequences(*, project: Project, data: dict[str, Any]) -> li
     removed, or strength scale shortened, that stored judgments use. Empty when the change is harmless."""
     judgments = Judgment.objects.filter(pair__project=project)
     consequences = []
-    removed_choices = [c for c in project.allowed_choices if c not in data.get("allowed_choices", [c])]
-    for choice in removed_choices:
-        # Left and right are always allowed, so only the choices named alike in both terms can go.
-        count = judgments.filter(choice=choice).count()
+    # Left and right are always allowed, so only the choices named alike in screen and A/B terms can go.
+    removed = [
+        (
+            Q(choice=choice),
+            f"chose '{choice}'",
+            "leaves them standing with a choice annotators can no longer make",
+        )
+        for choice in project.allowed_choices
+        if choice not in data.get("allowed_choices", [choice])
+    ] + [
+        (
+            Q(criteria__has_key=criterion),
+            f"answered the criterion '{criterion}'",
+            "leaves those answers out of exports, which carry only the project's criteria",
+        )
+        for criterion in project.criteria
+        if criterion not in data.get("criteria", [criterion])
+    ]
+    for used, what, outcome in removed:
+        count = judgments.filter(used).count()
         if count:
-            consequences.append(
-                f"{count} judgment{pluralize(count)} chose '{choice}'; removing it leaves them standing "
-                "with a choice annotators can no longer make."
-            )
-    removed_criteria = [c for c in project.criteria if c not in data.get("criteria", [c])]
-    for criterion in removed_criteria:
-        count = judgments.filter(criteria__has_key=criterion).count()
-        if count:
-            consequences.append(
-                f"{count} judgment{pluralize(count)} answered the criterion '{criterion}'; removing it drops "
-                "those answers from exports and agreement figures."
-            )
+            consequences.append(f"{count} judgment{pluralize(count)} {what}; removing it {outcome}.")
     scale = data.get("strength_scale", project.strength_scale)
     if scale < project.strength_scale:
         count = judgments.filter(strength__gt=scale).count()

@@ -24,6 +24,12 @@ def fits(page: Page, width: int, name: str) -> None:
     page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
 
 
+def choose_password(page: Page, password: str, confirmation: str) -> None:
+    page.fill("#id_new_password1", password)
+    page.fill("#id_new_password2", confirmation)
+    page.click("main button[type=submit]")
+
+
 def log_in(page: Page, origin: str, username: str, password: str, then: str = "/") -> None:
     page.goto(f"{origin}/login/?next={then}")
     page.fill("#id_username", username)
@@ -60,9 +66,7 @@ def test_a_lead_invites_and_removes_and_the_newcomer_sets_a_password(browser: Br
         page.goto(link)
         page.wait_for_selector("text=Choose your password")
         fits(page, width, "password-set")
-        page.fill("#id_new_password1", NEW_PASSWORD)
-        page.fill("#id_new_password2", NEW_PASSWORD)
-        page.click("main button[type=submit]")
+        choose_password(page, NEW_PASSWORD, NEW_PASSWORD)
         page.wait_for_selector("text=Password set")
         fits(page, width, "password-set-done")
 
@@ -71,9 +75,7 @@ def test_a_lead_invites_and_removes_and_the_newcomer_sets_a_password(browser: Br
         page.wait_for_url("**/account/password/")
         fits(page, width, "password-change")
         page.fill("#id_old_password", NEW_PASSWORD)
-        page.fill("#id_new_password1", PASSWORD + " again")
-        page.fill("#id_new_password2", PASSWORD + " again")
-        page.click("main button[type=submit]")
+        choose_password(page, PASSWORD + " again", PASSWORD + " again")
         page.wait_for_selector("text=Password changed")
         fits(page, width, "password-change-done")
 
@@ -93,14 +95,10 @@ def test_a_forgotten_password_is_reset_in_the_browser(browser: Browser, live_ser
 
         link = re.search(r"http://\S+/account/password-reset/\S+/", mail.outbox[-1].body).group(0)
         page.goto(link)
-        page.fill("#id_new_password1", NEW_PASSWORD)
-        page.fill("#id_new_password2", "something else entirely")
-        page.click("main button[type=submit]")
+        choose_password(page, NEW_PASSWORD, "something else entirely")
         page.wait_for_selector(".field-error")
         fits(page, width, "password-set-error")
-        page.fill("#id_new_password1", NEW_PASSWORD)
-        page.fill("#id_new_password2", NEW_PASSWORD)
-        page.click("main button[type=submit]")
+        choose_password(page, NEW_PASSWORD, NEW_PASSWORD)
         page.wait_for_selector("text=Password set")
         log_in(page, live_server.url, f"dee{width}", NEW_PASSWORD)
 

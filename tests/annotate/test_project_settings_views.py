@@ -12,6 +12,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotate.models import Membership, Project
+from annotate.services.projects import CONFIG_FIELDS
 from tests.factories import JudgmentFactory, MembershipFactory, PairFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,18 +56,8 @@ def settings_form(project: Project, **changes) -> dict:
         "allowed_choices": [c for c in project.allowed_choices if c not in ("left", "right")],
         **{
             key: str(getattr(project, key))
-            for key in (
-                "strength_scale",
-                "rationale",
-                "overlap",
-                "gold_rate",
-                "lease_seconds",
-                "assignment_order",
-                "edit_window_seconds",
-                "target_alpha",
-                "min_gold_accuracy",
-                "max_position_bias",
-            )
+            for key in CONFIG_FIELDS
+            if key not in ("guidelines", "criteria", "allowed_choices")
         },
     }
     form.update(changes)
