@@ -273,3 +273,16 @@ def test_the_empty_project_links_its_lead_to_the_settings(project):
     text = page_client(user_with_role(project, "lead")).get(f"/projects/{project.slug}/").content.decode()
 
     assert f'<a href="/projects/{project.slug}/settings/">project settings</a>' in text
+
+
+def test_the_api_sets_and_shows_the_settings_the_page_adds(project):
+    body = {"edit_window_seconds": 0, "target_alpha": 0.8, "min_gold_accuracy": 0.9, "max_position_bias": 0.7}
+
+    response = api_client(user_with_role(project, "lead")).patch(
+        f"/api/projects/{project.pk}/", body, format="json"
+    )
+
+    assert response.status_code == 200
+    assert {key: response.json()[key] for key in body} == body
+    project.refresh_from_db()
+    assert {key: getattr(project, key) for key in body} == body
