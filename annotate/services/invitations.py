@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Invitation:
     membership: Membership
+    # True also for an earlier invitee who never chose a password: they get a new link.
     account_created: bool
-    # The absolute set-password link, for a new account only; never for an account that already existed.
+    # The absolute set-password link, for an account nobody has used yet; never for one someone uses.
     link: str = ""
     emailed: bool = False
     email_problem: str = ""
@@ -85,7 +86,9 @@ def _account_and_membership(
         )
     if existing:
         membership, _ = membership_set(project=project, username=existing[0].username, role=role)
-        return membership, False
+        # An invitee who never chose a password (their link expired, the email got lost) gets a new link.
+        never_used = not existing[0].has_usable_password() and existing[0].last_login is None
+        return membership, never_used
     user = User(username=_new_username(username, email), email=email)
     user.set_unusable_password()
     user.save()
@@ -97,7 +100,8 @@ def member_invite(
     *, project: Project, email: str = "", username: str = "", role: str, invited_by, site_url: str
 ) -> Invitation:
     """Adds the holder of ``email`` to the project, making them an account (with no password) when no
-    account uses that address; a new account gets a set-password link, emailed when there is an address.
+    account uses that address; a new account, or an invited one that never chose a password, gets a
+    set-password link, emailed when there is an address.
     ``site_url`` is the origin the link starts with (``https://palate.example.org``).
 
     The email goes after the account is stored: a mail server that fails leaves the account and the link,

@@ -226,3 +226,23 @@ def test_an_unknown_address_gets_the_same_answer_and_no_email():
     sent = Client().post("/account/password-reset/", {"email": "nobody@example.org"}, follow=True)
 
     assert "Check your email" in sent.content.decode() and mail.outbox == []
+
+
+def test_inviting_again_someone_who_never_chose_a_password_sends_a_new_link(project, lead):
+    client = logged_in(lead)
+    client.post(
+        f"/projects/{project.slug}/members/invite/", {"email": "eve@example.org", "role": "annotator"}
+    )
+    first = LINK.search(mail.outbox[0].body).group(0)
+
+    client.post(f"/projects/{project.slug}/members/invite/", {"email": "eve@example.org", "role": "lead"})
+
+    assert len(mail.outbox) == 2 and get_user_model().objects.filter(email="eve@example.org").count() == 1
+    assert Membership.objects.get(project=project, user__username="eve").role == "lead"
+    choose_password(LINK.search(mail.outbox[1].body).group(0))
+    assert logs_in("eve")
+    assert "This link no longer works" in Client().get(first, follow=True).content.decode()
+    client.post(
+        f"/projects/{project.slug}/members/invite/", {"email": "eve@example.org", "role": "annotator"}
+    )
+    assert len(mail.outbox) == 2  # once they have a password, an invitation only adds them
