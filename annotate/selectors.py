@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.db.models import CharField, Count, F, Func, Max, Q, QuerySet, Value
+from django.template.defaultfilters import pluralize
 
-from annotate.models import AgreementSnapshot, Judgment, Membership, Project, ProjectApiToken
+from annotate.models import AgreementSnapshot, Assignment, Judgment, Membership, Project, ProjectApiToken
 
 ADMIN = "admin"
 
@@ -39,6 +41,64 @@ def project_roles_for_user(*, user) -> list[tuple[Project, str]]:
     memberships = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
     projects = projects_with_role(user=user).order_by("name")
     return [(project, memberships.get(project.pk, project.caller_role)) for project in projects]
+
+
+def user_can_create_projects(*, user) -> bool:
+    """Creating a project needs Django's 'add project' permission (site admins have every permission)."""
+    return user.is_authenticated and user.has_perm("annotate.add_project")
+
+
+def project_change_consequences(*, project: Project, data: dict[str, Any]) -> list[str]:
+    """What a settings change would do to the judgments already stored: one sentence per choice or criterion
+    removed, or strength scale shortened, that stored judgments use. Empty when the change is harmless."""
+    judgments = Judgment.objects.filter(pair__project=project)
+    consequences = []
+    # Left and right are always allowed, so only the choices named alike in screen and A/B terms can go.
+    removed = [
+        (
+            Q(choice=choice),
+            f"chose '{choice}'",
+            "leaves them standing with a choice annotators can no longer make",
+        )
+        for choice in project.allowed_choices
+        if choice not in data.get("allowed_choices", [choice])
+    ] + [
+        (
+            Q(criteria__has_key=criterion),
+            f"answered the criterion '{criterion}'",
+            "leaves those answers out of exports, which carry only the project's criteria",
+        )
+        for criterion in project.criteria
+        if criterion not in data.get("criteria", [criterion])
+    ]
+    for used, what, outcome in removed:
+        count = judgments.filter(used).count()
+        if count:
+            consequences.append(f"{count} judgment{pluralize(count)} {what}; removing it {outcome}.")
+    scale = data.get("strength_scale", project.strength_scale)
+    if scale < project.strength_scale:
+        count = judgments.filter(strength__gt=scale).count()
+        if count:
+            limit = f"above {scale}" if scale else "at all"
+            consequences.append(
+                f"{count} judgment{pluralize(count)} gave a strength {limit}; the new scale cannot express it."
+            )
+    return consequences
+
+
+def member_removal_consequences(*, membership: Membership) -> dict[str, int]:
+    """What removing the member touches: their judgments in the project (kept) and the pairs they hold now
+    (handed back to the pool)."""
+    return {
+        "judgments": Judgment.objects.filter(
+            pair__project_id=membership.project_id, annotator_id=membership.user_id
+        ).count(),
+        "leases": Assignment.objects.filter(
+            project_id=membership.project_id,
+            annotator_id=membership.user_id,
+            status=Assignment.Status.ACTIVE,
+        ).count(),
+    }
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:

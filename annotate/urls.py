@@ -3,15 +3,28 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotate.views import exports, imports, leaderboard, login, members, projects, quality, workspace
+from annotate.views import (
+    exports,
+    imports,
+    leaderboard,
+    login,
+    members,
+    project_settings,
+    projects,
+    quality,
+    workspace,
+)
 
 urlpatterns = [
     path("login/", login.PalateLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", projects.home, name="home"),
+    path("projects/new/", project_settings.project_new, name="project-new"),
     path("projects/<slug:slug>/", projects.project_detail, name="project-detail"),
     path("projects/<slug:slug>/annotate/", workspace.project_annotate, name="project-annotate"),
+    path("projects/<slug:slug>/settings/", project_settings.project_settings, name="project-settings"),
     path("projects/<slug:slug>/members/", members.project_members, name="project-members"),
+    path("projects/<slug:slug>/members/invite/", members.project_member_invite, name="project-member-invite"),
     path(
         "projects/<slug:slug>/members/<str:username>/remove/",
         members.project_member_remove,

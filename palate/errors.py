@@ -61,6 +61,14 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "non_field_errors": [str(detail)]}
 
 
+def validation_error(detail: Any) -> ApplicationError:
+    """A serializer's errors as the one error: the API answers with it, and a page shows the same message."""
+    fields = _flatten(detail)
+    first = next(iter(fields.items()))
+    message = f"{first[0]}: {first[1][0]}" if first[0] != "non_field_errors" else first[1][0]
+    return ApplicationError(message, fields=fields)
+
+
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
@@ -84,10 +92,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
-        first = next(iter(fields.items()))
-        message = f"{first[0]}: {first[1][0]}" if first[0] != "non_field_errors" else first[1][0]
-        response.data = error_body("invalid", message, fields)
+        error = validation_error(exc.detail)
+        response.data = error_body(error.code, error.message, error.fields)
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"

@@ -240,6 +240,25 @@ USER_TOKEN_TTL_HOURS = envint("USER_TOKEN_TTL_HOURS", 168)
 # token stops working everywhere within this many seconds); 0 checks every request.
 USER_TOKEN_CACHE_SECONDS = envint("USER_TOKEN_CACHE_SECONDS", 5)
 
+# Email: invitations and password reset links. The console backend (the default) prints each email in the
+# web process's log; EMAIL_HOST switches to SMTP unless EMAIL_BACKEND says otherwise.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = envint("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "True")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "False")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Palate <palate@localhost>")
+# How long an invitation's or a password reset's set-password link works (it also stops once used).
+PASSWORD_RESET_TIMEOUT = envint("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+
 # Imports (docs/security.md#limits).
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 1024 * 1024 * 1024)
 IMPORT_MAX_LINE_BYTES = envint("IMPORT_MAX_LINE_BYTES", 8 * 1024 * 1024)

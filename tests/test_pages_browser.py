@@ -137,13 +137,23 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)
     charts = ", ".join(f"{chart} .main-svg" for chart in CHARTS)
     visits = [
-        (None, [("/login/", "#id_username"), (f"/leaderboard/public/{token}/", charts)]),
+        (
+            None,
+            [
+                ("/login/", "#id_username"),
+                ("/account/password-reset/", "#id_email"),
+                (f"/leaderboard/public/{token}/", charts),
+            ],
+        ),
         (
             stored.lead,
             [
                 ("/", None),
                 (f"/projects/{slug}/", None),
                 (f"/projects/{slug}/members/", None),
+                (f"/projects/{slug}/members/{stored.annotators[0].username}/remove/", None),
+                (f"/projects/{slug}/settings/", "#s-guidelines"),
+                ("/account/password/", "#id_old_password"),
                 (f"/projects/{slug}/import/", None),
                 (f"/projects/{slug}/exports/", None),
                 (f"/projects/{slug}/leaderboard/", charts),
@@ -164,6 +174,7 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
             admin,
             [
                 ("/admin/", "#content"),
+                ("/projects/new/", "#s-name"),
                 ("/admin/annotate/project/", "#result_list"),
                 (f"/admin/annotate/project/{stored.project.pk}/change/", "form"),
                 ("/api/docs/", ".swagger-ui .info"),

@@ -22,6 +22,10 @@ class ProjectConfigInput(serializers.Serializer):
     gold_rate = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
     lease_seconds = serializers.IntegerField(required=False, min_value=30, max_value=7 * 24 * 3600)
     assignment_order = serializers.ChoiceField(choices=Project.AssignmentOrder.choices, required=False)
+    edit_window_seconds = serializers.IntegerField(required=False, min_value=0, max_value=7 * 24 * 3600)
+    target_alpha = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    min_gold_accuracy = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    max_position_bias = serializers.FloatField(required=False, min_value=0.5, max_value=1.0)
 
 
 class ProjectCreateInput(ProjectConfigInput):
@@ -58,6 +62,10 @@ class ProjectOutput(serializers.ModelSerializer):
             "gold_rate",
             "lease_seconds",
             "assignment_order",
+            "edit_window_seconds",
+            "target_alpha",
+            "min_gold_accuracy",
+            "max_position_bias",
             "created_at",
             "updated_at",
         ]

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from annotate.api import serializers as io
 from annotate.api.permissions import LEADS, MEMBERS, READERS, project_for_request
 from annotate.models import ImportJob, Membership, Pair, Prompt
-from annotate.selectors import membership_list, project_role, projects_with_role
+from annotate.selectors import membership_list, project_role, projects_with_role, user_can_create_projects
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import import_job_progress, import_start
 from annotate.services.members import membership_remove, membership_set
@@ -74,7 +74,7 @@ class ProjectListCreateApi(APIView):
         responses={201: io.ProjectOutput, **ERRORS},
     )
     def post(self, request):
-        if not request.user.has_perm("annotate.add_project"):
+        if not user_can_create_projects(user=request.user):
             raise PermissionDenied(
                 "creating projects needs the 'can add project' permission (ask a site admin)"
             )

@@ -20,6 +20,10 @@ CONFIG_FIELDS = (
     "gold_rate",
     "lease_seconds",
     "assignment_order",
+    "edit_window_seconds",
+    "target_alpha",
+    "min_gold_accuracy",
+    "max_position_bias",
 )
 
 

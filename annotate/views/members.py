@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -12,8 +13,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from annotate.models import Membership, Project, ProjectApiToken
-from annotate.selectors import api_token_list, membership_list
+from annotate.selectors import api_token_list, member_removal_consequences, membership_list
 from annotate.services.api_tokens import api_token_create, api_token_revoke
+from annotate.services.invitations import Invitation, member_invite
 from annotate.services.members import membership_remove, membership_set
 from annotate.views.access import LEAD_ROLES, project_for_page
 from palate.errors import ApplicationError
@@ -67,6 +69,8 @@ def _members_page(
     form_values: dict[str, str] | None = None,
     token_values: dict[str, str] | None = None,
     new_token: tuple[ProjectApiToken, str] | None = None,
+    invite_values: dict[str, str] | None = None,
+    invitation: Invitation | None = None,
 ) -> HttpResponse:
     now = timezone.now()
     tokens = [(token, token.state(now)) for token in api_token_list(project=project)]
@@ -83,10 +87,13 @@ def _members_page(
             "token_values": token_values or {"expires": ""},
             "token_expiry_days": API_TOKEN_EXPIRY_DAYS,
             "new_token": new_token,
+            "invite_values": invite_values or {"role": Membership.Role.ANNOTATOR},
+            "invitation": invitation,
+            "password_link_days": settings.PASSWORD_RESET_TIMEOUT // 86400,
         },
     )
-    if new_token is not None:
-        # The secret is in this page and nowhere else: no cache may keep it.
+    if new_token is not None or invitation is not None:
+        # The secret (a token, a set-password link) is in this page and nowhere else: no cache may keep it.
         response["Cache-Control"] = "no-store"
     return response
 
@@ -125,8 +132,50 @@ def project_api_token_revoke(request: HttpRequest, slug: str, token_id: int) -> 
 
 @login_required
 @require_POST
+def project_member_invite(request: HttpRequest, slug: str) -> HttpResponse:
+    """Adds the holder of an email address, or makes a new account; a new account's set-password link is
+    shown on this response only, and emailed when there is an address."""
+    project, role = project_for_page(request, slug, LEAD_ROLES)
+    values = {key: request.POST.get(key, "") for key in ("email", "username", "role")}
+    try:
+        invitation = member_invite(
+            project=project,
+            email=values["email"],
+            username=values["username"],
+            role=values["role"],
+            invited_by=request.user,
+            site_url=f"{request.scheme}://{request.get_host()}",
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return _members_page(request, project, role, invite_values=values)
+    membership = invitation.membership
+    if not invitation.account_created:
+        messages.success(
+            request,
+            f"{membership.user.username} already has an account with that address: added as "
+            f"{membership.get_role_display().lower()}.",
+        )
+        return redirect("project-members", slug=project.slug)
+    return _members_page(request, project, role, invitation=invitation)
+
+
+@login_required
 def project_member_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
-    project, _ = project_for_page(request, slug, LEAD_ROLES)
+    """Asks first (GET), saying what the removal touches; removes on POST."""
+    project, role = project_for_page(request, slug, LEAD_ROLES)
+    if request.method != "POST":
+        membership = (
+            Membership.objects.filter(project=project, user__username=username).select_related("user").first()
+        )
+        if membership is None:
+            raise Http404("No such member.")
+        consequences = member_removal_consequences(membership=membership)
+        return render(
+            request,
+            "annotate/member_remove.html",
+            {"project": project, "role": role, "membership": membership, "consequences": consequences},
+        )
     try:
         membership_remove(project=project, username=username)
     except ApplicationError as error:

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from annotate.models import Judgment, Membership, Pair, Prompt
-from annotate.selectors import ADMIN, project_roles_for_user
+from annotate.selectors import ADMIN, project_roles_for_user, user_can_create_projects
 from annotate.views.access import project_for_page
 
 ROLE_GROUPS = [
@@ -54,7 +54,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "rows": rows,
             "groups": groups,
-            "can_create": request.user.has_perm("annotate.add_project") and request.user.is_staff,
+            "can_create": user_can_create_projects(user=request.user),
         },
     )
 
