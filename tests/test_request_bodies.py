@@ -1,4 +1,5 @@
-"""Bodies no endpoint can use are refused in the one error shape, never with a 500 or Django's HTML page."""
+"""Requests no endpoint can use (bodies, addresses, page numbers) are refused in the one error shape, never with
+a 500 or Django's HTML page."""
 
 from __future__ import annotations
 
@@ -60,3 +61,16 @@ def test_a_nul_character_anywhere_in_a_request_is_a_400_in_the_error_shape(clien
     response = getattr(client, method)(path.format(project=client.project.pk), body, format="json")
     assert response.status_code == 400, response.content
     assert "NUL" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/projects/x/", "/api/judgments/1.5/", "/api/nothing-here/"])
+def test_an_api_address_no_endpoint_matches_is_a_404_in_the_error_shape(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_page_address_no_view_matches_is_still_the_404_page(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
