@@ -63,6 +63,38 @@ def test_a_nul_character_anywhere_in_a_request_is_a_400_in_the_error_shape(clien
     assert "NUL" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize("encoding", ["multipart", "form"])
+def test_a_form_body_is_a_415_since_it_cannot_carry_the_lists_and_objects_of_the_schema(
+    client, path, encoding
+):
+    # A form's "criteria" or "attributes" field was dropped unseen, and the rest of the body accepted.
+    data = {"assignment": "1", "choice": "left", "criteria": '{"helpfulness": "left"}'}
+    if encoding == "multipart":
+        response = client.post(path.format(project=client.project.pk), data, format="multipart")
+    else:
+        response = client.generic(
+            "POST",
+            path.format(project=client.project.pk),
+            "choice=left&criteria=x",
+            content_type="application/x-www-form-urlencoded",
+        )
+    assert response.status_code == 415, response.content
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_logging_in_still_takes_a_form():
+    UserFactory(username="hank")
+    response = APIClient().generic(
+        "POST",
+        "/api/auth/token/",
+        "username=hank&password=correct+horse+battery+staple",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["username"] == "hank"
+
+
 @pytest.mark.parametrize("path", ["/api/projects/x/", "/api/judgments/1.5/", "/api/nothing-here/"])
 def test_an_api_address_no_endpoint_matches_is_a_404_in_the_error_shape(client, path):
     response = client.get(path)
