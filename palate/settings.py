@@ -287,6 +287,8 @@ SPECTACULAR_SETTINGS = {
         "DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP",
         # Every job of palate.jobs (imports, exports, training runs, scoring jobs) shares JobStatus.
         "JobStatusEnum": "palate.jobs.models.JobStatus",
+        # A member's role; a project's ``role`` (which shape it has) takes names of its own.
+        "MembershipRoleEnum": "annotate.models.Membership.Role",
     },
 }
 
