@@ -106,3 +106,16 @@ def test_a_page_address_no_view_matches_is_still_the_404_page(client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("query", ["page=", "page=abc", "page=1&page=2", "page=-1", "page=%D9%A3"])
+def test_a_page_number_that_is_not_one_whole_number_is_a_400(client, query):
+    response = client.get(f"/api/projects/?{query}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"] == {"page": ["must be one whole number from 1"]}
+
+
+def test_a_page_past_the_end_is_a_404_and_the_first_page_needs_no_number(client):
+    assert client.get("/api/projects/?page=1").json()["count"] == 1
+    assert client.get("/api/projects/").json()["count"] == 1
+    assert client.get("/api/projects/?page=2").status_code == 404
