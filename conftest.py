@@ -12,8 +12,13 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 import tests.environment  # noqa: F401  (imported first through -p; named here for readers)
+
+# `pytest --hypothesis-profile=thorough`: the properties that take their number of examples from the profile
+# (the importer's) try twenty times as many.
+hypothesis_settings.register_profile("thorough", max_examples=2_000)
 
 # The browser fixture for the Playwright tests (Debian Chromium).
 pytest_plugins = ["tests.browser"]

@@ -161,8 +161,9 @@ class Membership(models.Model):
 
 class ProgressDay(models.Model):
     """What an annotator submitted in a project on one day (the server's, settings.TIME_ZONE): the
-    progress line's source. Each submit recomputes its day's row from the leases, so "next" reads a row
-    per day worked instead of counting every lease; it outlives the membership, as the judgments do."""
+    progress line's source. Each stored submit adds one to its day's row in the same transaction, so "next"
+    reads a row per day worked instead of counting every lease; it outlives the membership, as the
+    judgments do."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -359,6 +360,8 @@ class Assignment(models.Model):
         SUBMITTED = "submitted", "Submitted"
         SKIPPED = "skipped", "Skipped"
         EXPIRED = "expired", "Expired"
+        # Ended when its annotator was removed, given another role or deactivated: never judged from again.
+        RELEASED = "released", "Released"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
@@ -376,7 +379,7 @@ class Assignment(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["active", "submitted", "skipped", "expired"]),
+                condition=Q(status__in=["active", "submitted", "skipped", "expired", "released"]),
                 name="assignment_status_valid",
             ),
             # At most one live lease per annotator and pair.

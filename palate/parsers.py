@@ -1,4 +1,5 @@
-"""Request body parsers: DRF's, with every way a JSON body can fail answered as a 400 in the one error shape."""
+"""Request body parsers: DRF's, with every way a JSON body can fail answered as a 400 in the one error shape,
+and an upload stopped for its size as a 413."""
 
 from __future__ import annotations
 
@@ -39,3 +40,18 @@ def _nul_at(value: Any, where: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    """DRF's, through ``FILE_UPLOAD_HANDLERS``: a file stopped while it streamed (``palate.uploads``) is
+    answered with its refusal rather than as a missing field."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        # Imported here: palate.uploads needs palate.errors, which imports DRF's views, which import this.
+        from palate.uploads import upload_refusal
+
+        parsed = super().parse(stream, media_type, parser_context)
+        refusal = upload_refusal((parser_context or {}).get("request"))
+        if refusal is not None:
+            raise refusal
+        return parsed

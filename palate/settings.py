@@ -240,13 +240,19 @@ USER_TOKEN_TTL_HOURS = envint("USER_TOKEN_TTL_HOURS", 168)
 # token stops working everywhere within this many seconds); 0 checks every request.
 USER_TOKEN_CACHE_SECONDS = envint("USER_TOKEN_CACHE_SECONDS", 5)
 
-# Imports.
+# Imports (docs/security.md#limits).
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 1024 * 1024 * 1024)
 IMPORT_MAX_LINE_BYTES = envint("IMPORT_MAX_LINE_BYTES", 8 * 1024 * 1024)
 IMPORT_MAX_TEXT_CHARS = envint("IMPORT_MAX_TEXT_CHARS", 200_000)
 IMPORT_MAX_ROWS = envint("IMPORT_MAX_ROWS", 5_000_000)
+IMPORT_MAX_PAIRS_PER_PROMPT = envint("IMPORT_MAX_PAIRS_PER_PROMPT", 1_000)
+IMPORT_MAX_PAIRS = envint("IMPORT_MAX_PAIRS", 5_000_000)
+# An upload runs in the request only when its content (after gunzip) and its pairs are within both.
 IMPORT_ASYNC_THRESHOLD_BYTES = envint("IMPORT_ASYNC_THRESHOLD_BYTES", 2 * 1024 * 1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+IMPORT_ASYNC_THRESHOLD_PAIRS = envint("IMPORT_ASYNC_THRESHOLD_PAIRS", 20_000)
+# Every uploaded file streams to a temporary file (never into memory) and is stopped once it passes
+# IMPORT_MAX_FILE_BYTES (imports are Palate's only uploads).
+FILE_UPLOAD_HANDLERS = ["palate.uploads.LimitedUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 REST_FRAMEWORK = {

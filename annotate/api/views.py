@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -16,10 +15,11 @@ from annotate.api.permissions import LEADS, MEMBERS, READERS, project_for_reques
 from annotate.models import ImportJob, Membership, Pair, Prompt
 from annotate.selectors import membership_list, project_role, projects_with_role
 from annotate.services.import_rows import ImportOptions
-from annotate.services.imports import import_job_create, import_job_progress, import_run_now
+from annotate.services.imports import import_job_progress, import_start
 from annotate.services.members import membership_remove, membership_set
 from annotate.services.projects import project_create, project_update
 from palate.errors import ApplicationError
+from palate.parsers import MultiPartParser
 from rewardtrain.selectors import pair_model_predictions, reward_model_active
 
 ERROR_RESPONSE = inline_serializer(
@@ -150,7 +150,12 @@ class ProjectImportApi(APIView):
         responses={
             201: OpenApiResponse(io.ImportJobOutput, description="Imported; `counts` says what was created."),
             202: OpenApiResponse(
-                io.ImportJobOutput, description="A large file: queued as a job; poll /api/imports/{id}/."
+                io.ImportJobOutput,
+                description="A file whose work is large (content after gunzip, pairs): queued as a job; "
+                "poll /api/imports/{id}/.",
+            ),
+            413: OpenApiResponse(
+                ERROR_RESPONSE, description="The upload passed IMPORT_MAX_FILE_BYTES: stopped as it streamed."
             ),
             **ERRORS,
         },
@@ -160,28 +165,20 @@ class ProjectImportApi(APIView):
         data = io.ImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data.pop("file")
-        options = ImportOptions(**data.validated_data)
-        if upload.size > settings.IMPORT_MAX_FILE_BYTES:
-            raise ApplicationError(
-                f"{upload.name}: file is {upload.size:,} bytes, over the import limit of {settings.IMPORT_MAX_FILE_BYTES:,}",
-                fields={"file": ["file too large"]},
-            )
-        if upload.size > settings.IMPORT_ASYNC_THRESHOLD_BYTES:
-            job = import_job_create(
-                project=project,
-                upload=upload,
-                filename=upload.name,
-                size=upload.size,
-                options=options,
-                created_by=request.user,
-            )
-            return Response(io.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
-        job, _, failure = import_run_now(
-            project=project, upload=upload, filename=upload.name, options=options, created_by=request.user
+        started = import_start(
+            project=project,
+            upload=upload,
+            filename=upload.name,
+            size=upload.size,
+            options=ImportOptions(**data.validated_data),
+            created_by=request.user,
         )
-        if failure is not None:
-            raise failure
-        return Response(io.ImportJobOutput(job).data, status=status.HTTP_201_CREATED)
+        if started.failure is not None:
+            raise started.failure
+        return Response(
+            io.ImportJobOutput(started.job).data,
+            status=status.HTTP_202_ACCEPTED if started.queued else status.HTTP_201_CREATED,
+        )
 
 
 class ImportJobDetailApi(APIView):

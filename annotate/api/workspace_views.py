@@ -186,19 +186,24 @@ class JudgmentInputSerializer(serializers.Serializer):
                 raise serializers.ValidationError(f"{name[:100]!r} is not a criterion name")
         return criteria
 
-    def to_judgment(self) -> JudgmentInput:
-        validated = self.validated_data
-        return JudgmentInput(
-            choice=validated["choice"],
-            strength=validated.get("strength"),
-            criteria=validated.get("criteria"),
-            rationale=validated.get("rationale", ""),
-            duration_ms=validated.get("duration_ms"),
-        )
+
+def judgment_input(validated: dict) -> JudgmentInput:
+    return JudgmentInput(
+        choice=validated["choice"],
+        strength=validated.get("strength"),
+        criteria=validated.get("criteria"),
+        rationale=validated.get("rationale", ""),
+        duration_ms=validated.get("duration_ms"),
+    )
 
 
 class JudgmentSubmitInput(JudgmentInputSerializer):
     assignment = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
+
+
+# The submit's input is checked by one long-lived instance: run_validation keeps no state on it, and DRF
+# builds a serializer's fields anew for each instance, which cost more than the rest of the check.
+SUBMIT_INPUT = JudgmentSubmitInput()
 
 
 class JudgmentOutput(serializers.Serializer):
@@ -251,12 +256,12 @@ class JudgmentSubmitApi(HotPathApi):
         responses={201: JudgmentOutput, 200: JudgmentOutput, **ERRORS, **CONFLICT},
     )
     def post(self, request):
-        data = JudgmentSubmitInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        # A JSON null body is answered as an empty one: each required field is named.
+        validated = SUBMIT_INPUT.run_validation({} if request.data is None else request.data)
         judgment, created = judgment_submit(
-            assignment_id=data.validated_data["assignment"],
+            assignment_id=validated["assignment"],
             annotator=request.user,
-            data=data.to_judgment(),
+            data=judgment_input(validated),
             idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
         return Response(  # judgment_payload has JudgmentOutput's shape (see NextPairApi)
@@ -273,7 +278,9 @@ class JudgmentEditApi(APIView):
     def patch(self, request, judgment_id: int):
         data = JudgmentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        judgment = judgment_edit(judgment_id=judgment_id, annotator=request.user, data=data.to_judgment())
+        judgment = judgment_edit(
+            judgment_id=judgment_id, annotator=request.user, data=judgment_input(data.validated_data)
+        )
         return Response(JudgmentOutput(judgment_payload(judgment)).data)
 
 

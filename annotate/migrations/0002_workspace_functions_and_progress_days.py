@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-WORKSPACE_SQL = Path(__file__).resolve().parent.parent / "sql" / "workspace_v1.sql"
+WORKSPACE_SQL = Path(__file__).resolve().parent / "sql" / "workspace_v1.sql"
 
 
 def count_submitted_days(apps, schema_editor):

@@ -17,11 +17,12 @@ from datetime import date, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import CharField, Exists, F, Func, OuterRef
 from django.utils import timezone
 
 from annotate.models import Assignment, Judgment, Membership, Pair, Project
-from palate.errors import ApplicationError
+from annotate.selectors import ADMIN
+from palate.errors import ApplicationError, Conflict
 
 # Leases reclaimed per claim at most; the rest wait for the next claim (or the beat task).
 EXPIRY_BATCH = 200
@@ -73,31 +74,46 @@ def leases_expire(*, project: Project | int, now: datetime | None = None, limit:
     reclaimed = 0
     for assignment_id, pair_id in expired:
         with transaction.atomic():
-            reclaimed += _lease_end(assignment_id=assignment_id, pair_id=pair_id, now=now)
+            reclaimed += _lease_end(
+                assignment_id=assignment_id, pair_id=pair_id, now=now, status=Assignment.Status.EXPIRED
+            )
     return reclaimed
 
 
-def _lease_end(*, assignment_id: int, pair_id: int, now: datetime) -> bool:
-    """Ends a live lease and frees its slot; False when something else closed it first (a concurrent submit
-    or reaper). Call inside a transaction."""
+def _lease_end(*, assignment_id: int, pair_id: int, now: datetime, status: str) -> bool:
+    """Ends a live lease with ``status`` and frees its slot; False when something else closed it first (a
+    concurrent submit or reaper). Call inside a transaction."""
     Pair.objects.select_for_update().filter(pk=pair_id).values_list("pk", flat=True).first()
     ended = Assignment.objects.filter(pk=assignment_id, status=Assignment.Status.ACTIVE).update(
-        status=Assignment.Status.EXPIRED, closed_at=now
+        status=status, closed_at=now
     )
     if ended:
         pair_slots_recompute(pair_id=pair_id, now=now)
     return bool(ended)
 
 
-def leases_release(*, project_id: int, user_id: int, now: datetime | None = None) -> int:
-    """Ends the user's live leases in the project and frees their pairs' slots at once: for a member who
-    was removed or given another role. Call inside the membership change's transaction."""
+@transaction.atomic
+def leases_release(*, user_id: int, project_id: int | None = None, now: datetime | None = None) -> int:
+    """Ends the user's live leases in the project (in every project when None) and frees their pairs'
+    slots at once: for a member who was removed, given another role or deactivated. A released lease is
+    never judged or skipped from again, even once they are back. Call inside the change's transaction."""
     now = now or timezone.now()
-    live = Assignment.objects.filter(
-        project_id=project_id, annotator_id=user_id, status=Assignment.Status.ACTIVE
-    )
+    live = Assignment.objects.filter(annotator_id=user_id, status=Assignment.Status.ACTIVE)
+    if project_id is not None:
+        live = live.filter(project_id=project_id)
     leases = live.order_by("pair_id").values_list("id", "pair_id")
-    return sum(_lease_end(assignment_id=lease, pair_id=pair, now=now) for lease, pair in leases)
+    return sum(
+        _lease_end(assignment_id=lease, pair_id=pair, now=now, status=Assignment.Status.RELEASED)
+        for lease, pair in leases
+    )
+
+
+def lease_released() -> ApplicationError:
+    """The error for judging or skipping from a lease that ``leases_release`` ended."""
+    return Conflict(
+        "this pair was taken back when your role in the project changed; ask for a new pair",
+        code="lease_released",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,7 @@ def pair_next_shown(
     Claims for one annotator are serialised on their membership row, so two tabs asking at once still get
     one lease. Pairs are taken in fill order (depth first by default), gold pairs interleaved at the
     project's gold rate; which response goes on the left is drawn per lease. One call of
-    ``palate_pair_next`` (annotate/sql/workspace_v1.sql) does all of it.
+    ``palate_pair_next`` (annotate/sql/workspace_v2.sql) does all of it.
     """
     explicit_now = now is not None
     now = now or timezone.now()
@@ -262,11 +278,20 @@ def _no_such_assignment() -> ApplicationError:
 
 def annotator_membership_lock(*, project_id: int, user: AbstractBaseUser) -> None:
     """Locks the user's annotator membership of the project, or refuses (403) when they are not an
-    annotator there now: a member removed or given another role keeps no say over leases they held.
-    Call inside a transaction, before locking any pair (claims and submits lock in that order too)."""
+    annotator there now: a member removed, given another role or deactivated keeps no say over leases they
+    held. The role is read from the database (``palate_project_role``, which knows deactivations), never
+    from the request's user, which a cached token may have kept from before. Call inside a transaction,
+    before locking any pair (claims and submits lock in that order too)."""
+    role = Func(F("project_id"), F("user_id"), function="palate_project_role", output_field=CharField())
     locked = (
         Membership.objects.select_for_update()
-        .filter(project_id=project_id, user_id=user.pk, role=Membership.Role.ANNOTATOR)
+        .annotate(role_now=role)
+        .filter(
+            project_id=project_id,
+            user_id=user.pk,
+            role=Membership.Role.ANNOTATOR,
+            role_now__in=[Membership.Role.ANNOTATOR, ADMIN],
+        )
         .values_list("pk", flat=True)
         .first()
     )
@@ -290,6 +315,8 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, reason: 
             assignment.refresh_from_db(fields=["status"])
             if assignment.status == Assignment.Status.SKIPPED:
                 return assignment  # a retried skip: it already took effect
+            if assignment.status == Assignment.Status.RELEASED:
+                raise lease_released()
             raise ApplicationError(
                 "this pair was already judged from this assignment; undo it instead",
                 code="conflict",
@@ -322,11 +349,6 @@ def local_day(now: datetime) -> date:
     return timezone.localtime(now).date()
 
 
-def day_start(now: datetime) -> datetime:
-    """When the day that ``now`` counts for on the progress line began (the server's midnight)."""
-    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def leases_expire_all(*, now: datetime | None = None) -> int:
     """For the beat task: reclaims expired leases in every project (claims also do this lazily)."""
     now = now or timezone.now()
@@ -345,7 +367,7 @@ __all__ = [
     "ShownPair",
     "annotator_membership_lock",
     "assignment_skip",
-    "day_start",
+    "lease_released",
     "leases_expire",
     "leases_expire_all",
     "leases_release",

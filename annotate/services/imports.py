@@ -47,6 +47,7 @@ from annotate.services.import_rows import (
     iter_raw_rows,
     open_decompressed,
     row_to_items,
+    work_within,
 )
 from annotate.services.import_storage import Answer, ChunkWriter, Storage
 from palate.errors import ApplicationError
@@ -101,7 +102,23 @@ def import_limits() -> Limits:
         max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
         max_text_chars=settings.IMPORT_MAX_TEXT_CHARS,
         max_rows=settings.IMPORT_MAX_ROWS,
+        max_pairs_per_prompt=settings.IMPORT_MAX_PAIRS_PER_PROMPT,
+        max_pairs=settings.IMPORT_MAX_PAIRS,
     )
+
+
+def _options_check(options: ImportOptions) -> None:
+    problems = options.validate()
+    if problems:
+        raise ApplicationError("invalid import options", fields=problems)
+
+
+def _size_check(filename: str, size: int) -> None:
+    if size > settings.IMPORT_MAX_FILE_BYTES:
+        raise ApplicationError(
+            f"{filename}: file is {size:,} bytes, over the import limit of {settings.IMPORT_MAX_FILE_BYTES:,} bytes",
+            fields={"file": ["file too large"]},
+        )
 
 
 def items_import(
@@ -113,9 +130,7 @@ def items_import(
     progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Imports every row of ``stream`` into ``project``, or nothing. Raises ImportFailed listing the errors."""
-    problems = options.validate()
-    if problems:
-        raise ApplicationError("invalid import options", fields=problems)
+    _options_check(options)
     limits = import_limits()
     name = Path(filename).name or "upload"
     try:
@@ -270,6 +285,7 @@ def _parsed_chunks(
     read at all raises RowError."""
     seen_row_ids: dict[str, dict[str, int]] = {}
     chunk: list[RowItems] = []
+    pairs = 0
     for location, raw in iter_raw_rows(content, name, fmt, limits):
         result.rows += 1
         if result.rows > limits.max_rows:
@@ -283,6 +299,13 @@ def _parsed_chunks(
             if len(errors) > MAX_REPORTED_ERRORS:
                 break
             continue
+        pairs += len(items.pairs)
+        if pairs > limits.max_pairs:
+            errors.append(
+                f"{location}: the rows so far would make {pairs:,} pairs; the limit is {limits.max_pairs:,} "
+                "per import (IMPORT_MAX_PAIRS): split the file"
+            )
+            break
         if not errors:
             chunk.append(items)
             if len(chunk) >= CHUNK_ROWS:
@@ -379,14 +402,8 @@ def import_job_create(
     *, project: Project, upload: IO[bytes], filename: str, size: int, options: ImportOptions, created_by: Any
 ) -> ImportJob:
     """Stores the upload and queues the import. Celery is told only after the job row is committed."""
-    problems = options.validate()
-    if problems:
-        raise ApplicationError("invalid import options", fields=problems)
-    if size > settings.IMPORT_MAX_FILE_BYTES:
-        raise ApplicationError(
-            f"{filename}: file is {size:,} bytes, over the import limit of {settings.IMPORT_MAX_FILE_BYTES:,} bytes",
-            fields={"file": ["file too large"]},
-        )
+    _options_check(options)
+    _size_check(filename, size)
     folder = Path(settings.MEDIA_ROOT) / "imports"
     folder.mkdir(parents=True, exist_ok=True)
     stored = folder / f"{uuid.uuid4().hex}-{Path(filename).name}"
@@ -488,3 +505,64 @@ def import_run_now(
         **outcome,
     )
     return job, result, failure
+
+
+@dataclass
+class ImportStarted:
+    """What ``import_start`` did: ran the import (``result``, or ``failure``) or queued it as ``job``."""
+
+    job: ImportJob
+    result: ImportResult | None = None
+    failure: ImportFailed | None = None
+
+    @property
+    def queued(self) -> bool:
+        return self.result is None and self.failure is None
+
+
+def import_start(
+    *,
+    project: Project,
+    upload: IO[bytes],
+    filename: str,
+    size: int,
+    options: ImportOptions,
+    created_by: Any,
+) -> ImportStarted:
+    """Imports an upload of the import page or the API: in the request when the work it will cost is small,
+    else as a job (the one place this is decided). Small means content of at most
+    ``IMPORT_ASYNC_THRESHOLD_BYTES`` once gunzipped making at most ``IMPORT_ASYNC_THRESHOLD_PAIRS`` pairs,
+    found by reading the upload no further than those bounds (``import_rows.work_within``; Parquet is never
+    small). ``upload`` must be seekable: a small one is read twice."""
+    _options_check(options)
+    _size_check(filename, size)
+    if _is_small(upload, filename, options):
+        job, result, failure = import_run_now(
+            project=project, upload=upload, filename=filename, options=options, created_by=created_by
+        )
+        return ImportStarted(job, result, failure)
+    job = import_job_create(
+        project=project, upload=upload, filename=filename, size=size, options=options, created_by=created_by
+    )
+    return ImportStarted(job)
+
+
+def _is_small(upload: IO[bytes], filename: str, options: ImportOptions) -> bool:
+    name = Path(filename).name or "upload"
+    try:
+        fmt = detect_format(name, options.format)
+    except RowError:
+        return True  # the import says so at once
+    upload.seek(0)
+    try:
+        return work_within(
+            upload,
+            name,
+            fmt,
+            options,
+            import_limits(),
+            content_bytes=settings.IMPORT_ASYNC_THRESHOLD_BYTES,
+            pairs=settings.IMPORT_ASYNC_THRESHOLD_PAIRS,
+        )
+    finally:
+        upload.seek(0)

@@ -13,7 +13,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Judgment, JudgmentRevision, Project
-from annotate.services.assignment import annotator_membership_lock, day_start, local_day, refusal
+from annotate.services.assignment import (
+    annotator_membership_lock,
+    lease_released,
+    local_day,
+    refusal,
+)
 from palate.errors import ApplicationError, Conflict
 
 
@@ -67,7 +72,7 @@ def judgment_submit(
 ) -> tuple[Judgment, bool]:
     """Stores the judgment for a lease. Returns (judgment, created).
 
-    One call of ``palate_judgment_submit`` (annotate/sql/workspace_v1.sql): it checks that the caller is an
+    One call of ``palate_judgment_submit`` (annotate/sql/workspace_v2.sql): it checks that the caller is an
     annotator of the project now and that the judgment fits the project's configuration, then records it.
     The same idempotency key returns the judgment it stored the first time. An expired lease still counts
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
@@ -80,7 +85,7 @@ def judgment_submit(
         cursor.execute(
             """
             SELECT * FROM palate_judgment_submit(
-                %s::bigint, %s::bigint, %s::text, %s::timestamptz, %s::date, %s::timestamptz, %s::text,
+                %s::bigint, %s::bigint, %s::text, %s::timestamptz, %s::date, %s::text,
                 %s::integer, %s::jsonb, %s::text, %s::integer, %s::text, %s::text, %s::jsonb, %s::jsonb)
             """,
             [
@@ -89,7 +94,6 @@ def judgment_submit(
                 idempotency_key,
                 now,
                 local_day(now),
-                day_start(now),
                 data.choice,
                 data.strength,
                 json.dumps(data.criteria or {}),
@@ -132,6 +136,8 @@ def judgment_submit(
         return judgment, True
     if outcome == "earlier":
         return Judgment.objects.get(pk=judgment_id), False
+    if outcome == "released":
+        raise lease_released()
     if outcome == "skipped":
         raise Conflict(
             "this pair was skipped; it can no longer be judged from this assignment", code="skipped"

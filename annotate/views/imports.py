@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -11,9 +10,10 @@ from django.shortcuts import redirect, render
 
 from annotate.models import ImportJob, Project
 from annotate.services.import_rows import ImportOptions
-from annotate.services.imports import import_job_create, import_job_progress, import_run_now
+from annotate.services.imports import import_job_progress, import_start
 from annotate.views.access import LEAD_ROLES, project_for_page
 from palate.errors import ApplicationError
+from palate.uploads import upload_refusal
 
 
 class ImportForm(forms.Form):
@@ -42,13 +42,23 @@ def _job_rows(project: Project) -> tuple[list[dict], bool]:
     return rows, running
 
 
+def _failure(error: ApplicationError) -> dict:
+    return {
+        "message": error.message,
+        "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()],
+    }
+
+
 @login_required
 def project_import(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_page(request, slug, LEAD_ROLES)
     failure = None
     if request.method == "POST":
         form = ImportForm(request.POST, request.FILES)
-        if not form.is_valid():
+        refusal = upload_refusal(request)
+        if refusal is not None:
+            failure = _failure(refusal)
+        elif not form.is_valid():
             failure = {
                 "message": "The form is incomplete.",
                 "errors": [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()],
@@ -64,36 +74,26 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
                 cross_system_only=data["cross_system_only"],
             )
             try:
-                if upload.size > settings.IMPORT_ASYNC_THRESHOLD_BYTES:
-                    import_job_create(
-                        project=project,
-                        upload=upload,
-                        filename=upload.name,
-                        size=upload.size,
-                        options=options,
-                        created_by=request.user,
-                    )
-                    messages.success(request, f"{upload.name} is being imported; progress shows below.")
-                    return redirect("project-import", slug=project.slug)
-                _job, result, import_failure = import_run_now(
+                started = import_start(
                     project=project,
                     upload=upload,
                     filename=upload.name,
+                    size=upload.size,
                     options=options,
                     created_by=request.user,
                 )
             except ApplicationError as error:
-                failure = {
-                    "message": error.message,
-                    "errors": [f"{key}: {' '.join(value)}" for key, value in error.fields.items()],
-                }
+                failure = _failure(error)
             else:
-                if import_failure is not None:
-                    failure = {"message": import_failure.message, "errors": import_failure.errors}
+                if started.failure is not None:
+                    failure = {"message": started.failure.message, "errors": started.failure.errors}
                 else:
+                    result = started.result
                     messages.success(
                         request,
-                        f"Imported {upload.name}: {result.pairs_created} new pairs, {result.prompts_created} new prompts, "
+                        f"{upload.name} is being imported; progress shows below."
+                        if started.queued
+                        else f"Imported {upload.name}: {result.pairs_created} new pairs, {result.prompts_created} new prompts, "
                         f"{result.responses_created} new responses ({result.pairs_existing} pairs were already there).",
                     )
                     return redirect("project-import", slug=project.slug)

@@ -804,7 +804,7 @@ def test_it_refuses_an_upload_over_the_import_limit(world, settings):
         f"/api/projects/{world.project.pk}/imports/", {"file": items_file()}, format="multipart"
     )
 
-    error = assert_error_shape(response, 400)
+    error = assert_error_shape(response, 413, "too_large")
     assert list(error["fields"]) == ["file"]
     assert ImportJob.objects.count() == 1
 

@@ -27,6 +27,7 @@ from annotate.services.import_rows import ImportOptions
 from annotate.services.import_storage import bulk_insert
 from annotate.services.imports import ImportFailed, import_job_create, import_job_run, items_import
 from palate.errors import ApplicationError
+from tests.annotate.import_files import jsonl
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -72,10 +73,6 @@ def write_rows(folder: Path, rows: list[dict[str, Any]], fmt: str = "jsonl", ste
     path = folder / f"{stem}.{fmt}"
     path.write_bytes(encode_rows(rows, fmt))
     return path
-
-
-def jsonl(*rows: dict[str, Any] | list | bytes) -> bytes:
-    return b"".join((row if isinstance(row, bytes) else json.dumps(row).encode()) + b"\n" for row in rows)
 
 
 HASHED = "sha1:…"

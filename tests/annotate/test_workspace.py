@@ -403,7 +403,7 @@ def test_a_removed_and_re_added_annotator_keeps_their_progress_and_loses_their_l
     held = pair_claim_next(project=project, annotator=annotator)
     membership_remove(project=project, username=annotator.username)
     # The lease they held ends with the membership, and its pair is free for others at once.
-    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.RELEASED
     assert Pair.objects.get(pk=held.pair_id).slots_taken == 0
     membership_set(project=project, username=annotator.username, role=Membership.Role.ANNOTATOR)
     shown = pair_next_shown(project_id=project.pk, annotator=annotator)
@@ -436,7 +436,7 @@ def test_an_annotator_removed_or_given_another_role_can_no_longer_judge_skip_or_
             call()
         assert raised.value.http_status in {403, 404}
     assert list(Judgment.objects.values_list("choice", "revision")) == [(judgment.choice, 1)]
-    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.RELEASED
 
 
 def test_the_migration_counts_what_members_submitted_before_the_counters_existed(settings):

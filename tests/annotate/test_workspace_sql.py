@@ -1,4 +1,4 @@
-"""The database functions behind next and submit (annotate/sql/workspace_v1.sql)."""
+"""The database functions behind next and submit (annotate/sql/workspace_v2.sql)."""
 
 from __future__ import annotations
 

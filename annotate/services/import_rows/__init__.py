@@ -9,14 +9,17 @@ Three row shapes are accepted, in JSONL, JSON, CSV and Parquet, each optionally 
 Every problem is reported with its place: ``"items.jsonl, line 17: 'responses' must be a list of at least two items"``.
 
 The package, one concern a module: ``records`` (options, limits, the records rows become, ``RowError``),
-``reading`` (formats, gzip and size limits, raw rows), ``fields`` (checked access to one row's fields) and
-``shapes`` (the three row shapes to records, and pairing). What this module exports is the API; the modules'
+``reading`` (formats, gzip and size limits, raw rows), ``json_items`` (a JSON file's list, item by item),
+``fields`` (checked access to one row's fields), ``shapes`` (the three row shapes to records), ``pairing``
+(the pairs of a prompt's responses) and ``work`` (what a file will cost, read within a bound). What this module exports is the API; the modules'
 own names are free to change.
 """
 
 from annotate.services.import_rows.fields import MESSAGE_ROLES, NUL_REFUSED, SYSTEM_MAX_LENGTH
+from annotate.services.import_rows.pairing import Couples, generate_pairs, pair_count
 from annotate.services.import_rows.reading import (
     CountingReader,
+    TooLarge,
     detect_format,
     iter_raw_rows,
     open_decompressed,
@@ -35,7 +38,8 @@ from annotate.services.import_rows.records import (
     prompt_record,
     response_record,
 )
-from annotate.services.import_rows.shapes import generate_pairs, row_to_items
+from annotate.services.import_rows.shapes import row_to_items
+from annotate.services.import_rows.work import work_within
 
 __all__ = [
     "CHOICE_VALUES",
@@ -44,6 +48,7 @@ __all__ = [
     "NUL_REFUSED",
     "SYSTEM_MAX_LENGTH",
     "CountingReader",
+    "Couples",
     "ImportOptions",
     "Limits",
     "PairRecord",
@@ -51,12 +56,15 @@ __all__ = [
     "ResponseRecord",
     "RowError",
     "RowItems",
+    "TooLarge",
     "detect_format",
     "fingerprint",
     "generate_pairs",
     "iter_raw_rows",
     "open_decompressed",
+    "pair_count",
     "prompt_record",
     "response_record",
     "row_to_items",
+    "work_within",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -16,6 +17,9 @@ SYSTEM_MAX_LENGTH = 200  # Response.system's
 
 # PostgreSQL stores no NUL character in text or jsonb: the whole import would fail at the database.
 NUL_REFUSED = "contains a NUL character (\\u0000), which cannot be stored"
+# A NUL as JSON writes it: "\u0000" after an even number of backslashes. After an odd number, the last of
+# them escapes the one before: that is the text "\u0000", which is stored as it is.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class RowFields:
@@ -67,7 +71,15 @@ class RowFields:
         value = self.data.get(name, {})
         if not isinstance(value, dict):
             raise self.fail(f"'{name}' must be an object")
-        if value and b"\\u0000" in orjson.dumps(value):
+        if not value:
+            return value
+        try:
+            # orjson writes it to the database: what it cannot write (nesting past 255 levels, a Parquet
+            # file's bytes or decimals) is this field's error, not the import's crash.
+            stored = orjson.dumps(value)
+        except orjson.JSONEncodeError as error:
+            raise self.fail(f"'{name}' cannot be stored as JSON ({error})") from None
+        if b"\\u0000" in stored and _ESCAPED_NUL.search(stored):
             raise self.fail(f"'{name}' {NUL_REFUSED}")
         return value
 
@@ -80,7 +92,8 @@ class RowFields:
             if not isinstance(message, dict):
                 raise self.fail(f"{where} must be an object with 'role' and 'content'")
             role, content = message.get("role"), message.get("content")
-            if role not in MESSAGE_ROLES:
+            # (A list or an object cannot be looked up in a set.)
+            if not isinstance(role, str) or role not in MESSAGE_ROLES:
                 raise self.fail(
                     f"{where}.role must be one of {', '.join(sorted(MESSAGE_ROLES))}, got {role!r}"
                 )

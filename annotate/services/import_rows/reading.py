@@ -1,5 +1,6 @@
 """Reading an import file: its format, gzip, the size limits, and its rows as (location, row) in JSONL,
-JSON, CSV or Parquet. What a row says is checked later.
+JSON, CSV or Parquet, every format streamed (memory holds a line, an item or a batch of rows, whatever the
+size of the file). What a row says is checked later.
 """
 
 from __future__ import annotations
@@ -8,14 +9,21 @@ import codecs
 import csv
 import gzip
 import io
-import itertools
+import re
+import shutil
+import tempfile
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
 import orjson
 
+from annotate.services.import_rows.json_items import JsonItems
 from annotate.services.import_rows.records import Limits, RowError
+
+
+class TooLarge(RowError):
+    """The file, or its content once decompressed or decoded, is larger than the limit it is read under."""
 
 
 class CountingReader(io.RawIOBase):
@@ -39,7 +47,7 @@ class CountingReader(io.RawIOBase):
         data = self.read_chunk(len(buffer))
         self.count += len(data)
         if self.count > self.limit:
-            raise RowError(self.name, f"{self.what} is larger than the import limit of {self.limit:,} bytes")
+            raise TooLarge(self.name, f"{self.what} is larger than the import limit of {self.limit:,} bytes")
         buffer[: len(data)] = data
         return len(data)
 
@@ -90,19 +98,44 @@ class _LimitedGzip(CountingReader):
             raise RowError(self.name, f"the gzip data is corrupt or truncated ({error})") from error
 
 
-def _lines(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[int, bytes]]:
-    """(number, bytes) of every line, the first without a UTF-8 byte order mark."""
-    for number in itertools.count(1):
+def _lines(
+    stream: io.BufferedReader, name: str, limits: Limits, *, skip_blank: bool = False
+) -> Iterator[tuple[int, bytes]]:
+    """(number, bytes) of every line, the first without a UTF-8 byte order mark. With ``skip_blank``, a
+    run of blank lines (whitespace only) is passed over a buffer at a time rather than a Python step per line
+    (a small .jsonl.gz can hold tens of millions); a single blank line still comes through."""
+    number = 0
+    previous_blank = False
+    while True:
+        if skip_blank and previous_blank:
+            number += _skip_blank_lines(stream)
         line = stream.readline(limits.max_line_bytes + 1)
         if not line:
             return
+        number += 1
         if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
             raise RowError(
                 f"{name}, line {number}", f"line is longer than the limit of {limits.max_line_bytes:,} bytes"
             )
         if number == 1:
             line = line.removeprefix(codecs.BOM_UTF8)
+        previous_blank = line.isspace()  # isspace() copies nothing, unlike strip()
         yield number, line
+
+
+_BLANK = re.compile(rb"[ \t\r\n\x0b\x0c]*")  # what bytes.isspace() calls whitespace
+
+
+def _skip_blank_lines(stream: io.BufferedReader) -> int:
+    """Takes the whole blank lines that come next in ``stream`` and returns how many it took."""
+    skipped = 0
+    while True:
+        ahead = stream.peek(1 << 16)
+        through = ahead.rfind(b"\n", 0, _BLANK.match(ahead).end()) + 1
+        if not through:
+            return skipped
+        skipped += ahead.count(b"\n", 0, through)
+        stream.read(through)
 
 
 def _decoded(line: bytes, location: str) -> str:
@@ -119,53 +152,55 @@ def _decoded_lines(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tup
         yield number, _decoded(line, f"{name}, line {number}")
 
 
-def _jsonl_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[str, Any]]:
-    for number, line in _lines(stream, name, limits):
-        if not line or line.isspace():  # isspace() copies nothing, unlike strip()
+def _json_error(data: bytes, name: str, line: int, column: int) -> RowError:
+    """What is wrong with JSON that orjson refused, placed in the file: ``data`` starts at ``line`` and
+    ``column``. orjson refuses lone surrogates and nesting past 1,024 levels as malformed, where the json
+    module accepts the first and overflows the stack on the second."""
+    try:
+        # orjson checks the bytes' UTF-8 itself; the text is made only to place an error (bench/README.md).
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = data[: error.start]
+        newline = before.rfind(b"\n")
+        at = (line + before.count(b"\n"), error.start - newline if newline >= 0 else column + error.start)
+        return RowError(
+            f"{name}, line {at[0]}", f"not valid UTF-8 (byte 0x{data[error.start]:02x} at column {at[1]})"
+        )
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        # The error says where in the text: found again on the text, as it is told.
+        at = (line + error.lineno - 1, error.colno + (column - 1 if error.lineno == 1 else 0))
+        return RowError(f"{name}, line {at[0]}", f"malformed JSON ({error.msg} at column {at[1]})")
+    return RowError(f"{name}, line {line}", "malformed JSON")
+
+
+def _jsonl_rows(stream: io.BufferedReader, name: str, limits: Limits) -> Iterator[tuple[str, Any]]:
+    for number, line in _lines(stream, name, limits, skip_blank=True):
+        if line.isspace():
             continue
-        location = f"{name}, line {number}"
         try:
-            # orjson checks the bytes' UTF-8 itself; a line is decoded only to place an error (bench/README.md).
-            yield location, orjson.loads(line)
+            yield f"{name}, line {number}", orjson.loads(line)
         except orjson.JSONDecodeError:
-            # The error says where in the line's text: found again on the text, as it is told.
-            text = _decoded(line, location)
-            try:
-                row = orjson.loads(text)
-            except orjson.JSONDecodeError as error:
-                row = RowError(location, f"malformed JSON ({error.msg} at column {error.colno})")
-            yield location, row
+            # Without its line break, which orjson would count as the start of a second line.
+            yield f"{name}, line {number}", _json_error(line.rstrip(b"\r\n"), name, number, 1)
 
 
 def _json_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[str, Any]]:
-    data = stream.read()
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise RowError(f"{name}, line {line}", f"not valid UTF-8 (byte 0x{data[error.start]:02x})") from error
-    if not text.strip():
-        return
-    try:
-        # orjson, as for JSONL: it refuses lone surrogates and nesting past 1,024 levels as malformed JSON,
-        # where the json module accepts the first and overflows the stack on the second.
-        document = orjson.loads(text)
-    except orjson.JSONDecodeError as error:
-        raise RowError(
-            f"{name}, line {error.lineno}", f"malformed JSON ({error.msg} at column {error.colno})"
-        ) from error
-    if isinstance(document, dict) and isinstance(document.get("items"), list):
-        document = document["items"]
-    if not isinstance(document, list):
-        raise RowError(name, "a JSON file must hold a list of rows (or an object with an 'items' list)")
-    for index, row in enumerate(document, start=1):
-        yield f"{name}, item {index}", row
+    items = JsonItems(stream, name, limits.max_line_bytes)
+    for number, item in items:
+        try:
+            yield f"{name}, item {number}", orjson.loads(item)
+        except orjson.JSONDecodeError:
+            raise _json_error(item, name, *items.item_place()) from None
 
 
 def _csv_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[str, Any]]:
     lines = (text for _, text in _decoded_lines(stream, name, limits))
     reader = csv.DictReader(lines)
     try:
+        # Row keys are stripped names (see _csv_row).
+        _check_columns([(column or "").strip() for column in reader.fieldnames or []], f"{name}, line 1")
         for row in reader:
             location = f"{name}, line {reader.line_num}"
             if None in row:
@@ -178,22 +213,70 @@ def _csv_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[st
                 continue
             yield location, _csv_row(row, location)
     except csv.Error as error:
-        raise RowError(f"{name}, line {reader.line_num}", f"malformed CSV ({error})") from error
+        # The csv reader's own count: DictReader's is updated only after a row is read whole, so it named the
+        # line before the bad one (line 0 for a bad header).
+        raise RowError(f"{name}, line {reader.reader.line_num}", f"malformed CSV ({error})") from error
+
+
+PARQUET_BATCH_ROWS = 1_000
 
 
 def _parquet_rows(stream: IO[bytes], name: str, limits: Limits) -> Iterator[tuple[str, Any]]:
+    """Parquet's rows, a batch at a time. Parquet is read from its end (the footer says where each
+    column's pages are), so the content is first copied to a temporary file (through ``stream``'s limits),
+    never held in memory. Its decoded size counts against the same limit as a gunzipped file, first as
+    the footer states it (before dictionaries are expanded), then as each batch turns out."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        parquet = pq.ParquetFile(io.BytesIO(stream.read()))
-    except (pa.ArrowInvalid, OSError) as error:
-        raise RowError(name, f"not a readable Parquet file ({error})") from error
-    index = 0
-    for batch in parquet.iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
-            index += 1
-            yield f"{name}, row {index}", {key: value for key, value in row.items() if value is not None}
+    with tempfile.TemporaryFile() as copy:
+        shutil.copyfileobj(stream, copy, 1 << 20)
+        copy.seek(0)
+        try:
+            parquet = pq.ParquetFile(copy)
+            metadata = parquet.metadata
+            stated = sum(
+                metadata.row_group(group).total_byte_size for group in range(metadata.num_row_groups)
+            )
+            columns = parquet.schema_arrow.names
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # the last: a column's name
+            raise RowError(name, f"not a readable Parquet file ({error})") from error
+        _check_columns(columns, name)
+        if stated > limits.max_file_bytes:
+            raise _parquet_too_large(name, limits.max_file_bytes)
+        decoded = 0
+        index = 0
+        for batch in _batches(parquet, name):
+            decoded += batch.nbytes
+            if decoded > limits.max_file_bytes:
+                raise _parquet_too_large(name, limits.max_file_bytes)
+            try:
+                rows = batch.to_pylist()
+            except (pa.ArrowException, UnicodeDecodeError) as error:
+                raise RowError(name, f"not a readable Parquet file ({error})") from error
+            for row in rows:
+                index += 1
+                yield f"{name}, row {index}", {key: value for key, value in row.items() if value is not None}
+
+
+def _batches(parquet: Any, name: str) -> Iterator[Any]:
+    """The file's batches of rows. Its pages are read only here, so damage past the footer is found here,
+    and refused as the footer's is."""
+    import pyarrow as pa
+
+    batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
+            raise RowError(name, f"not a readable Parquet file ({error})") from error
+        if batch is None:
+            return
+        yield batch
+
+
+def _parquet_too_large(name: str, limit: int) -> TooLarge:
+    return TooLarge(name, f"the decoded file is larger than the import limit of {limit:,} bytes")
 
 
 _ROW_READERS = {"jsonl": _jsonl_rows, "json": _json_rows, "csv": _csv_rows, "parquet": _parquet_rows}
@@ -208,6 +291,16 @@ def iter_raw_rows(stream: IO[bytes], name: str, fmt: str, limits: Limits) -> Ite
     yield from read_rows(stream, name, limits)
 
 
+def _check_columns(columns: list[str], location: str) -> None:
+    """Refuses a column named twice: each row would silently keep the last of its two cells, an empty one
+    included."""
+    seen: set[str] = set()
+    for column in columns:
+        if column and column in seen:
+            raise RowError(location, f"column '{column}' appears twice")
+        seen.add(column)
+
+
 _CSV_JSON_COLUMNS = {"messages", "responses", "chosen", "rejected", "prompt", "metadata"}
 
 
@@ -217,7 +310,8 @@ def _csv_row(row: dict[str, str], location: str) -> dict[str, Any] | RowError:
     parsed: dict[str, Any] = {}
     for key, value in row.items():
         key = (key or "").strip()
-        if value == "":
+        # A row shorter than the header leaves its last cells None: empty, as DictReader means them.
+        if value is None or value == "":
             continue
         if key in _CSV_JSON_COLUMNS and value.lstrip()[:1] in {"[", "{"}:
             try:

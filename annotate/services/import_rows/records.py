@@ -53,10 +53,12 @@ class ImportOptions:
 
 @dataclass(frozen=True)
 class Limits:
-    max_file_bytes: int
-    max_line_bytes: int
+    max_file_bytes: int  # the file, and its content once gunzipped or decoded (Parquet)
+    max_line_bytes: int  # a JSONL or CSV line, a JSON file's item
     max_text_chars: int
     max_rows: int
+    max_pairs_per_prompt: int  # the pairs one row's responses make
+    max_pairs: int  # the pairs all rows make
 
 
 # Slotted: an import makes five of these per row, and each one's attribute dictionary cost memory and

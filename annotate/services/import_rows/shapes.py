@@ -4,12 +4,11 @@ and pairs.
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 from typing import Any
 
 from annotate.services.import_rows.fields import RowFields
+from annotate.services.import_rows.pairing import Couples, generate_pairs, pair_count
 from annotate.services.import_rows.records import (
     CHOICE_VALUES,
     ImportOptions,
@@ -70,34 +69,16 @@ def _candidates_row(row: RowFields, options: ImportOptions) -> RowItems:
             raise row.fail(f"{where}: {what} (also responses[{seen[record.external_id]}])")
         seen[record.external_id] = index
         responses.append(record)
+    couples = Couples(responses, cross_system_only=options.cross_system_only)
+    count, most = pair_count(couples, options), row.limits.max_pairs_per_prompt
+    if count > most:
+        raise row.fail(
+            f"'responses': {len(responses):,} responses would make {count:,} pairs; the limit is {most:,} per "
+            "prompt (IMPORT_MAX_PAIRS_PER_PROMPT): pairing 'random' with a smaller pairs_per_prompt makes fewer"
+        )
     return RowItems(
-        row.location, row_id, prompt, responses, generate_pairs(prompt.external_id, responses, options)
+        row.location, row_id, prompt, responses, generate_pairs(prompt.external_id, couples, options)
     )
-
-
-def generate_pairs(
-    prompt_key: str, responses: list[ResponseRecord], options: ImportOptions
-) -> list[PairRecord]:
-    """All pairs of a prompt's responses, or ``pairs_per_prompt`` of them drawn at random; the draw depends only
-    on the seed and the prompt, so the same file and seed give the same pairs in any order or chunking."""
-    ordered = sorted(responses, key=lambda response: response.external_id)
-    couples = [
-        (first, second)
-        for first, second in itertools.combinations(ordered, 2)
-        if not (options.cross_system_only and first.system and first.system == second.system)
-    ]
-    if options.pairing == "random" and len(couples) > options.pairs_per_prompt:
-        generator = random.Random(f"{options.seed}:{prompt_key}")
-        couples = generator.sample(couples, options.pairs_per_prompt)
-    pairs = []
-    generator = random.Random(f"{options.seed}:{prompt_key}:order")
-    for first, second in couples:
-        # Which response is A carries no meaning (the screen side is drawn per assignment), but a fixed
-        # "earlier id is A" would leak the id order into every A/B statistic.
-        if generator.random() < 0.5:
-            first, second = second, first
-        pairs.append(PairRecord(a=first.external_id, b=second.external_id))
-    return pairs
 
 
 def _pair_row(row: RowFields) -> RowItems:
