@@ -50,6 +50,20 @@ def pytest_configure(config):
         raise pytest.UsageError("the test suite needs its services:\n  " + "\n  ".join(problems))
 
 
+_SUMMARY = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def terminal_summary(pytestconfig) -> list[str]:
+    """Lines a test adds here are shown at the end of the run (the API fuzzing's number of cases)."""
+    return pytestconfig.stash.setdefault(_SUMMARY, [])
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    for line in config.stash.get(_SUMMARY, []):
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -90,42 +104,12 @@ def celery_worker_process(transactional_db, settings):
     The broker is the test run's own Redis database (tests/environment.py). Yields the broker URL; the
     worker is stopped afterwards and the broker database emptied.
     """
-    import signal
-    import subprocess
-    import sys
-    import time
+    from tests.workers import celery_worker, worker_environment
 
-    from django.db import connection
-
-    from palate.celery import app
-
-    broker_url = os.environ["CELERY_BROKER_URL"]
-    database = connection.settings_dict
-    database_url = f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": broker_url,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
-        "CACHE_URL": "",
-        "TRAINING_BASE_MODELS": settings.TRAINING_BASE_MODELS,
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", "default,gpu", "--concurrency", "1",
-         "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        env=environment, start_new_session=True,
-    )  # fmt: skip
-    time.sleep(1.5)
-    if worker.poll() is not None:
-        raise RuntimeError("the Celery worker did not start")
-    try:
+    environment = worker_environment(
+        media_root=settings.MEDIA_ROOT,
+        artifact_root=settings.ARTIFACT_ROOT,
+        base_models=settings.TRAINING_BASE_MODELS,
+    )
+    with celery_worker(environment) as broker_url:
         yield broker_url
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-        with app.connection_for_write() as broker:
-            broker.default_channel.client.flushdb()

@@ -1,6 +1,9 @@
 """The one application error type, and the DRF exception handler that gives every API error one shape:
 
 {"error": {"code": "...", "message": "...", "fields": {"field": ["message", ...]}}}
+
+Django's own error views (``handler400`` … ``handler500`` in palate/urls.py) answer in that shape under
+/api/ too: an address no endpoint matches (``/api/projects/x/``) is a JSON 404, not the 404 page.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -101,3 +105,31 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             code = "error"
         response.data = error_body(code, str(detail))
     return response
+
+
+def _api_or_page(page, *, status: int, code: str, message: str):
+    """Django's error view ``page`` for pages; under /api/ the one error shape."""
+
+    def view(request, *args, **kwargs):
+        if request.path.startswith("/api/"):
+            return JsonResponse(error_body(code, message), status=status)
+        return page(request, *args, **kwargs)
+
+    return view
+
+
+bad_request = _api_or_page(
+    defaults.bad_request, status=400, code="bad_request", message="the request could not be read"
+)
+permission_denied = _api_or_page(
+    defaults.permission_denied, status=403, code="permission_denied", message="you may not do this"
+)
+page_not_found = _api_or_page(
+    defaults.page_not_found,
+    status=404,
+    code="not_found",
+    message="no endpoint has this address (is every id in it a number?)",
+)
+server_error = _api_or_page(
+    defaults.server_error, status=500, code="server_error", message="the server failed; the error is logged"
+)

@@ -283,13 +283,11 @@ REST_FRAMEWORK = {
     ],
     # A logged-in user; refuses project API tokens (403 token_scope) except where a view allows them.
     "DEFAULT_PERMISSION_CLASSES": ["annotate.api.authentication.UserRequired"],
-    "DEFAULT_PARSER_CLASSES": [
-        "palate.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "palate.parsers.MultiPartParser",
-    ],
+    # JSON bodies: a form cannot carry the lists and objects most inputs have (it dropped them unseen).
+    # Imports take multipart uploads and logging in a form too (their views say so).
+    "DEFAULT_PARSER_CLASSES": ["palate.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "palate.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "palate.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -305,11 +303,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "annotate.api.schema.document_body_errors",
+    ],
     # Export policies use the same drop/keep choice for ties and "both bad".
     "ENUM_NAME_OVERRIDES": {
         "DropOrKeepEnum": "annotate.services.exports.DROP_OR_KEEP",
         # Every job of palate.jobs (imports, exports, training runs, scoring jobs) shares JobStatus.
         "JobStatusEnum": "palate.jobs.models.JobStatus",
+        # A member's role; a project's ``role`` (which shape it has) takes names of its own.
+        "MembershipRoleEnum": "annotate.models.Membership.Role",
     },
 }
 

@@ -18,6 +18,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from knox.models import AuthToken
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,6 +28,7 @@ from accounts.selectors import user_token_list
 from accounts.services import user_token_create, user_token_revoke, user_tokens_revoke_all
 from annotate.api.views import ERROR_RESPONSE, ERRORS
 from palate.errors import ApplicationError
+from palate.parsers import JSONParser, MultiPartParser
 
 USERNAME_MAX_LENGTH = 150
 
@@ -77,6 +79,9 @@ LOCKED_OUT = OpenApiResponse(
 
 
 class TokenApi(APIView):
+    # Two flat fields: a form will do too (``curl -d username=… -d password=…``).
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
     def perform_authentication(self, request) -> None:
         # Logging in needs no credentials but the body's: a stale header or session must not stand in the way.
         if request.method != "POST":

@@ -12,8 +12,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from annotate.api.permissions import READERS, project_for_request
@@ -90,7 +90,7 @@ class ExportFileOutput(serializers.Serializer):
 
 
 class ExportOutput(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     progress = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
 
@@ -139,11 +139,13 @@ def _export_for_request(request, export_id: int) -> Export:
 
 
 class ProjectExportsApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(operation_id="exports_list", responses={200: ExportOutput(many=True), **ERRORS})
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, READERS)
         exports = Export.objects.filter(project=project).select_related("created_by").order_by("-version")
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(exports, request, view=self)
         return paginator.get_paginated_response(ExportOutput(page, many=True).data)
 
@@ -181,6 +183,12 @@ class _FormatIsAFileFormat(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+# What a download is sent as, as the schema says. Django would guess a file's type from its name through the
+# machine's mime.types (text/markdown, application/gzip, …), which differs from one server to the next.
+FILE_MEDIA_TYPE = "application/octet-stream"
+TAR_MEDIA_TYPE = "application/x-tar"
+
+
 class ExportDownloadApi(APIView):
     content_negotiation_class = _FormatIsAFileFormat
 
@@ -200,8 +208,10 @@ class ExportDownloadApi(APIView):
             ),
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The file, streamed."
+            (200, FILE_MEDIA_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="The file, streamed."),
+            (200, TAR_MEDIA_TYPE): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="With `format=hf`: the Hugging Face folder as a tar, streamed.",
             ),
             409: OpenApiResponse(ERRORS[400].response, description="The export has not succeeded (yet)."),
             **ERRORS,
@@ -212,7 +222,7 @@ class ExportDownloadApi(APIView):
         params = request.query_params
         if params.get("format") == "hf" and not params.get("file"):
             chunks, filename, size = export_hf_tar(export=export)
-            response = StreamingHttpResponse(chunks, content_type="application/x-tar")
+            response = StreamingHttpResponse(chunks, content_type=TAR_MEDIA_TYPE)
             response["Content-Length"] = str(size)
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
             return response
@@ -222,4 +232,6 @@ class ExportDownloadApi(APIView):
             fmt=params.get("format", "jsonl"),
             name=params.get("file", ""),
         )
-        return FileResponse(path.open("rb"), as_attachment=True, filename=filename)
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=filename, content_type=FILE_MEDIA_TYPE
+        )

@@ -84,7 +84,9 @@ class ProjectLeaderboardApi(APIView):
     )
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, READERS)
-        data = LeaderboardInput(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads a QueryDict as an HTML form, where an empty value
+        # (``?method=``) means "not given"; here it is a value, and not one of the choices.
+        data = LeaderboardInput(data=request.query_params.dict())
         data.is_valid(raise_exception=True)
         board = leaderboard_get(project=project, **data.validated_data)
         if request.accepted_renderer.format == LeaderboardCsvRenderer.format:
@@ -92,6 +94,12 @@ class ProjectLeaderboardApi(APIView):
             response["Content-Disposition"] = f'attachment; filename="{project.slug}-leaderboard.csv"'
             return response
         return Response(LeaderboardOutput(board).data)
+
+    def options(self, request, *args, **kwargs):
+        # The endpoint's description is JSON, whatever ``?format=`` asks the table in.
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+        return super().options(request, *args, **kwargs)
 
     def handle_exception(self, exc):
         # Errors keep the one JSON error shape, even when the caller asked for CSV.

@@ -1,4 +1,5 @@
-"""drf-spectacular extensions (imported by AnnotateConfig.ready, before any schema is made)."""
+"""drf-spectacular extensions (imported by AnnotateConfig.ready, before any schema is made) and the schema's
+postprocessing hook."""
 
 from __future__ import annotations
 
@@ -26,3 +27,27 @@ class ProjectApiTokenScheme(OpenApiAuthenticationExtension):
             "with that project's reward models (…/score/ and …/best-of-n/)."
         )
         return scheme
+
+
+# What any operation that reads a body may answer before its view runs, in the one error shape.
+BODY_ERRORS = {
+    "413": "The body is larger than this server accepts.",
+    "415": "The body is not in a media type this operation reads (JSON; an import: multipart).",
+}
+
+
+def document_body_errors(result, generator, request, public):
+    """POSTPROCESSING_HOOKS: the body errors on every operation with a request body."""
+    for methods in result["paths"].values():
+        for operation in methods.values():
+            if "requestBody" not in operation:
+                continue
+            for status, description in BODY_ERRORS.items():
+                operation["responses"].setdefault(
+                    status,
+                    {
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        "description": description,
+                    },
+                )
+    return result

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import ImportJob, Membership, Pair, Project, Prompt, ShownChoice
+from annotate.selectors import ADMIN
 
 
 class ProjectConfigInput(serializers.Serializer):
@@ -36,6 +37,10 @@ class ProjectCreateInput(ProjectConfigInput):
 class ProjectUpdateInput(ProjectConfigInput):
     name = serializers.CharField(max_length=200, required=False)
 
+
+# The two shapes of a project, by the caller's role.
+CONFIGURING_ROLES = [Membership.Role.LEAD.value, Membership.Role.ENGINEER.value, ADMIN]
+ANNOTATING_ROLES = [Membership.Role.ANNOTATOR.value]
 
 # What annotators see of a project; leads and engineers see these and the configuration.
 ANNOTATOR_FIELDS = [
@@ -70,6 +75,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    @extend_schema_field(serializers.ChoiceField(choices=CONFIGURING_ROLES))
     def get_role(self, project: Project) -> str | None:
         return self.context.get("roles", {}).get(project.pk)
 
@@ -83,8 +89,22 @@ class ProjectAnnotatorOutput(serializers.ModelSerializer):
         model = Project
         fields = ANNOTATOR_FIELDS
 
+    @extend_schema_field(serializers.ChoiceField(choices=ANNOTATING_ROLES))
     def get_role(self, project: Project) -> str:
         return Membership.Role.ANNOTATOR
+
+
+def project_for_caller(*, many: bool = False) -> PolymorphicProxySerializer:
+    """For the schema: a project as its caller sees it, annotators the short shape; ``role`` says which."""
+    return PolymorphicProxySerializer(
+        component_name="ProjectForCaller",
+        serializers={
+            **{role: ProjectAnnotatorOutput for role in ANNOTATING_ROLES},
+            **{role: ProjectOutput for role in CONFIGURING_ROLES},
+        },
+        resource_type_field_name="role",
+        many=many,
+    )
 
 
 class MemberInput(serializers.Serializer):

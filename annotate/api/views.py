@@ -5,9 +5,9 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from annotate.api import serializers as io
@@ -50,10 +50,12 @@ def _project_output(project, role: str, request):
 
 
 class ProjectListCreateApi(APIView):
-    @extend_schema(operation_id="projects_list", responses={200: io.ProjectOutput(many=True), **ERRORS})
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(operation_id="projects_list", responses={200: io.project_for_caller(many=True), **ERRORS})
     def get(self, request):
         projects = projects_with_role(user=request.user)
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(projects, request, view=self)
         # A site admin's own memberships show as such (an annotator's view of the project), like the home page.
         memberships = dict(
@@ -71,7 +73,11 @@ class ProjectListCreateApi(APIView):
     @extend_schema(
         operation_id="projects_create",
         request=io.ProjectCreateInput,
-        responses={201: io.ProjectOutput, **ERRORS},
+        responses={
+            201: io.ProjectOutput,
+            **ERRORS,
+            409: OpenApiResponse(ERROR_RESPONSE, description="A project with this slug exists."),
+        },
     )
     def post(self, request):
         if not user_can_create_projects(user=request.user):
@@ -87,7 +93,7 @@ class ProjectListCreateApi(APIView):
 
 
 class ProjectDetailApi(APIView):
-    @extend_schema(operation_id="projects_retrieve", responses={200: io.ProjectOutput, **ERRORS})
+    @extend_schema(operation_id="projects_retrieve", responses={200: io.project_for_caller(), **ERRORS})
     def get(self, request, project_id: int):
         project, role = project_for_request(request, project_id, MEMBERS)
         return Response(_project_output(project, role, request))
@@ -187,6 +193,8 @@ class ImportJobDetailApi(APIView):
 
 
 class PromptListApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(
         operation_id="prompts_list",
         parameters=[OpenApiParameter("category", str, description="only prompts of this category")],
@@ -197,12 +205,14 @@ class PromptListApi(APIView):
         prompts = Prompt.objects.filter(project=project).order_by("id")
         if request.query_params.get("category"):
             prompts = prompts.filter(category=request.query_params["category"])
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(prompts, request, view=self)
         return paginator.get_paginated_response(io.PromptOutput(page, many=True).data)
 
 
 class PairListApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(
         operation_id="pairs_list",
         parameters=[
@@ -222,7 +232,7 @@ class PairListApi(APIView):
                     "gold must be true or false", fields={"gold": ["must be true or false"]}
                 )
             pairs = pairs.filter(is_gold=gold.lower() == "true")
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(pairs, request, view=self)
         model = reward_model_active(project_id=project.pk)
         predictions = {}

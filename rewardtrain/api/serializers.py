@@ -38,7 +38,7 @@ class TrainingRunCreateInput(serializers.Serializer):
 
 
 class TrainingRunOutput(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     reward_model = serializers.SerializerMethodField()
 
     class Meta:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from annotate.api.permissions import READERS, project_for_request
@@ -39,13 +39,15 @@ def _run_for_request(request, run_id: int) -> TrainingRun:
 
 
 class ProjectTrainingRunsApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(
         operation_id="training_runs_list", responses={200: TrainingRunSummaryOutput(many=True), **ERRORS}
     )
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, READERS)
         runs = TrainingRun.objects.filter(project=project).select_related("created_by", "reward_model")
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(runs.order_by("-created_at", "-id"), request, view=self)
         return paginator.get_paginated_response(TrainingRunSummaryOutput(page, many=True).data)
 

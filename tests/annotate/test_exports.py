@@ -723,6 +723,17 @@ def test_downloads_stream_the_stored_files(api):
     assert missing.status_code == 404
 
 
+def test_every_download_has_the_media_type_the_schema_documents_whatever_its_file(api):
+    client = api.client("engineer")
+    base = f"/api/exports/{api.export.pk}/download/"
+
+    types = {name: client.get(f"{base}?file={name}")["Content-Type"] for name in api.export.files}
+    types["card"] = client.get(f"{base}?format=card")["Content-Type"]
+
+    assert set(types.values()) == {"application/octet-stream"}, types  # not text/markdown, application/json…
+    assert client.get(f"{base}?format=hf")["Content-Type"] == "application/x-tar"
+
+
 def test_a_failed_or_running_export_has_nothing_to_download(api):
     export = export_create(
         project=api.crafted.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False

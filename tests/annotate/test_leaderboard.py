@@ -420,6 +420,9 @@ def test_the_api_answers_leads_engineers_and_admins_and_refuses_everyone_else():
         ("category=poetry", "category"),
         ("anchor=omega", "anchor"),
         ("format=csv&method=glicko", "method"),
+        ("method=", "method"),
+        ("weighting=&ties=davidson", "weighting"),
+        ("rounds=", "rounds"),
     ],
 )
 def test_the_api_refuses_bad_parameters_with_400_naming_the_field(query, field):
@@ -463,6 +466,14 @@ def test_the_api_downloads_csv():
     )
     assert len(lines) == 5
     assert lines[1].split(",")[0] == "1"
+
+
+def test_an_options_request_for_the_csv_describes_the_endpoint_in_json():
+    crafted = craft(pairs=4)
+    response = api_client(crafted.lead).options(f"/api/projects/{crafted.project.pk}/leaderboard/?format=csv")
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["name"]
 
 
 # ------------------------------------------------------------------------------------------------------------
