@@ -8,4 +8,6 @@ ensure_venv requirements-dev.txt
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/palate}"
 # CELERY_BROKER_URL: when unset, each run takes a Redis database of its own on 127.0.0.1 (tests/environment.py).
-exec python -m pytest "$@"
+# One pytest worker per core (pytest-xdist), at most 8: each has its own test database, Redis database and
+# var/ folder (tests/environment.py). PYTEST_WORKERS=0 runs everything in one process.
+exec python -m pytest -n "${PYTEST_WORKERS:-auto}" --maxprocesses 8 "$@"
