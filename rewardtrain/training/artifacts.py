@@ -132,7 +132,8 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
             f"| pairs | {evaluation['count']} |",
             f"| accuracy (equal scores count wrong) | {_format(evaluation['accuracy'])} |",
             f"| loss | {_format(evaluation['loss'])} |",
-            f"| expected calibration error | {_format(evaluation['ece'])} |",
+            f"| expected calibration error (confidence against correctness) | {_format(evaluation['ece'])} |",
+            f"| Brier score against the vote share | {_format(evaluation.get('brier'))} |",
             f"| reward mean / std | {_format(evaluation['reward_mean'])} / {_format(evaluation['reward_std'])} |",
         ]
         for bucket, values in evaluation.get("by_agreement", {}).items():
