@@ -59,6 +59,9 @@ def save_reward_model(
         "base_model": reward_model.base_model,
         "kind": reward_model.kind,
         "max_length": config.max_length,
+        # Scoring encodes a response as training did: the same truncation and closing token.
+        "prompt_floor": config.prompt_floor,
+        "append_eos": config.append_eos,
         "accuracy": (evaluation or {}).get("accuracy"),
     }
     model.save_pretrained(output_dir)
@@ -109,8 +112,9 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
     lines += [
         "",
         f"Truncation policy: at most {hyperparameters['max_length']} tokens per sequence; the prompt loses "
-        "tokens from its start first (chosen and rejected keep the same prompt), responses are cut from their "
-        "end only when the prompt is down to its floor. No pair is dropped.",
+        "tokens from its start first, a response is cut from its end only when the prompt is down to its floor "
+        f"({hyperparameters.get('min_prompt_tokens') or 'max_length // 4'} tokens). Each (prompt, response) is "
+        "fitted alone, whatever it is compared with, so scoring sees it as training did. No pair is dropped.",
         "",
     ]
     if summary.get("policy") is not None:

@@ -482,6 +482,20 @@ def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def encode_rows(
+    rows: Iterable[Mapping[str, Any]], reward_model: RewardModel, config: TrainConfig
+) -> PairDataset:
+    """Preference rows as training encodes them (tokens, truncation, closing token)."""
+    return build_pair_dataset(
+        rows,
+        reward_model.tokenizer,
+        kind=reward_model.kind,
+        max_length=config.max_length,
+        prompt_floor=config.prompt_floor,
+        append_eos=config.append_eos,
+    )
+
+
 def train(
     config: TrainConfig | Mapping[str, Any],
     train_rows: Iterable[Mapping[str, Any]],
@@ -532,20 +546,10 @@ def train(
             f"{config.base_model} reads at most {reward_model.max_positions} tokens, got {config.max_length}",
         )
 
-    def build(rows) -> PairDataset:
-        return build_pair_dataset(
-            rows,
-            reward_model.tokenizer,
-            kind=reward_model.kind,
-            max_length=config.max_length,
-            prompt_floor=config.prompt_floor,
-            append_eos=config.append_eos,
-        )
-
-    train_data = build(train_rows)
+    train_data = encode_rows(train_rows, reward_model, config)
     if len(train_data) == 0:
         raise DataError(None, "there are no training pairs")
-    eval_data = build(eval_rows) if eval_rows is not None else None
+    eval_data = encode_rows(eval_rows, reward_model, config) if eval_rows is not None else None
     if eval_data is not None and len(eval_data) == 0:
         eval_data = None
     output_dir.mkdir(parents=True, exist_ok=True)
