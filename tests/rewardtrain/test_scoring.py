@@ -168,6 +168,9 @@ def test_score_and_best_of_n_answer_in_the_request_order_and_ranked(eager, tiny_
         ({"prompt": "p", "responses": []}, "responses"),
         ({"prompt": "p"}, "responses"),
         ({"messages": [{"role": "user"}], "responses": ["a"]}, "messages.0.content"),
+        ({"prompt": "p", "responses": ["a", ["b"]]}, "responses.1"),
+        ({"prompt": "p", "responses": ["", True]}, "responses.1"),
+        ({"prompt": "p", "responses": [None]}, "responses.0"),
     ],
 )
 def test_bad_inputs_get_a_400_naming_the_field(settings, tiny_reward_model, body, field):
@@ -384,3 +387,22 @@ def test_scoring_encodes_a_response_exactly_as_training_did(tiny_decoder, tmp_pa
     assert tokens(training, training.chosen[0]) == tokens(scoring, scoring.chosen[0])
     assert tokens(training, training.rejected[0]) == tokens(scoring, scoring.chosen[1])
     assert len(tokens(training, training.chosen[0])) == len(tokens(training, training.rejected[0])) == 48
+
+
+@pytest.mark.django_db
+def test_an_empty_response_is_scored_and_ranked_like_any_other(eager, tiny_reward_model, loaded):
+    project = ProjectFactory()
+    model = reward_model_row(project, tiny_reward_model)
+    client = _client(project, Membership.Role.ENGINEER)
+    responses = ["", "excellent morning light", " "]
+    expected = score_requests(loaded, [ScoringRequest(PROMPT, tuple(responses))])[0]
+    scored = client.post(
+        f"/api/reward-models/{model.pk}/score/", {"prompt": PROMPT, "responses": responses}, format="json"
+    )
+    assert scored.status_code == 200, scored.json()
+    np.testing.assert_allclose([row["raw"] for row in scored.json()["scores"]], expected, rtol=1e-5)
+    ranked = client.post(
+        f"/api/reward-models/{model.pk}/best-of-n/", {"prompt": PROMPT, "responses": responses}, format="json"
+    )
+    assert ranked.status_code == 200, ranked.json()
+    assert sorted(row["response"] for row in ranked.json()["ranking"]) == sorted(responses)
