@@ -32,8 +32,7 @@ class LoadedModel:
     max_length: int
     reward_mean: float | None
     reward_std: float | None
-    prompt_floor: int | None = None  # None: build_pair_dataset's default, max_length // 4
-    append_eos: bool = True
+    encoding: dict[str, Any]  # the run's TrainConfig.encoding()
 
     def normalise(self, raw: np.ndarray) -> np.ndarray | None:
         """(raw - mean) / std with the reward statistics of the training run's held-out pairs, or None when
@@ -71,8 +70,12 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
     return LoadedModel(
         reward_model=reward_model,
         max_length=int(max_length),
-        prompt_floor=palate.get("prompt_floor"),
-        append_eos=bool(palate.get("append_eos", True)),
+        # Models saved before the encoding was stored: build_pair_dataset's defaults.
+        encoding={
+            "max_length": int(max_length),
+            "prompt_floor": palate.get("prompt_floor"),
+            "append_eos": palate.get("append_eos", True),
+        },
         reward_mean=float(mean) if mean is not None else None,
         reward_std=float(std) if std is not None else None,
     )
@@ -89,14 +92,7 @@ def encode_requests(loaded: LoadedModel, requests: Sequence[ScoringRequest]):
 
     rows = [_row(request.prompt, response) for request in requests for response in request.responses]
     model = loaded.reward_model
-    return build_pair_dataset(
-        rows,
-        model.tokenizer,
-        kind=model.kind,
-        max_length=loaded.max_length,
-        prompt_floor=loaded.prompt_floor,
-        append_eos=loaded.append_eos,
-    )
+    return build_pair_dataset(rows, model.tokenizer, kind=model.kind, **loaded.encoding)
 
 
 def score_requests(

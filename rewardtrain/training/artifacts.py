@@ -58,10 +58,7 @@ def save_reward_model(
     model_config.palate = {
         "base_model": reward_model.base_model,
         "kind": reward_model.kind,
-        "max_length": config.max_length,
-        # Scoring encodes a response as training did: the same truncation and closing token.
-        "prompt_floor": config.prompt_floor,
-        "append_eos": config.append_eos,
+        **config.encoding(),
         "accuracy": (evaluation or {}).get("accuracy"),
     }
     model.save_pretrained(output_dir)

@@ -486,14 +486,7 @@ def encode_rows(
     rows: Iterable[Mapping[str, Any]], reward_model: RewardModel, config: TrainConfig
 ) -> PairDataset:
     """Preference rows as training encodes them (tokens, truncation, closing token)."""
-    return build_pair_dataset(
-        rows,
-        reward_model.tokenizer,
-        kind=reward_model.kind,
-        max_length=config.max_length,
-        prompt_floor=config.prompt_floor,
-        append_eos=config.append_eos,
-    )
+    return build_pair_dataset(rows, reward_model.tokenizer, kind=reward_model.kind, **config.encoding())
 
 
 def train(
