@@ -108,9 +108,10 @@ def run_id(stored: Stored) -> int:
             "count": 10,
             "loss": 0.4,
             "ece": 0.05,
+            "brier": 0.2,
             "reward_mean": 0.1,
             "reward_std": 1.0,
-            "calibration": [{"mean_predicted": 0.3, "mean_observed": 0.35, "count": 5}],
+            "calibration": [{"confidence": 0.7, "accuracy": 0.75, "count": 5}],
             "length_bias": {
                 "accuracy_when_chosen_shorter": 0.7,
                 "count_chosen_shorter": 5,
@@ -269,4 +270,23 @@ def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, 
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"members-{width}.png", full_page=True)
     watch.check(page, "members")
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_the_run_page_reports_calibration_as_confidence_against_correctness(
+    browser, live_server, stored, run_id, width
+):
+    context = _context(browser, live_server, stored.lead, width=width)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+    _visit(page, watch, f"/projects/{stored.project.slug}/training/{run_id}/", "#chart-calibration .main-svg")
+    report = page.inner_text("#eval-title + .eval-stats")
+    assert "calibration error (ECE)" in report and "Brier score against the vote share" in report
+    assert "0.200" in report
+    axes = page.inner_text("#chart-calibration")
+    assert "confidence in the preferred response" in axes and "share ranked right" in axes
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"run-evaluation-{width}.png", full_page=True)
     context.close()

@@ -47,7 +47,10 @@ class MessageInput(serializers.Serializer):
 class ScoreInput(serializers.Serializer):
     prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     messages = MessageInput(many=True, required=False, allow_empty=False)
-    responses = serializers.ListField(child=serializers.CharField(trim_whitespace=False), allow_empty=False)
+    # An empty response is a response (models produce them); only what is not text is refused.
+    responses = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), allow_empty=False
+    )
 
 
 class ModelRefOutput(serializers.Serializer):

@@ -2,8 +2,9 @@
 
 A request is a prompt (text, or a conversation as ``[{"role", "content"}, ...]``) and its responses (text).
 Each response is scored alone, as the sequence training saw for it: ``build_pair_dataset`` gets the row
-``{"prompt": prompt, "chosen": response, "rejected": response}``, so the prompt is truncated against that
-response only. Identical sequences across requests are interned and scored once.
+``{"prompt": prompt, "chosen": response, "rejected": response}`` with the run's max length, prompt floor and
+closing-token setting (stored in the model's config), and training too fits every (prompt, response) alone
+(``truncate_sequence``). Identical sequences across requests are interned and scored once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class LoadedModel:
     max_length: int
     reward_mean: float | None
     reward_std: float | None
+    encoding: dict[str, Any]  # the run's TrainConfig.encoding()
 
     def normalise(self, raw: np.ndarray) -> np.ndarray | None:
         """(raw - mean) / std with the reward statistics of the training run's held-out pairs, or None when
@@ -68,6 +70,12 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
     return LoadedModel(
         reward_model=reward_model,
         max_length=int(max_length),
+        # Models saved before the encoding was stored: build_pair_dataset's defaults.
+        encoding={
+            "max_length": int(max_length),
+            "prompt_floor": palate.get("prompt_floor"),
+            "append_eos": palate.get("append_eos", True),
+        },
         reward_mean=float(mean) if mean is not None else None,
         reward_std=float(std) if std is not None else None,
     )
@@ -77,19 +85,28 @@ def _row(prompt: str | list[dict[str, str]], response: str) -> dict[str, Any]:
     return {"prompt": prompt, "chosen": response, "rejected": response}
 
 
+def encode_requests(loaded: LoadedModel, requests: Sequence[ScoringRequest]):
+    """Every response of every request as a ``PairDataset`` row (chosen and rejected alike), encoded as
+    training encoded it."""
+    from rewardtrain.training.data import build_pair_dataset
+
+    rows = [_row(request.prompt, response) for request in requests for response in request.responses]
+    model = loaded.reward_model
+    return build_pair_dataset(rows, model.tokenizer, kind=model.kind, **loaded.encoding)
+
+
 def score_requests(
     loaded: LoadedModel, requests: Sequence[ScoringRequest], *, sequences_per_batch: int = 64
 ) -> list[np.ndarray]:
     """Raw rewards (float64) of every response of every request, in one length-sorted pass over all of them."""
-    from rewardtrain.training.data import build_pair_dataset
     from rewardtrain.training.model import score_sequences
 
-    rows = [_row(request.prompt, response) for request in requests for response in request.responses]
-    if not rows:
+    if not any(request.responses for request in requests):
         return [np.zeros(0) for _ in requests]
-    model = loaded.reward_model
-    dataset = build_pair_dataset(rows, model.tokenizer, kind=model.kind, max_length=loaded.max_length)
-    rewards = score_sequences(model, dataset, sequences_per_batch=sequences_per_batch)[dataset.chosen]
+    dataset = encode_requests(loaded, requests)
+    rewards = score_sequences(loaded.reward_model, dataset, sequences_per_batch=sequences_per_batch)[
+        dataset.chosen
+    ]
     results, start = [], 0
     for request in requests:
         results.append(rewards[start : start + len(request.responses)])

@@ -360,7 +360,7 @@ def _relative(path: str | Path) -> str:
 
 def _model_metrics(result: Any) -> dict[str, Any]:
     evaluation = result.evaluation or {}
-    keep = ("count", "accuracy", "loss", "ece", "reward_mean", "reward_std", "by_agreement")
+    keep = ("count", "accuracy", "loss", "ece", "brier", "reward_mean", "reward_std", "by_agreement")
     return {
         **{key: evaluation.get(key) for key in keep if key in evaluation},
         "pairs_per_second": (result.timing or {}).get("pairs_per_second"),

@@ -58,7 +58,7 @@ def save_reward_model(
     model_config.palate = {
         "base_model": reward_model.base_model,
         "kind": reward_model.kind,
-        "max_length": config.max_length,
+        **config.encoding(),
         "accuracy": (evaluation or {}).get("accuracy"),
     }
     model.save_pretrained(output_dir)
@@ -109,8 +109,9 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
     lines += [
         "",
         f"Truncation policy: at most {hyperparameters['max_length']} tokens per sequence; the prompt loses "
-        "tokens from its start first (chosen and rejected keep the same prompt), responses are cut from their "
-        "end only when the prompt is down to its floor. No pair is dropped.",
+        "tokens from its start first, a response is cut from its end only when the prompt is down to its floor "
+        f"({hyperparameters.get('min_prompt_tokens') or 'max_length // 4'} tokens). Each (prompt, response) is "
+        "fitted alone, whatever it is compared with, so scoring sees it as training did. No pair is dropped.",
         "",
     ]
     if summary.get("policy") is not None:
@@ -132,7 +133,8 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
             f"| pairs | {evaluation['count']} |",
             f"| accuracy (equal scores count wrong) | {_format(evaluation['accuracy'])} |",
             f"| loss | {_format(evaluation['loss'])} |",
-            f"| expected calibration error | {_format(evaluation['ece'])} |",
+            f"| expected calibration error (confidence against correctness) | {_format(evaluation['ece'])} |",
+            f"| Brier score against the vote share | {_format(evaluation.get('brier'))} |",
             f"| reward mean / std | {_format(evaluation['reward_mean'])} / {_format(evaluation['reward_std'])} |",
         ]
         for bucket, values in evaluation.get("by_agreement", {}).items():

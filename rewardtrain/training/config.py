@@ -196,6 +196,15 @@ class TrainConfig:
         """Tokens of prompt kept before responses are cut."""
         return self.min_prompt_tokens if self.min_prompt_tokens is not None else max(1, self.max_length // 4)
 
+    def encoding(self) -> dict[str, Any]:
+        """``build_pair_dataset``'s settings: how a (prompt, response) becomes tokens. Saved with the model, so
+        that scoring encodes a response exactly as training did."""
+        return {
+            "max_length": self.max_length,
+            "prompt_floor": self.prompt_floor,
+            "append_eos": self.append_eos,
+        }
+
 
 def _check(name: str, value: Any, spec: dataclasses.Field) -> Any:
     declared = str(spec.type)

@@ -9,9 +9,12 @@ about each pair) and returns a JSON-serialisable report; metrics that the input 
 - loss: the training objective's per-pair loss (soft labels where a vote share is given);
 - accuracy by agreement bucket: "unanimous" (agreement 1, or a vote share of 0 or 1) against "contested";
   a text ``agreement`` is its own bucket;
-- calibration: predicted P(chosen preferred) = sigma(r_c - r_r) in equal-width bins against the observed
-  share (the vote share, or 1 for a plain preference), and the expected calibration error
-  ECE = sum_b (n_b / n) |mean predicted_b - mean observed_b|;
+- calibration (Guo et al. 2017, "On Calibration of Modern Neural Networks"): the model prefers the response
+  it scores higher with confidence max(p, 1 - p), p = sigma(r_c - r_r); confidences in equal-width bins
+  (lower, upper] against the share of those pairs ranked right (as accuracy counts them), and
+  ECE = sum_b (n_b / n) |accuracy_b - mean confidence_b| over the pairs with a right answer;
+- agreement with soft labels, a separate figure: the Brier score mean((p - vote share)^2) of P(chosen
+  preferred) against the vote share (1 for a plain preference);
 - length bias: Pearson and Spearman correlation of reward with response length, accuracy where the chosen
   response is the shorter and where it is the longer, and how often the longer response scores higher;
 - reward mean and std over all scored responses (stored in the model config to normalise rewards);
@@ -62,10 +65,11 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     return _pearson(_ranks(x), _ranks(y))
 
 
-def pairwise_accuracy(
+def ranked_right(
     chosen: ArrayLike, rejected: ArrayLike, vote_share: ArrayLike | None = None
-) -> float | None:
-    """Share of pairs ranked right; equal scores are wrong; ties in the label are left out."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, whether it is ranked right (equal scores are wrong) and whether it has a right answer (a tie
+    in the label, vote share 0.5, has none)."""
     chosen, rejected = np.asarray(chosen, dtype=np.float64), np.asarray(rejected, dtype=np.float64)
     prefers_chosen = np.ones(len(chosen), dtype=bool)
     decided = np.ones(len(chosen), dtype=bool)
@@ -74,36 +78,44 @@ def pairwise_accuracy(
         known = ~np.isnan(share)
         prefers_chosen = ~known | (share > 0.5)
         decided = ~known | (share != 0.5)
-    right = np.where(prefers_chosen, chosen > rejected, rejected > chosen)
+    return np.where(prefers_chosen, chosen > rejected, rejected > chosen), decided
+
+
+def pairwise_accuracy(
+    chosen: ArrayLike, rejected: ArrayLike, vote_share: ArrayLike | None = None
+) -> float | None:
+    """Share of pairs ranked right; equal scores are wrong; ties in the label are left out."""
+    right, decided = ranked_right(chosen, rejected, vote_share)
     return _number(right[decided].mean()) if decided.any() else None
 
 
 def expected_calibration_error(
-    predicted: ArrayLike, observed: ArrayLike, bins: int = 10
+    confidence: ArrayLike, correct: ArrayLike, bins: int = 10
 ) -> tuple[float | None, list[dict[str, Any]]]:
-    """ECE of probabilities ``predicted`` against outcomes or shares ``observed``, with the bin table."""
-    predicted, observed = np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+    """ECE of ``confidence`` (the probability given to the predicted answer) against ``correct`` (whether
+    that answer was right, 1 or 0), in ``bins`` equal-width bins (lower, upper], with the bin table."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(predicted, edges[1:-1], right=False), 0, bins - 1)
+    which = np.searchsorted(edges[1:-1], confidence, side="left")
     table = []
     error = 0.0
     for b in range(bins):
         members = which == b
         count = int(members.sum())
-        mean_predicted = _number(predicted[members].mean()) if count else None
-        mean_observed = _number(observed[members].mean()) if count else None
+        mean_confidence = _number(confidence[members].mean()) if count else None
+        accuracy = _number(correct[members].mean()) if count else None
         if count:
-            error += count / len(predicted) * abs(mean_predicted - mean_observed)
+            error += count / len(confidence) * abs(accuracy - mean_confidence)
         table.append(
             {
                 "lower": float(edges[b]),
                 "upper": float(edges[b + 1]),
                 "count": count,
-                "mean_predicted": mean_predicted,
-                "mean_observed": mean_observed,
+                "confidence": mean_confidence,
+                "accuracy": accuracy,
             }
         )
-    return (_number(error) if len(predicted) else None), table
+    return (_number(error) if len(confidence) else None), table
 
 
 def _bucket(agreement: Any, vote_share: float) -> str | None:
@@ -140,9 +152,9 @@ def evaluate_scores(
     shifted = difference - margins
     losses = -(target * _log_sigmoid(shifted) + (1 - target) * _log_sigmoid(-shifted))
     predicted = _sigmoid(difference)
-    ece, calibration = (
-        expected_calibration_error(predicted, target, calibration_bins) if count else (None, [])
-    )
+    right, decided = ranked_right(chosen, rejected, share)
+    confidence = np.maximum(predicted, 1.0 - predicted)
+    ece, calibration = expected_calibration_error(confidence[decided], right[decided], calibration_bins)
 
     by_agreement: dict[str, dict[str, Any]] = {}
     if agreement is not None or vote_share is not None:
@@ -201,6 +213,7 @@ def evaluate_scores(
         "equal_scores": int((difference == 0).sum()),
         "by_agreement": by_agreement,
         "ece": ece,
+        "brier": _number(np.mean((predicted - target) ** 2)) if count else None,
         "calibration": calibration,
         "length_bias": length_bias,
         "reward_mean": _number(all_rewards.mean()) if count else None,

@@ -150,9 +150,11 @@ class _Trainer:
         self.rank, self.world_size = process_group()
         self.forward: torch.nn.Module = RewardForward(reward_model)
         self.shared_prefix = self._shared_prefix()
-        self.batches_per_epoch = math.ceil(len(train_data) / config.batch_size)
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation_steps)
-        self.total_steps = self.steps_per_epoch * config.num_epochs
+        # Length grouping packs prompt groups, so an epoch has at least pairs / batch size batches and often
+        # more, a number that changes with the epoch: the schedule is sized by the batches actually made.
+        self.epochs = [self.epoch_steps(epoch) for epoch in range(config.num_epochs)]
+        self.epoch_starts = np.cumsum([0] + [len(steps) for steps in self.epochs]).tolist()
+        self.total_steps = self.epoch_starts[-1]
         self.optimizer = _optimizer(reward_model.model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _schedule(config, self.total_steps)
@@ -202,6 +204,13 @@ class _Trainer:
         accumulation = self.config.gradient_accumulation_steps
         return [batches[i : i + accumulation] for i in range(0, len(batches), accumulation)]
 
+    def epoch_at(self, step: int) -> float:
+        """Epochs done after ``step`` steps: whole epochs plus the share of the current one's steps."""
+        epoch = max(0, int(np.searchsorted(self.epoch_starts, step, side="left")) - 1)
+        if epoch >= len(self.epochs):
+            return float(len(self.epochs))
+        return round(epoch + (step - self.epoch_starts[epoch]) / len(self.epochs[epoch]), 6)
+
     def distribute(self) -> None:
         """Wraps the reward forward in DistributedDataParallel (after any checkpoint is loaded: DDP starts
         from rank 0's weights)."""
@@ -231,9 +240,9 @@ class _Trainer:
         model.train()
         self.distribute()
         main = self.rank == 0
-        for epoch in range(self.config.num_epochs):
-            for index, micro_batches in enumerate(self.epoch_steps(epoch)):
-                step = epoch * self.steps_per_epoch + index + 1
+        for epoch, steps in enumerate(self.epochs):
+            for index, micro_batches in enumerate(steps):
+                step = self.epoch_starts[epoch] + index + 1
                 if step <= self.step:
                     continue  # done before the checkpoint this run resumed from
                 if self.stop_requested(should_stop):
@@ -250,7 +259,7 @@ class _Trainer:
                 self.counters["train_cpu_seconds"] += time.process_time() - started_cpu
                 metrics.update(
                     step=step,
-                    epoch=round(epoch + (index + 1) / self.steps_per_epoch, 6),
+                    epoch=self.epoch_at(step),
                     seconds=elapsed,
                     pairs_per_second=self.counters["pairs"] / self.counters["train_seconds"],
                 )
@@ -473,6 +482,13 @@ def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def encode_rows(
+    rows: Iterable[Mapping[str, Any]], reward_model: RewardModel, config: TrainConfig
+) -> PairDataset:
+    """Preference rows as training encodes them (tokens, truncation, closing token)."""
+    return build_pair_dataset(rows, reward_model.tokenizer, kind=reward_model.kind, **config.encoding())
+
+
 def train(
     config: TrainConfig | Mapping[str, Any],
     train_rows: Iterable[Mapping[str, Any]],
@@ -523,20 +539,10 @@ def train(
             f"{config.base_model} reads at most {reward_model.max_positions} tokens, got {config.max_length}",
         )
 
-    def build(rows) -> PairDataset:
-        return build_pair_dataset(
-            rows,
-            reward_model.tokenizer,
-            kind=reward_model.kind,
-            max_length=config.max_length,
-            prompt_floor=config.prompt_floor,
-            append_eos=config.append_eos,
-        )
-
-    train_data = build(train_rows)
+    train_data = encode_rows(train_rows, reward_model, config)
     if len(train_data) == 0:
         raise DataError(None, "there are no training pairs")
-    eval_data = build(eval_rows) if eval_rows is not None else None
+    eval_data = encode_rows(eval_rows, reward_model, config) if eval_rows is not None else None
     if eval_data is not None and len(eval_data) == 0:
         eval_data = None
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -567,7 +573,7 @@ def train(
         status=status,
         global_step=trainer.step,
         total_steps=trainer.total_steps,
-        epoch=trainer.step / trainer.steps_per_epoch,
+        epoch=trainer.epoch_at(trainer.step),
         device=str(reward_model.device),
         checkpoint_dir=str(trainer.checkpoint_dir) if trainer.checkpoint_dir else None,
         history=trainer.history,

@@ -62,9 +62,9 @@
     if (document.getElementById("chart-calibration")) {
       if (!calibration.length) empty("chart-calibration", "No held-out pairs.");
       else Plotly.react("chart-calibration", [
-        { x: [0, 1], y: [0, 1], mode: "lines", name: "perfect", line: { color: LINE, dash: "dot" }, hoverinfo: "skip" },
-        { x: calibration.map((bin) => bin.mean_predicted), y: calibration.map((bin) => bin.mean_observed), text: calibration.map((bin) => bin.count + " pairs"), mode: "lines+markers", name: "model", line: { color: ACCENT }, marker: { size: calibration.map((bin) => 6 + Math.min(14, Math.sqrt(bin.count))) }, hovertemplate: "predicted %{x:.2f}, observed %{y:.2f} (%{text})<extra></extra>" },
-      ], layout({ xaxis: axis({ range: [0, 1], title: { text: "predicted P(chosen preferred)", font: { color: MUTED } } }), yaxis: axis({ range: [0, 1.02], title: { text: "observed share", font: { color: MUTED } } }) }), CONFIG);
+        { x: [0.5, 1], y: [0.5, 1], mode: "lines", name: "perfect", line: { color: LINE, dash: "dot" }, hoverinfo: "skip" },
+        { x: calibration.map((bin) => bin.confidence), y: calibration.map((bin) => bin.accuracy), text: calibration.map((bin) => bin.count + " pairs"), mode: "lines+markers", name: "model", line: { color: ACCENT }, marker: { size: calibration.map((bin) => 6 + Math.min(14, Math.sqrt(bin.count))) }, hovertemplate: "confidence %{x:.2f}, right %{y:.2f} (%{text})<extra></extra>" },
+      ], layout({ xaxis: axis({ range: [0.5, 1], title: { text: "confidence in the preferred response", font: { color: MUTED } } }), yaxis: axis({ range: [0, 1.02], title: { text: "share ranked right", font: { color: MUTED } } }) }), CONFIG);
     }
     const bias = evaluation.length_bias || {};
     if (document.getElementById("chart-length")) {

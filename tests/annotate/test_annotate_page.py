@@ -491,3 +491,33 @@ def test_untrusted_text_runs_nothing_and_calls_nowhere(page, live_server):
     assert requests and all(url.startswith(live_server.url) for url in requests), [
         url for url in requests if not url.startswith(live_server.url)
     ]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("width", [1366, 390])
+def test_an_empty_response_is_shown_as_empty_and_can_be_judged(browser, live_server, width):
+    project, annotator = make_project(pairs=0, criteria=[])
+    prompt = PromptFactory(project=project, content="Summarise the meeting in one line.")
+    PairFactory(
+        prompt=prompt,
+        response_a=ResponseFactory(prompt=prompt, content=""),
+        response_b=ResponseFactory(prompt=prompt, content="The meeting moved the launch to May."),
+    )
+    with page_without_script_errors(browser, width=width, height=844, timeout_ms=10_000) as page:
+        log_in(page, live_server, project)
+        sides = {side: page.locator(f"#{side} .empty-response") for side in ("left", "right")}
+        [empty_side] = [side for side, placeholder in sides.items() if placeholder.count() == 1]
+        other_side = "right" if empty_side == "left" else "left"
+        assert sides[empty_side].inner_text() == "(empty response)"
+        assert "launch to May" in page.inner_text(f"#{other_side}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=ARTIFACTS / f"annotate-empty-response-{width}.png", full_page=True)
+
+        page.keyboard.press("d")  # the word-level differences keep the placeholder
+        assert page.locator(f"#{empty_side} .empty-response").inner_text() == "(empty response)"
+        page.keyboard.press("d")
+        page.click(".ws-choice[data-choice=both_bad]")
+        page.click("#submit")
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        assert judgments(annotator)[0].choice == "both_bad"

@@ -1374,3 +1374,51 @@ def test_bulk_insert_stores_values_of_every_column_type_as_given(project):
         True,
         None,
     )
+
+
+EMPTY_RESPONSE_ROWS = [
+    {"id": "pairs", "prompt": "Say nothing.", "response_a": "", "response_b": "Nothing."},
+    {"id": "candidates", "prompt": "Stay quiet.", "responses": [{"content": ""}, {"content": "Shh."}]},
+    {"id": "trl", "prompt": "Be brief.", "chosen": "Brief.", "rejected": ""},
+    {
+        "id": "trl-chat",
+        "prompt": [{"role": "user", "content": "Answer?"}],
+        "chosen": [{"role": "assistant", "content": ""}],
+        "rejected": [{"role": "assistant", "content": "Yes."}],
+    },
+]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_an_empty_response_is_a_response_in_every_shape(project, tmp_path, fmt):
+    for row in EMPTY_RESPONSE_ROWS:
+        if fmt == "csv" and isinstance(row.get("prompt"), list):
+            continue  # (CSV rows hold one shape per file's columns; the chat row is covered by the others)
+        ServiceImporter().run(project, write_rows(tmp_path, [row], fmt, stem=row["id"]))
+    pairs = Pair.objects.filter(project=project).select_related("prompt", "response_a", "response_b")
+    empty = {
+        pair.prompt.content: (pair.response_a.content, pair.response_b.content)
+        for pair in pairs
+        if "" in (pair.response_a.content, pair.response_b.content)
+    }
+    expected = {"Say nothing.": ("", "Nothing."), "Stay quiet.": ("", "Shh."), "Be brief.": ("Brief.", "")}
+    assert {prompt: empty[prompt] for prompt in expected} == expected
+    assert Response.objects.filter(prompt__project=project, content="").count() == (3 if fmt == "csv" else 4)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"prompt": "p", "response_a": ["a"], "response_b": "b"}, "'response_a' must be text, got list"),
+        ({"prompt": "p", "response_a": "a", "response_b": True}, "'response_b' must be text, got bool"),
+        (
+            {"prompt": "p", "responses": [{"content": ""}, {"content": {"text": "b"}}]},
+            "'responses[1]': 'content' must be text, got dict",
+        ),
+    ],
+)
+def test_a_response_that_is_not_text_is_refused_naming_the_row_and_the_field(project, tmp_path, row, message):
+    errors = ServiceImporter().refused(project, write_rows(tmp_path, [row]))
+
+    assert errors == f"items.jsonl, line 1: {message}"
+    assert table_counts() == {"Prompt": 0, "Response": 0, "Pair": 0, "Judgment": 0}

@@ -12,7 +12,7 @@ from rewardtrain.training.data import (
     length_grouped_batches,
     partition_lengths,
     plan_pairs,
-    truncate_pair,
+    truncate_sequence,
 )
 from rewardtrain.training.errors import DataError
 from tests.rewardtrain.conftest import marker_rows
@@ -27,25 +27,41 @@ def tokenizer(tiny_decoder):
     return tokenizer
 
 
-def test_truncate_pair_cuts_the_start_of_the_prompt_first_and_keeps_its_head():
-    prefix, chosen, rejected = [0, *range(100, 120)], [1, 2, 3, 9], [4, 5, 9]
-    new_prefix, new_chosen, new_rejected, prompt_cut, response_cut = truncate_pair(
-        prefix, chosen, rejected, max_length=12, prompt_floor=4, keep_head=1, keep_tail=(1, 1)
+def test_truncate_sequence_cuts_the_start_of_the_prompt_first_and_keeps_its_head():
+    prefix, response = [0, *range(100, 120)], [1, 2, 3, 9]
+    new_prefix, new_response, prompt_cut, response_cut = truncate_sequence(
+        prefix, response, max_length=12, prompt_floor=4, keep_head=1, keep_tail=1
     )
-    assert new_prefix == [0, *range(113, 120)] and len(new_prefix) + len(chosen) == 12
-    assert (new_chosen, new_rejected) == (chosen, rejected)
+    assert new_prefix == [0, *range(113, 120)] and len(new_prefix) + len(response) == 12
+    assert new_response == response
     assert prompt_cut and not response_cut
 
 
-def test_truncate_pair_cuts_responses_from_their_end_once_the_prompt_is_at_its_floor():
-    prefix, chosen, rejected = [0, *range(100, 120)], [*range(1, 20), 9], [4, 5, 9]
-    new_prefix, new_chosen, new_rejected, prompt_cut, response_cut = truncate_pair(
-        prefix, chosen, rejected, max_length=12, prompt_floor=4, keep_head=1, keep_tail=(1, 1)
+def test_truncate_sequence_cuts_the_response_from_its_end_once_the_prompt_is_at_its_floor():
+    prefix, response = [0, *range(100, 120)], [*range(1, 20), 9]
+    new_prefix, new_response, prompt_cut, response_cut = truncate_sequence(
+        prefix, response, max_length=12, prompt_floor=4, keep_head=1, keep_tail=1
     )
     assert new_prefix == [0, 117, 118, 119]
-    assert new_chosen == [1, 2, 3, 4, 5, 6, 7, 9]  # the start of the response and its closing token
-    assert new_rejected == rejected
+    assert new_response == [1, 2, 3, 4, 5, 6, 7, 9]  # the start of the response and its closing token
     assert prompt_cut and response_cut
+
+
+def test_a_response_keeps_the_same_tokens_whatever_it_is_compared_with(tokenizer):
+    long_prompt = " ".join(["river"] * 60) + " the final question"
+    short, long = " excellent answer", " terrible" + " stone" * 60
+    rows = [
+        {"prompt": long_prompt, "chosen": short, "rejected": long},
+        {"prompt": long_prompt, "chosen": short, "rejected": short},
+    ]
+    data = build_pair_dataset(rows, tokenizer, kind="decoder", max_length=48, prompt_floor=8)
+    assert data.chosen[0] == data.chosen[1]  # one sequence, the same tokens in both pairs
+    chosen_prefix, rejected_prefix = (
+        data.sequence_prefix[data.chosen[0]],
+        data.sequence_prefix[data.rejected[0]],
+    )
+    assert len(data.prefixes[chosen_prefix]) > len(data.prefixes[rejected_prefix]) == 8
+    assert data.report.prompt_truncated == 2 and data.report.response_truncated == 1
 
 
 def test_cut_prompt_keeps_head_and_end():

@@ -15,7 +15,7 @@ from annotate.services.exports import export_create, export_run, export_split_pa
 from palate.celery import app
 from rewardtrain.models import ResponseScore, ScoringJob
 from rewardtrain.scoring.batcher import MicroBatcher
-from rewardtrain.scoring.engine import ModelCache, ScoringRequest, load_model, score_requests
+from rewardtrain.scoring.engine import ModelCache, ScoringRequest, encode_requests, load_model, score_requests
 from rewardtrain.services.assisted import model_pair_priorities_refresh, pair_predictions
 from rewardtrain.services.scoring import scoring_job_create, scoring_job_execute
 from rewardtrain.stats import length_bias, majority_agreement, model_uncertainty_priorities, score_drift
@@ -168,6 +168,9 @@ def test_score_and_best_of_n_answer_in_the_request_order_and_ranked(eager, tiny_
         ({"prompt": "p", "responses": []}, "responses"),
         ({"prompt": "p"}, "responses"),
         ({"messages": [{"role": "user"}], "responses": ["a"]}, "messages.0.content"),
+        ({"prompt": "p", "responses": ["a", ["b"]]}, "responses.1"),
+        ({"prompt": "p", "responses": ["", True]}, "responses.1"),
+        ({"prompt": "p", "responses": [None]}, "responses.0"),
     ],
 )
 def test_bad_inputs_get_a_400_naming_the_field(settings, tiny_reward_model, body, field):
@@ -356,3 +359,50 @@ def test_agreement_is_left_out_when_the_run_recorded_no_split_or_held_out_nothin
     assert reward_model_agreement(reward_model=nothing_held_out) == {
         "count": 0, "correct": 0, "accuracy": None, "held_out": 0,
     }  # fmt: skip
+
+
+def test_scoring_encodes_a_response_exactly_as_training_did(tiny_decoder, tmp_path):
+    from rewardtrain.training.artifacts import save_reward_model
+    from rewardtrain.training.config import TrainConfig
+    from rewardtrain.training.model import load_reward_model
+    from rewardtrain.training.trainer import encode_rows
+
+    # A long prompt, a short and a long response, and settings other than the defaults: training fits the
+    # prompt to each response alone, and the saved model tells scoring the floor and the closing token.
+    config = TrainConfig.from_dict(
+        {"base_model": tiny_decoder, "max_length": 48, "min_prompt_tokens": 6, "append_eos": False}
+    )
+    prompt = " ".join(["river"] * 60) + " the final question "
+    short, long = "excellent answer", "terrible " + "stone " * 60
+    model = load_reward_model(tiny_decoder, device="cpu")
+    save_reward_model(model, tmp_path, config=config)
+    training = encode_rows([{"prompt": prompt, "chosen": short, "rejected": long}], model, config)
+    scoring = encode_requests(
+        load_model(str(tmp_path), device="cpu"), [ScoringRequest(prompt, (short, long))]
+    )
+
+    def tokens(data, sequence) -> list[int]:
+        return [*data.prefixes[data.sequence_prefix[sequence]], *data.continuations[sequence]]
+
+    assert tokens(training, training.chosen[0]) == tokens(scoring, scoring.chosen[0])
+    assert tokens(training, training.rejected[0]) == tokens(scoring, scoring.chosen[1])
+    assert len(tokens(training, training.chosen[0])) == len(tokens(training, training.rejected[0])) == 48
+
+
+@pytest.mark.django_db
+def test_an_empty_response_is_scored_and_ranked_like_any_other(eager, tiny_reward_model, loaded):
+    project = ProjectFactory()
+    model = reward_model_row(project, tiny_reward_model)
+    client = _client(project, Membership.Role.ENGINEER)
+    responses = ["", "excellent morning light", " "]
+    expected = score_requests(loaded, [ScoringRequest(PROMPT, tuple(responses))])[0]
+    scored = client.post(
+        f"/api/reward-models/{model.pk}/score/", {"prompt": PROMPT, "responses": responses}, format="json"
+    )
+    assert scored.status_code == 200, scored.json()
+    np.testing.assert_allclose([row["raw"] for row in scored.json()["scores"]], expected, rtol=1e-5)
+    ranked = client.post(
+        f"/api/reward-models/{model.pk}/best-of-n/", {"prompt": PROMPT, "responses": responses}, format="json"
+    )
+    assert ranked.status_code == 200, ranked.json()
+    assert sorted(row["response"] for row in ranked.json()["ranking"]) == sorted(responses)

@@ -55,6 +55,11 @@ class RowFields:
             raise self.fail(f"'{name}' {NUL_REFUSED}")
         return value
 
+    def response(self, name: str) -> str:
+        """A response's text: required, but it may be empty (models do produce empty output, and judging
+        it is data); only what is not text is refused."""
+        return self.text(name, required=True, allow_empty=True)
+
     def identifier(self, name: str = "id") -> str:
         value = self.text(name, required=False)
         if len(value) > 255:

@@ -302,16 +302,27 @@ def _check_columns(columns: list[str], location: str) -> None:
 
 
 _CSV_JSON_COLUMNS = {"messages", "responses", "chosen", "rejected", "prompt", "metadata"}
+# A pair's two response columns. An empty cell beside a filled one is an empty response (data: models do
+# produce empty output); both empty is a row of another shape in a file that mixes shapes.
+_CSV_RESPONSE_PARTNERS = {
+    "response_a": "response_b",
+    "response_b": "response_a",
+    "chosen": "rejected",
+    "rejected": "chosen",
+}
 
 
 def _csv_row(row: dict[str, str], location: str) -> dict[str, Any] | RowError:
     """CSV cells are text; columns that may hold structure (messages, responses, conversations) are read as
     JSON when they look like a JSON list or object."""
     parsed: dict[str, Any] = {}
+    empty: set[str] = set()
     for key, value in row.items():
         key = (key or "").strip()
         # A row shorter than the header leaves its last cells None: empty, as DictReader means them.
         if value is None or value == "":
+            if value == "":
+                empty.add(key)
             continue
         if key in _CSV_JSON_COLUMNS and value.lstrip()[:1] in {"[", "{"}:
             try:
@@ -320,4 +331,7 @@ def _csv_row(row: dict[str, str], location: str) -> dict[str, Any] | RowError:
                 return RowError(location, f"column '{key}' looks like JSON but is malformed ({error.msg})")
         else:
             parsed[key] = value
+    for key, partner in _CSV_RESPONSE_PARTNERS.items():
+        if key in empty and partner in parsed:
+            parsed[key] = ""
     return parsed

@@ -55,7 +55,7 @@ def _candidates_row(row: RowFields, options: ImportOptions) -> RowItems:
             raise row.fail(f"{where} must be an object with 'content' (and 'id', 'system')")
         item = RowFields(candidate, row.location, row.limits)
         try:
-            content = item.text("content", required=True)
+            content = item.response("content")
             system = item.system("system")
             response_id = item.identifier()
             metadata = item.metadata()
@@ -85,8 +85,8 @@ def _pair_row(row: RowFields) -> RowItems:
     row_id = row.identifier()
     prompt = row.prompt("")
     assert prompt is not None
-    response_a = response_record("", row.system("system_a"), row.text("response_a", required=True))
-    response_b = response_record("", row.system("system_b"), row.text("response_b", required=True))
+    response_a = response_record("", row.system("system_a"), row.response("response_a"))
+    response_b = response_record("", row.system("system_b"), row.response("response_b"))
     if response_a.external_id == response_b.external_id:
         raise row.fail("'response_a' and 'response_b' are the same response")
     gold = row.text("gold", required=False).strip().lower()
@@ -124,8 +124,8 @@ def _preference_row(row: RowFields, options: ImportOptions) -> RowItems:
         chosen_text = _single_reply(row, "chosen", chosen)
         rejected_text = _single_reply(row, "rejected", rejected)
     else:
-        chosen_text = row.text("chosen", required=True)
-        rejected_text = row.text("rejected", required=True)
+        chosen_text = row.response("chosen")
+        rejected_text = row.response("rejected")
         if explicit_prompt is None:
             shared = _common_text_prefix_length(chosen_text, rejected_text)
             if not chosen_text[:shared].strip():
@@ -155,8 +155,6 @@ def _single_reply(row: RowFields, name: str, messages: list[dict[str, str]]) -> 
         raise row.fail(
             f"'{name}' must end with exactly one assistant message after the prompt, got {len(messages)} message(s)"
         )
-    if not messages[0]["content"].strip():
-        raise row.fail(f"'{name}' has an empty reply")
     return messages[0]["content"]
 
 

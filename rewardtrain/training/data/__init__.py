@@ -14,10 +14,12 @@ response, with its trailing special tokens):
 - text rows: encoders see ``[CLS] prompt [SEP] response [SEP]`` (the tokenizer's own pair layout, with token
   types); decoders see ``BOS prompt response EOS``.
 
-Truncation (``max_length``), decided per pair so chosen and rejected always see the same prompt: when the
-prompt and the longer response do not fit, the prompt loses tokens from its start (its leading special tokens
-stay), down to ``prompt_floor`` tokens; only then are responses cut, from their end (their trailing special
-tokens stay). Nothing is dropped: every cut is counted in ``TruncationReport``.
+Truncation (``max_length``), decided per (prompt, response) so that a response's tokens never depend on the
+response it is compared with, and scoring (``rewardtrain.scoring``) fits a response exactly as training did:
+when the prompt and the response do not fit, the prompt loses tokens from its start (its leading special
+tokens stay), down to ``prompt_floor`` tokens; only then is the response cut, from its end (its trailing
+special tokens stay). Chosen and rejected may so keep different lengths of a long prompt. Nothing is dropped:
+every cut is counted in ``TruncationReport``.
 
 Sequences are interned: a prompt + response that occurs in several pairs (one prompt, several systems'
 responses compared pairwise) is stored, and per micro-batch scored, once.
@@ -40,7 +42,12 @@ from rewardtrain.training.data.plans import (
     plan_pairs,
     plan_sequences,
 )
-from rewardtrain.training.data.truncation import TruncationReport, cut_prompt, cut_response, truncate_pair
+from rewardtrain.training.data.truncation import (
+    TruncationReport,
+    cut_prompt,
+    cut_response,
+    truncate_sequence,
+)
 
 __all__ = [
     "Chunk",
@@ -57,5 +64,5 @@ __all__ = [
     "partition_lengths",
     "plan_pairs",
     "plan_sequences",
-    "truncate_pair",
+    "truncate_sequence",
 ]

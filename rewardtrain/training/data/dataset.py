@@ -10,7 +10,7 @@ import numpy as np
 
 from rewardtrain.training.data.layout import SequenceLayout, pair_tokens, render_pairs
 from rewardtrain.training.data.rows import optional_fields, parse_row
-from rewardtrain.training.data.truncation import TruncationReport, truncate_pair
+from rewardtrain.training.data.truncation import TruncationReport, truncate_sequence
 from rewardtrain.training.errors import DataError
 
 
@@ -98,34 +98,43 @@ def build_pair_dataset(
             sequence_prefix.append(prefix_position)
         return position
 
+    def intern_prefix(prefix: list[int]) -> int:
+        key = tuple(prefix)
+        position = prefix_index.get(key)
+        if position is None:
+            position = prefix_index[key] = len(prefixes)
+            prefixes.append(np.asarray(prefix, dtype=np.int64))
+        return position
+
     tokens = pair_tokens(pair_texts, tokenizer, layout)
-    for index, ((prefix, keep_head), (chosen, chosen_tail), (rejected, rejected_tail)) in enumerate(tokens):
+    for index, ((prefix, keep_head), *responses) in enumerate(tokens):
+        (chosen, _), (rejected, _) = responses
         report.longest_sequence_before = max(
             report.longest_sequence_before, len(prefix) + max(len(chosen), len(rejected))
         )
         report.tokens_before += 2 * len(prefix) + len(chosen) + len(rejected)
-        prefix, chosen, rejected, prompt_cut, response_cut = truncate_pair(
-            prefix,
-            chosen,
-            rejected,
-            max_length=max_length,
-            prompt_floor=prompt_floor,
-            keep_head=keep_head,
-            keep_tail=(chosen_tail, rejected_tail),
-        )
-        if not prefix and (not chosen or not rejected):
-            raise DataError(index, "a response and its prompt are both empty: there is no token to score")
-        report.tokens_after += 2 * len(prefix) + len(chosen) + len(rejected)
+        sequences, prompt_cut, response_cut = [], False, False
+        for continuation, keep_tail in responses:
+            # Each response alone, as scoring fits it (see truncate_sequence): the chosen and the rejected
+            # response may keep different lengths of a long prompt.
+            kept_prefix, kept, prefix_was_cut, continuation_was_cut = truncate_sequence(
+                prefix,
+                continuation,
+                max_length=max_length,
+                prompt_floor=prompt_floor,
+                keep_head=keep_head,
+                keep_tail=keep_tail,
+            )
+            if not kept_prefix and not kept:
+                raise DataError(index, "a response and its prompt are both empty: there is no token to score")
+            report.tokens_after += len(kept_prefix) + len(kept)
+            prompt_cut |= prefix_was_cut
+            response_cut |= continuation_was_cut
+            sequences.append(intern_sequence(intern_prefix(kept_prefix), kept))
         report.prompt_truncated += prompt_cut
         report.response_truncated += response_cut
-        report.identical_pairs += chosen == rejected
-        prefix_key_tokens = tuple(prefix)
-        prefix_position = prefix_index.get(prefix_key_tokens)
-        if prefix_position is None:
-            prefix_position = prefix_index[prefix_key_tokens] = len(prefixes)
-            prefixes.append(np.asarray(prefix, dtype=np.int64))
-        chosen_index[index] = intern_sequence(prefix_position, chosen)
-        rejected_index[index] = intern_sequence(prefix_position, rejected)
+        report.identical_pairs += sequences[0] == sequences[1]
+        chosen_index[index], rejected_index[index] = sequences
 
     return PairDataset(
         prefixes=prefixes,

@@ -1,5 +1,5 @@
-"""The truncation policy: fit a pair into ``max_length`` tokens, cutting the prompt's start first, then the
-responses' ends, always keeping the special tokens that open a prompt and close a response.
+"""The truncation policy: fit a prompt and a response into ``max_length`` tokens, cutting the prompt's start
+first, then the response's end, always keeping the special tokens that open a prompt and close a response.
 """
 
 from __future__ import annotations
@@ -43,30 +43,33 @@ def cut_response(ids: Sequence[int], keep_tail: int, keep: int) -> list[int]:
     return ids[: keep - keep_tail] + (ids[len(ids) - keep_tail :] if keep_tail else [])
 
 
-def truncate_pair(
+def truncate_sequence(
     prefix: Sequence[int],
-    chosen: Sequence[int],
-    rejected: Sequence[int],
+    continuation: Sequence[int],
     *,
     max_length: int,
     prompt_floor: int,
     keep_head: int = 0,
-    keep_tail: tuple[int, int] = (0, 0),
-) -> tuple[list[int], list[int], list[int], bool, bool]:
-    """Fit ``prefix + chosen`` and ``prefix + rejected`` into ``max_length`` tokens.
+    keep_tail: int = 0,
+) -> tuple[list[int], list[int], bool, bool]:
+    """Fit ``prefix + continuation`` (a prompt and one response) into ``max_length`` tokens.
 
-    The prompt is cut from its start first, down to ``prompt_floor`` tokens (or its own length); the responses
-    are cut from their end only when that is not enough. Returns the three token lists and whether the prompt
-    and whether a response was cut.
+    The prompt is cut from its start first, down to ``prompt_floor`` tokens (or its own length); the response
+    is cut from its end only when that is not enough. Returns the two token lists and whether the prompt and
+    whether the response was cut.
+
+    The one rule for training and scoring: a sequence's tokens depend on its prompt and response alone, never
+    on the response it is compared with, so a reward model scores a response exactly as training saw it.
     """
-    longest = max(len(chosen), len(rejected))
-    if len(prefix) + longest <= max_length:
-        return list(prefix), list(chosen), list(rejected), False, False
-    prompt_keep = min(len(prefix), max(max_length - longest, min(prompt_floor, max_length - 1)))
+    if len(prefix) + len(continuation) <= max_length:
+        return list(prefix), list(continuation), False, False
+    prompt_keep = min(len(prefix), max(max_length - len(continuation), min(prompt_floor, max_length - 1)))
     prompt_keep = max(prompt_keep, min(keep_head, len(prefix)))
-    response_budget = max(1, max_length - prompt_keep)
     new_prefix = cut_prompt(prefix, keep_head, prompt_keep)
-    new_chosen = cut_response(chosen, keep_tail[0], response_budget)
-    new_rejected = cut_response(rejected, keep_tail[1], response_budget)
-    response_cut = len(new_chosen) < len(chosen) or len(new_rejected) < len(rejected)
-    return new_prefix, new_chosen, new_rejected, len(new_prefix) < len(prefix), response_cut
+    new_continuation = cut_response(continuation, keep_tail, max(1, max_length - prompt_keep))
+    return (
+        new_prefix,
+        new_continuation,
+        len(new_prefix) < len(prefix),
+        len(new_continuation) < len(continuation),
+    )

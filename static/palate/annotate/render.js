@@ -61,6 +61,17 @@ function renderPrompt(prompt) {
   }
 }
 
+/** A response with no visible text says so: an empty output is something to judge, not a page fault. */
+function markEmpty(element, content) {
+  const empty = content.trim() === "";
+  element.classList.toggle("is-empty", empty);
+  if (!empty) return;
+  const placeholder = document.createElement("p");
+  placeholder.className = "empty-response";
+  placeholder.textContent = content === "" ? "(empty response)" : "(empty response: white space only)";
+  element.replaceChildren(placeholder);
+}
+
 export function renderResponses(item) {
   if (state.diff) {
     renderDifference(elements.left, elements.right, item.left.content, item.right.content);
@@ -68,6 +79,8 @@ export function renderResponses(item) {
     elements.left.innerHTML = item.left.content_html; // sanitised by the server
     elements.right.innerHTML = item.right.content_html; // sanitised by the server
   }
+  markEmpty(elements.left, item.left.content);
+  markEmpty(elements.right, item.right.content);
   elements.diffNotes.forEach((note) => {
     note.hidden = !state.diff;
   });
