@@ -34,7 +34,7 @@ from annotate.models import Export, Judgment, Project
 from annotate.selectors import agreement_snapshot_latest
 from palate.errors import ApplicationError
 from palate.jobs.services import JobKind, job_cancel, job_enqueue, log_line
-from rewardtrain.base_models import base_models_installed
+from rewardtrain.base_models import base_model_location, base_models_installed, hub_models_allowed
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.errors import ConfigError
@@ -148,10 +148,12 @@ def _base_for_run(
             message = "not a reward model of this project"
             raise ApplicationError(f"base_reward_model: {message}", fields={"base_reward_model": [message]})
         return "", found
-    installed = base_models_installed()
-    if name not in installed:
-        listed = ", ".join(installed) or "none yet (the operator lists them in TRAINING_BASE_MODELS)"
-        message = f"not an installed base model; choose one of: {listed}"
+    if base_model_location(name) is None:
+        listed = (
+            ", ".join(base_models_installed()) or "none yet (the operator lists them in TRAINING_BASE_MODELS)"
+        )
+        hub = ", or a Hugging Face id (owner/name)" if hub_models_allowed() else ""
+        message = f"not an installed base model; choose one of: {listed}{hub}"
         raise ApplicationError(f"base_model: {message}", fields={"base_model": [message]})
     return name, None
 
