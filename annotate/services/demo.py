@@ -26,6 +26,11 @@ DEMO_PASSWORD = "palate-demo"
 
 # Latent quality on the Bradley-Terry scale: the simulation draws votes from these.
 SYSTEM_QUALITY = {"aurora-large": 1.6, "borealis-medium": 0.7, "cirrus-small": -0.4, "drizzle-mini": -1.3}
+# Careful readers mostly agree on a pair (its consensus verdict) and otherwise judge it on their own; the noisy
+# one votes at random this often. With these the careful and noisy annotators alone meet the default target
+# alpha, and the position-biased one is what keeps the gate closed.
+CONSENSUS_SHARE = 0.9
+NOISY_RANDOM_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,22 @@ def _mark_gold_pairs(project: Project) -> None:
     Pair.objects.bulk_update(gold, ["is_gold", "gold_choice"])
 
 
+def _independent_choice(generator: random.Random, quality_a: float, quality_b: float) -> str:
+    """One reader's own verdict: close answers are often a tie, two weak ones often both bad."""
+    difference = quality_a - quality_b
+    if abs(difference) < 0.5 and generator.random() < 0.3:
+        return "tie"
+    if max(quality_a, quality_b) < -0.3 and generator.random() < 0.5:
+        return "both_bad"
+    return "a" if generator.random() < 1 / (1 + math.exp(-1.5 * difference)) else "b"
+
+
+def _consensus_choice(pair: Pair, quality_a: float, quality_b: float) -> str:
+    """The verdict careful readers share on this pair: the same for everyone who reads it, since it depends
+    on the answers (drawn once per pair), not on the reader."""
+    return _independent_choice(random.Random(pair.pk), quality_a, quality_b)
+
+
 @transaction.atomic
 def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1) -> int:
     """Simulated annotators vote on ``share`` of the pairs (up to the project's overlap), leaving the rest for
@@ -164,16 +185,14 @@ def _simulated_judgment(
     quality_b = SYSTEM_QUALITY.get(pair.response_b.system, 0.0)
     difference = quality_a - quality_b
     shown_swapped = generator.random() < 0.5
-    if behaviour == "noisy" and generator.random() < 0.35:
+    if behaviour == "noisy" and generator.random() < NOISY_RANDOM_SHARE:
         choice = generator.choice(["a", "b", "a", "b", "tie"])
     elif behaviour == "position_biased" and generator.random() < 0.45:
         choice = "b" if shown_swapped else "a"  # whatever was on the left
-    elif abs(difference) < 0.5 and generator.random() < 0.3:
-        choice = "tie"
-    elif max(quality_a, quality_b) < -0.3 and generator.random() < 0.5:
-        choice = "both_bad"
+    elif generator.random() < CONSENSUS_SHARE:
+        choice = _consensus_choice(pair, quality_a, quality_b)
     else:
-        choice = "a" if generator.random() < 1 / (1 + math.exp(-1.5 * difference)) else "b"
+        choice = _independent_choice(generator, quality_a, quality_b)
     strength = None
     if project.strength_scale and choice in {"a", "b"}:
         strength = max(
