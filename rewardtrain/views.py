@@ -150,7 +150,7 @@ def _base_choices(
         (
             "Installed on the workers",
             [
-                (f"model:{name}", f"{name}: {base_model_description(name, location)}")
+                (f"model:{name}", f"{name} ({base_model_description(name, location)})")
                 for name, location in installed.items()
             ],
         ),
