@@ -401,7 +401,10 @@ TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
 # Processes a run trains in, data-parallel (torchrun, one GPU each): 1 trains in the worker's own process.
 TRAINING_PROCESSES = envint("TRAINING_PROCESSES", 1)
 # The base models runs may start from, by name (rewardtrain/base_models.py reads the format): never a path.
-TRAINING_BASE_MODELS = os.environ.get("TRAINING_BASE_MODELS", "")
+# "minilm" is the MiniLM encoder installed by requirements.txt, which trains offline.
+TRAINING_BASE_MODELS = os.environ.get("TRAINING_BASE_MODELS", "minilm")
+# Whether runs may also name any Hugging Face id, which the worker downloads: only for workers with a hub.
+TRAINING_HUB_MODELS = envbool("TRAINING_HUB_MODELS", "false")
 
 # Where training and scoring run: "cuda", "cpu" or "auto" (the worker picks cuda when present).
 PALATE_DEVICE = os.environ.get("PALATE_DEVICE", "auto")

@@ -17,7 +17,7 @@ from annotate.models import Export, Membership, Project
 from annotate.services.exports import ExportPolicy
 from annotate.views.access import project_for_page
 from palate.errors import ApplicationError
-from rewardtrain.base_models import base_models_installed
+from rewardtrain.base_models import base_model_description, base_models_installed, hub_models_allowed
 from rewardtrain.models import RewardModel, ScoringJob, TrainingRun
 from rewardtrain.selectors import (
     reward_model_drift,
@@ -37,6 +37,7 @@ from rewardtrain.services.scoring import scoring_job_create
 from rewardtrain.training.config import TrainConfig
 
 TRAINING_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
+HUB_CHOICE = "hub:"
 # The form's sections, in order; fields not named here go under "More".
 SECTIONS = (
     ("Optimisation", ("learning_rate", "num_epochs", "batch_size", "gradient_accumulation_steps", "lr_scheduler",
@@ -135,13 +136,28 @@ def _base_value(run: TrainingRun | None, installed: list[str]) -> str:
         return f"reward-model:{run.base_reward_model_id}"
     if run is not None and run.base_model in installed:
         return f"model:{run.base_model}"
+    if run is not None and run.base_model and hub_models_allowed():
+        return HUB_CHOICE
     return f"model:{installed[0]}" if installed else ""
 
 
-def _base_choices(installed: list[str], models: list[RewardModel]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The base select's groups: the installed base models, then the project's reward models."""
+def _base_choices(
+    installed: dict[str, str], models: list[RewardModel]
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The base select's groups: the installed base models, the hub where workers reach it, then the
+    project's reward models."""
     groups = [
-        ("Installed base models", [(f"model:{name}", name) for name in installed]),
+        (
+            "Installed on the workers",
+            [
+                (f"model:{name}", f"{name} ({base_model_description(name, location)})")
+                for name, location in installed.items()
+            ],
+        ),
+        (
+            "From the Hugging Face hub",
+            [(HUB_CHOICE, "A Hugging Face id (type it below)")] if hub_models_allowed() else [],
+        ),
         (
             "This project's reward models (train further)",
             [(f"reward-model:{model.pk}", f"Reward model v{model.version}") for model in models],
@@ -150,11 +166,14 @@ def _base_choices(installed: list[str], models: list[RewardModel]) -> list[tuple
     return [(label, options) for label, options in groups if options]
 
 
-def _base_from_form(value: str) -> dict[str, Any]:
-    """The base select's value (``model:<name>`` or ``reward-model:<id>``) as the service's arguments."""
+def _base_from_form(value: str, hub_model: str) -> dict[str, Any]:
+    """The base select's value (``model:<name>``, ``hub:`` with the typed id, or ``reward-model:<id>``) as
+    the service's arguments."""
     kind, _, chosen = value.partition(":")
     if kind == "reward-model":
         return {"base_reward_model": int(chosen) if chosen.isdigit() else 0}
+    if kind == "hub":
+        return {"base_model": hub_model}
     return {"base_model": chosen if kind == "model" else ""}
 
 
@@ -178,13 +197,14 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
     )
     last = TrainingRun.objects.filter(project=project).order_by("-created_at", "-id").first()
     values: dict[str, Any] = dict(last.hyperparameters) if last else {}
-    installed = list(base_models_installed())
+    installed = base_models_installed()
     models = list(RewardModel.objects.filter(project=project).order_by("-version")[:50])
     form = {
         "source": "export" if exports else "policy",
         "export": str(exports[0].pk) if exports else "",
         "policy": json.dumps((exports[0].policy if exports else ExportPolicy().as_dict()), indent=2),
-        "base": _base_value(last, installed),
+        "base": _base_value(last, list(installed)),
+        "hub_model": last.base_model if last and last.base_model not in installed else "",
         "allow_below_target": False,
     }
     errors: dict[str, str] = {}
@@ -196,6 +216,7 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
             "export": data.get("export", ""),
             "policy": data.get("policy", ""),
             "base": data.get("base", ""),
+            "hub_model": data.get("hub_model", "").strip(),
             "allow_below_target": "allow_below_target" in data,
         }
         values, errors = _hyperparameters_from_form(data)
@@ -222,7 +243,7 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
                 hyperparameters=values,
                 created_by=request.user,
                 allow_below_target=form["allow_below_target"],
-                **_base_from_form(form["base"]),
+                **_base_from_form(form["base"], form["hub_model"]),
                 **source,
             )
         except ApplicationError as error:
@@ -249,6 +270,7 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
             "any_running": any_running,
             "retraining": retraining_settings_get(project=project),
             "base_choices": _base_choices(installed, models),
+            "hub_models": hub_models_allowed(),
             "models": models[:10],
         },
     )

@@ -26,6 +26,11 @@ DEMO_PASSWORD = "palate-demo"
 
 # Latent quality on the Bradley-Terry scale: the simulation draws votes from these.
 SYSTEM_QUALITY = {"aurora-large": 1.6, "borealis-medium": 0.7, "cirrus-small": -0.4, "drizzle-mini": -1.3}
+# Careful readers mostly agree on a pair (its consensus verdict) and otherwise judge it on their own; the noisy
+# one votes at random this often. With these the careful and noisy annotators alone meet the default target
+# alpha, and the position-biased one is what keeps the gate closed.
+CONSENSUS_SHARE = 0.9
+NOISY_RANDOM_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -110,19 +115,39 @@ def demo_seed() -> tuple[Project, ImportResult | None]:
 
 def _mark_gold_pairs(project: Project) -> None:
     """The best against the worst system on every fifth prompt: answers a careful annotator cannot miss."""
-    pairs = (
+    pairs = list(
         Pair.objects.filter(project=project)
         .select_related("response_a", "response_b", "prompt")
         .order_by("prompt_id", "id")
     )
+    # Prompts counted in import order, not by id, so that every database marks the same ones.
+    prompt_positions = {
+        prompt_id: position for position, prompt_id in enumerate(sorted({p.prompt_id for p in pairs}))
+    }
     gold = []
     for pair in pairs:
         systems = {pair.response_a.system, pair.response_b.system}
-        if systems == {"aurora-large", "drizzle-mini"} and pair.prompt_id % 5 == 0:
+        if systems == {"aurora-large", "drizzle-mini"} and prompt_positions[pair.prompt_id] % 5 == 0:
             pair.is_gold = True
             pair.gold_choice = "a" if pair.response_a.system == "aurora-large" else "b"
             gold.append(pair)
     Pair.objects.bulk_update(gold, ["is_gold", "gold_choice"])
+
+
+def _independent_choice(generator: random.Random, quality_a: float, quality_b: float) -> str:
+    """One reader's own verdict: close answers are often a tie, two weak ones often both bad."""
+    difference = quality_a - quality_b
+    if abs(difference) < 0.5 and generator.random() < 0.3:
+        return "tie"
+    if max(quality_a, quality_b) < -0.3 and generator.random() < 0.5:
+        return "both_bad"
+    return "a" if generator.random() < 1 / (1 + math.exp(-1.5 * difference)) else "b"
+
+
+def _consensus_choice(position: int, quality_a: float, quality_b: float) -> str:
+    """The verdict careful readers share on the pair at ``position`` (in import order): the same for everyone
+    who reads it, since it depends on the answers (drawn once per pair), not on the reader."""
+    return _independent_choice(random.Random(position), quality_a, quality_b)
 
 
 @transaction.atomic
@@ -142,6 +167,8 @@ def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1)
         .select_related("response_a", "response_b", "prompt")
         .order_by("id")
     )
+    # Pairs in import order, whatever ids the database gave them: the simulation is the same on every database.
+    positions = {pair.pk: position for position, pair in enumerate(pairs)}
     generator.shuffle(pairs)
     pairs = pairs[: int(len(pairs) * share)]
     now = timezone.now()
@@ -150,7 +177,9 @@ def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1)
         for user, behaviour in annotators.values():
             if counts.get(pair.pk, 0) >= project.overlap or (pair.pk, user.pk) in judged:
                 continue
-            judgments.append(_simulated_judgment(generator, project, pair, user, behaviour, now, index))
+            judgments.append(
+                _simulated_judgment(generator, project, pair, positions[pair.pk], user, behaviour, now, index)
+            )
             counts[pair.pk] = counts.get(pair.pk, 0) + 1
     Judgment.objects.bulk_create(judgments)
     project_pair_counters_rebuild(project=project)
@@ -158,22 +187,27 @@ def demo_votes_simulate(*, project: Project, share: float = 0.75, seed: int = 1)
 
 
 def _simulated_judgment(
-    generator: random.Random, project: Project, pair: Pair, user, behaviour: str, now, index: int
+    generator: random.Random,
+    project: Project,
+    pair: Pair,
+    position: int,
+    user,
+    behaviour: str,
+    now,
+    index: int,
 ) -> Judgment:
     quality_a = SYSTEM_QUALITY.get(pair.response_a.system, 0.0)
     quality_b = SYSTEM_QUALITY.get(pair.response_b.system, 0.0)
     difference = quality_a - quality_b
     shown_swapped = generator.random() < 0.5
-    if behaviour == "noisy" and generator.random() < 0.35:
+    if behaviour == "noisy" and generator.random() < NOISY_RANDOM_SHARE:
         choice = generator.choice(["a", "b", "a", "b", "tie"])
     elif behaviour == "position_biased" and generator.random() < 0.45:
         choice = "b" if shown_swapped else "a"  # whatever was on the left
-    elif abs(difference) < 0.5 and generator.random() < 0.3:
-        choice = "tie"
-    elif max(quality_a, quality_b) < -0.3 and generator.random() < 0.5:
-        choice = "both_bad"
+    elif generator.random() < CONSENSUS_SHARE:
+        choice = _consensus_choice(position, quality_a, quality_b)
     else:
-        choice = "a" if generator.random() < 1 / (1 + math.exp(-1.5 * difference)) else "b"
+        choice = _independent_choice(generator, quality_a, quality_b)
     strength = None
     if project.strength_scale and choice in {"a", "b"}:
         strength = max(

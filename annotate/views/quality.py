@@ -91,6 +91,7 @@ def project_quality(request: HttpRequest, slug: str) -> HttpResponse:
             ],
             "csv_tables": CSV_TABLES,
             "reward_agreement": _reward_model_agreement(project),
+            "flagged_annotators": [row["username"] for row in figures["annotators"] if row["flags"]],
         },
     )
 

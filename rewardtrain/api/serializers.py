@@ -10,8 +10,9 @@ from rewardtrain.models import RewardModel, TrainingRun
 class TrainingRunCreateInput(serializers.Serializer):
     base_model = serializers.CharField(
         required=False,
-        help_text="The name of a base model the operator installed (TRAINING_BASE_MODELS; a 400 lists them), "
-        "never a path. Give this or base_reward_model.",
+        help_text="The name of a base model the operator installed (TRAINING_BASE_MODELS, 'minilm' by default; "
+        "a 400 lists them) or, where TRAINING_HUB_MODELS is on, any Hugging Face id (owner/name); never a path. "
+        "Give this or base_reward_model.",
     )
     base_reward_model = serializers.IntegerField(
         required=False,

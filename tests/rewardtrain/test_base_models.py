@@ -5,14 +5,22 @@ resolved to a location by the worker, with its own settings."""
 from __future__ import annotations
 
 import json
+import os
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from annotate.models import Membership
-from rewardtrain.base_models import base_models_check, base_models_parse
+from rewardtrain.base_models import (
+    PACKAGED_BASE_MODELS,
+    PackagedBaseModel,
+    base_models_check,
+    base_models_installed,
+    base_models_parse,
+)
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import (
@@ -256,7 +264,8 @@ def test_the_training_page_offers_installed_names_and_this_project_s_reward_mode
     client.force_login(engineer)
     page = client.get(f"/projects/{project.slug}/training/").content.decode()
     assert '<select id="t-base" name="base"' in page and 'name="base_model"' not in page
-    assert '<option value="model:minilm" selected>minilm</option>' in page
+    assert '<option value="model:minilm" selected>minilm (a directory on the workers)</option>' in page
+    assert "hub:" not in page and 'name="hub_model"' not in page  # TRAINING_HUB_MODELS is off
     assert f'<option value="reward-model:{ours.pk}">Reward model v1</option>' in page
     assert f"reward-model:{theirs.pk}" not in page
 
@@ -292,3 +301,85 @@ def test_the_command_takes_a_name_or_a_reward_model_never_a_path(listed_base_mod
             "--allow-below-target", "--no-progress", stdout=StringIO(),
         )  # fmt: skip
     assert not TrainingRun.objects.exists()
+
+
+def test_minilm_is_installed_by_default_from_its_package_directory_and_needs_no_hub(minilm):
+    import subprocess
+    import sys
+
+    assert (Path(minilm) / "config.json").is_file() and (Path(minilm) / "model.safetensors").is_file()
+    assert base_models_parse("minilm, qwen=/models/qwen") == {"minilm": minilm, "qwen": "/models/qwen"}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"TRAINING_BASE_MODELS", "HF_HUB_OFFLINE"}
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from rewardtrain.base_models import "
+         "base_models_installed; import sys; print(base_models_installed()); assert 'torch' not in sys.modules"],
+        env={**environment, "DJANGO_SETTINGS_MODULE": "palate.settings"}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == repr({"minilm": minilm})
+
+
+def test_a_packaged_backbone_whose_package_is_missing_is_a_warning_and_fails_its_run_saying_so(
+    settings, monkeypatch
+):
+    monkeypatch.setitem(
+        PACKAGED_BASE_MODELS, "minilm", PackagedBaseModel("no_such_package_here", "model", "")
+    )
+    settings.TRAINING_BASE_MODELS = "minilm"
+    assert base_models_installed() == {"minilm": ""}
+    [warning] = base_models_check()
+    assert warning.id == "rewardtrain.W001" and "no_such_package_here is not installed" in warning.msg
+    project, _ = judged_project(10)
+    run = training_run_create(
+        project=project, base_model="minilm", export=succeeded_export(project), allow_below_target=True,
+        enqueue=False,
+    )  # fmt: skip
+    run = training_run_execute(run_id=run.pk, worker_name="w")
+    assert run.status == TrainingRun.Status.FAILED and run.error == (
+        "base model 'minilm' comes with the Python package no_such_package_here, which is not installed on "
+        "this worker: pip install -r requirements.txt there"
+    )
+
+
+def test_any_hub_id_is_accepted_only_where_the_hub_is_on_and_never_a_path(
+    listed_base_model, settings, tmp_path, monkeypatch, client
+):
+    project, _ = judged_project(10)
+    export = succeeded_export(project)
+    api = _engineer(project)
+    url = f"/api/projects/{project.pk}/training-runs/"
+    body = {"export": export.pk, "allow_below_target": True}
+    response = api.post(url, {**body, "base_model": "Qwen/Qwen2.5-0.5B"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["fields"]["base_model"] == [REFUSED]
+
+    settings.TRAINING_HUB_MODELS = True
+    hub_refused = f"{REFUSED}, or a Hugging Face id (owner/name)"
+    for refused in ("/models/qwen", "../x/y", "a/b/c", "qwen"):
+        response = api.post(url, {**body, "base_model": refused}, format="json")
+        assert response.json()["error"]["fields"]["base_model"] == [hub_refused], refused
+    response = api.post(url, {**body, "base_model": "Qwen/Qwen2.5-0.5B"}, format="json")
+    assert response.status_code == 202 and response.json()["base_model"] == "Qwen/Qwen2.5-0.5B"
+
+    # The page offers the hub beside the installed models and sends the typed id.
+    client.force_login(MembershipFactory(project=project, role=Membership.Role.LEAD).user)
+    page = client.get(f"/projects/{project.slug}/training/").content.decode()
+    assert (
+        '<optgroup label="From the Hugging Face hub"><option value="hub:"' in page
+        and 'name="hub_model"' in page
+    )
+    form = {"source": "export", "export": export.pk, "allow_below_target": "on", "base": "hub:"}
+    response = client.post(f"/projects/{project.slug}/training/", {**form, "hub_model": "owner/model"})
+    assert response.status_code == 302
+    run = TrainingRun.objects.filter(project=project).latest("created_at")
+    assert run.base_model == "owner/model"
+
+    # A hub id that is also a directory where the worker runs is not read from the disk.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owner" / "model").mkdir(parents=True)
+    run = training_run_execute(run_id=run.pk, worker_name="w")
+    assert run.status == TrainingRun.Status.FAILED
+    assert run.error == "'owner/model' names a directory on this worker, not a Hugging Face id"

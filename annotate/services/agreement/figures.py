@@ -57,6 +57,21 @@ def quality_flags(
     return flags, {"ok": not reasons, "reasons": reasons}
 
 
+def export_training_gate(*, figures: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
+    """The training gate of the judgments an export counted. An export that left annotators out (its policy's
+    ``exclude_flagged`` or ``min_gold_accuracy``) is judged on its own agreement (``counts["alpha"]``, over the
+    votes it counted) and the flags of the annotators it kept; any other export on the project's ``figures``
+    (as ``agreement_figures`` returns them)."""
+    excluded = set(counts.get("excluded_annotators") or ())
+    if not excluded:
+        return figures["training_gate"]
+    kept = {
+        "alpha": {"nominal": {"estimate": counts.get("alpha")}},
+        "annotators": [row for row in figures.get("annotators", []) if row.get("id") not in excluded],
+    }
+    return quality_flags(kept, thresholds=figures["thresholds"])[1]
+
+
 def annotator_flags(row: dict[str, Any], *, thresholds: dict[str, float]) -> list[dict[str, str]]:
     """The threshold breaches of one annotator's row of the table."""
     flags = []

@@ -298,6 +298,8 @@ class LabelReader:
                 "flagged": excluded.get("flagged", 0),
                 "gold_accuracy": excluded.get("gold_accuracy", 0),
             },
+            # Who, so that a run on this export is gated by the figures of the annotators it counted.
+            "excluded_annotators": sorted(self.excluded),
             "dropped": reasons,
             "alpha": round(alpha, 6) if np.isfinite(alpha) else None,
             "systems": {name: dict(sorted(tally.items())) for name, tally in sorted(writer.systems.items())},
