@@ -189,8 +189,7 @@ class TestJudging:
         page.keyboard.press("1")  # ... slightly: a second digit right after the choice
         page.keyboard.press("Enter")  # the criterion is missing: focus goes to it
         assert "helpfulness" in page.inner_text("#missing")
-        page.keyboard.press("Tab")
-        page.keyboard.press("Space")  # helpfulness: right
+        page.keyboard.press("2")  # helpfulness: right
         page.screenshot(path=ARTIFACTS / "annotate-keyboard.png")
         page.keyboard.press("Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 1)
@@ -205,7 +204,7 @@ class TestJudging:
         page.keyboard.press("Shift+3")  # strength with a modifier
         page.keyboard.press("ArrowDown")  # changed my mind: tie (which has no strength)
         page.keyboard.press("Enter")
-        page.keyboard.press("Space")  # focus went to helpfulness' first option: left
+        page.keyboard.press("ArrowLeft")  # focus went to helpfulness: left
         page.keyboard.press("Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 2)
         second = judgments(annotator)[-1]
@@ -237,6 +236,65 @@ class TestJudging:
         [judgment] = judgments(annotator)
         assert judgment.choice == to_pair_terms("left", shown_swapped=judgment.shown_swapped)
         assert judgment.rationale == "2 s u d ? clearer\nand kinder"
+
+    def test_after_ctrl_enter_the_next_keys_are_shortcuts_not_rationale(self, page, live_server):
+        project, annotator = make_project(
+            pairs=3, criteria=[], strength_scale=0, rationale=Project.Rationale.OPTIONAL
+        )
+        log_in(page, live_server, project)
+        page.keyboard.press("1")
+        page.click("#rationale")
+        page.keyboard.type("Kinder")
+        page.keyboard.press("Control+Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        wait_for_pair(page)
+        assert page.evaluate("document.activeElement.id") != "rationale"
+
+        page.keyboard.press("2")
+        page.keyboard.press("Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 2)
+        first, second = judgments(annotator)
+        assert first.rationale == "Kinder"
+        assert second.choice == to_pair_terms("right", shown_swapped=second.shown_swapped)
+        assert second.rationale in ("", None)
+
+    def test_criteria_have_keys_and_a_contradiction_is_flagged_not_refused(self, page, live_server):
+        project, annotator = make_project(pairs=2, criteria=["helpfulness", "honesty"], strength_scale=0)
+        log_in(page, live_server, project)
+        page.keyboard.press("1")  # left overall
+        page.keyboard.press("Enter")  # criteria missing: focus goes to the first one
+        page.keyboard.press("Enter")  # again: still nothing answered for it, nothing sent
+        assert page.evaluate("document.activeElement.dataset.criterion") == "helpfulness"
+        assert page.get_attribute(".ws-criterion .ws-option[data-value=left]", "aria-pressed") == "false"
+        assert not page.is_visible("#criteria-warning")
+
+        page.keyboard.press("2")  # helpfulness: right, and focus moves on to honesty
+        assert page.evaluate("document.activeElement.dataset.criterion") == "honesty"
+        page.keyboard.press("1")  # honesty: left
+        warning = page.inner_text("#criteria-warning")
+        assert "Helpfulness favours the right response" in warning and "you chose the left" in warning
+        page.screenshot(path=ARTIFACTS / "annotate-criteria-warning.png")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.locator("#criteria-warning").scroll_into_view_if_needed()
+        page.screenshot(path=ARTIFACTS / "annotate-criteria-warning-390.png")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.keyboard.press("Enter")  # a warning, not a block
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        [judgment] = judgments(annotator)
+        swapped = judgment.shown_swapped
+        assert judgment.criteria == {
+            "helpfulness": to_pair_terms("right", shown_swapped=swapped),
+            "honesty": to_pair_terms("left", shown_swapped=swapped),
+        }
+
+        wait_for_pair(page)
+        page.keyboard.press("2")
+        page.keyboard.press("c")  # straight to the first criterion
+        page.keyboard.press("2")
+        page.keyboard.press("2")
+        assert not page.is_visible("#criteria-warning")
+        page.keyboard.press("Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 2)
 
     def test_time_on_a_pair_counts_only_while_the_page_is_visible(self, page, live_server):
         project, annotator = make_project(pairs=2, criteria=[], strength_scale=0)

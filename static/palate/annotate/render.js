@@ -129,6 +129,29 @@ export function strengthApplies() {
   return Boolean(config.strengthScale) && (state.form.choice === "left" || state.form.choice === "right");
 }
 
+export function criterionSelector(criterion) {
+  return `.ws-criterion[data-criterion="${CSS.escape(criterion)}"]`;
+}
+
+const OPPOSITE_SIDE = { left: "right", right: "left" };
+
+/** Criteria that favour the other side than the overall choice: worth a second look, never a refusal. */
+export function contradictingCriteria() {
+  const opposite = OPPOSITE_SIDE[state.form.choice];
+  if (!opposite) return [];
+  return config.criteria.filter((criterion) => state.form.criteria[criterion] === opposite);
+}
+
+function renderContradictions() {
+  if (!elements.criteriaWarning) return;
+  const contradicting = contradictingCriteria();
+  const names = contradicting.map((criterion) => criterion.charAt(0).toUpperCase() + criterion.slice(1)).join(", ");
+  const verb = contradicting.length === 1 ? "favours" : "favour";
+  elements.criteriaWarning.textContent = contradicting.length
+    ? `${names} ${verb} the ${OPPOSITE_SIDE[state.form.choice]} response, but overall you chose the ${state.form.choice} one. Check before you submit.`
+    : "";
+}
+
 /** What still has to be answered before the form can be sent, each with the control to go to. */
 export function missingAnswers() {
   const missing = [];
@@ -137,7 +160,8 @@ export function missingAnswers() {
   if (strengthApplies() && !form.strength) missing.push({ label: "how much better", focus: "#strength-group .ws-option" });
   for (const criterion of config.criteria) {
     if (!form.criteria[criterion]) {
-      missing.push({ label: criterion, focus: `.ws-criterion[data-criterion="${CSS.escape(criterion)}"] .ws-option` });
+      // The group, not its first option: Enter there must not answer "left" unasked.
+      missing.push({ label: criterion, focus: criterionSelector(criterion) });
     }
   }
   if (config.rationale === "required" && !form.rationale.trim()) missing.push({ label: "why", focus: "#rationale" });
@@ -164,6 +188,7 @@ export function renderForm() {
   elements.form.querySelectorAll(".ws-criterion .ws-option").forEach((button) => {
     button.setAttribute("aria-pressed", String(form.criteria[button.dataset.criterion] === button.dataset.value));
   });
+  renderContradictions();
   if (elements.rationale && elements.rationale.value !== form.rationale) elements.rationale.value = form.rationale;
   const missing = missingAnswers();
   elements.submit.setAttribute("aria-disabled", String(missing.length > 0));
