@@ -259,3 +259,25 @@ def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, 
     page.screenshot(path=ARTIFACTS / f"members-{width}.png", full_page=True)
     watch.check(page, "members")
     context.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_missing_project_gets_the_product_s_404_page_even_with_debug_on(
+    browser, live_server, stored, settings, width
+):
+    settings.DEBUG = True  # as `make run` has it
+    context = _context(browser, live_server, stored.lead, width=width)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+
+    response = page.goto(f"{live_server.url}/projects/no-such-project/")
+    assert response is not None and response.status == 404
+    assert page.inner_text("h1") == "Page not found"
+    assert page.is_visible("text=Back to your projects")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"not-found-{width}.png", full_page=True)
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert icon and page.request.get(f"{live_server.url}{icon}").ok
+    assert page.goto(f"{live_server.url}/favicon.ico").url.endswith(icon)
+    context.close()
