@@ -44,7 +44,7 @@ stop() {
     # Celery's warm shutdown waits for its pool's processes, which a SIGTERM alone (from a service manager
     # or docker stop, unlike Ctrl-C's SIGINT to the whole process group) can leave hanging on exit: a cold
     # shutdown (SIGQUIT) follows after 5 s, and SIGKILL (with the pool's processes) after 2 s more. A task
-    # cut short is delivered again (acks_late) and its job claimed afresh.
+    # cut short is handled as after any lost worker (acks_late, the jobs' reaper).
     signal_after 50 QUIT
     signal_after 20 KILL
     wait "${pids[@]}" 2>/dev/null || true
