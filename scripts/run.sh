@@ -41,9 +41,9 @@ stop() {
   if [ ${#pids[@]} -gt 0 ]; then
     echo "==> stopping web, worker and beat"
     kill -TERM "${pids[@]}" 2>/dev/null || true
-    # Celery's warm shutdown waits for its pool's processes, which a SIGTERM alone (from a service manager
-    # or docker stop, unlike Ctrl-C's SIGINT to the whole process group) can leave hanging on exit: a cold
-    # shutdown (SIGQUIT) follows after 5 s, and SIGKILL (with the pool's processes) after 2 s more. A task
+    # Celery's warm shutdown waits for the tasks under way (a training run: up to its time limit); Ctrl-C's
+    # SIGINT reaches the pool's processes too, a SIGTERM from a service manager or docker stop does not. So
+    # a cold shutdown (SIGQUIT) follows after 5 s, and SIGKILL (with the pool's processes) 2 s later. A task
     # cut short is handled as after any lost worker (acks_late, the jobs' reaper).
     signal_after 50 QUIT
     signal_after 20 KILL
