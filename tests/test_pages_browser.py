@@ -31,6 +31,10 @@ document.addEventListener("securitypolicyviolation", (event) => {
 });
 """
 CHARTS = ("#chart-ratings", "#chart-time", "#chart-observed", "#chart-predicted")
+IN_VIEW = """(selector) => {
+  const box = document.querySelector(selector).getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= window.innerHeight;
+}"""
 
 
 @dataclass
@@ -251,6 +255,11 @@ def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, 
     page.fill("#t-name", "nightly scorer")
     page.click(".token-form button[type=submit]")
     page.wait_for_selector("#new-token-secret")
+    # The secret is shown once: in view and focused (selected), not below the fold.
+    page.wait_for_load_state()
+    assert page.evaluate("document.activeElement.id") == "new-token-secret"
+    assert page.evaluate(IN_VIEW, "#new-token-secret")
+    page.screenshot(path=ARTIFACTS / f"members-new-token-{width}.png")
     page.click("button[data-copy=new-token-secret]")
     page.wait_for_selector("button[data-copy=new-token-secret]:text('Copied')")
     copied = page.evaluate("navigator.clipboard.readText()")
@@ -280,4 +289,24 @@ def test_a_missing_project_gets_the_product_s_404_page_even_with_debug_on(
     icon = page.get_attribute("link[rel=icon]", "href")
     assert icon and page.request.get(f"{live_server.url}{icon}").ok
     assert page.goto(f"{live_server.url}/favicon.ico").url.endswith(icon)
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_failed_run_does_not_promise_curves(browser, live_server, stored, width):
+    run = TrainingRun.objects.create(
+        project=stored.project,
+        base_model="tiny",
+        status=TrainingRun.Status.FAILED,
+        error="The base model could not be loaded.",
+    )
+    context = _context(browser, live_server, stored.engineer, width=width)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+
+    _visit(page, watch, f"/projects/{stored.project.slug}/training/{run.pk}/", "#chart-loss .chart-empty")
+    assert page.inner_text("#chart-loss") == "No steps were recorded: the run ended before its first step."
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"run-failed-{width}.png", full_page=True)
     context.close()

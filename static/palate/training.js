@@ -37,12 +37,16 @@
 
   function drawLive() {
     const metrics = read("run-metrics") || [];
+    const live = document.getElementById("run-live");
+    const noSteps = live && live.dataset.finished === "true"
+      ? "No steps were recorded: the run ended before its first step."
+      : "The curves appear with the first steps.";
     [["chart-loss", "loss", "eval_loss", "Loss"], ["chart-accuracy", "accuracy", "eval_accuracy", "Accuracy"]].forEach(([id, key, evalKey, title]) => {
       const node = document.getElementById(id);
       if (!node) return;
       const train = series(metrics, key);
       const held = series(metrics, evalKey);
-      if (!train.x.length) { empty(id, "The curves appear with the first steps."); return; }
+      if (!train.x.length) { empty(id, noSteps); return; }
       const width = Math.max(1, Math.round(train.x.length / 25));
       const traces = [
         { x: train.x, y: train.y, mode: "lines", name: "train (each step)", line: { color: ACCENT, width: 1 }, opacity: 0.25, hovertemplate: "step %{x}: %{y:.3f}<extra></extra>" },
