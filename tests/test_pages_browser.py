@@ -1,8 +1,8 @@
 """Every page in Debian's Chromium under the Content-Security-Policy, as the role that uses it, with hostile
 markup stored in every imported field the page shows (tests/stored_payloads.py). A page fails on any policy
 violation, JavaScript error, dialog, request to another origin or to the markup's image, and any link or
-image that came from the data. The leaderboard's charts draw system names as text; the leaderboard and the
-members page fit a phone's width."""
+image that came from the data. The leaderboard's charts draw system names as text; the leaderboard, quality
+and members pages fit a phone's width; a missing project gets the product's 404 page."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from django.test import Client
 from django.utils.http import urlencode
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from annotate.models import Pair
+from annotate.models import Membership, Pair
+from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.leaderboard import leaderboard_public_link_set
 from rewardtrain.models import ResponseScore, TrainingRun
 from tests.browser import ARTIFACTS
@@ -233,7 +234,10 @@ def test_leaderboard_charts_draw_imported_markup_as_text(browser, live_server, s
 
 
 @pytest.mark.parametrize("width", [1366, 390])
-def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, stored, width):
+def test_the_leaderboard_quality_and_members_pages_fit_the_screen(browser, live_server, stored, width):
+    # Two annotator groups, so the quality page draws its group tables.
+    Membership.objects.filter(user=stored.annotators[1]).update(attributes={"locale": "fr-FR"})
+    agreement_snapshot_refresh(project_id=stored.project.pk, force=True)
     context = _context(browser, live_server, stored.lead, width=width)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
@@ -250,6 +254,12 @@ def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, 
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"leaderboard-{width}.png", full_page=True)
     watch.check(page, "leaderboard")
+
+    _visit(page, watch, f"/projects/{slug}/quality/", "#chart-kappa .main-svg")
+    assert page.locator("table.group-alpha").count() > 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"quality-{width}.png", full_page=True)
+    watch.check(page, "quality")
 
     _visit(page, watch, f"/projects/{slug}/members/", "#api-tokens")
     page.fill("#t-name", "nightly scorer")
