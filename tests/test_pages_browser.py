@@ -6,6 +6,7 @@ and members pages fit a phone's width; a missing project gets the product's 404 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -319,4 +320,58 @@ def test_a_failed_run_does_not_promise_curves(browser, live_server, stored, widt
     assert page.inner_text("#chart-loss") == "No steps were recorded: the run ended before its first step."
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"run-failed-{width}.png", full_page=True)
+    context.close()
+
+
+# Everything Plotly drew for a chart lies within the chart's own box.
+DRAWN_INSIDE = """(id) => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  const drawn = [...document.querySelectorAll(`#${id} .main-svg, #${id} .legend, #${id} .xtitle`)];
+  return drawn.length > 0 && drawn.every((node) => {
+    const part = node.getBoundingClientRect();
+    return part.top >= box.top - 1 && part.bottom <= box.bottom + 1;
+  });
+}"""
+
+
+def _points(page: Page) -> int:
+    return page.evaluate("(document.getElementById('chart-loss').data || [{x: []}])[0].x.length")
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_run_under_way_draws_its_charts_in_their_boxes_and_its_attempt_keeps_up(
+    browser, live_server, stored, width
+):
+    run = TrainingRun.objects.create(project=stored.project, base_model="tiny")
+    context = _context(browser, live_server, stored.engineer, width=width)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+    _visit(page, watch, f"/projects/{stored.project.slug}/training/{run.pk}/", "#chart-loss .chart-empty")
+    assert page.inner_text("#run-attempts") == "0 of 3"
+    page.evaluate("document.getElementById('chart-loss').dataset.kept = 'yes'")
+
+    # A worker claims the run and records its first steps; the page polls every 2 s.
+    metrics = [{"step": step, "loss": 0.7 - 0.05 * step, "accuracy": 0.5 + 0.04 * step} for step in (1, 2, 3)]
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING, attempts=1, worker="gpu-1@host", total_steps=10, step=2,
+        metrics=metrics[:2], log="attempt 1 on gpu-1@host\n",
+    )  # fmt: skip
+    page.wait_for_selector("#chart-loss .main-svg")
+    page.wait_for_selector("#run-attempts:has-text('1 of 3')")
+    assert page.inner_text("#run-worker").startswith("gpu-1@host")
+    TrainingRun.objects.filter(pk=run.pk).update(step=3, metrics=metrics)
+    deadline = time.monotonic() + 10
+    while _points(page) < 3:
+        assert time.monotonic() < deadline, "the chart did not take the third step"
+        page.wait_for_timeout(100)
+
+    for chart in ("chart-loss", "chart-accuracy"):
+        assert page.locator(f"#{chart} .chart-empty, #{chart} .modebar-btn").count() == 0, chart
+        assert page.evaluate(DRAWN_INSIDE, chart), chart
+    assert page.evaluate("document.getElementById('chart-loss').dataset.kept") == "yes"  # updated in place
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.locator("#run-live").screenshot(path=ARTIFACTS / f"run-live-{width}.png")
+    page.screenshot(path=ARTIFACTS / f"run-running-{width}.png", full_page=True)
+    watch.check(page, "run under way")
     context.close()
