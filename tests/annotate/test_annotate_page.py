@@ -299,6 +299,51 @@ class TestJudging:
         page.keyboard.press("Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 2)
 
+    def test_differences_are_marked_in_the_rendered_text_or_said_to_be_throughout(self, page, live_server):
+        project, annotator = make_project(pairs=0, criteria=[], strength_scale=0)
+        for first, second in (
+            (
+                "The **capital** of France is Paris.\n\n- one\n- two",
+                "The **capital** of France is Lyon.\n\n- one\n- two",
+            ),
+            (
+                "Bananas are yellow fruit rich in potassium.",
+                "Quantum computers use qubits to compute things.",
+            ),
+        ):
+            prompt = PromptFactory(project=project, content="Say something.")
+            PairFactory(
+                prompt=prompt,
+                response_a=ResponseFactory(prompt=prompt, content=first),
+                response_b=ResponseFactory(prompt=prompt, content=second),
+            )
+        log_in(page, live_server, project)
+        page.keyboard.press("d")
+        for _ in range(2):
+            marks = page.locator("#left mark, #right mark").all_inner_texts()
+            notes = page.locator(".ws-diff-note").all_inner_texts()
+            if "France" in page.inner_text("#left"):
+                assert sorted(marks) == ["Lyon.", "Paris."]
+                assert page.locator("#left strong", has_text="capital").count() == 1  # rendered, not markdown
+                assert page.locator("#left li").count() == 2 and "**" not in page.inner_text("#left")
+                assert notes == ["differences marked"] * 2
+                page.screenshot(path=ARTIFACTS / "annotate-differences.png")
+                page.set_viewport_size({"width": 390, "height": 844})
+                page.locator("#left").scroll_into_view_if_needed()
+                page.screenshot(path=ARTIFACTS / "annotate-differences-390.png")
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390
+                page.set_viewport_size({"width": 1366, "height": 768})
+            else:
+                assert marks == []
+                assert notes == ["these responses differ throughout"] * 2
+                page.screenshot(path=ARTIFACTS / "annotate-differ-throughout.png")
+            page.keyboard.press("3")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(
+                "#workspace[data-state=pair], #workspace[data-state=done]", state="attached"
+            )
+        wait_until(page, lambda: len(judgments(annotator)) == 2)
+
     def test_time_on_a_pair_counts_only_while_the_page_is_visible(self, page, live_server):
         project, annotator = make_project(pairs=2, criteria=[], strength_scale=0)
         log_in(page, live_server, project)

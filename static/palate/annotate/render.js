@@ -62,14 +62,16 @@ function renderPrompt(prompt) {
 }
 
 export function renderResponses(item) {
+  let throughout = false;
   if (state.diff) {
-    renderDifference(elements.left, elements.right, item.left.content, item.right.content);
+    ({ throughout } = renderDifference(elements.left, elements.right, item.left.content_html, item.right.content_html));
   } else {
     elements.left.innerHTML = item.left.content_html; // sanitised by the server
     elements.right.innerHTML = item.right.content_html; // sanitised by the server
   }
   elements.diffNotes.forEach((note) => {
     note.hidden = !state.diff;
+    note.textContent = throughout ? "these responses differ throughout" : "differences marked";
   });
 }
 
