@@ -86,6 +86,14 @@ def _context(browser: Browser, live_server, user, *, width: int = 1366) -> Brows
     return context
 
 
+def _watched_page(browser: Browser, live_server, user, *, width: int) -> tuple[BrowserContext, Page, Watch]:
+    context = _context(browser, live_server, user, width=width)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+    return context, page, watch
+
+
 @pytest.fixture
 def stored() -> Stored:
     return stored_payload_project()
@@ -286,10 +294,7 @@ def test_a_missing_project_gets_the_product_s_404_page_even_with_debug_on(
     browser, live_server, stored, settings, width
 ):
     settings.DEBUG = True  # as `make run` has it
-    context = _context(browser, live_server, stored.lead, width=width)
-    page = context.new_page()
-    watch = Watch(origin=live_server.url)
-    watch.attach(page)
+    context, page, watch = _watched_page(browser, live_server, stored.lead, width=width)
 
     response = page.goto(f"{live_server.url}/projects/no-such-project/")
     assert response is not None and response.status == 404
@@ -297,6 +302,7 @@ def test_a_missing_project_gets_the_product_s_404_page_even_with_debug_on(
     assert page.is_visible("text=Back to your projects")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"not-found-{width}.png", full_page=True)
+    watch.check(page, "not found")
     icon = page.get_attribute("link[rel=icon]", "href")
     assert icon and page.request.get(f"{live_server.url}{icon}").ok
     assert page.goto(f"{live_server.url}/favicon.ico").url.endswith(icon)
@@ -311,10 +317,7 @@ def test_a_failed_run_does_not_promise_curves(browser, live_server, stored, widt
         status=TrainingRun.Status.FAILED,
         error="The base model could not be loaded.",
     )
-    context = _context(browser, live_server, stored.engineer, width=width)
-    page = context.new_page()
-    watch = Watch(origin=live_server.url)
-    watch.attach(page)
+    context, page, watch = _watched_page(browser, live_server, stored.engineer, width=width)
 
     _visit(page, watch, f"/projects/{stored.project.slug}/training/{run.pk}/", "#chart-loss .chart-empty")
     assert page.inner_text("#chart-loss") == "No steps were recorded: the run ended before its first step."
@@ -343,10 +346,7 @@ def test_a_run_under_way_draws_its_charts_in_their_boxes_and_its_attempt_keeps_u
     browser, live_server, stored, width
 ):
     run = TrainingRun.objects.create(project=stored.project, base_model="tiny")
-    context = _context(browser, live_server, stored.engineer, width=width)
-    page = context.new_page()
-    watch = Watch(origin=live_server.url)
-    watch.attach(page)
+    context, page, watch = _watched_page(browser, live_server, stored.engineer, width=width)
     _visit(page, watch, f"/projects/{stored.project.slug}/training/{run.pk}/", "#chart-loss .chart-empty")
     assert page.inner_text("#run-attempts") == "0 of 3"
     page.evaluate("document.getElementById('chart-loss').dataset.kept = 'yes'")
