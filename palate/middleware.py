@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from csp.middleware import CSPMiddleware
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 
 from palate.errors import error_body
 
@@ -24,6 +25,23 @@ class RefuseNulCharacters:
                 return JsonResponse(error_body("invalid", message), status=400)
             return HttpResponse(message, status=400, content_type="text/plain")
         return self.get_response(request)
+
+
+class StyledNotFound:
+    """A page's own "not found" (a missing project, pair or token) answers with the product's 404 page even
+    with DEBUG on, as ``make run`` has it; Django's debug page stays for addresses that match no URL. The API
+    answers its 404s itself, in the one error shape."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, Http404) and not request.path.startswith(("/api/", "/admin/")):
+            return page_not_found(request, exception)
+        return None
 
 
 class ContentSecurityPolicy(CSPMiddleware):

@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "palate.middleware.StyledNotFound",
     # Last: turns a login refused by axes into its lockout answer (accounts.login.lockout_response).
     "axes.middleware.AxesMiddleware",
 ]

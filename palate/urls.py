@@ -1,9 +1,22 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
+
+
+class FaviconRedirect(RedirectView):
+    """Browsers that ask for /favicon.ico without reading the page's icon link get the same icon."""
+
+    permanent = False
+
+    def get_redirect_url(self, *args, **kwargs) -> str:
+        return static("palate/favicon.svg")
+
 
 urlpatterns = [
+    path("favicon.ico", FaviconRedirect.as_view()),
     path("admin/", admin.site.urls),
     path("api/", include("palate.api_urls")),
     path("", include("annotate.urls")),

@@ -373,7 +373,9 @@ def project_training_run(request: HttpRequest, slug: str, run_id: int) -> HttpRe
 def project_training_run_live(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project, _, run = _run_for_page(request, slug, run_id)
     return render(
-        request, "rewardtrain/_run_live.html", {"project": project, "run": run, "chart": _chart_data(run)}
+        request,
+        "rewardtrain/_run_live.html",
+        {"project": project, "run": run, "chart": _chart_data(run), "poll": True},
     )
 
 

@@ -13,12 +13,40 @@ PORT="${PORT:-8000}"
 
 pids=()
 embedded_db=""
+any_running() {
+  local pid
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then return 0; fi
+  done
+  return 1
+}
+# After $1 tenths of a second, sends signal $2 to whichever of web, worker and beat still runs.
+signal_after() {
+  local tenths=$1 signal=$2 pid
+  for _ in $(seq "$tenths"); do
+    any_running || return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "==> process $pid still running: sending SIG$signal"
+      if [ "$signal" = KILL ] && command -v pkill >/dev/null; then pkill -KILL -P "$pid" || true; fi
+      kill -"$signal" "$pid" 2>/dev/null || true
+    fi
+  done
+}
 stop() {
   trap - INT TERM EXIT
   echo
   if [ ${#pids[@]} -gt 0 ]; then
     echo "==> stopping web, worker and beat"
     kill -TERM "${pids[@]}" 2>/dev/null || true
+    # Celery's warm shutdown waits for the tasks under way (a training run: up to its time limit); Ctrl-C's
+    # SIGINT reaches the pool's processes too, a SIGTERM from a service manager or docker stop does not. So
+    # a cold shutdown (SIGQUIT) follows after 5 s, and SIGKILL (with the pool's processes) 2 s later. A task
+    # cut short is handled as after any lost worker (acks_late, the jobs' reaper).
+    signal_after 50 QUIT
+    signal_after 20 KILL
     wait "${pids[@]}" 2>/dev/null || true
   fi
   if [ -n "$embedded_db" ]; then
@@ -60,7 +88,7 @@ cat <<BANNER
     carol      annotator (position-biased in the simulated votes)
   Site admin: python manage.py createsuperuser (in .venv)
 
-  Ctrl-C stops everything.
+  Ctrl-C (or a SIGTERM) stops everything.
 
 BANNER
 # Any of the three exiting stops the others.

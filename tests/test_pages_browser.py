@@ -1,11 +1,12 @@
 """Every page in Debian's Chromium under the Content-Security-Policy, as the role that uses it, with hostile
 markup stored in every imported field the page shows (tests/stored_payloads.py). A page fails on any policy
 violation, JavaScript error, dialog, request to another origin or to the markup's image, and any link or
-image that came from the data. The leaderboard's charts draw system names as text; the leaderboard and the
-members page fit a phone's width."""
+image that came from the data. The leaderboard's charts draw system names as text; the leaderboard, quality
+and members pages fit a phone's width; a missing project gets the product's 404 page."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,7 +14,8 @@ from django.test import Client
 from django.utils.http import urlencode
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from annotate.models import Pair
+from annotate.models import Membership, Pair
+from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.leaderboard import leaderboard_public_link_set
 from rewardtrain.models import ResponseScore, TrainingRun
 from tests.browser import ARTIFACTS
@@ -31,6 +33,10 @@ document.addEventListener("securitypolicyviolation", (event) => {
 });
 """
 CHARTS = ("#chart-ratings", "#chart-time", "#chart-observed", "#chart-predicted")
+IN_VIEW = """(selector) => {
+  const box = document.querySelector(selector).getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= window.innerHeight;
+}"""
 
 
 @dataclass
@@ -78,6 +84,14 @@ def _context(browser: Browser, live_server, user, *, width: int = 1366) -> Brows
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
         )
     return context
+
+
+def _watched_page(browser: Browser, live_server, user, *, width: int) -> tuple[BrowserContext, Page, Watch]:
+    context = _context(browser, live_server, user, width=width)
+    page = context.new_page()
+    watch = Watch(origin=live_server.url)
+    watch.attach(page)
+    return context, page, watch
 
 
 @pytest.fixture
@@ -241,7 +255,10 @@ def test_leaderboard_charts_draw_imported_markup_as_text(browser, live_server, s
 
 
 @pytest.mark.parametrize("width", [1366, 390])
-def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, stored, width):
+def test_the_leaderboard_quality_and_members_pages_fit_the_screen(browser, live_server, stored, width):
+    # Two annotator groups, so the quality page draws its group tables.
+    Membership.objects.filter(user=stored.annotators[1]).update(attributes={"locale": "fr-FR"})
+    agreement_snapshot_refresh(project_id=stored.project.pk, force=True)
     context = _context(browser, live_server, stored.lead, width=width)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
@@ -259,10 +276,21 @@ def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, 
     page.screenshot(path=ARTIFACTS / f"leaderboard-{width}.png", full_page=True)
     watch.check(page, "leaderboard")
 
+    _visit(page, watch, f"/projects/{slug}/quality/", "#chart-kappa .main-svg")
+    assert page.locator("table.group-alpha").count() > 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"quality-{width}.png", full_page=True)
+    watch.check(page, "quality")
+
     _visit(page, watch, f"/projects/{slug}/members/", "#api-tokens")
     page.fill("#t-name", "nightly scorer")
     page.click(".token-form button[type=submit]")
     page.wait_for_selector("#new-token-secret")
+    # The secret is shown once: in view and focused (selected), not below the fold.
+    page.wait_for_load_state()
+    assert page.evaluate("document.activeElement.id") == "new-token-secret"
+    assert page.evaluate(IN_VIEW, "#new-token-secret")
+    page.screenshot(path=ARTIFACTS / f"members-new-token-{width}.png")
     page.click("button[data-copy=new-token-secret]")
     page.wait_for_selector("button[data-copy=new-token-secret]:text('Copied')")
     copied = page.evaluate("navigator.clipboard.readText()")
@@ -277,10 +305,7 @@ def test_the_leaderboard_and_members_pages_fit_the_screen(browser, live_server, 
 def test_the_run_page_reports_calibration_as_confidence_against_correctness(
     browser, live_server, stored, run_id, width
 ):
-    context = _context(browser, live_server, stored.lead, width=width)
-    page = context.new_page()
-    watch = Watch(origin=live_server.url)
-    watch.attach(page)
+    context, page, watch = _watched_page(browser, live_server, stored.lead, width=width)
     _visit(page, watch, f"/projects/{stored.project.slug}/training/{run_id}/", "#chart-calibration .main-svg")
     report = page.inner_text("#eval-title + .eval-stats")
     assert "calibration error (ECE)" in report and "Brier score against the vote share" in report
@@ -289,4 +314,92 @@ def test_the_run_page_reports_calibration_as_confidence_against_correctness(
     assert "confidence in the preferred response" in axes and "share ranked right" in axes
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"run-evaluation-{width}.png", full_page=True)
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_missing_project_gets_the_product_s_404_page_even_with_debug_on(
+    browser, live_server, stored, settings, width
+):
+    settings.DEBUG = True  # as `make run` has it
+    context, page, watch = _watched_page(browser, live_server, stored.lead, width=width)
+
+    response = page.goto(f"{live_server.url}/projects/no-such-project/")
+    assert response is not None and response.status == 404
+    assert page.inner_text("h1") == "Page not found"
+    assert page.is_visible("text=Back to your projects")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"not-found-{width}.png", full_page=True)
+    watch.check(page, "not found")
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert icon and page.request.get(f"{live_server.url}{icon}").ok
+    assert page.goto(f"{live_server.url}/favicon.ico").url.endswith(icon)
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_failed_run_does_not_promise_curves(browser, live_server, stored, width):
+    run = TrainingRun.objects.create(
+        project=stored.project,
+        base_model="tiny",
+        status=TrainingRun.Status.FAILED,
+        error="The base model could not be loaded.",
+    )
+    context, page, watch = _watched_page(browser, live_server, stored.engineer, width=width)
+
+    _visit(page, watch, f"/projects/{stored.project.slug}/training/{run.pk}/", "#chart-loss .chart-empty")
+    assert page.inner_text("#chart-loss") == "No steps were recorded: the run ended before its first step."
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"run-failed-{width}.png", full_page=True)
+    context.close()
+
+
+# Everything Plotly drew for a chart lies within the chart's own box.
+DRAWN_INSIDE = """(id) => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  const drawn = [...document.querySelectorAll(`#${id} .main-svg, #${id} .legend, #${id} .xtitle`)];
+  return drawn.length > 0 && drawn.every((node) => {
+    const part = node.getBoundingClientRect();
+    return part.top >= box.top - 1 && part.bottom <= box.bottom + 1;
+  });
+}"""
+
+
+def _points(page: Page) -> int:
+    return page.evaluate("(document.getElementById('chart-loss').data || [{x: []}])[0].x.length")
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_run_under_way_draws_its_charts_in_their_boxes_and_its_attempt_keeps_up(
+    browser, live_server, stored, width
+):
+    run = TrainingRun.objects.create(project=stored.project, base_model="tiny")
+    context, page, watch = _watched_page(browser, live_server, stored.engineer, width=width)
+    _visit(page, watch, f"/projects/{stored.project.slug}/training/{run.pk}/", "#chart-loss .chart-empty")
+    assert page.inner_text("#run-attempts") == "0 of 3"
+    page.evaluate("document.getElementById('chart-loss').dataset.kept = 'yes'")
+
+    # A worker claims the run and records its first steps; the page polls every 2 s.
+    metrics = [{"step": step, "loss": 0.7 - 0.05 * step, "accuracy": 0.5 + 0.04 * step} for step in (1, 2, 3)]
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING, attempts=1, worker="gpu-1@host", total_steps=10, step=2,
+        metrics=metrics[:2], log="attempt 1 on gpu-1@host\n",
+    )  # fmt: skip
+    page.wait_for_selector("#chart-loss .main-svg")
+    page.wait_for_selector("#run-attempts:has-text('1 of 3')")
+    assert page.inner_text("#run-worker").startswith("gpu-1@host")
+    TrainingRun.objects.filter(pk=run.pk).update(step=3, metrics=metrics)
+    deadline = time.monotonic() + 10
+    while _points(page) < 3:
+        assert time.monotonic() < deadline, "the chart did not take the third step"
+        page.wait_for_timeout(100)
+
+    for chart in ("chart-loss", "chart-accuracy"):
+        assert page.locator(f"#{chart} .chart-empty, #{chart} .modebar-btn").count() == 0, chart
+        assert page.evaluate(DRAWN_INSIDE, chart), chart
+    assert page.evaluate("document.getElementById('chart-loss').dataset.kept") == "yes"  # updated in place
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.locator("#run-live").screenshot(path=ARTIFACTS / f"run-live-{width}.png")
+    page.screenshot(path=ARTIFACTS / f"run-running-{width}.png", full_page=True)
+    watch.check(page, "run under way")
     context.close()

@@ -106,8 +106,10 @@ class ProjectRewardModelsApi(APIView):
     @extend_schema(operation_id="reward_models_list", responses={200: RewardModelOutput(many=True), **ERRORS})
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, READERS)
-        models = RewardModel.objects.filter(project=project).order_by("-version")
-        return Response(RewardModelOutput(models, many=True).data)
+        models = RewardModel.objects.filter(project=project).order_by("-version", "-id")
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(models, request, view=self)
+        return paginator.get_paginated_response(RewardModelOutput(page, many=True).data)
 
 
 class RewardModelActivateApi(APIView):

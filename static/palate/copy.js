@@ -6,6 +6,11 @@
   document.addEventListener("focusin", (event) => {
     if (event.target.matches && event.target.matches("input[data-select-on-focus]")) event.target.select();
   });
+  // A secret shown once (autofocus) is brought into view, not left below the fold.
+  document.addEventListener("DOMContentLoaded", () => {
+    const field = document.querySelector("input[data-select-on-focus][autofocus]");
+    if (field) field.scrollIntoView({ block: "center" });
+  });
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest("button[data-copy]");
     if (!button) return;

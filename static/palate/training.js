@@ -10,6 +10,8 @@
     margin: { l: 8, r: 16, t: 28, b: 40 },
     legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { color: MUTED } },
   }, extra));
+  // Redrawn every 2 s while the run goes on: no toolbar over the legend (a zoom would not last anyway).
+  const LIVE_CONFIG = Object.assign({}, CONFIG, { displayModeBar: false });
   const read = (id) => { const node = document.getElementById(id); return node ? JSON.parse(node.textContent) : null; };
 
   function empty(id, text) {
@@ -37,12 +39,18 @@
 
   function drawLive() {
     const metrics = read("run-metrics") || [];
+    const live = document.getElementById("run-live");
+    const noSteps = live && live.dataset.finished === "true"
+      ? "No steps were recorded: the run ended before its first step."
+      : "The curves appear with the first steps.";
     [["chart-loss", "loss", "eval_loss", "Loss"], ["chart-accuracy", "accuracy", "eval_accuracy", "Accuracy"]].forEach(([id, key, evalKey, title]) => {
       const node = document.getElementById(id);
       if (!node) return;
       const train = series(metrics, key);
       const held = series(metrics, evalKey);
-      if (!train.x.length) { empty(id, "The curves appear with the first steps."); return; }
+      if (!train.x.length) { empty(id, noSteps); return; }
+      // The waiting text goes before the first plot, or it would push the plot down inside its box.
+      if (node.querySelector(".chart-empty")) node.replaceChildren();
       const width = Math.max(1, Math.round(train.x.length / 25));
       const traces = [
         { x: train.x, y: train.y, mode: "lines", name: "train (each step)", line: { color: ACCENT, width: 1 }, opacity: 0.25, hovertemplate: "step %{x}: %{y:.3f}<extra></extra>" },
@@ -50,7 +58,7 @@
       ];
       if (held.x.length) traces.push({ x: held.x, y: held.y, mode: "lines+markers", name: "held out", line: { color: GOOD, width: 2 }, marker: { size: 7 }, hovertemplate: "step %{x}: %{y:.3f}<extra>held out</extra>" });
       const yaxis = key === "accuracy" ? axis({ range: [0, 1.02], tickformat: ".0%" }) : axis({ rangemode: "tozero" });
-      Plotly.react(node, traces, layout({ xaxis: axis({ title: { text: "step", font: { color: MUTED } } }), yaxis: yaxis }), CONFIG);
+      Plotly.react(node, traces, layout({ xaxis: axis({ title: { text: "step", font: { color: MUTED } } }), yaxis: yaxis }), LIVE_CONFIG);
     });
   }
 
@@ -92,9 +100,10 @@
 
   const initial = read("run-data");
   const wasFinished = initial && ["succeeded", "failed", "cancelled"].includes(initial.status);
-  document.body.addEventListener("htmx:afterSwap", (event) => {
+  // After the poll's swap has settled (an outerHTML swap reports the replaced, detached element).
+  document.body.addEventListener("htmx:afterSettle", () => {
     const live = document.getElementById("run-live");
-    if (!live || !live.contains(event.detail.elt) && event.detail.elt !== live) return;
+    if (!live) return;
     // A run that just finished: reload once for its evaluation report and its buttons.
     if (!wasFinished && !live.hasAttribute("hx-get")) { window.location.reload(); return; }
     drawLive();

@@ -143,7 +143,7 @@ class TestJudging:
     def test_a_judgment_made_with_the_mouse_is_stored_in_pair_terms(self, page, live_server):
         project, annotator = make_project(pairs=2, rationale=Project.Rationale.OPTIONAL)
         log_in(page, live_server, project)
-        assert page.inner_text("#progress") == "0 done today · 2 left"
+        assert page.inner_text("#progress") == "0 done today · 0 in total · 2 left for you"
         left_text = page.inner_text("#left")
         page.click(".ws-choice[data-choice=left]")
         assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "true"
@@ -167,7 +167,9 @@ class TestJudging:
         # The next pair was already there; the progress line counts the stored judgment.
         wait_for_pair(page)
         assert shown_pair(page, project) != judgment.pair
-        page.wait_for_function("document.getElementById('progress').textContent.startsWith('1 done today')")
+        page.wait_for_function(
+            "document.getElementById('progress').textContent === '1 done today · 1 in total · 1 left for you'"
+        )
         assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "false"
 
         page.click(".ws-choice[data-choice=both_bad]")
@@ -189,8 +191,7 @@ class TestJudging:
         page.keyboard.press("1")  # ... slightly: a second digit right after the choice
         page.keyboard.press("Enter")  # the criterion is missing: focus goes to it
         assert "helpfulness" in page.inner_text("#missing")
-        page.keyboard.press("Tab")
-        page.keyboard.press("Space")  # helpfulness: right
+        page.keyboard.press("2")  # helpfulness: right
         page.screenshot(path=ARTIFACTS / "annotate-keyboard.png")
         page.keyboard.press("Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 1)
@@ -205,7 +206,7 @@ class TestJudging:
         page.keyboard.press("Shift+3")  # strength with a modifier
         page.keyboard.press("ArrowDown")  # changed my mind: tie (which has no strength)
         page.keyboard.press("Enter")
-        page.keyboard.press("Space")  # focus went to helpfulness' first option: left
+        page.keyboard.press("ArrowLeft")  # focus went to helpfulness: left
         page.keyboard.press("Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 2)
         second = judgments(annotator)[-1]
@@ -237,6 +238,111 @@ class TestJudging:
         [judgment] = judgments(annotator)
         assert judgment.choice == to_pair_terms("left", shown_swapped=judgment.shown_swapped)
         assert judgment.rationale == "2 s u d ? clearer\nand kinder"
+
+    def test_after_ctrl_enter_the_next_keys_are_shortcuts_not_rationale(self, page, live_server):
+        project, annotator = make_project(
+            pairs=3, criteria=[], strength_scale=0, rationale=Project.Rationale.OPTIONAL
+        )
+        log_in(page, live_server, project)
+        page.keyboard.press("1")
+        page.click("#rationale")
+        page.keyboard.type("Kinder")
+        page.keyboard.press("Control+Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        wait_for_pair(page)
+        assert page.evaluate("document.activeElement.id") != "rationale"
+
+        page.keyboard.press("2")
+        page.keyboard.press("Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 2)
+        first, second = judgments(annotator)
+        assert first.rationale == "Kinder"
+        assert second.choice == to_pair_terms("right", shown_swapped=second.shown_swapped)
+        assert second.rationale in ("", None)
+
+    def test_criteria_have_keys_and_a_contradiction_is_flagged_not_refused(self, page, live_server):
+        project, annotator = make_project(pairs=2, criteria=["helpfulness", "honesty"], strength_scale=0)
+        log_in(page, live_server, project)
+        page.keyboard.press("1")  # left overall
+        page.keyboard.press("Enter")  # criteria missing: focus goes to the first one
+        page.keyboard.press("Enter")  # again: still nothing answered for it, nothing sent
+        assert page.evaluate("document.activeElement.dataset.criterion") == "helpfulness"
+        assert page.get_attribute(".ws-criterion .ws-option[data-value=left]", "aria-pressed") == "false"
+        assert not page.is_visible("#criteria-warning")
+
+        page.keyboard.press("2")  # helpfulness: right, and focus moves on to honesty
+        assert page.evaluate("document.activeElement.dataset.criterion") == "honesty"
+        page.keyboard.press("1")  # honesty: left
+        warning = page.inner_text("#criteria-warning")
+        assert "Helpfulness favours the right response" in warning and "you chose the left" in warning
+        page.screenshot(path=ARTIFACTS / "annotate-criteria-warning.png")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=ARTIFACTS / "annotate-progress-390.png")
+        page.locator("#criteria-warning").scroll_into_view_if_needed()
+        page.screenshot(path=ARTIFACTS / "annotate-criteria-warning-390.png")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.keyboard.press("Enter")  # a warning, not a block
+        wait_until(page, lambda: len(judgments(annotator)) == 1)
+        [judgment] = judgments(annotator)
+        swapped = judgment.shown_swapped
+        assert judgment.criteria == {
+            "helpfulness": to_pair_terms("right", shown_swapped=swapped),
+            "honesty": to_pair_terms("left", shown_swapped=swapped),
+        }
+
+        wait_for_pair(page)
+        page.keyboard.press("2")
+        page.keyboard.press("c")  # straight to the first criterion
+        page.keyboard.press("2")
+        page.keyboard.press("2")
+        assert not page.is_visible("#criteria-warning")
+        page.keyboard.press("Enter")
+        wait_until(page, lambda: len(judgments(annotator)) == 2)
+
+    def test_differences_are_marked_in_the_rendered_text_or_said_to_be_throughout(self, page, live_server):
+        project, annotator = make_project(pairs=0, criteria=[], strength_scale=0)
+        for first, second in (
+            (
+                "The **capital** of France is Paris.\n\n- one\n- two",
+                "The **capital** of France is Lyon.\n\n- one\n- two",
+            ),
+            (
+                "Bananas are yellow fruit rich in potassium.",
+                "Quantum computers use qubits to compute things.",
+            ),
+        ):
+            prompt = PromptFactory(project=project, content="Say something.")
+            PairFactory(
+                prompt=prompt,
+                response_a=ResponseFactory(prompt=prompt, content=first),
+                response_b=ResponseFactory(prompt=prompt, content=second),
+            )
+        log_in(page, live_server, project)
+        page.keyboard.press("d")
+        for _ in range(2):
+            marks = page.locator("#left mark, #right mark").all_inner_texts()
+            notes = page.locator(".ws-diff-note").all_inner_texts()
+            if "France" in page.inner_text("#left"):
+                assert sorted(marks) == ["Lyon.", "Paris."]
+                assert page.locator("#left strong", has_text="capital").count() == 1  # rendered, not markdown
+                assert page.locator("#left li").count() == 2 and "**" not in page.inner_text("#left")
+                assert notes == ["differences marked"] * 2
+                page.screenshot(path=ARTIFACTS / "annotate-differences.png")
+                page.set_viewport_size({"width": 390, "height": 844})
+                page.locator("#left").scroll_into_view_if_needed()
+                page.screenshot(path=ARTIFACTS / "annotate-differences-390.png")
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390
+                page.set_viewport_size({"width": 1366, "height": 768})
+            else:
+                assert marks == []
+                assert notes == ["these responses differ throughout"] * 2
+                page.screenshot(path=ARTIFACTS / "annotate-differ-throughout.png")
+            page.keyboard.press("3")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(
+                "#workspace[data-state=pair], #workspace[data-state=done]", state="attached"
+            )
+        wait_until(page, lambda: len(judgments(annotator)) == 2)
 
     def test_time_on_a_pair_counts_only_while_the_page_is_visible(self, page, live_server):
         project, annotator = make_project(pairs=2, criteria=[], strength_scale=0)

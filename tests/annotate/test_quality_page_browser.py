@@ -73,6 +73,16 @@ def test_the_dashboard_draws_sorts_and_drills_down_without_calling_out(page, liv
     assert names()[0] == "lefty"
     assert page.get_attribute(".annotator-table th:has(button:text('Left'))", "aria-sort") == "descending"
     page.screenshot(path=ARTIFACTS / "quality-dashboard.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)  # the charts redraw for the new width
+    page.screenshot(path=ARTIFACTS / "quality-dashboard-390.png", full_page=True)
+    overflowing = page.evaluate(
+        """() => [...document.querySelectorAll("main *")]
+            .filter((node) => node.getBoundingClientRect().right > 391 && !node.closest(".table-wrap, .chart"))
+            .map((node) => node.tagName + "." + node.className)"""
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, overflowing[:10]
+    page.set_viewport_size({"width": 1366, "height": 900})
 
     page.locator(".contested-table tr", has_text="Pick one").get_by_role("button", name="Show votes").click()
     page.wait_for_selector("#pair-detail .votes")

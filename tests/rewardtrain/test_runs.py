@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.test import APIClient
 
 from annotate.models import Export, Judgment, Membership
@@ -359,6 +360,23 @@ def test_every_training_endpoint_is_for_engineers_leads_and_admins(
     expected = {"outsider": 404, "annotator": 403, "anonymous": 401}.get(role, ok)
     assert response.status_code == expected, response.content
     assert expected == ok or set(response.json()) == {"error"}
+
+
+def test_reward_models_are_listed_newest_first_a_page_at_a_time(monkeypatch):
+    # The class reads PAGE_SIZE once, at import.
+    monkeypatch.setattr(PageNumberPagination, "page_size", 2)
+    project = ProjectFactory()
+    for version in (1, 2, 3):
+        RewardModel.objects.create(run=_queued_run(project), project=project, version=version, path="p")
+    _, client = _member(project, Membership.Role.ENGINEER)
+    url = f"/api/projects/{project.pk}/reward-models/"
+
+    first = client.get(url).json()
+    second = client.get(first["next"]).json()
+
+    assert first["count"] == 3
+    assert [model["version"] for model in first["results"] + second["results"]] == [3, 2, 1]
+    assert second["next"] is None
 
 
 def test_the_permission_table_covers_every_training_endpoint():

@@ -1,10 +1,6 @@
-/* Word-level differences between the two responses, marked in their plain text. */
+/* Word-level differences between the two responses, marked in their rendered text. */
 
 const MAX_DIFF_CELLS = 4_000_000;
-
-function words(text) {
-  return text.match(/\s+|\S+/g) || [];
-}
 
 /** For two token lists, which non-space tokens are not part of the longest common subsequence. */
 function differingTokens(first, second) {
@@ -76,49 +72,86 @@ function differingTokens(first, second) {
   return [markA, markB];
 }
 
-/** Plain text with <mark> around differing runs, built node by node (never as HTML). */
-function renderMarkedText(container, tokens, marks) {
-  const fragment = document.createDocumentFragment();
-  let run = "";
-  let runMarked = false;
-  const closeRun = () => {
-    if (!run) return;
-    if (runMarked) {
-      const mark = document.createElement("mark");
-      mark.textContent = run;
-      fragment.append(mark);
-    } else {
-      fragment.append(document.createTextNode(run));
+/** The rendered text's words, each with the text node it sits in and where. */
+function renderedTokens(container) {
+  const tokens = [];
+  const walker = document.createTreeWalker(container, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const match of node.data.matchAll(/\s+|\S+/g)) {
+      tokens.push({ node, start: match.index, end: match.index + match[0].length, text: match[0] });
     }
-    run = "";
-  };
-  tokens.forEach((token, index) => {
-    const isSpace = !/\S/.test(token);
-    // Spaces between two marked words on one line stay inside the mark, so a changed phrase reads as one.
-    let marked = marks[index];
-    if (isSpace) {
-      let next = index + 1;
-      while (next < tokens.length && !/\S/.test(tokens[next])) next += 1;
-      marked = runMarked && next < tokens.length && marks[next] && !token.includes("\n");
-    }
-    if (marked !== runMarked) {
-      closeRun();
-      runMarked = marked;
-    }
-    run += token;
-  });
-  closeRun();
-  const body = document.createElement("div");
-  body.className = "ws-plain";
-  body.append(fragment);
-  container.replaceChildren(body);
+  }
+  return tokens;
 }
 
-/** The two responses as plain text, each with the words the other does not have marked. */
-export function renderDifference(leftContainer, rightContainer, leftText, rightText) {
-  const leftTokens = words(leftText);
-  const rightTokens = words(rightText);
-  const [leftMarks, rightMarks] = differingTokens(leftTokens, rightTokens);
-  renderMarkedText(leftContainer, leftTokens, leftMarks);
-  renderMarkedText(rightContainer, rightTokens, rightMarks);
+/** Wraps the marked words in <mark>, text node by text node, so the rendered markup stays as it was. Spaces
+ * between two marked words of one node stay inside the mark, so a changed phrase reads as one. */
+function markTokens(tokens, marks) {
+  const byNode = new Map();
+  tokens.forEach((token, index) => {
+    if (!byNode.has(token.node)) byNode.set(token.node, []);
+    byNode.get(token.node).push({ ...token, marked: marks[index] });
+  });
+  for (const [node, nodeTokens] of byNode) {
+    if (!nodeTokens.some((token) => token.marked)) continue;
+    const runs = [];
+    nodeTokens.forEach((token, index) => {
+      let marked = token.marked;
+      if (!/\S/.test(token.text)) {
+        const next = nodeTokens[index + 1];
+        const previous = runs[runs.length - 1];
+        marked = Boolean(previous && previous.marked && next && next.marked && !token.text.includes("\n"));
+      }
+      const last = runs[runs.length - 1];
+      if (last && last.marked === marked) last.end = token.end;
+      else runs.push({ start: token.start, end: token.end, marked });
+    });
+    const fragment = document.createDocumentFragment();
+    for (const run of runs) {
+      const text = node.data.slice(run.start, run.end);
+      if (run.marked) {
+        const mark = document.createElement("mark");
+        mark.textContent = text;
+        fragment.append(mark);
+      } else {
+        fragment.append(document.createTextNode(text));
+      }
+    }
+    node.replaceWith(fragment);
+  }
+}
+
+// Below this share of words in common (of the longer response), marks would cover nearly everything and say
+// nothing: the page says the responses differ throughout instead.
+const SHARED_AT_LEAST = 1 / 3;
+
+/** Shows both responses rendered (from the server's sanitised HTML) with the words the other does not have
+ * marked; returns {throughout: true}, marking nothing, when they have too little in common for marks to help. */
+export function renderDifference(leftContainer, rightContainer, leftHtml, rightHtml) {
+  leftContainer.innerHTML = leftHtml; // sanitised by the server (annotate/rendering.py)
+  rightContainer.innerHTML = rightHtml; // sanitised by the server
+  const leftTokens = renderedTokens(leftContainer);
+  const rightTokens = renderedTokens(rightContainer);
+  const [leftMarks, rightMarks] = differingTokens(
+    leftTokens.map((token) => token.text),
+    rightTokens.map((token) => token.text),
+  );
+  const count = (tokens, marks) => {
+    let words = 0;
+    let marked = 0;
+    tokens.forEach((token, index) => {
+      if (!/\S/.test(token.text)) return;
+      words += 1;
+      if (marks[index]) marked += 1;
+    });
+    return { words, shared: words - marked };
+  };
+  const left = count(leftTokens, leftMarks);
+  const right = count(rightTokens, rightMarks);
+  const longest = Math.max(left.words, right.words);
+  const shared = Math.min(left.shared, right.shared);
+  if (longest > 0 && shared / longest < SHARED_AT_LEAST) return { throughout: true };
+  markTokens(leftTokens, leftMarks);
+  markTokens(rightTokens, rightMarks);
+  return { throughout: false };
 }

@@ -1,7 +1,7 @@
 /* Undo: bring back a recent judgment, change it, and save the change as a new revision. */
 
 import { showAlert, showNotice } from "./alerts.js";
-import { judgmentBody, insistOnMissing } from "./form.js";
+import { judgmentBody, insistOnMissing, releaseFocus } from "./form.js";
 import { outboxRead, outboxSettled } from "./outbox.js";
 import { renderForm, renderItem, renderProgress, setMode } from "./render.js";
 import { errorMessage, request, sleep } from "./requests.js";
@@ -121,6 +121,7 @@ export async function saveEdit() {
     showAlert(`Your change was not saved: ${await errorMessage(response)}.`);
     return;
   }
+  releaseFocus();
   leaveEdit();
   showNotice("Change saved. Your earlier answer is kept in the history.");
 }

@@ -1,6 +1,6 @@
 /* The decision form: choosing, how much better, criteria, and the body a judgment is sent with. */
 
-import { missingAnswers, renderForm, strengthApplies } from "./render.js";
+import { criterionSelector, missingAnswers, renderForm, strengthApplies } from "./render.js";
 import { config, elements, state } from "./workspace.js";
 
 /** After a shortcut, focus that sat on an option follows the choice, so Enter submits what is shown. */
@@ -29,9 +29,28 @@ export function setStrength(value, { byKey = false } = {}) {
   return true;
 }
 
-export function setCriterion(name, value) {
+export function setCriterion(name, value, { byKey = false } = {}) {
+  if (!config.criteria.includes(name) || !config.allowedChoices.includes(value)) return;
   state.form.criteria[name] = value;
   renderForm();
+  if (byKey && !focusNextCriterion()) elements.submit.focus();
+}
+
+/** Focus on the next criterion not yet answered (after the one in focus); false when all are answered. */
+export function focusNextCriterion() {
+  const unanswered = config.criteria.filter((criterion) => !state.form.criteria[criterion]);
+  if (!unanswered.length) return false;
+  const current = document.activeElement?.closest?.(".ws-criterion")?.dataset.criterion;
+  const after = config.criteria.indexOf(current);
+  const next = unanswered.find((criterion) => config.criteria.indexOf(criterion) > after) || unanswered[0];
+  elements.form.querySelector(criterionSelector(next))?.focus();
+  return true;
+}
+
+/** After a submit the keys are shortcuts again: nothing typed next may land in the rationale or on an option. */
+export function releaseFocus() {
+  const focused = document.activeElement;
+  if (focused && focused !== document.body && elements.form.contains(focused)) focused.blur();
 }
 
 export function judgmentBody() {

@@ -1,4 +1,5 @@
-/* Keyboard shortcuts: digits and arrows choose, Shift+digit sets how much better, Enter submits. */
+/* Keyboard shortcuts: digits and arrows choose, Shift+digit sets how much better, Enter submits; C goes to
+ * the next criterion, where digits and arrows answer that criterion instead. */
 
 import { config, elements, state } from "./workspace.js";
 
@@ -16,7 +17,7 @@ function digitOf(event) {
 }
 
 /** Keys to actions: `actions` holds submit, leaveEdit, undo, toggleGuidelines, toggleDiff, openSkipDialog,
- * choose and setStrength. */
+ * choose, setStrength, setCriterion and focusNextCriterion. */
 export function installShortcuts(actions) {
   document.addEventListener("keydown", (event) => onKey(event, actions));
 }
@@ -63,6 +64,11 @@ function onKey(event, actions) {
     actions.toggleDiff();
     return;
   }
+  if (key === "c" && !event.shiftKey && config.criteria.length) {
+    event.preventDefault();
+    actions.focusNextCriterion();
+    return;
+  }
   if (key === "s" && !event.shiftKey && state.mode === "pair") {
     event.preventDefault();
     actions.openSkipDialog();
@@ -78,6 +84,15 @@ function onKey(event, actions) {
     return;
   }
   const digit = digitOf(event);
+  const criterion = target.closest && target.closest(".ws-criterion");
+  if (criterion && !event.shiftKey) {
+    const value = digit !== null ? CHOICE_BY_DIGIT[digit] : CHOICE_BY_ARROW[event.key];
+    if (value) {
+      event.preventDefault();
+      actions.setCriterion(criterion.dataset.criterion, value, { byKey: true });
+      return;
+    }
+  }
   if (digit !== null) {
     if (event.shiftKey) {
       if (config.strengthScale) {

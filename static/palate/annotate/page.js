@@ -3,7 +3,15 @@
 
 import { announce, showNotice } from "./alerts.js";
 import { leaveEdit, saveEdit, undo } from "./edit.js";
-import { choose, insistOnMissing, judgmentBody, setCriterion, setStrength } from "./form.js";
+import {
+  choose,
+  focusNextCriterion,
+  insistOnMissing,
+  judgmentBody,
+  releaseFocus,
+  setCriterion,
+  setStrength,
+} from "./form.js";
 import { installShortcuts } from "./keyboard.js";
 import { flush, judgmentsStoredCount, onSent, outboxAdd, outboxSettled, outboxWatch, renderOutboxStatus } from "./outbox.js";
 import {
@@ -137,6 +145,7 @@ function submit() {
     pair: item.pair,
     body: { assignment: item.assignment, ...judgmentBody(), duration_ms: itemWatch.read() },
   });
+  releaseFocus();
   flush();
   advance();
 }
@@ -227,7 +236,18 @@ elements.shortcutsButton.addEventListener("click", () => elements.shortcutSheet.
 elements.skipDialog.addEventListener("close", () => {
   if (elements.skipDialog.returnValue === "skip") skip(elements.skipReason.value.trim());
 });
-installShortcuts({ submit, leaveEdit, undo, toggleGuidelines, toggleDiff, openSkipDialog, choose, setStrength });
+installShortcuts({
+  submit,
+  leaveEdit,
+  undo,
+  toggleGuidelines,
+  toggleDiff,
+  openSkipDialog,
+  choose,
+  setStrength,
+  setCriterion,
+  focusNextCriterion,
+});
 
 buildStrengthOptions();
 start();

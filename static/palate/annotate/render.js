@@ -73,8 +73,9 @@ function markEmpty(element, content) {
 }
 
 export function renderResponses(item) {
+  let throughout = false;
   if (state.diff) {
-    renderDifference(elements.left, elements.right, item.left.content, item.right.content);
+    ({ throughout } = renderDifference(elements.left, elements.right, item.left.content_html, item.right.content_html));
   } else {
     elements.left.innerHTML = item.left.content_html; // sanitised by the server
     elements.right.innerHTML = item.right.content_html; // sanitised by the server
@@ -83,6 +84,7 @@ export function renderResponses(item) {
   markEmpty(elements.right, item.right.content);
   elements.diffNotes.forEach((note) => {
     note.hidden = !state.diff;
+    note.textContent = throughout ? "these responses differ throughout" : "differences marked";
   });
 }
 
@@ -97,14 +99,22 @@ export function renderItem(item) {
 export function shownProgress() {
   const base = state.progressBase;
   if (!base) return null;
-  return { ...base.progress, done_today: base.progress.done_today + (judgmentsStoredCount() - base.storedBefore) };
+  const since = judgmentsStoredCount() - base.storedBefore;
+  const progress = base.progress;
+  return {
+    ...progress,
+    done_today: progress.done_today + since,
+    done_total: progress.done_total + since,
+    remaining_for_you: Math.max(0, progress.remaining_for_you - since),
+  };
 }
 
+/** The annotator's own progress: the project's remaining pairs would not move while they work. */
 export function progressText(progress) {
   if (!progress) return "";
-  const parts = [`${progress.done_today} done today`];
-  // Pairs left in the whole project: beside "nothing left for you" it would only confuse.
-  if (progress.remaining && state.mode !== "done") parts.push(`${progress.remaining} left`);
+  const parts = [`${progress.done_today} done today`, `${progress.done_total} in total`];
+  // Beside "nothing left for you" a number left would only confuse.
+  if (state.mode !== "done") parts.push(`${progress.remaining_for_you} left for you`);
   return parts.join(" · ");
 }
 
@@ -142,6 +152,29 @@ export function strengthApplies() {
   return Boolean(config.strengthScale) && (state.form.choice === "left" || state.form.choice === "right");
 }
 
+export function criterionSelector(criterion) {
+  return `.ws-criterion[data-criterion="${CSS.escape(criterion)}"]`;
+}
+
+const OPPOSITE_SIDE = { left: "right", right: "left" };
+
+/** Criteria that favour the other side than the overall choice: worth a second look, never a refusal. */
+export function contradictingCriteria() {
+  const opposite = OPPOSITE_SIDE[state.form.choice];
+  if (!opposite) return [];
+  return config.criteria.filter((criterion) => state.form.criteria[criterion] === opposite);
+}
+
+function renderContradictions() {
+  if (!elements.criteriaWarning) return;
+  const contradicting = contradictingCriteria();
+  const names = contradicting.map((criterion) => criterion.charAt(0).toUpperCase() + criterion.slice(1)).join(", ");
+  const verb = contradicting.length === 1 ? "favours" : "favour";
+  elements.criteriaWarning.textContent = contradicting.length
+    ? `${names} ${verb} the ${OPPOSITE_SIDE[state.form.choice]} response, but overall you chose the ${state.form.choice} one. Check before you submit.`
+    : "";
+}
+
 /** What still has to be answered before the form can be sent, each with the control to go to. */
 export function missingAnswers() {
   const missing = [];
@@ -150,7 +183,8 @@ export function missingAnswers() {
   if (strengthApplies() && !form.strength) missing.push({ label: "how much better", focus: "#strength-group .ws-option" });
   for (const criterion of config.criteria) {
     if (!form.criteria[criterion]) {
-      missing.push({ label: criterion, focus: `.ws-criterion[data-criterion="${CSS.escape(criterion)}"] .ws-option` });
+      // The group, not its first option: Enter there must not answer "left" unasked.
+      missing.push({ label: criterion, focus: criterionSelector(criterion) });
     }
   }
   if (config.rationale === "required" && !form.rationale.trim()) missing.push({ label: "why", focus: "#rationale" });
@@ -177,6 +211,7 @@ export function renderForm() {
   elements.form.querySelectorAll(".ws-criterion .ws-option").forEach((button) => {
     button.setAttribute("aria-pressed", String(form.criteria[button.dataset.criterion] === button.dataset.value));
   });
+  renderContradictions();
   if (elements.rationale && elements.rationale.value !== form.rationale) elements.rationale.value = form.rationale;
   const missing = missingAnswers();
   elements.submit.setAttribute("aria-disabled", String(missing.length > 0));

@@ -25,6 +25,7 @@ export const elements = {
   strengthHelp: byId("strength-help"),
   rationale: byId("rationale"),
   missing: byId("missing"),
+  criteriaWarning: byId("criteria-warning"),
   submit: byId("submit"),
   submitLabel: byId("submit-label"),
   skip: byId("skip"),
