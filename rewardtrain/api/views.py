@@ -103,11 +103,13 @@ class TrainingRunCancelApi(APIView):
 
 
 class ProjectRewardModelsApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(operation_id="reward_models_list", responses={200: RewardModelOutput(many=True), **ERRORS})
     def get(self, request, project_id: int):
         project, _ = project_for_request(request, project_id, READERS)
         models = RewardModel.objects.filter(project=project).order_by("-version", "-id")
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(models, request, view=self)
         return paginator.get_paginated_response(RewardModelOutput(page, many=True).data)
 
