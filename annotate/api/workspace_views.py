@@ -21,7 +21,6 @@ from annotate.rendering import render_untrusted
 from annotate.services.assignment import (
     NothingLeft,
     ShownPair,
-    annotator_remaining_pairs,
     assignment_skip,
     pair_next_shown,
     project_remaining_pairs,
@@ -83,12 +82,6 @@ class ProgressOutput(serializers.Serializer):
     remaining = serializers.IntegerField(
         help_text="Pairs in the project that still need judgments (refreshed every 30 s)."
     )
-    remaining_for_you = serializers.IntegerField(
-        help_text=(
-            "Of those, the pairs you have neither judged nor skipped (refreshed every 30 s, "
-            "less your judgments since)."
-        )
-    )
 
 
 class NextPairOutput(serializers.Serializer):
@@ -125,7 +118,7 @@ def _sides(pair, shown_swapped: bool) -> tuple[dict, dict]:
     )
 
 
-def next_pair_payload(shown: ShownPair, *, remaining: int, remaining_for_you: int) -> dict:
+def next_pair_payload(shown: ShownPair, *, remaining: int) -> dict:
     assignment = shown.assignment
     return {
         "assignment": assignment.pk,
@@ -134,12 +127,7 @@ def next_pair_payload(shown: ShownPair, *, remaining: int, remaining_for_you: in
         "left": {"content": shown.left, "content_html": render_untrusted(shown.left)},
         "right": {"content": shown.right, "content_html": render_untrusted(shown.right)},
         "expires_at": assignment.expires_at,
-        "progress": {
-            "done_today": shown.done_today,
-            "done_total": shown.done_total,
-            "remaining": remaining,
-            "remaining_for_you": remaining_for_you,
-        },
+        "progress": {"done_today": shown.done_today, "done_total": shown.done_total, "remaining": remaining},
     }
 
 
@@ -173,13 +161,7 @@ class NextPairApi(HotPathApi):
         # The payload already has NextPairOutput's shape (the schema's and the tests'): this endpoint
         # answers every few seconds per annotator, so it skips re-serialising it field by field.
         remaining = project_remaining_pairs(project_id=project_id, overlap=shown.overlap)
-        remaining_for_you = annotator_remaining_pairs(
-            project_id=project_id,
-            annotator_id=request.user.pk,
-            overlap=shown.overlap,
-            done_total=shown.done_total,
-        )
-        return Response(next_pair_payload(shown, remaining=remaining, remaining_for_you=remaining_for_you))
+        return Response(next_pair_payload(shown, remaining=remaining))
 
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")

@@ -344,36 +344,6 @@ def project_remaining_pairs(*, project_id: int, overlap: int) -> int:
     return remaining
 
 
-# Per process: (project id, annotator id) → (time.monotonic() until which the count holds, pairs left for
-# them then, their done_total then).
-_left_for_annotator: dict[tuple[int, int], tuple[float, int, int]] = {}
-
-
-def annotator_remaining_pairs(*, project_id: int, annotator_id: int, overlap: int, done_total: int) -> int:
-    """Pairs that still need judgments and that this annotator has neither judged nor skipped: counted at
-    most every REMAINING_CACHE_SECONDS per process and annotator; in between, their own judgments since
-    the count (``done_total`` is what they have submitted in the project, exact on every call) are taken
-    off, so the number moves with each judgment without a count per request."""
-    moment = time.monotonic()
-    key = (project_id, annotator_id)
-    cached = _left_for_annotator.get(key)
-    if cached is None or cached[0] <= moment:
-        touched = Assignment.objects.filter(
-            pair=OuterRef("pk"),
-            annotator_id=annotator_id,
-            status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED],
-        )
-        left = (
-            Pair.objects.filter(project_id=project_id, judgment_count__lt=overlap)
-            .exclude(Exists(touched))
-            .count()
-        )
-        cached = (moment + REMAINING_CACHE_SECONDS, left, done_total)
-        _left_for_annotator[key] = cached
-    _expiry, left, done_then = cached
-    return max(0, left - (done_total - done_then))
-
-
 def local_day(now: datetime) -> date:
     """The day a judgment counts for on the progress line: the server's (TIME_ZONE)."""
     return timezone.localtime(now).date()
@@ -396,7 +366,6 @@ __all__ = [
     "NothingLeft",
     "ShownPair",
     "annotator_membership_lock",
-    "annotator_remaining_pairs",
     "assignment_skip",
     "lease_released",
     "leases_expire",

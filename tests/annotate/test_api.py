@@ -357,40 +357,6 @@ def test_the_progress_line_counts_the_remaining_pairs_at_most_every_30_seconds(f
     assert (first, cached, counted) == (3, 3, 4)
 
 
-@pytest.mark.django_db
-def test_the_progress_line_counts_what_is_left_for_the_annotator(monkeypatch):
-    project = ProjectFactory(overlap=2, strength_scale=0, criteria=[])
-    annotator, colleague = UserFactory(), UserFactory()
-    for user in (annotator, colleague):
-        MembershipFactory(user=user, project=project)
-    for _ in range(4):
-        PairFactory(prompt__project=project)
-    client, other = APIClient(), APIClient()
-    client.force_authenticate(annotator)
-    other.force_authenticate(colleague)
-    url = f"/api/projects/{project.pk}/next/"
-    clock = [1000.0]
-    monkeypatch.setattr(assignment.time, "monotonic", lambda: clock[0])
-
-    first = client.get(url).json()
-    judged = client.post(
-        "/api/judgments/", {"assignment": first["assignment"], "choice": "left"}, format="json"
-    )
-    assert judged.status_code == 201, judged.content
-    # Still cached: the count taken at first, less the judgment just made.
-    second = client.get(url).json()
-    client.post(f"/api/assignments/{second['assignment']}/skip/", {}, format="json")
-    colleague_lease = other.get(url).json()
-    other.post(
-        "/api/judgments/", {"assignment": colleague_lease["assignment"], "choice": "tie"}, format="json"
-    )
-    clock[0] += assignment.REMAINING_CACHE_SECONDS + 1
-    third = client.get(url).json()
-
-    assert [payload["progress"]["remaining_for_you"] for payload in (first, second, third)] == [4, 3, 2]
-    assert [payload["progress"]["done_total"] for payload in (first, second, third)] == [0, 1, 1]
-
-
 def test_every_api_endpoint_is_in_the_permission_table():
     from annotate.api.urls import urlpatterns
 

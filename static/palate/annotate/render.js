@@ -99,22 +99,14 @@ export function renderItem(item) {
 export function shownProgress() {
   const base = state.progressBase;
   if (!base) return null;
-  const since = judgmentsStoredCount() - base.storedBefore;
-  const progress = base.progress;
-  return {
-    ...progress,
-    done_today: progress.done_today + since,
-    done_total: progress.done_total + since,
-    remaining_for_you: Math.max(0, progress.remaining_for_you - since),
-  };
+  return { ...base.progress, done_today: base.progress.done_today + (judgmentsStoredCount() - base.storedBefore) };
 }
 
-/** The annotator's own progress: the project's remaining pairs would not move while they work. */
 export function progressText(progress) {
   if (!progress) return "";
-  const parts = [`${progress.done_today} done today`, `${progress.done_total} in total`];
-  // Beside "nothing left for you" a number left would only confuse.
-  if (state.mode !== "done") parts.push(`${progress.remaining_for_you} left for you`);
+  const parts = [`${progress.done_today} done today`];
+  // Pairs left in the whole project: beside "nothing left for you" it would only confuse.
+  if (progress.remaining && state.mode !== "done") parts.push(`${progress.remaining} left`);
   return parts.join(" · ");
 }
 
