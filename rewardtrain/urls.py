@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from rewardtrain import scoring_views, views
+from rewardtrain import views
+from rewardtrain.views import scoring
 
 urlpatterns = [
     path("projects/<slug:slug>/training/", views.project_training, name="project-training"),
@@ -36,5 +37,5 @@ urlpatterns = [
         views.project_scoring_job_live,
         name="project-scoring-job-live",
     ),
-    path("projects/<slug:slug>/scoring/", scoring_views.project_scoring, name="project-scoring"),
+    path("projects/<slug:slug>/scoring/", scoring.project_scoring, name="project-scoring"),
 ]
