@@ -109,6 +109,7 @@ def project_scoring(request: HttpRequest, slug: str) -> HttpResponse:
         "result": result,
         "max_responses": settings.SCORING_MAX_RESPONSES,
         "max_chars": settings.SCORING_MAX_CHARS,
+        "max_chars_text": f"{settings.SCORING_MAX_CHARS:,}",
         "timeout": settings.SCORING_TIMEOUT_SECONDS,
     }
     template = "rewardtrain/_scoring_panel.html" if request.htmx else "rewardtrain/scoring.html"

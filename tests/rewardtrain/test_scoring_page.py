@@ -87,7 +87,7 @@ def test_empty_boxes_are_named_and_nothing_is_sent(settings):
     assert set(failure.fields) == {"prompt", "responses.1"}
     text = response.content.decode()
     assert "Nothing was scored" in text and "Write the prompt the responses answer" in text
-    assert 'id="response-2-error"' in text and "this box is empty" in text
+    assert 'id="response-2-error"' in text and "This box is empty" in text
     no_boxes = client.post(_url(project), {"prompt": "Hi"})
     assert set(no_boxes.context["failure"].fields) == {"responses"}
     assert len(no_boxes.context["boxes"]) == 2  # the form comes back with its two empty boxes

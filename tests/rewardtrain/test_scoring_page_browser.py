@@ -81,11 +81,11 @@ def test_an_engineer_scores_pasted_responses_and_sees_the_best_of_n(
         page.screenshot(path=ARTIFACTS / f"scoring-{width}.png", full_page=True)
 
         page.fill("#response-2", "   ")
-        page.click("button[type=submit]")
+        page.click(".scoring-form button[type=submit]")
         page.wait_for_selector("#scoring-error")
         assert page.evaluate("document.activeElement.id") == "scoring-error"
         assert "Nothing was scored" in page.inner_text("#scoring-error")
-        assert "this box is empty" in page.inner_text("#response-2-error")
+        assert "This box is empty" in page.inner_text("#response-2-error")
         assert page.locator("#best-of-n").count() == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=ARTIFACTS / f"scoring-error-{width}.png", full_page=True)
