@@ -346,8 +346,10 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 # A publish is tried once (redis-py itself reconnects a pooled connection that went stale when Redis
 # restarted): a job whose task could not be sent waits in its table, not in the request.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
-# A worker that lost its broker keeps trying to reconnect however long the outage lasts.
+# A worker that lost its broker keeps trying to reconnect however long the outage lasts, and the tasks it
+# runs meanwhile (a training run) go on: their job rows, not the broker, say how they end.
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Exact names win over the pattern: beat's light rewardtrain tasks stay off the gpu worker.
@@ -372,6 +374,12 @@ CELERY_RESULT_BACKEND = os.environ.get(
 )
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+elif CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
+    # A scoring request finds a Redis that is down within a second (Celery retries 20 times a second apart).
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    }
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -28,6 +28,7 @@ from accounts.services import user_token_create
 from annotate.models import Export, Judgment, Membership, Project
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import items_import
+from rewardtrain.models import RewardModel, TrainingRun
 from tests.factories import MembershipFactory, UserFactory
 from tests.waiting import wait_for
 from tests.workers import celery_worker, worker_environment
@@ -186,6 +187,10 @@ def test_annotating_goes_on_while_redis_is_down_and_jobs_wait_for_it(cache, sett
         MembershipFactory(user=user, project=project, role=Membership.Role.ANNOTATOR)
         annotators.append(Annotator(token=user_token_create(user=user)[1]))
     lead_token = user_token_create(user=lead)[1]
+    run = TrainingRun.objects.create(
+        project=project, base_model="minilm", status=TrainingRun.Status.SUCCEEDED
+    )
+    model = RewardModel.objects.create(run=run, project=project, version=1, path=f"runs/{run.pk}/model")
     browser = Client()
     browser.force_login(lead)
     lead_cookie = f"sessionid={browser.cookies['sessionid'].value}"
@@ -229,6 +234,16 @@ def test_annotating_goes_on_while_redis_is_down_and_jobs_wait_for_it(cache, sett
                 page = f"/projects/{project.slug}/{page}/"
                 status, body = web.call("GET", page, cookie=lead_cookie)
                 assert status == 200, f"{page}: {status} {str(body)[:2000]}"
+            # Scoring needs a worker's answer through Redis: refused at once, not after SCORING_TIMEOUT_SECONDS.
+            asked = time.monotonic()
+            status, body = web.call(
+                "POST",
+                f"/api/reward-models/{model.pk}/score/",
+                token=lead_token,
+                body={"prompt": "?", "responses": ["a"]},
+            )
+            assert (status, body["error"]["code"]) == (503, "scoring_unavailable"), body
+            assert time.monotonic() - asked < 5
             before = [len(annotator.submitted) for annotator in annotators]
             wait_for(
                 lambda: all(len(a.submitted) >= n + 5 for a, n in zip(annotators, before, strict=True)),

@@ -115,9 +115,14 @@ def reward_model_score(
             },
             expires=timeout,
         )
-    except BrokerUnreachable as error:
+    except (BrokerUnreachable, RuntimeError) as error:
+        # Celery's Redis result store gives up with a RuntimeError caused by the connection error (and
+        # reconnects by itself on a later call).
+        cause = error if isinstance(error, BrokerUnreachable) else error.__cause__
+        if not isinstance(cause, (BrokerUnreachable, *reward_model_score_task.backend.connection_errors)):
+            raise
         raise ApplicationError(
-            f"the task queue cannot be reached, so no scoring worker can be asked: {error}",
+            f"the task queue cannot be reached, so no scoring worker can be asked: {cause}",
             code="scoring_unavailable",
             http_status=status.HTTP_503_SERVICE_UNAVAILABLE,
         ) from error
