@@ -342,7 +342,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A Redis that is down, or hangs, fails a publish within seconds instead of blocking the request for
     # ever: the job stays queued and the reaper sends its task once Redis answers (palate/jobs/services.py).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 # A publish is tried once (redis-py itself reconnects a pooled connection that went stale when Redis
 # restarted): a job whose task could not be sent waits in its table, not in the request.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
