@@ -38,6 +38,7 @@ def project_annotate(request: HttpRequest, slug: str) -> HttpResponse:
             "skip": skip_placeholder.replace("/0/", "/{id}/"),
             "edit": edit_placeholder.replace("/0/", "/{id}/"),
             "recent": reverse("api-judgments-recent", args=[project.pk]),
+            "progress": reverse("api-progress", args=[project.pk]),
         },
     }
     return render(request, "annotate/annotate.html", {"project": project, "workspace": workspace})

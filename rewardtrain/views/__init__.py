@@ -1,5 +1,6 @@
 """The training pages: start a run, the run list and retraining settings; one run's live progress and its
-evaluation report. Engineers, leads and site admins. The services do the work (rewardtrain/services/runs.py)."""
+evaluation report. Engineers, leads and site admins. The services do the work (rewardtrain/services/runs.py).
+The scoring page is in ``scoring.py`` beside this file."""
 
 from __future__ import annotations
 
