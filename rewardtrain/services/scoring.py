@@ -99,20 +99,33 @@ def reward_model_score(
     """One ``{"index", "raw", "normalised"}`` per response, in the given order. Waits for the worker up to
     SCORING_TIMEOUT_SECONDS; a 503 ApplicationError when no worker answered in time."""
     from celery.exceptions import TimeoutError as CeleryTimeout
+    from kombu.exceptions import OperationalError as BrokerUnreachable
 
     from rewardtrain.tasks import reward_model_score_task
 
     timeout = settings.SCORING_TIMEOUT_SECONDS
     # The message expires with the caller's patience: a worker that gets to it later drops it.
-    result = reward_model_score_task.apply_async(
-        kwargs={
-            "reward_model_id": reward_model.pk,
-            "path": reward_model.path,
-            "prompt": prompt,
-            "responses": responses,
-        },
-        expires=timeout,
-    )
+    try:
+        result = reward_model_score_task.apply_async(
+            kwargs={
+                "reward_model_id": reward_model.pk,
+                "path": reward_model.path,
+                "prompt": prompt,
+                "responses": responses,
+            },
+            expires=timeout,
+        )
+    except (BrokerUnreachable, RuntimeError) as error:
+        # Celery's Redis result store gives up with a RuntimeError caused by the connection error (and
+        # reconnects by itself on a later call).
+        cause = error if isinstance(error, BrokerUnreachable) else error.__cause__
+        if not isinstance(cause, (BrokerUnreachable, *reward_model_score_task.backend.connection_errors)):
+            raise
+        raise ApplicationError(
+            f"the task queue cannot be reached, so no scoring worker can be asked: {cause}",
+            code="scoring_unavailable",
+            http_status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        ) from error
     try:
         outcome = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout as error:
