@@ -293,6 +293,9 @@ elements.skipDialog.addEventListener("close", () => {
 });
 elements.flag.addEventListener("click", openFlagDialog);
 elements.flagForm.addEventListener("change", renderFlagNeeds);
+elements.flagForm.addEventListener("input", () => {
+  elements.flagMissing.textContent = "";
+});
 elements.flagForm.addEventListener("submit", onFlagSubmit);
 elements.flagDialog.addEventListener("close", () => {
   if (elements.flagDialog.returnValue === "flag") flag();
