@@ -215,7 +215,7 @@ def _group_rows(figures: dict[str, Any]) -> Iterable[list]:
 
 
 def _contested_rows(figures: dict[str, Any]) -> Iterable[list]:
-    yield ["pair_id", "external_id", "entropy", "votes", *CHOICES, "prompt", "settled"]
+    yield ["pair_id", "external_id", "entropy", "votes", *CHOICES, "settled", "prompt"]
     for row in figures["contested"]:
         yield [
             row["pair_id"],
@@ -223,8 +223,8 @@ def _contested_rows(figures: dict[str, Any]) -> Iterable[list]:
             row["entropy"],
             row["votes"],
             *(row["counts"][choice] for choice in CHOICES),
-            row["prompt"],
             row.get("adjudicated") or "",
+            row["prompt"],
         ]
 
 
