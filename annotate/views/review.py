@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from annotate.api.workspace_views import RATIONALE_MAX_LENGTH
 from annotate.models import Choice, Judgment, PairFlag
 from annotate.selectors import judgment_history, pair_flag_list, pair_for_lead
 from annotate.services.adjudication import pair_adjudicate
@@ -156,15 +157,24 @@ def project_history(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _edit_form(project, data) -> JudgmentInput:
-    """The edit form's fields as a judgment in screen terms; the service checks it against the project."""
+    """The edit form's fields as a judgment in screen terms, their shape checked as the API's serializer
+    does; the service checks the judgment against the project."""
     strength = data.get("strength", "").strip()
+    if strength and not (strength.isdigit() and 1 <= int(strength) <= 32767):
+        raise ApplicationError(
+            "strength: must be a whole number", fields={"strength": ["must be a whole number"]}
+        )
+    rationale = data.get("rationale", "")
+    if len(rationale) > RATIONALE_MAX_LENGTH:
+        message = f"must be at most {RATIONALE_MAX_LENGTH} characters"
+        raise ApplicationError(f"rationale: {message}", fields={"rationale": [message]})
     return JudgmentInput(
         choice=data.get("choice", ""),
-        strength=int(strength) if strength.isdigit() else None,
+        strength=int(strength) if strength else None,
         criteria={
             str(name): data[f"criterion-{name}"] for name in project.criteria if data.get(f"criterion-{name}")
         },
-        rationale=data.get("rationale", ""),
+        rationale=rationale,
     )
 
 
@@ -191,14 +201,15 @@ def project_history_edit(request: HttpRequest, slug: str, judgment_id: int) -> H
     }
     failure = None
     if request.method == "POST":
-        data = _edit_form(project, request.POST)
         values = {
-            "choice": data.choice,
-            "strength": data.strength,
-            "criteria": data.criteria,
-            "rationale": data.rationale,
+            "choice": request.POST.get("choice", ""),
+            "strength": request.POST.get("strength", ""),
+            "criteria": {name: request.POST.get(f"criterion-{name}", "") for name in project.criteria or []},
+            "rationale": request.POST.get("rationale", ""),
         }
         try:
+            data = _edit_form(project, request.POST)
+            values["strength"] = data.strength
             judgment_edit(judgment_id=judgment.pk, annotator=request.user, data=data)
         except ApplicationError as error:
             failure = error

@@ -110,6 +110,12 @@ class TestPage:
         )
         assert answer.status_code == 400
         assert "only a &#x27;left&#x27; or &#x27;right&#x27; choice has a strength" in answer.content.decode()
+        for strength in ("99999999999", "-1", "two"):
+            odd = client.post(
+                reverse("project-history-edit", args=[project.slug, judgment.pk]),
+                {"choice": "left", "strength": strength},
+            )
+            assert odd.status_code == 400 and "strength: must be a whole number" in odd.content.decode()
         judgment.refresh_from_db()
         assert judgment.revision == 1
 
