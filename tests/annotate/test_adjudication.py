@@ -269,7 +269,7 @@ def test_agreement_figures_count_settled_pairs_and_mark_settled_contested_ones()
     client_page = APIClient()
     client_page.force_login(lead)
     page = client_page.get(reverse("project-quality", args=[project.slug])).content.decode()
-    assert "pair settled by a lead" in page and "Settled: B is better" in page
+    assert "; 1 pair settled by a lead, <a href" in page and "Settled: B is better" in page
     assert reverse("pair-settle", args=[project.slug, pairs[1].pk]) in page
 
 
