@@ -36,7 +36,7 @@ urlpatterns = [
         review.project_flag_dismiss,
         name="project-flag-dismiss",
     ),
-    path("projects/<slug:slug>/pairs/<int:pair_id>/settle/", review.pair_settle, name="pair-settle"),
+    path("projects/<slug:slug>/pairs/<int:pair_id>/settle/", review.pair_settle, name="project-pair-settle"),
     path("projects/<slug:slug>/members/", members.project_members, name="project-members"),
     path("projects/<slug:slug>/members/invite/", members.project_member_invite, name="project-member-invite"),
     path(

@@ -105,7 +105,7 @@ def pair_settle(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
         else:
             label = Choice(values["label"]).label
             messages.success(request, f"Pair {pair.external_id or pair.pk} settled: {label}.")
-            return redirect(_back_to(request, reverse("pair-settle", args=[project.slug, pair.pk])))
+            return redirect(_back_to(request, reverse("project-pair-settle", args=[project.slug, pair.pk])))
     flags = (
         PairFlag.objects.filter(pair=pair).select_related("annotator", "resolved_by").order_by("-created_at")
     )

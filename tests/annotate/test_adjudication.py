@@ -124,7 +124,7 @@ class TestPage:
         lead = _member(pair.project, Membership.Role.LEAD)
         voter = _member(pair.project, Membership.Role.ANNOTATOR)
         JudgmentFactory(pair=pair, annotator=voter, choice="b", rationale="B is kinder")
-        url = reverse("pair-settle", args=[pair.project.slug, pair.pk])
+        url = reverse("project-pair-settle", args=[pair.project.slug, pair.pk])
         client.force_login(lead)
         page = client.get(url).content.decode()
         assert "B is kinder" in page and voter.username in page and "alpha" in page
@@ -136,7 +136,7 @@ class TestPage:
     def test_the_settle_page_goes_back_to_a_page_of_this_site_only(self, client):
         pair = PairFactory()
         client.force_login(_member(pair.project, Membership.Role.LEAD))
-        url = reverse("pair-settle", args=[pair.project.slug, pair.pk])
+        url = reverse("project-pair-settle", args=[pair.project.slug, pair.pk])
         flags = reverse("project-flags", args=[pair.project.slug])
         assert client.post(url, {"label": "a", "next": flags})["Location"] == flags
         assert client.post(url, {"label": "b", "next": "https://evil.example/"})["Location"] == url
@@ -144,7 +144,9 @@ class TestPage:
     def test_a_missing_label_is_shown_in_place(self, client):
         pair = PairFactory()
         client.force_login(_member(pair.project, Membership.Role.LEAD))
-        answer = client.post(reverse("pair-settle", args=[pair.project.slug, pair.pk]), {"note": "kept"})
+        answer = client.post(
+            reverse("project-pair-settle", args=[pair.project.slug, pair.pk]), {"note": "kept"}
+        )
         assert answer.status_code == 400 and "label: must be one of" in answer.content.decode()
         assert "kept" in answer.content.decode() and not Adjudication.objects.exists()
 
@@ -152,7 +154,7 @@ class TestPage:
     def test_only_leads_open_the_settle_page(self, client, role, status):
         pair = PairFactory()
         client.force_login(_member(pair.project, role) if role else UserFactory())
-        url = reverse("pair-settle", args=[pair.project.slug, pair.pk])
+        url = reverse("project-pair-settle", args=[pair.project.slug, pair.pk])
         assert client.get(url).status_code == status
         assert client.post(url, {"label": "a"}).status_code == status
         assert not Adjudication.objects.exists()
@@ -270,7 +272,7 @@ def test_agreement_figures_count_settled_pairs_and_mark_settled_contested_ones()
     client_page.force_login(lead)
     page = client_page.get(reverse("project-quality", args=[project.slug])).content.decode()
     assert "; 1 pair settled by a lead, <a href" in page and "Settled: B is better" in page
-    assert reverse("pair-settle", args=[project.slug, pairs[1].pk]) in page
+    assert reverse("project-pair-settle", args=[project.slug, pairs[1].pk]) in page
 
 
 def test_the_pure_rule_agrees_with_the_export_on_a_lone_settled_pair():

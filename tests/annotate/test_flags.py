@@ -173,7 +173,7 @@ class TestPages:
         page = client.get(reverse("project-flags", args=[project.slug]))
         body = page.content.decode()
         assert page.status_code == 200 and "Two prompts in one" in body
-        assert reverse("pair-settle", args=[project.slug, lease.pair_id]) in body
+        assert reverse("project-pair-settle", args=[project.slug, lease.pair_id]) in body
         answer = client.post(reverse("project-flag-dismiss", args=[project.slug, flag.pk]), follow=True)
         assert "Flag dismissed" in answer.content.decode()
         flag.refresh_from_db()

@@ -123,7 +123,7 @@ def test_the_lead_settles_a_flagged_pair_from_the_flags_page(browser: Browser, l
         _fits(page, width)
         page.screenshot(path=ARTIFACTS / f"flags-{width}.png", full_page=True)
         page.click("a.btn:text-is('Settle')")
-        page.wait_for_url(f"**{reverse('pair-settle', args=[project.slug, pair.pk])}**")
+        page.wait_for_url(f"**{reverse('project-pair-settle', args=[project.slug, pair.pk])}**")
         assert "A gives a time" in page.inner_text("main") and "alpha" in page.inner_text("main").lower()
         page.check("input[name=label][value=a]")
         page.fill("#settle-note", "B's advice is unsafe")
