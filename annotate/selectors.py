@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import CharField, Count, F, Func, Max, Q, QuerySet, Value
+from django.db.models import CharField, Count, Exists, F, Func, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.template.defaultfilters import pluralize
 
 from annotate.models import (
@@ -17,6 +17,7 @@ from annotate.models import (
     Membership,
     Pair,
     PairFlag,
+    ProgressDay,
     Project,
     ProjectApiToken,
 )
@@ -200,3 +201,21 @@ def judgment_history(*, project: Project, annotator) -> QuerySet[Judgment]:
         .select_related("pair__prompt")
         .order_by("-created_at", "-id")
     )
+
+
+def annotator_progress(*, project: Project, annotator) -> dict[str, int]:
+    """What is left for this annotator: the pairs that still need judgments and that they have neither judged
+    nor skipped, with what they have submitted so far. One count over the project's open pairs, so the
+    annotate page asks for it once when it opens, never on the next/submit path."""
+    touched = Assignment.objects.filter(
+        pair=OuterRef("pk"),
+        annotator=annotator,
+        status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED],
+    )
+    left = (
+        Pair.objects.filter(project=project, judgment_count__lt=project.overlap)
+        .exclude(Exists(touched))
+        .count()
+    )
+    done = ProgressDay.objects.filter(project=project, annotator=annotator).aggregate(total=Sum("submitted"))
+    return {"remaining_for_you": left, "done_total": done["total"] or 0}

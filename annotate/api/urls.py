@@ -10,6 +10,11 @@ urlpatterns = [
     # in order.
     path("projects/<int:project_id>/next/", workspace_views.NextPairApi.as_view(), name="api-next"),
     path("judgments/", workspace_views.JudgmentSubmitApi.as_view(), name="api-judgments"),
+    path(
+        "projects/<int:project_id>/progress/",
+        workspace_views.AnnotatorProgressApi.as_view(),
+        name="api-progress",
+    ),
     path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/members/", views.ProjectMembersApi.as_view(), name="api-members"),

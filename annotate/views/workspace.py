@@ -39,6 +39,7 @@ def project_annotate(request: HttpRequest, slug: str) -> HttpResponse:
             "flag": reverse("api-assignment-flag", args=[0]).replace("/0/", "/{id}/"),
             "edit": edit_placeholder.replace("/0/", "/{id}/"),
             "recent": reverse("api-judgments-recent", args=[project.pk]),
+            "progress": reverse("api-progress", args=[project.pk]),
         },
     }
     return render(

@@ -191,6 +191,8 @@ def call(world: World, role: str, endpoint: str, client: APIClient | None = None
         return client.get(f"{project_url}next/")
     if endpoint == "judgments-recent":
         return client.get(f"{project_url}judgments/recent/")
+    if endpoint == "progress-get":
+        return client.get(f"{project_url}progress/")
     if endpoint == "judgments-submit":
         return client.post(
             "/api/judgments/", {"assignment": world.submit_assignment.pk, "choice": "left"}, format="json"
@@ -254,6 +256,7 @@ PERMISSIONS = {
     # The workspace is the annotators': a lease or judgment of someone else's is "no such" (404) to others.
     "next-pair": (200, 403, 403, 404, 401, 403),
     "judgments-recent": (200, 403, 403, 404, 401, 200),
+    "progress-get": (200, 403, 403, 404, 401, 200),
     "judgments-submit": (201, 404, 404, 404, 401, 404),
     "judgment-edit": (200, 404, 404, 404, 401, 404),
     "assignment-skip": (204, 404, 404, 404, 401, 404),
@@ -387,6 +390,47 @@ def test_the_progress_line_counts_the_remaining_pairs_at_most_every_30_seconds(f
     assert (first, cached, counted) == (3, 3, 4)
 
 
+@pytest.mark.django_db
+def test_an_annotators_progress_counts_the_open_pairs_they_have_neither_judged_nor_skipped():
+    project = ProjectFactory(overlap=2, strength_scale=0, criteria=[])
+    annotator, colleague, outsider = UserFactory(), UserFactory(), UserFactory()
+    for user in (annotator, colleague):
+        MembershipFactory(user=user, project=project)
+    for _ in range(4):
+        PairFactory(prompt__project=project)
+    client, other = APIClient(), APIClient()
+    client.force_authenticate(annotator)
+    other.force_authenticate(colleague)
+    progress_url = f"/api/projects/{project.pk}/progress/"
+    next_url = f"/api/projects/{project.pk}/next/"
+
+    before = client.get(progress_url).json()
+    first = client.get(next_url).json()
+    judged = client.post(
+        "/api/judgments/", {"assignment": first["assignment"], "choice": "left"}, format="json"
+    )
+    assert judged.status_code == 201, judged.content
+    second = client.get(next_url).json()
+    client.post(f"/api/assignments/{second['assignment']}/skip/", {}, format="json")
+    # Two judgments complete a pair the annotator never saw: it is no longer left for anyone.
+    for _ in range(2):
+        lease = other.get(next_url).json()
+        other.post("/api/judgments/", {"assignment": lease["assignment"], "choice": "tie"}, format="json")
+    after = client.get(progress_url).json()
+
+    assert before == {"remaining_for_you": 4, "done_total": 0}
+    assert after["done_total"] == 1
+    # Of four pairs: one judged and one skipped by the annotator; the colleague's two judgments went to
+    # those same pairs or to others, and no pair has two judgments yet unless both judged it.
+    touched = {first["pair"], second["pair"]}
+    complete = {pair.pk for pair in project.pairs.all() if pair.judgment_count >= project.overlap}
+    assert after["remaining_for_you"] == 4 - len(touched | complete)
+
+    outsider_client = APIClient()
+    outsider_client.force_authenticate(outsider)
+    assert outsider_client.get(progress_url).status_code in (403, 404)
+
+
 def test_every_api_endpoint_is_in_the_permission_table():
     from annotate.api.urls import urlpatterns
 
@@ -414,6 +458,7 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-agreement-refresh": {"post"},
         "api-next": {"get"},
         "api-judgments-recent": {"get"},
+        "api-progress": {"get"},
         "api-judgments": {"post"},
         "api-judgment": {"patch"},
         "api-assignment-skip": {"post"},

@@ -125,9 +125,24 @@ function lookAhead(after) {
   return ahead;
 }
 
+/** What is left for this annotator is counted once when the page opens (never on next or submit); the
+ * page then takes off its own judgments and skips. */
+async function fetchMyProgress() {
+  try {
+    const response = await request("GET", config.urls.progress);
+    if (!response.ok) return;
+    const mine = await response.json();
+    state.mine = { ...mine, skipsBefore: state.skips };
+    renderProgress();
+  } catch (_error) {
+    /* the progress line goes without it */
+  }
+}
+
 async function start() {
   setMode("loading");
   renderOutboxStatus();
+  fetchMyProgress();
   // Judgments left from an earlier visit are sent before anything else.
   show(await fetchPairPatiently(null));
 }
@@ -167,6 +182,7 @@ function skip(reason) {
     pair: item.pair,
     body: reason ? { reason } : {},
   });
+  state.skips += 1;
   flush();
   showNotice("Skipped. That pair will not come back to you.");
   advance();
@@ -222,6 +238,7 @@ function flag() {
     pair: item.pair,
     body: { category: flagCategory(), text: elements.flagText.value.trim() },
   });
+  state.skips += 1; // flagging skips the pair: one fewer left for them
   flush();
   showNotice("Reported. Your lead will look at that pair; it will not come back to you.");
   advance();

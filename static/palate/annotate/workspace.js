@@ -58,6 +58,8 @@ export const state = {
   ahead: null, // a promise of the next pair (or the end), fetched while the current one is read
   doneReason: "",
   progressBase: null, // {progress, storedBefore} from the latest pair shown
+  mine: null, // {remaining_for_you, done_total, skipsBefore} counted when the page opened
+  skips: 0, // pairs skipped on this page
   form: emptyForm(),
   awaitingStrength: false,
   diff: false,
