@@ -98,6 +98,7 @@ def test_an_annotator_reports_a_pair_and_it_is_skipped(browser: Browser, live_se
         page.wait_for_selector("text=Reported.")
         page.wait_for_selector("#workspace[data-state=pair]", state="attached")
         assert page.inner_text("#left") != shown
+        page.wait_for_selector("#progress:has-text('1 left for you')")  # a flag is a skip for them
         assert not Judgment.objects.exists()
         page.screenshot(path=ARTIFACTS / f"annotate-flag-reported-{width}.png")
 
