@@ -21,6 +21,8 @@ from annotate.services.assignment import (
 )
 from palate.errors import ApplicationError, Conflict
 
+RATIONALE_MAX_LENGTH = 10_000
+
 
 @dataclass(frozen=True)
 class JudgmentInput:

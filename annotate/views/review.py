@@ -12,12 +12,12 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from annotate.api.workspace_views import RATIONALE_MAX_LENGTH
 from annotate.models import Choice, Judgment, PairFlag
 from annotate.selectors import judgment_history, pair_flag_list, pair_for_lead
 from annotate.services.adjudication import pair_adjudicate
 from annotate.services.flags import pair_flag_dismiss
 from annotate.services.judgments import (
+    RATIONALE_MAX_LENGTH,
     JudgmentInput,
     judgment_edit,
     judgment_editable_since,
