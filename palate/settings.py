@@ -323,6 +323,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "palate.jobs.models.JobStatus",
         # A member's role; a project's ``role`` (which shape it has) takes names of its own.
         "MembershipRoleEnum": "annotate.models.Membership.Role",
+        # A choice in A/B terms: a gold answer, a settled label.
+        "PairChoiceEnum": "annotate.models.Choice",
     },
 }
 

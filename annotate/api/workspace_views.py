@@ -27,6 +27,7 @@ from annotate.services.assignment import (
     project_remaining_pairs,
 )
 from annotate.services.judgments import (
+    RATIONALE_MAX_LENGTH,
     JudgmentInput,
     judgment_edit,
     judgment_submit,
@@ -183,7 +184,6 @@ class AnnotatorProgressApi(APIView):
 
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")
-RATIONALE_MAX_LENGTH = 10_000
 MAX_DURATION_MS = 24 * 3600 * 1000
 
 

@@ -107,17 +107,9 @@ def project_quality_refresh(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("project-quality", slug=project.slug)
 
 
-@login_required
-def project_quality_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
-    """The drill-down into one pair (an htmx partial): the prompt, both responses and every vote."""
-    project, _ = project_for_page(request, slug, READER_ROLES)
-    pair = (
-        Pair.objects.filter(project=project, pk=pair_id)
-        .select_related("prompt", "response_a", "response_b")
-        .first()
-    )
-    if pair is None:
-        raise Http404("No such pair in this project.")
+def pair_detail_context(*, project: Project, pair: Pair) -> dict[str, Any]:
+    """What ``_quality_pair.html`` shows of a pair (with its prompt and responses loaded): the prompt, both
+    responses and every vote, for leads and engineers only (it names systems and annotators)."""
     votes = list(
         Judgment.objects.filter(pair=pair).select_related("annotator").order_by("origin", "created_at")
     )
@@ -139,17 +131,31 @@ def project_quality_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpR
         }
         for vote in votes
     ]
+    return {
+        "project": project,
+        "pair": pair,
+        "conversation": messages_of_prompt,
+        "rows": rows,
+        "counts": counts,
+        "criteria": criteria,
+    }
+
+
+@login_required
+def project_quality_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
+    """The drill-down into one pair (an htmx partial): the prompt, both responses and every vote."""
+    project, role = project_for_page(request, slug, READER_ROLES)
+    pair = (
+        Pair.objects.filter(project=project, pk=pair_id)
+        .select_related("prompt", "response_a", "response_b", "adjudication")
+        .first()
+    )
+    if pair is None:
+        raise Http404("No such pair in this project.")
     return render(
         request,
         "annotate/_quality_pair.html",
-        {
-            "project": project,
-            "pair": pair,
-            "conversation": messages_of_prompt,
-            "rows": rows,
-            "counts": counts,
-            "criteria": criteria,
-        },
+        {**pair_detail_context(project=project, pair=pair), "role": role},
     )
 
 
@@ -209,7 +215,7 @@ def _group_rows(figures: dict[str, Any]) -> Iterable[list]:
 
 
 def _contested_rows(figures: dict[str, Any]) -> Iterable[list]:
-    yield ["pair_id", "external_id", "entropy", "votes", *CHOICES, "prompt"]
+    yield ["pair_id", "external_id", "entropy", "votes", *CHOICES, "settled", "prompt"]
     for row in figures["contested"]:
         yield [
             row["pair_id"],
@@ -217,6 +223,7 @@ def _contested_rows(figures: dict[str, Any]) -> Iterable[list]:
             row["entropy"],
             row["votes"],
             *(row["counts"][choice] for choice in CHOICES),
+            row.get("adjudicated") or "",
             row["prompt"],
         ]
 

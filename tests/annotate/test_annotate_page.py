@@ -230,16 +230,17 @@ class TestJudging:
         page.keyboard.press("1")
         page.keyboard.press("Enter")  # the rationale is required: focus goes to it
         assert page.evaluate("document.activeElement.id") == "rationale"
-        page.keyboard.type("2 s u d ? clearer")
+        page.keyboard.type("2 s u d f ? clearer")
         page.keyboard.press("Enter")  # a new line, not a submit
         page.keyboard.type("and kinder")
         assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "true"
         assert not page.is_visible("#skip-dialog") and not page.is_visible("#shortcut-sheet")
+        assert not page.is_visible("#flag-dialog")
         page.keyboard.press("Control+Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 1)
         [judgment] = judgments(annotator)
         assert judgment.choice == to_pair_terms("left", shown_swapped=judgment.shown_swapped)
-        assert judgment.rationale == "2 s u d ? clearer\nand kinder"
+        assert judgment.rationale == "2 s u d f ? clearer\nand kinder"
 
     def test_after_ctrl_enter_the_next_keys_are_shortcuts_not_rationale(self, page, live_server):
         project, annotator = make_project(

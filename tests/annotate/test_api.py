@@ -15,12 +15,14 @@ from rest_framework.test import APIClient
 
 from accounts.services import user_token_create
 from annotate.models import (
+    Adjudication,
     Assignment,
     Export,
     ImportJob,
     Judgment,
     Membership,
     Pair,
+    PairFlag,
     Project,
     ProjectApiToken,
     Prompt,
@@ -122,16 +124,21 @@ def world() -> World:
 def full_world(world) -> World:
     """The world plus what the workspace and export endpoints act on: the annotator holds two leases (one to
     submit, one to skip) and made one judgment (to edit); the project has an export that has not run."""
-    pairs = [PairFactory(prompt__project=world.project) for _ in range(3)]
+    pairs = [PairFactory(prompt__project=world.project) for _ in range(5)]
     expires_at = timezone.now() + timedelta(minutes=15)
     annotator = world.users["annotator"]
-    world.submit_assignment, world.skip_assignment = (
+    world.submit_assignment, world.skip_assignment, world.flag_assignment = (
         Assignment.objects.create(
             project=world.project, pair=pair, annotator=annotator, expires_at=expires_at
         )
-        for pair in pairs[:2]
+        for pair in (pairs[0], pairs[1], pairs[3])
     )
     world.judgment = Judgment.objects.create(pair=pairs[2], annotator=annotator, choice="a")
+    world.flag = PairFlag.objects.create(
+        pair=pairs[4], annotator=world.bystander, category="broken", created_at=timezone.now()
+    )
+    world.settled_pair = pairs[2]
+    Adjudication.objects.create(pair=pairs[2], label="a", decided_at=timezone.now())
     world.export = Export.objects.create(
         project=world.project, version=1, status=Export.Status.QUEUED, formats=["jsonl"]
     )
@@ -196,6 +203,22 @@ def call(world: World, role: str, endpoint: str, client: APIClient | None = None
         return client.post(
             f"/api/assignments/{world.skip_assignment.pk}/skip/", {"reason": "unsure"}, format="json"
         )
+    if endpoint == "assignment-flag":
+        return client.post(
+            f"/api/assignments/{world.flag_assignment.pk}/flag/", {"category": "duplicate"}, format="json"
+        )
+    if endpoint == "judgments-mine":
+        return client.get(f"{project_url}judgments/mine/")
+    if endpoint == "flags-list":
+        return client.get(f"{project_url}flags/")
+    if endpoint == "flag-dismiss":
+        return client.post(f"{project_url}flags/{world.flag.pk}/dismiss/")
+    if endpoint == "adjudication-get":
+        return client.get(f"{project_url}pairs/{world.settled_pair.pk}/adjudication/")
+    if endpoint == "adjudication-put":
+        return client.put(
+            f"{project_url}pairs/{world.settled_pair.pk}/adjudication/", {"label": "tie"}, format="json"
+        )
     if endpoint == "leaderboard-get":
         return client.get(f"{project_url}leaderboard/")
     if endpoint == "exports-list":
@@ -237,6 +260,13 @@ PERMISSIONS = {
     "judgments-submit": (201, 404, 404, 404, 401, 404),
     "judgment-edit": (200, 404, 404, 404, 401, 404),
     "assignment-skip": (204, 404, 404, 404, 401, 404),
+    "assignment-flag": (201, 404, 404, 404, 401, 404),
+    "judgments-mine": (200, 403, 403, 404, 401, 200),
+    # Flags and settling are the leads'.
+    "flags-list": (403, 200, 403, 404, 401, 200),
+    "flag-dismiss": (403, 200, 403, 404, 401, 200),
+    "adjudication-get": (403, 200, 403, 404, 401, 200),
+    "adjudication-put": (403, 200, 403, 404, 401, 200),
     # System names are for leads and engineers only.
     "leaderboard-get": (403, 200, 200, 404, 401, 200),
     "exports-list": (403, 200, 200, 404, 401, 200),
@@ -357,7 +387,7 @@ def test_the_progress_line_counts_the_remaining_pairs_at_most_every_30_seconds(f
     clock[0] += assignment.REMAINING_CACHE_SECONDS + 1
     counted = client.get(url).json()["progress"]["remaining"]
 
-    assert (first, cached, counted) == (3, 3, 4)
+    assert (first, cached, counted) == (5, 5, 6)  # the world's five pairs, then one more
 
 
 @pytest.mark.django_db
@@ -432,6 +462,11 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-judgments": {"post"},
         "api-judgment": {"patch"},
         "api-assignment-skip": {"post"},
+        "api-assignment-flag": {"post"},
+        "api-judgments-mine": {"get"},
+        "api-flags": {"get"},
+        "api-flag-dismiss": {"post"},
+        "api-pair-adjudication": {"get", "put"},
         "api-leaderboard": {"get"},
         "api-exports": {"get", "post"},
         "api-export": {"get"},

@@ -24,6 +24,7 @@ export function setMode(mode) {
   elements.form.hidden = !showingPair;
   elements.editBanner.hidden = mode !== "edit";
   elements.skip.disabled = mode !== "pair";
+  elements.flag.disabled = mode !== "pair";
   elements.submitLabel.textContent = mode === "edit" ? "Save change" : "Submit";
   elements.diffToggle.hidden = !showingPair;
 }

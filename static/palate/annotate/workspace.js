@@ -38,6 +38,12 @@ export const elements = {
   announce: byId("announce"),
   skipDialog: byId("skip-dialog"),
   skipReason: byId("skip-reason"),
+  flag: byId("flag"),
+  flagDialog: byId("flag-dialog"),
+  flagForm: byId("flag-form"),
+  flagText: byId("flag-text"),
+  flagTextNeed: byId("flag-text-need"),
+  flagMissing: byId("flag-missing"),
   shortcutSheet: byId("shortcut-sheet"),
   shortcutsButton: byId("shortcuts-button"),
 };
