@@ -11,8 +11,23 @@ callables, and gets a JSON-serialisable result.
   random state, position in the data, history). ``train(..., resume_from=latest_checkpoint(output_dir))``
   continues a crashed or cancelled run exactly where it stopped; the batch order is a function of
   (seed, epoch), so the resumed run sees the same batches as an uninterrupted one;
-- at the end the held-out pairs are evaluated and the model is written to ``output_dir/model``
-  (see ``artifacts.save_reward_model``).
+- validation: ``eval_rows``, or when none are given a prompt-disjoint share of ``train_rows``
+  (``validation_share``, seeded by ``validation_seed``; ``data.hold_out_validation``), so every run has a
+  validation report. The pairs are evaluated every ``eval_steps`` steps and at the end of every epoch;
+- model selection: the weights of the best evaluation by ``selection_metric`` (lowest loss or highest
+  accuracy) are kept in ``output_dir/best`` (and, hard-linked, in every checkpoint, so a resumed run knows its
+  best); after ``early_stopping_patience`` evaluations without improvement the run stops; the model written
+  is the best one, and ``TrainResult.selection`` says which step it came from;
+- calibration (``calibrate``): a temperature fitted on the validation pairs (``calibration``), saved with
+  the model and used by scoring;
+- at the end the kept model's full validation report is computed and the model is written to
+  ``output_dir/model`` (see ``artifacts.save_reward_model``).
+
+For a hyperparameter search or an ensemble, ``train`` is the unit: it trains one model on given training and
+validation rows (or a split it makes) with given hyperparameters, reports each evaluation through
+``on_progress`` (``eval_loss``, ``eval_accuracy``; a pruner answers through ``should_stop``), and returns
+the kept model's validation report (``evaluation``), the step it came from (``selection``) and its directory
+(``artifact_dir``).
 
 A step is ``gradient_accumulation_steps`` micro-batches of ``batch_size`` pairs; the loss of a step is its
 pairs' weighted mean whatever the accumulation, so accumulating gives the gradient of the large batch.
@@ -42,21 +57,25 @@ import numpy as np
 import torch
 
 from rewardtrain.training.artifacts import save_reward_model
+from rewardtrain.training.calibration import calibration_report
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.data import (
     PairDataset,
     build_pair_dataset,
+    hold_out_validation,
     length_grouped_batches,
     plan_pairs,
 )
+from rewardtrain.training.data.split import given_validation
 from rewardtrain.training.errors import CheckpointError, ConfigError, DataError
 from rewardtrain.training.evaluate import evaluate_scores
 from rewardtrain.training.loss import pair_losses
 from rewardtrain.training.model import RewardForward, RewardModel, load_reward_model, score_sequences
 
 ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 STATE_FILE = "trainer_state.json"
+BEST_DIR, BEST_WEIGHTS = "best", "best.safetensors"
 # Fields that may change between a checkpoint and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"eval_steps", "save_steps", "save_total_limit", "eval_batch_size"})
 
@@ -75,6 +94,11 @@ class TrainResult:
     evaluation: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    # metric, best_step, best_value, best_epoch, evaluations, since_best, stopped_early_at
+    selection: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    # The kept model's rewards of each validation pair's chosen and rejected response (an ensemble combines them).
+    validation_rewards: dict[str, list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +184,18 @@ class _Trainer:
             self.optimizer, _schedule(config, self.total_steps)
         )
         self.step = 0
+        self.epoch_ends = set(self.epoch_starts[1:])
+        self.selection: dict[str, Any] = {
+            "metric": config.selection_metric,
+            "best_step": None,
+            "best_value": None,
+            "best_epoch": None,
+            "evaluations": 0,
+            "since_best": 0,
+            "stopped_early_at": None,
+        }
+        # (step, chosen rewards, rejected rewards) of the best evaluation made by this process.
+        self.best_scores: tuple[int, np.ndarray, np.ndarray] | None = None
         self.checkpoint_dir: Path | None = None
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
@@ -224,16 +260,26 @@ class _Trainer:
             RewardForward(self.reward_model), device_ids=None, broadcast_buffers=False
         )
 
-    def stop_requested(self, should_stop: Callable[[], bool] | None) -> bool:
-        """Rank 0 asks ``should_stop``; every rank gets its answer, so all of them stop at the same step."""
-        stop = self.rank == 0 and should_stop is not None and bool(should_stop())
+    def stop_requested(self, should_stop: Callable[[], bool] | None) -> str | None:
+        """ "cancel" when ``should_stop`` says so, "early" when the patience is spent, else None. Rank 0 decides;
+        every rank gets its answer, so all of them stop at the same step."""
+        code = 0
+        if self.rank == 0:
+            if should_stop is not None and should_stop():
+                code = 1
+            elif self.patience_spent():
+                code = 2
         if self.world_size > 1:
             import torch.distributed as dist
 
-            flag = torch.tensor([1 if stop else 0], device=self.reward_model.device)
+            flag = torch.tensor([code], device=self.reward_model.device)
             dist.broadcast(flag, src=0)
-            stop = bool(flag.item())
-        return stop
+            code = int(flag.item())
+        return {0: None, 1: "cancel", 2: "early"}[code]
+
+    def patience_spent(self) -> bool:
+        patience = self.config.early_stopping_patience
+        return bool(patience) and self.selection["since_best"] >= patience
 
     def run(self, on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> str:
         model = self.reward_model.model
@@ -245,7 +291,11 @@ class _Trainer:
                 step = self.epoch_starts[epoch] + index + 1
                 if step <= self.step:
                     continue  # done before the checkpoint this run resumed from
-                if self.stop_requested(should_stop):
+                stop = self.stop_requested(should_stop)
+                if stop == "early":
+                    self.selection["stopped_early_at"] = self.step
+                    return "completed"
+                if stop == "cancel":
                     if main:
                         self.save_checkpoint()
                     return "cancelled"
@@ -266,15 +316,10 @@ class _Trainer:
                 self.history.append(metrics)
                 if not main:
                     continue
-                if (
-                    self.eval_data is not None
-                    and self.config.eval_steps
-                    and step % self.config.eval_steps == 0
-                    and step < self.total_steps
-                ):
-                    report = self.evaluate(full=False)
-                    self.eval_history.append({"step": step, **report})
-                    metrics = {**metrics, **{f"eval_{k}": v for k, v in report.items()}}
+                eval_steps = self.config.eval_steps
+                if (eval_steps and step % eval_steps == 0) or step in self.epoch_ends:
+                    report = self.evaluate_step(step)
+                    metrics = {**metrics, **{f"eval_{k}": v for k, v in report.items() if k != "step"}}
                 if self.config.save_steps and step % self.config.save_steps == 0:
                     self.save_checkpoint()
                 if on_progress is not None:
@@ -380,7 +425,8 @@ class _Trainer:
 
     # --- evaluation ----------------------------------------------------------------------------------------
 
-    def evaluate(self, *, full: bool) -> dict[str, Any]:
+    def validation_rewards(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rewards of every validation pair's chosen and rejected response."""
         data = self.eval_data
         rewards = score_sequences(
             self.reward_model,
@@ -389,19 +435,73 @@ class _Trainer:
             shared_prefix=self.shared_prefix,
             chunk_overhead_tokens=self.config.chunk_overhead_tokens,
         )
+        return rewards[data.chosen], rewards[data.rejected]
+
+    def report(self, chosen: np.ndarray, rejected: np.ndarray) -> dict[str, Any]:
+        data = self.eval_data
         lengths = data.continuation_lengths
-        report = evaluate_scores(
-            rewards[data.chosen],
-            rewards[data.rejected],
-            vote_share=data.vote_share if data.has_vote_share else None,
+        return evaluate_scores(
+            chosen,
+            rejected,
+            vote_share=self.vote_shares(),
             agreement=data.agreement,
             margin=data.margin if self._use_margins(data) else None,
             chosen_length=lengths[data.chosen],
             rejected_length=lengths[data.rejected],
         )
-        if full:
-            return report
-        return {"accuracy": report["accuracy"], "loss": report["loss"]}
+
+    def vote_shares(self) -> np.ndarray | None:
+        return self.eval_data.vote_share if self.eval_data.has_vote_share else None
+
+    def evaluate_step(self, step: int) -> dict[str, Any]:
+        """Evaluates the model of ``step``, records it, and keeps its weights when it is the best so far."""
+        chosen, rejected = self.validation_rewards()
+        full = self.report(chosen, rejected)
+        report = {"step": step, "accuracy": full["accuracy"], "loss": full["loss"], "ece": full["ece"]}
+        self.eval_history.append(report)
+        selection = self.selection
+        metric = selection["metric"]
+        value = report["accuracy" if metric == "accuracy" else "loss"]
+        best = selection["best_value"]
+        improved = (
+            metric == "last"
+            or best is None
+            or (value is not None and (value > best if metric == "accuracy" else value < best))
+        )
+        selection["evaluations"] += 1
+        if improved:
+            selection.update(best_step=step, best_value=value, best_epoch=self.epoch_at(step), since_best=0)
+            self.best_scores = (step, chosen, rejected)
+            if metric != "last":
+                self.save_best()
+        else:
+            selection["since_best"] += 1
+        return report
+
+    def save_best(self) -> None:
+        from safetensors.torch import save_model
+
+        directory = self.output_dir / BEST_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / ".model.safetensors.partial"
+        save_model(self.reward_model.model, str(partial))
+        os.replace(partial, directory / "model.safetensors")
+
+    def keep_best(self) -> tuple[np.ndarray, np.ndarray]:
+        """Puts the best evaluation's weights back into the model (unless they are the last step's) and returns
+        its validation rewards."""
+        from safetensors.torch import load_model
+
+        best_step = self.selection["best_step"]
+        if self.selection["metric"] != "last" and best_step is not None and best_step != self.step:
+            load_model(
+                self.reward_model.model,
+                str(self.output_dir / BEST_DIR / "model.safetensors"),
+                device=str(self.reward_model.device),
+            )
+        if self.best_scores is not None and self.best_scores[0] == best_step:
+            return self.best_scores[1], self.best_scores[2]
+        return self.validation_rewards()
 
     # --- checkpoints -----------------------------------------------------------------------------------------
 
@@ -428,7 +528,12 @@ class _Trainer:
             "history": self.history,
             "eval_history": self.eval_history,
             "counters": self.counters,
+            "selection": self.selection,
         }
+        best = self.output_dir / BEST_DIR / "model.safetensors"
+        if self.selection["metric"] != "last" and self.selection["best_step"] is not None:
+            # The best weights as they stand at this step: a later best replaces the file, not this link.
+            _link_or_copy(best, partial / BEST_WEIGHTS)
         # The state file is written last: a checkpoint without it is incomplete and never resumed from.
         (partial / STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
@@ -465,7 +570,22 @@ class _Trainer:
         self.history = list(state["history"])
         self.eval_history = list(state["eval_history"])
         self.counters = dict(state["counters"])
+        self.selection = dict(state["selection"])
+        if (path / BEST_WEIGHTS).is_file():
+            (self.output_dir / BEST_DIR).mkdir(parents=True, exist_ok=True)
+            _link_or_copy(path / BEST_WEIGHTS, self.output_dir / BEST_DIR / "model.safetensors")
         self.checkpoint_dir = path
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` becomes ``source``'s content, atomically: a hard link where the file system allows one."""
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    os.replace(partial, target)
 
 
 def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
@@ -501,13 +621,25 @@ def train(
     resume_from: str | Path | None = None,
     policy: Any = None,
 ) -> TrainResult:
-    """Train a reward model on preference rows (see ``data``) and evaluate it on ``eval_rows``.
+    """Train a reward model on preference rows (see ``data``), validate it on ``eval_rows`` (without them, on a
+    prompt-disjoint share of ``train_rows``: ``validation_share``) and keep its best evaluation's weights.
 
     Raises ConfigError, DataError, ModelLoadError or CheckpointError (all TrainingError) before the first step
-    when the run cannot start. ``policy`` (any JSON value) is written into the model card.
+    when the run cannot start (DataError also when there is no validation split to make: one prompt).
+    ``policy`` (any JSON value) is written into the model card.
     """
     if not isinstance(config, TrainConfig):
         config = TrainConfig.from_dict(dict(config))
+    train_rows = list(train_rows)
+    if not train_rows:
+        raise DataError(None, "there are no training pairs")
+    eval_rows = list(eval_rows) if eval_rows is not None else []
+    if eval_rows:
+        validation = given_validation(eval_rows)
+    else:
+        train_rows, eval_rows, validation = hold_out_validation(
+            train_rows, share=config.validation_share, seed=config.validation_seed
+        )
     output_dir = Path(output_dir)
     resume_path = Path(resume_from) if resume_from is not None else None
     if resume_path is not None:
@@ -540,20 +672,18 @@ def train(
         )
 
     train_data = encode_rows(train_rows, reward_model, config)
-    if len(train_data) == 0:
-        raise DataError(None, "there are no training pairs")
-    eval_data = encode_rows(eval_rows, reward_model, config) if eval_rows is not None else None
-    if eval_data is not None and len(eval_data) == 0:
-        eval_data = None
+    eval_data = encode_rows(eval_rows, reward_model, config)
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(config, reward_model, train_data, eval_data, output_dir)
     if resume_path is not None:
         trainer.load_checkpoint(resume_path)
 
     status = trainer.run(on_progress, should_stop)
-    data = {"train": train_data.report.to_dict()}
-    if eval_data is not None:
-        data["eval"] = eval_data.report.to_dict()
+    data = {
+        "train": train_data.report.to_dict(),
+        "eval": eval_data.report.to_dict(),
+        "validation": validation.to_dict(),
+    }
     counters = trainer.counters
     seconds = counters["train_seconds"]
     timing = {
@@ -580,14 +710,15 @@ def train(
         eval_history=trainer.eval_history,
         data=data,
         timing=timing,
+        selection=trainer.selection,
     )
     if status != "completed" or trainer.rank != 0:
         return result
-    if eval_data is not None:
-        result.evaluation = trainer.evaluate(full=True)
-        if on_progress is not None:
-            final = {"eval_accuracy": result.evaluation["accuracy"], "eval_loss": result.evaluation["loss"]}
-            on_progress(trainer.step, trainer.total_steps, result.epoch, final)
+    chosen, rejected = trainer.keep_best()
+    result.evaluation = trainer.report(chosen, rejected)
+    result.validation_rewards = {"chosen": chosen.tolist(), "rejected": rejected.tolist()}
+    if config.calibrate:
+        result.calibration = calibration_report(chosen, rejected, vote_share=trainer.vote_shares())
     artifact = save_reward_model(
         reward_model,
         output_dir / "model",
@@ -595,6 +726,8 @@ def train(
         evaluation=result.evaluation,
         data=data,
         policy=policy,
+        selection=result.selection,
+        calibration=result.calibration,
     )
     result.artifact_dir = str(artifact)
     return result
