@@ -15,6 +15,8 @@ so the directory loads without peft:
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,87 @@ def save_reward_model(
     reward_model.tokenizer.save_pretrained(output_dir)
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
     (output_dir / "README.md").write_text(model_card(summary, reward_model))
+    return output_dir
+
+
+def _write_replacing(path: Path, text: str) -> None:
+    """Writes a new file in place of ``path``: a hard link to another member's file stays as it was."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _link_tree(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def save_ensemble(
+    members: list[Path],
+    output_dir: str | Path,
+    *,
+    offsets: list[float],
+    evaluation: dict[str, Any],
+    calibration: dict[str, Any] | None,
+) -> Path:
+    """An ensemble's model directory from its members' (``save_reward_model``): the first member's files (hard
+    links where possible) with the others under ``members/member-i``. ``config.palate`` gains ``ensemble``
+    (the members' paths relative to the directory, the first "."; each member's offset; the combined score's
+    reward mean and std) and the combined score's ``temperature``; ``reward_mean``/``reward_std`` at the top
+    stay the first member's, which is what ``AutoModelForSequenceClassification`` loads from the directory."""
+    output_dir = Path(output_dir)
+    shutil.copytree(members[0], output_dir, copy_function=_link_tree)
+    paths = ["."]
+    for index, member in enumerate(members[1:], start=1):
+        relative = f"members/member-{index}"
+        shutil.copytree(member, output_dir / relative, copy_function=_link_tree)
+        paths.append(relative)
+    config_path = output_dir / "config.json"
+    model_config = json.loads(config_path.read_text())
+    model_config["palate"] = {
+        **model_config.get("palate", {}),
+        "temperature": (calibration or {}).get("temperature", 1.0),
+        "accuracy": evaluation.get("accuracy"),
+        "ensemble": {
+            "members": paths,
+            "offsets": offsets,
+            "reward_mean": evaluation.get("reward_mean"),
+            "reward_std": evaluation.get("reward_std"),
+        },
+    }
+    _write_replacing(config_path, json.dumps(model_config, indent=2))
+    summary = json.loads((output_dir / SUMMARY_FILE).read_text())
+    summary.update(
+        evaluation=evaluation,
+        calibration=_without_table(calibration),
+        member_evaluation=summary.get("evaluation"),
+    )
+    _write_replacing(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
+    card = (output_dir / "README.md").read_text()
+    ensemble = evaluation["ensemble"]
+    card += "\n".join(
+        [
+            "",
+            "## Ensemble",
+            "",
+            f"An ensemble of {ensemble['size']} members (seeds {', '.join(str(m['seed']) for m in ensemble['members'])}): "
+            "this directory's weights are the first member's (the pipeline above scores with it alone); the "
+            "others are under `members/`. Palate scores a response with the members' mean reward, each centred "
+            "by its `offset` in `config.palate.ensemble`, and gives their standard deviation as its uncertainty.",
+            "",
+            "| member | seed | accuracy | loss | step kept |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {index} | {m['seed']} | {_format(m['accuracy'])} | {_format(m['loss'])} | {m['best_step']} |"
+                for index, m in enumerate(ensemble["members"])
+            ),
+            f"| ensemble | | {_format(evaluation.get('accuracy'))} | {_format(evaluation.get('loss'))} | |",
+            "",
+        ]
+    )
+    _write_replacing(output_dir / "README.md", card)
     return output_dir
 
 

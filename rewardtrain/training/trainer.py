@@ -97,8 +97,9 @@ class TrainResult:
     # metric, best_step, best_value, best_epoch, evaluations, since_best, stopped_early_at
     selection: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
-    # The kept model's rewards of each validation pair's chosen and rejected response (an ensemble combines them).
-    validation_rewards: dict[str, list[float]] | None = None
+    # The kept model's rewards of each validation pair's chosen and rejected response, with the pairs' lengths,
+    # vote shares, margins and agreement (an ensemble combines the rewards and evaluates them with the rest).
+    validation_rewards: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -450,6 +451,22 @@ class _Trainer:
             rejected_length=lengths[data.rejected],
         )
 
+    def validation_pairs(self, chosen: np.ndarray, rejected: np.ndarray) -> dict[str, Any]:
+        """The validation pairs' rewards with what ``report`` needs besides them, JSON-ready: an ensemble
+        evaluates its members' combined rewards with it."""
+        data = self.eval_data
+        lengths = data.continuation_lengths
+        shares = self.vote_shares()
+        return {
+            "chosen": chosen.tolist(),
+            "rejected": rejected.tolist(),
+            "chosen_length": lengths[data.chosen].tolist(),
+            "rejected_length": lengths[data.rejected].tolist(),
+            "vote_share": None if shares is None else [None if np.isnan(v) else float(v) for v in shares],
+            "margin": data.margin.tolist() if self._use_margins(data) else None,
+            "agreement": list(data.agreement),
+        }
+
     def vote_shares(self) -> np.ndarray | None:
         return self.eval_data.vote_share if self.eval_data.has_vote_share else None
 
@@ -716,7 +733,7 @@ def train(
         return result
     chosen, rejected = trainer.keep_best()
     result.evaluation = trainer.report(chosen, rejected)
-    result.validation_rewards = {"chosen": chosen.tolist(), "rejected": rejected.tolist()}
+    result.validation_rewards = trainer.validation_pairs(chosen, rejected)
     if config.calibrate:
         result.calibration = calibration_report(chosen, rejected, vote_share=trainer.vote_shares())
     artifact = save_reward_model(
