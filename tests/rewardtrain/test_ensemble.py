@@ -1,0 +1,103 @@
+"""Ensembles: members trained on one split with their own seeds, saved as one directory; a response's score is
+the members' mean and its uncertainty their spread (zero for identical members), through the engine and the
+scoring API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rewardtrain.scoring.engine import ScoringRequest, load_model, score_members, score_requests
+from rewardtrain.stats import ensemble_scores, model_uncertainty_priorities
+from rewardtrain.training.artifacts import save_ensemble
+from rewardtrain.training.ensemble import train_ensemble
+from tests.rewardtrain.conftest import marker_rows
+
+REQUEST = ScoringRequest("the river and the stone ", ("excellent morning light", "terrible", ""))
+
+
+@pytest.fixture(scope="module")
+def ensemble(tiny_decoder, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ensemble")
+    progress: list[int] = []
+    result = train_ensemble(
+        {
+            "base_model": tiny_decoder,
+            "learning_rate": 3e-3,
+            "batch_size": 16,
+            "max_length": 48,
+            "eval_steps": 0,
+            "save_steps": 0,
+            "ensemble_size": 2,
+        },
+        marker_rows(48, seed=12),
+        output_dir=directory,
+        device="cpu",
+        on_progress=lambda step, total, epoch, metrics: progress.append(step),
+    )
+    return result, progress
+
+
+def test_an_ensemble_trains_its_members_on_one_split_as_one_run(ensemble):
+    result, progress = ensemble
+    members = result.evaluation["ensemble"]["members"]
+    assert result.status == "completed" and [m["seed"] for m in members] == [42, 43]
+    assert progress == list(range(1, result.global_step + 1)) and result.global_step == 6
+    assert result.data["validation"]["source"] == "held_out"
+    directory = Path(result.artifact_dir)
+    palate = json.loads((directory / "config.json").read_text())["palate"]
+    assert palate["ensemble"]["members"] == [".", "members/member-1"]
+    assert palate["temperature"] == pytest.approx(result.calibration["temperature"])
+    assert (directory / "members" / "member-1" / "model.safetensors").is_file()
+    from transformers import AutoModelForSequenceClassification
+
+    AutoModelForSequenceClassification.from_pretrained(directory)  # a plain directory: member 0
+
+
+def test_members_that_differ_give_a_positive_uncertainty_and_the_mean_score(ensemble):
+    result, _ = ensemble
+    loaded = load_model(result.artifact_dir, device="cpu")
+    assert loaded.ensemble_size == 2
+    members = score_members(loaded, [REQUEST])[0]
+    score, uncertainty = loaded.combine(members)
+    assert members.shape == (2, 3) and (uncertainty > 0).all()
+    np.testing.assert_allclose(score, members.mean(axis=0))
+    np.testing.assert_allclose(score_requests(loaded, [REQUEST])[0], score)
+
+
+def test_identical_members_give_zero_uncertainty(tiny_reward_model, tmp_path):
+    member = Path(tiny_reward_model)
+    save_ensemble(
+        [member, member, member],
+        tmp_path / "same",
+        offsets=[0.0, 0.0, 0.0],
+        evaluation={
+            "accuracy": None,
+            "reward_mean": 0.0,
+            "reward_std": 1.0,
+            "ensemble": {"size": 3, "members": []},
+        },
+        calibration=None,
+    )
+    loaded = load_model(str(tmp_path / "same"), device="cpu")
+    score, uncertainty = loaded.combine(score_members(loaded, [REQUEST])[0])
+    assert loaded.ensemble_size == 3
+    np.testing.assert_array_equal(uncertainty, np.zeros(3))
+    single = load_model(tiny_reward_model, device="cpu")
+    np.testing.assert_allclose(score, score_requests(single, [REQUEST])[0], rtol=1e-6)
+    assert single.combine(score_members(single, [REQUEST])[0])[1] is None
+
+
+def test_the_uncertain_model_strategy_puts_pairs_the_members_disagree_on_first():
+    score, uncertainty = ensemble_scores(np.array([[1.0, 0.0, 3.0, 0.0], [1.0, 0.0, -1.0, 0.0]]))
+    np.testing.assert_array_equal(uncertainty, [0.0, 0.0, 2.0, 0.0])
+    # Two pairs with the same mean margin of 1: the one whose response the members disagree on comes first.
+    a, b = np.array([score[0], score[2]]), np.array([score[1], score[3]])
+    plain = model_uncertainty_priorities(a, b, np.zeros(2))
+    with_spread = model_uncertainty_priorities(
+        a, b, np.zeros(2), uncertainty_a=uncertainty[[0, 2]], uncertainty_b=uncertainty[[1, 3]]
+    )
+    assert plain[0] == plain[1] and with_spread[1] > with_spread[0]
