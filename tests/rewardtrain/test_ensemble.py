@@ -101,3 +101,39 @@ def test_the_uncertain_model_strategy_puts_pairs_the_members_disagree_on_first()
         a, b, np.zeros(2), uncertainty_a=uncertainty[[0, 2]], uncertainty_b=uncertainty[[1, 3]]
     )
     assert plain[0] == plain[1] and with_spread[1] > with_spread[0]
+
+
+@pytest.mark.django_db
+def test_the_scoring_api_returns_an_ensembles_uncertainty_and_calibrated_win_probabilities(ensemble):
+    from rest_framework.test import APIClient
+
+    from annotate.models import Membership
+    from palate.celery import app
+    from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+    from tests.rewardtrain.scoring_data import reward_model_row
+
+    result, _ = ensemble
+    project = ProjectFactory()
+    model = reward_model_row(project, result.artifact_dir)
+    user = UserFactory()
+    MembershipFactory(user=user, project=project, role=Membership.Role.ENGINEER)
+    client = APIClient()
+    client.force_authenticate(user)
+    previous, app.conf.task_always_eager = app.conf.task_always_eager, True
+    try:
+        body = client.post(
+            f"/api/reward-models/{model.pk}/score/",
+            {"prompt": REQUEST.prompt, "responses": list(REQUEST.responses)},
+            format="json",
+        ).json()
+    finally:
+        app.conf.task_always_eager = previous
+    loaded = load_model(result.artifact_dir, device="cpu")
+    score, uncertainty = loaded.combine(score_members(loaded, [REQUEST])[0])
+    rows = body["scores"]
+    np.testing.assert_allclose([row["raw"] for row in rows], score, rtol=1e-5)
+    np.testing.assert_allclose([row["uncertainty"] for row in rows], uncertainty, rtol=1e-4)
+    np.testing.assert_allclose(
+        [row["win_probability"] for row in rows], loaded.win_probabilities(score), rtol=1e-4
+    )
+    assert rows[0]["win_probability"] > 0.5  # 'excellent' beats the others

@@ -149,3 +149,43 @@ def test_without_validation_rows_a_run_holds_out_prompts_and_says_so(tiny_decode
     assert result.data["train"]["pairs"] == 24 and result.evaluation["count"] == 8
     assert result.evaluation["accuracy"] is not None
     assert "4 of the training prompts" in (tmp_path / "model" / "README.md").read_text()
+
+
+@pytest.mark.django_db
+def test_a_run_on_an_export_without_a_test_split_reports_its_held_out_prompts_on_its_page(
+    client, tiny_base_model
+):
+    from django.core.management import call_command
+
+    from annotate.models import Membership
+    from rewardtrain.models import TrainingRun
+    from tests.factories import MembershipFactory, UserFactory
+    from tests.rewardtrain.runs_data import judged_project, succeeded_export
+
+    project, _ = judged_project(40)
+    export = succeeded_export(project, split=1.0)
+    assert export.counts["rows"].get("test") is None
+    call_command(
+        "train_reward_model", project.slug, "--export", str(export.pk), "--base-model", tiny_base_model,
+        "--set", "num_epochs=1", "--set", "max_length=64", "--set", "eval_steps=2", "--allow-below-target",
+        "--no-progress",
+    )  # fmt: skip
+    run = TrainingRun.objects.get(project=project)
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    validation = run.evaluation["data"]["validation"]
+    assert validation["source"] == "held_out" and (validation["prompts"], validation["pairs"]) == (4, 4)
+    assert run.evaluation["count"] == 4 and run.evaluation["accuracy"] is not None
+    best = run.evaluation["selection"]["best_step"]
+    assert best in {entry["step"] for entry in run.metrics if "eval_loss" in entry}
+    assert "held out 4 of 40 prompts (4 pairs) for validation" in run.log
+    assert f"kept the model of step {best} by validation loss" in run.log
+    model = run.reward_model
+    assert model.metrics["temperature"] == run.evaluation["calibration"]["temperature"]
+    assert model.metrics["best_step"] == best and model.metrics["ensemble_size"] == 1
+
+    engineer = UserFactory()
+    MembershipFactory(user=engineer, project=project, role=Membership.Role.ENGINEER)
+    client.force_login(engineer)
+    page = client.get(f"/projects/{project.slug}/training/{run.pk}/").content.decode()
+    assert "4 of 40 prompts (10%, seed 0) were held out with their 4 pairs" in page
+    assert f"Step {best} (epoch" in page and "Temperature " in page

@@ -1,8 +1,10 @@
 """The validation split held out of the training pairs when an export has none: prompt-disjoint and seeded.
 
 A prompt's pairs all go to one side, so validation measures what the issue asks of a reward model, accuracy on
-prompts it never saw. A prompt's side is decided by a hash of (seed, prompt), not by the rows' order: the same
-rows in any order give the same split, and a prompt keeps its side when later exports add other prompts.
+prompts it never saw. The rule is the export's own test split (``annotate.stats.aggregation.split_by_prompt``,
+pure numpy): a prompt's side is decided by a hash of (seed, prompt), not by the rows' order, so the same rows
+in any order give the same split and a prompt keeps its side when later exports add other prompts. Here a
+prompt's id is a hash of its text (rows carry no database ids), and at least one prompt is always held out.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def prompt_key(index: int, row: Mapping[str, Any]) -> str:
     return json.dumps(parse_row(index, row).prompt, ensure_ascii=False)
 
 
-def _rank(seed: int, key: str) -> bytes:
-    return hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+def _prompt_id(key: str) -> int:
+    """A stable 63-bit id of a prompt's text, for the export's split rule, which takes integer ids."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
 
 
 def hold_out_validation(
@@ -51,15 +54,21 @@ def hold_out_validation(
     if not 0.0 < share < 1.0:
         raise ValueError(f"share must be between 0 and 1, got {share}")
     rows = list(rows)
+    from annotate.stats.aggregation import split_by_prompt
+
     keys = [prompt_key(index, row) for index, row in enumerate(rows)]
-    prompts = sorted(set(keys), key=lambda key: _rank(seed, key))
+    prompts = sorted(set(keys))
     if len(prompts) < 2:
         raise DataError(
             None,
             f"a validation split needs pairs on at least two prompts, and these {len(rows)} pairs share "
             "one: add pairs on other prompts, or train on an export with a test split",
         )
-    held = set(prompts[: min(len(prompts) - 1, max(1, round(share * len(prompts))))])
+    # A share too small for one prompt still holds one out (the rule keeps at least one for training).
+    is_held = split_by_prompt(
+        prompts=[_prompt_id(key) for key in prompts], test_share=max(share, 1 / len(prompts)), seed=seed
+    )
+    held = {key for key, held_out in zip(prompts, is_held, strict=True) if held_out}
     train = [row for row, key in zip(rows, keys, strict=True) if key not in held]
     validation = [row for row, key in zip(rows, keys, strict=True) if key in held]
     report = ValidationSplit(
