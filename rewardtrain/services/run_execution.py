@@ -276,7 +276,7 @@ def training_run_execute(
 def _train(
     run: TrainingRun, attempt: int, on_progress: ProgressCallback | None, processes: int
 ) -> TrainingRun:
-    from rewardtrain.training.ensemble import train_ensemble
+    from rewardtrain.training.ensemble import resume_step, train_ensemble
     from rewardtrain.training.trainer import latest_checkpoint
 
     where = run.worker or "this process"
@@ -292,9 +292,9 @@ def _train(
     eval_rows = _export_rows(export, "test")
     output_dir = run_directory(run=run)
     resume_from = latest_checkpoint(output_dir)
+    resumed_step = resume_step(output_dir, int(hyperparameters.get("ensemble_size", 1)))
     history = list(run.metrics or [])
-    if resume_from is not None:
-        resumed_step = int(resume_from.name.removeprefix("step-"))
+    if resumed_step is not None:
         history = [entry for entry in history if entry.get("step", 0) <= resumed_step]
         _ours(run.pk, attempt).update(
             metrics=history, **_noted(f"resuming from the checkpoint of step {resumed_step}")

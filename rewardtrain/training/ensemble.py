@@ -103,6 +103,26 @@ def train_ensemble(
     return _combine(config, results, output_dir, done_steps)
 
 
+def resume_step(output_dir: str | Path, ensemble_size: int) -> int | None:
+    """The step (counted as progress counts it) a run in ``output_dir`` resumes from, or None for a fresh
+    start: a single model's latest checkpoint; an ensemble's finished members' steps plus the latest
+    checkpoint of the first unfinished one."""
+    if ensemble_size == 1:
+        checkpoint = latest_checkpoint(output_dir)
+        return int(checkpoint.name.removeprefix("step-")) if checkpoint is not None else None
+    done = 0
+    for index in range(ensemble_size):
+        directory = member_directory(output_dir, index)
+        saved = directory / MEMBER_RESULT
+        if saved.is_file():
+            done += int(json.loads(saved.read_text())["global_step"])
+            continue
+        checkpoint = latest_checkpoint(directory)
+        step = done + (int(checkpoint.name.removeprefix("step-")) if checkpoint is not None else 0)
+        return step or None
+    return done or None
+
+
 def _member_progress(
     on_progress: ProgressCallback | None, index: int, size: int, done_steps: int
 ) -> ProgressCallback | None:
