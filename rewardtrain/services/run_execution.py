@@ -428,7 +428,7 @@ def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
                 "data": result.data,
                 "timing": result.timing,
                 "selection": result.selection,
-                "calibration": result.calibration,
+                "temperature_scaling": result.calibration,
             },
             step=result.global_step,
             total_steps=result.total_steps,

@@ -180,7 +180,7 @@ def test_a_run_on_an_export_without_a_test_split_reports_its_held_out_prompts_on
     assert "held out 4 of 40 prompts (4 pairs) for validation" in run.log
     assert f"kept the model of step {best} by validation loss" in run.log
     model = run.reward_model
-    assert model.metrics["temperature"] == run.evaluation["calibration"]["temperature"]
+    assert model.metrics["temperature"] == run.evaluation["temperature_scaling"]["temperature"]
     assert model.metrics["best_step"] == best and model.metrics["ensemble_size"] == 1
 
     engineer = UserFactory()
