@@ -43,10 +43,7 @@ up to float rounding. Rank 0 alone calls ``should_stop`` (its answer is sent to 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -58,6 +55,15 @@ import torch
 
 from rewardtrain.training.artifacts import save_reward_model
 from rewardtrain.training.calibration import calibration_report
+from rewardtrain.training.checkpoints import (
+    BEST_DIR,
+    latest_checkpoint,
+    load_best,
+    read_checkpoint_state,
+    restore_checkpoint,
+    save_best,
+    write_checkpoint,
+)
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.data import (
     PairDataset,
@@ -71,11 +77,11 @@ from rewardtrain.training.errors import CheckpointError, ConfigError, DataError
 from rewardtrain.training.evaluate import evaluate_scores
 from rewardtrain.training.loss import pair_losses
 from rewardtrain.training.model import RewardForward, RewardModel, load_reward_model, score_sequences
+from rewardtrain.training.selection import Selection
 
 ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
-CHECKPOINT_FORMAT = 2
-STATE_FILE = "trainer_state.json"
-BEST_DIR, BEST_WEIGHTS = "best", "best.safetensors"
+# Checkpoint helpers, re-exported: callers find a run's checkpoints through the trainer.
+__all__ = ["BEST_DIR", "TrainResult", "latest_checkpoint", "read_checkpoint_state", "train"]
 # Fields that may change between a checkpoint and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"eval_steps", "save_steps", "save_total_limit", "eval_batch_size"})
 
@@ -103,15 +109,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint under ``output_dir/checkpoints``, or None."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return None
-    complete = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and p.name[5:].isdigit()]
-    return max(complete, key=lambda p: int(p.name[5:]), default=None)
 
 
 def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -186,15 +183,7 @@ class _Trainer:
         )
         self.step = 0
         self.epoch_ends = set(self.epoch_starts[1:])
-        self.selection: dict[str, Any] = {
-            "metric": config.selection_metric,
-            "best_step": None,
-            "best_value": None,
-            "best_epoch": None,
-            "evaluations": 0,
-            "since_best": 0,
-            "stopped_early_at": None,
-        }
+        self.selection = Selection(config.selection_metric, patience=config.early_stopping_patience)
         # (step, chosen rewards, rejected rewards) of the best evaluation made by this process.
         self.best_scores: tuple[int, np.ndarray, np.ndarray] | None = None
         self.checkpoint_dir: Path | None = None
@@ -268,7 +257,7 @@ class _Trainer:
         if self.rank == 0:
             if should_stop is not None and should_stop():
                 code = 1
-            elif self.patience_spent():
+            elif self.selection.patience_spent:
                 code = 2
         if self.world_size > 1:
             import torch.distributed as dist
@@ -277,10 +266,6 @@ class _Trainer:
             dist.broadcast(flag, src=0)
             code = int(flag.item())
         return {0: None, 1: "cancel", 2: "early"}[code]
-
-    def patience_spent(self) -> bool:
-        patience = self.config.early_stopping_patience
-        return bool(patience) and self.selection["since_best"] >= patience
 
     def run(self, on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> str:
         model = self.reward_model.model
@@ -294,7 +279,7 @@ class _Trainer:
                     continue  # done before the checkpoint this run resumed from
                 stop = self.stop_requested(should_stop)
                 if stop == "early":
-                    self.selection["stopped_early_at"] = self.step
+                    self.selection.stopped_early_at = self.step
                     return "completed"
                 if stop == "cancel":
                     if main:
@@ -476,46 +461,18 @@ class _Trainer:
         full = self.report(chosen, rejected)
         report = {"step": step, "accuracy": full["accuracy"], "loss": full["loss"], "ece": full["ece"]}
         self.eval_history.append(report)
-        selection = self.selection
-        metric = selection["metric"]
-        value = report["accuracy" if metric == "accuracy" else "loss"]
-        best = selection["best_value"]
-        improved = (
-            metric == "last"
-            or best is None
-            or (value is not None and (value > best if metric == "accuracy" else value < best))
-        )
-        selection["evaluations"] += 1
-        if improved:
-            selection.update(best_step=step, best_value=value, best_epoch=self.epoch_at(step), since_best=0)
+        if self.selection.consider(step, self.epoch_at(step), report):
             self.best_scores = (step, chosen, rejected)
-            if metric != "last":
-                self.save_best()
-        else:
-            selection["since_best"] += 1
+            if self.selection.keeps_weights:
+                save_best(self.output_dir, self.reward_model.model)
         return report
-
-    def save_best(self) -> None:
-        from safetensors.torch import save_model
-
-        directory = self.output_dir / BEST_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / ".model.safetensors.partial"
-        save_model(self.reward_model.model, str(partial))
-        os.replace(partial, directory / "model.safetensors")
 
     def keep_best(self) -> tuple[np.ndarray, np.ndarray]:
         """Puts the best evaluation's weights back into the model (unless they are the last step's) and returns
         its validation rewards."""
-        from safetensors.torch import load_model
-
-        best_step = self.selection["best_step"]
-        if self.selection["metric"] != "last" and best_step is not None and best_step != self.step:
-            load_model(
-                self.reward_model.model,
-                str(self.output_dir / BEST_DIR / "model.safetensors"),
-                device=str(self.reward_model.device),
-            )
+        best_step = self.selection.best_step
+        if self.selection.keeps_weights and best_step is not None and best_step != self.step:
+            load_best(self.output_dir, self.reward_model.model, self.reward_model.device)
         if self.best_scores is not None and self.best_scores[0] == best_step:
             return self.best_scores[1], self.best_scores[2]
         return self.validation_rewards()
@@ -523,100 +480,41 @@ class _Trainer:
     # --- checkpoints -----------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        from safetensors.torch import save_model
-
-        root = self.output_dir / "checkpoints"
-        final = root / f"step-{self.step}"
-        partial = root / f".step-{self.step}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        save_model(self.reward_model.model, str(partial / "model.safetensors"))
-        torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), partial / "scheduler.pt")
-        random_state = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            random_state["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(random_state, partial / "random_state.pt")
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "config": self.config.to_dict(),
-            "history": self.history,
-            "eval_history": self.eval_history,
-            "counters": self.counters,
-            "selection": self.selection,
-        }
-        best = self.output_dir / BEST_DIR / "model.safetensors"
-        if self.selection["metric"] != "last" and self.selection["best_step"] is not None:
-            # The best weights as they stand at this step: a later best replaces the file, not this link.
-            _link_or_copy(best, partial / BEST_WEIGHTS)
-        # The state file is written last: a checkpoint without it is incomplete and never resumed from.
-        (partial / STATE_FILE).write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        kept = sorted(
-            (p for p in root.glob("step-*") if p.name[5:].isdigit()),
-            key=lambda p: int(p.name[5:]),
-            reverse=True,
+        self.checkpoint_dir = write_checkpoint(
+            self.output_dir,
+            step=self.step,
+            model=self.reward_model.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state={
+                "total_steps": self.total_steps,
+                "config": self.config.to_dict(),
+                "history": self.history,
+                "eval_history": self.eval_history,
+                "counters": self.counters,
+                "selection": self.selection.to_dict(),
+            },
+            with_best=self.selection.keeps_weights and self.selection.best_step is not None,
+            keep=self.config.save_total_limit,
         )
-        for old in kept[self.config.save_total_limit :]:
-            shutil.rmtree(old, ignore_errors=True)
-        self.checkpoint_dir = final
-        return final
+        return self.checkpoint_dir
 
     def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_model
-
-        state = read_checkpoint_state(path)
-        if state.get("total_steps") != self.total_steps:
-            raise CheckpointError(
-                f"checkpoint {path} was written for {state.get('total_steps')} steps, this run has {self.total_steps}:"
-                " the training pairs differ"
-            )
-        load_model(
-            self.reward_model.model, str(path / "model.safetensors"), device=str(self.reward_model.device)
+        state = restore_checkpoint(
+            path,
+            self.output_dir,
+            model=self.reward_model.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            device=self.reward_model.device,
+            total_steps=self.total_steps,
         )
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        random_state = torch.load(path / "random_state.pt", weights_only=True)
-        torch.set_rng_state(random_state["torch"])
-        if "cuda" in random_state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(random_state["cuda"])
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.eval_history = list(state["eval_history"])
         self.counters = dict(state["counters"])
-        self.selection = dict(state["selection"])
-        if (path / BEST_WEIGHTS).is_file():
-            (self.output_dir / BEST_DIR).mkdir(parents=True, exist_ok=True)
-            _link_or_copy(path / BEST_WEIGHTS, self.output_dir / BEST_DIR / "model.safetensors")
+        self.selection = Selection.from_dict(state["selection"], patience=self.config.early_stopping_patience)
         self.checkpoint_dir = path
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """``target`` becomes ``source``'s content, atomically: a hard link where the file system allows one."""
-    partial = target.with_name(f".{target.name}.partial")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:
-        shutil.copyfile(source, partial)
-    os.replace(partial, target)
-
-
-def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
-    """The ``trainer_state.json`` of a checkpoint; CheckpointError when it is missing or unreadable."""
-    path = Path(path)
-    try:
-        state = json.loads((path / STATE_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"no complete checkpoint at {path}: {error}") from error
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}"
-        )
-    return state
 
 
 def encode_rows(
@@ -727,7 +625,7 @@ def train(
         eval_history=trainer.eval_history,
         data=data,
         timing=timing,
-        selection=trainer.selection,
+        selection=trainer.selection.to_dict(),
     )
     if status != "completed" or trainer.rank != 0:
         return result
