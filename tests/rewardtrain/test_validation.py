@@ -189,3 +189,22 @@ def test_a_run_on_an_export_without_a_test_split_reports_its_held_out_prompts_on
     page = client.get(f"/projects/{project.slug}/training/{run.pk}/").content.decode()
     assert "4 of 40 prompts (10%, seed 0) were held out with their 4 pairs" in page
     assert f"Step {best} (epoch" in page and "Temperature " in page
+
+
+def test_selection_by_accuracy_keeps_the_first_best_and_counts_patience_from_it():
+    from rewardtrain.training.selection import Selection
+
+    selection = Selection("accuracy", patience=2)
+    evaluations = [(10, 0.6), (20, 0.8), (30, 0.8), (40, None), (50, 0.9)]
+    improved = [
+        selection.consider(step, step / 10, {"accuracy": value, "loss": 1.0})
+        for step, value in evaluations[:4]
+    ]
+    assert improved == [True, True, False, False]  # a tie is no improvement, nor an undefined accuracy
+    assert (selection.best_step, selection.best_value, selection.since_best) == (20, 0.8, 2)
+    assert selection.patience_spent
+    last = Selection("last")
+    assert all(
+        last.consider(step, 1.0, {"accuracy": value, "loss": 9.0 - step}) for step, value in evaluations
+    )
+    assert last.best_step == 50 and not last.keeps_weights and not last.patience_spent
