@@ -137,3 +137,33 @@ def test_the_scoring_api_returns_an_ensembles_uncertainty_and_calibrated_win_pro
         [row["win_probability"] for row in rows], loaded.win_probabilities(score), rtol=1e-4
     )
     assert rows[0]["win_probability"] > 0.5  # 'excellent' beats the others
+
+
+@pytest.mark.django_db
+def test_stored_uncertainties_reorder_the_uncertain_model_queue_and_predictions_use_the_temperature():
+    from annotate.models import Pair
+    from rewardtrain.models import ResponseScore
+    from rewardtrain.services.assisted import model_pair_priorities_refresh, pair_predictions
+    from tests.factories import PairFactory, ProjectFactory
+    from tests.rewardtrain.scoring_data import reward_model_row
+
+    project = ProjectFactory(assignment_strategy="uncertain_model", overlap=3)
+    model = reward_model_row(project, "unused")
+    model.metrics = {**model.metrics, "temperature": 2.0}
+    model.save()
+    agreed, disputed = (PairFactory(project=project, prompt__project=project) for _ in range(2))
+    # Both pairs have A ahead by 1; the members disagree about the disputed pair's responses.
+    for pair, spread in ((agreed, 0.0), (disputed, 3.0)):
+        ResponseScore.objects.create(
+            response=pair.response_a, reward_model=model, score=1.0, uncertainty=spread
+        )
+        ResponseScore.objects.create(
+            response=pair.response_b, reward_model=model, score=0.0, uncertainty=spread
+        )
+    model_pair_priorities_refresh(project=project)
+    order = list(
+        Pair.objects.filter(project=project).order_by("-priority", "id").values_list("id", flat=True)
+    )
+    assert order == [disputed.pk, agreed.pk]
+    probability = pair_predictions(project=project, reward_model=model)[0]["probability_a"]
+    assert probability == pytest.approx(1 / (1 + np.exp(-1.0 / 2.0)))
