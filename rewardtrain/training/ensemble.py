@@ -232,5 +232,6 @@ def _timing(results: list[TrainResult]) -> dict[str, Any]:
         **results[0].timing,
         "train_seconds": seconds,
         "train_cpu_seconds": sum(result.timing.get("train_cpu_seconds") or 0.0 for result in results),
+        "eval_seconds": sum(result.timing.get("eval_seconds") or 0.0 for result in results),
         "pairs_per_second": pairs / seconds if seconds else None,
     }

@@ -192,6 +192,7 @@ class _Trainer:
         self.counters = {
             "train_seconds": 0.0,
             "train_cpu_seconds": 0.0,
+            "eval_seconds": 0.0,
             "pairs": 0,
             "sequences": 0,
             "real_tokens": 0,
@@ -457,6 +458,7 @@ class _Trainer:
 
     def evaluate_step(self, step: int) -> dict[str, Any]:
         """Evaluates the model of ``step``, records it, and keeps its weights when it is the best so far."""
+        started = time.perf_counter()
         chosen, rejected = self.validation_rewards()
         full = self.report(chosen, rejected)
         report = {"step": step, "accuracy": full["accuracy"], "loss": full["loss"], "ece": full["ece"]}
@@ -465,6 +467,7 @@ class _Trainer:
             self.best_scores = (step, chosen, rejected)
             if self.selection.keeps_weights:
                 save_best(self.output_dir, self.reward_model.model)
+        self.counters["eval_seconds"] += time.perf_counter() - started
         return report
 
     def keep_best(self) -> tuple[np.ndarray, np.ndarray]:
@@ -606,6 +609,9 @@ def train(
         # CPU time of the whole process (every thread) during the steps: steadier than wall time on a
         # machine that other work shares.
         "train_cpu_seconds": counters["train_cpu_seconds"],
+        # Evaluations during training (scoring the validation pairs, keeping the best weights), apart from
+        # train_seconds, which pairs_per_second divides by.
+        "eval_seconds": counters["eval_seconds"],
         "pairs_per_second": counters["pairs"] / seconds if seconds else None,
         "tokens_per_second": counters["real_tokens"] / seconds if seconds else None,
         "padding_share": 1 - counters["real_tokens"] / counters["processed_tokens"]
