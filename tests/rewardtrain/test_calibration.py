@@ -34,14 +34,16 @@ def test_well_calibrated_scores_keep_a_temperature_near_one():
 
 @pytest.fixture
 def over_confident_model(tiny_reward_model, tmp_path):
-    """The tiny reward model (a random head: it ranks about half the pairs right) with its head scaled up, so
-    that it is nearly sure of every verdict."""
+    """The tiny reward model with a large random head (seeded, so the test is the same every time): it ranks
+    about three pairs in four right and is nearly sure of every verdict."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_model)
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.score.weight.mul_(500.0)
+        # The sign that ranks more than half the pairs right (with this seed, about three in four).
+        model.score.weight.copy_(torch.randn(model.score.weight.shape, generator=generator) * -50.0)
     model.save_pretrained(tmp_path / "over-confident")
     AutoTokenizer.from_pretrained(tiny_reward_model).save_pretrained(tmp_path / "over-confident")
     return str(tmp_path / "over-confident")
@@ -65,7 +67,8 @@ def test_a_run_fits_a_temperature_that_lowers_an_over_confident_models_ece(over_
         device="cpu",
     )
     calibration = result.calibration
-    assert calibration["ece_before"] > 0.3
+    assert 0.6 < result.evaluation["accuracy"] < 0.9, result.evaluation["accuracy"]
+    assert calibration["ece_before"] > 0.15
     assert calibration["ece_after"] < calibration["ece_before"] / 2
     assert calibration["temperature"] > 10
     saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["palate"]
