@@ -98,6 +98,7 @@ def test_the_run_page_reports_the_validation_split_the_kept_step_calibration_and
     kept = page.locator(".run-selection").inner_text()
     assert "Step 60 (epoch 1.00), the best of 4 evaluations by validation accuracy" in kept
     assert "training stopped early at step 80, after 2 evaluations without improvement" in kept
+    assert "stopped early: validation stopped improving" in page.locator("#run-live").inner_text()
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(300)
     page.screenshot(path=ARTIFACTS / "run-single-390.png", full_page=True)
