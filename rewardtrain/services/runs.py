@@ -67,6 +67,7 @@ def _temporary_paths(run: TrainingRun) -> Iterable[Path]:
         *(path for pattern in patterns for path in directory.glob(pattern)),
         *(path for pattern in patterns for path in directory.glob(f"members/*/{pattern}")),
         directory / LAUNCH_DIR,
+        *directory.glob(f"members/*/{LAUNCH_DIR}"),
     ]
 
 
