@@ -459,11 +459,12 @@ def _scratch_root() -> Path:
 @contextmanager
 def scratch_directory(label: str) -> Iterator[Path]:
     """A folder of this process's own on this machine's disk for the block (a training attempt's
-    checkpoints), removed when the block ends however it ends. One left by a process that was killed is
-    removed by the next worker that starts on the machine (``scratch_reap``)."""
+    checkpoints), removed when the block ends however it ends. Those left by killed processes are removed
+    first (``scratch_reap``; a worker also does so when it starts)."""
     import os
     import tempfile
 
+    scratch_reap()
     root = _scratch_root()
     root.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"palate-{label}-pid{os.getpid()}-", dir=root))

@@ -1179,7 +1179,7 @@ def test_an_import_job_is_enqueued_only_after_commit(project, enqueued, django_c
     callbacks[0]()
     assert enqueued.job_ids == [job.pk]
     assert job.status == ImportJob.Status.QUEUED
-    assert Path(job.stored_path).read_bytes() == content
+    assert (Path(settings.MEDIA_ROOT) / job.stored_path).read_bytes() == content
     assert Prompt.objects.count() == 0
 
 
@@ -1190,7 +1190,7 @@ def test_running_an_import_job_imports_the_file_and_records_the_counts(
         job = create_job(
             project, encode_rows(SHAPES["candidates"]["rows"], "jsonl"), pairing="random", pairs_per_prompt=1
         )
-    stored_path = Path(job.stored_path)
+    stored_path = Path(settings.MEDIA_ROOT) / job.stored_path
 
     import_job_run(job_id=job.pk)
 
@@ -1251,7 +1251,7 @@ def test_an_import_job_claimed_by_another_worker_is_left_alone(project, enqueued
     assert import_job_run(job_id=job.pk) is None
 
     assert Prompt.objects.count() == 0
-    assert Path(job.stored_path).exists()
+    assert (Path(settings.MEDIA_ROOT) / job.stored_path).exists()
 
 
 def test_it_refuses_to_queue_a_file_over_the_import_limit(project, enqueued, settings):
