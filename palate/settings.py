@@ -191,26 +191,35 @@ STORAGE_S3_PUBLIC_ENDPOINT_URL = os.environ.get("STORAGE_S3_PUBLIC_ENDPOINT_URL"
 STORAGE_S3_URL_SECONDS = envint("STORAGE_S3_URL_SECONDS", 300)
 
 
-def _file_store(local: dict) -> dict:
-    if not STORAGE_S3_BUCKET:
-        return local
+def s3_storage(*, bucket: str, endpoint_url: str, region: str, prefix: str) -> dict:
+    """A storage in an S3-compatible bucket (django-storages), under ``prefix``."""
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": STORAGE_S3_BUCKET,
-            "endpoint_url": STORAGE_S3_ENDPOINT_URL or None,
-            "region_name": STORAGE_S3_REGION or None,
-            "location": STORAGE_S3_PREFIX,
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            "location": prefix,
             # Path-style addresses: MinIO and most self-hosted stores serve no per-bucket host names.
-            "addressing_style": "path" if STORAGE_S3_ENDPOINT_URL else None,
+            "addressing_style": "path" if endpoint_url else None,
             "signature_version": "s3v4",
             "file_overwrite": True,
             "default_acl": None,
-            "querystring_expire": STORAGE_S3_URL_SECONDS,
             # A file read whole (Parquet) spills to a temporary file past this, never all in memory.
             "max_memory_size": 16 * 1024 * 1024,
         },
     }
+
+
+def _file_store(local: dict) -> dict:
+    if not STORAGE_S3_BUCKET:
+        return local
+    return s3_storage(
+        bucket=STORAGE_S3_BUCKET,
+        endpoint_url=STORAGE_S3_ENDPOINT_URL,
+        region=STORAGE_S3_REGION,
+        prefix=STORAGE_S3_PREFIX,
+    )
 
 
 STORAGES = {

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tarfile
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rest_framework.test import APIClient
 from annotate.models import Export, Judgment, Membership, Pair, Project, Prompt, Response
 from annotate.services.exports import FORMATS, ExportFormat, export_create, export_run
 from palate.errors import ApplicationError
-from palate.storage import EXPORTS, store_list, store_write_bytes
+from palate.storage import EXPORTS, store_list, store_read_bytes, store_write_bytes
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -722,6 +723,53 @@ def test_downloads_stream_the_stored_files(api):
         member = archive.extractfile("crafted-v1/README.md")
         assert member.read() == path_of(api.export, "hf/README.md").read_bytes()
     assert missing.status_code == 404
+
+
+def test_in_an_object_store_an_export_is_written_there_and_a_download_is_a_short_lived_link(
+    small_project, s3_stores, settings
+):
+    settings.STORAGE_S3_URL_SECONDS = 120
+    project = small_project.project
+    engineer = MembershipFactory(project=project, role=Membership.Role.ENGINEER).user
+    outsider = MembershipFactory(role=Membership.Role.LEAD).user
+    export = run(project, formats=["jsonl", "parquet", "hf"], split=0.75)
+    assert export.status == Export.Status.SUCCEEDED, export.error
+    folder = f"exports/{export.pk}/"
+
+    assert s3_stores.keys(folder) == sorted(record["path"] for record in export.files.values())
+    assert not (Path(settings.ARTIFACT_ROOT) / "exports").exists()  # nothing on this machine's disk
+    for name, record in export.files.items():
+        stored = store_read_bytes(EXPORTS, record["path"])
+        assert (len(stored), hashlib.sha256(stored).hexdigest()) == (record["bytes"], record["sha256"]), name
+    client = APIClient()
+    client.force_authenticate(engineer)
+    base = f"/api/exports/{export.pk}/download/"
+    link = client.get(f"{base}?split=train&format=parquet")
+    assert link.status_code == 302 and "X-Amz-Expires=120" in link["Location"]
+    with urllib.request.urlopen(link["Location"]) as answer:
+        table = pq.read_table(io.BytesIO(answer.read()))
+    assert table.num_rows == export.counts["rows"]["train"]
+    tar = client.get(f"{base}?format=hf")  # a folder put together on the way: streamed
+    with tarfile.open(fileobj=io.BytesIO(b"".join(tar.streaming_content))) as archive:
+        assert "crafted-v1/train/data-00000-of-00001.arrow" in archive.getnames()
+    client.force_authenticate(outsider)  # the permission comes first: no link for them
+    refused = client.get(f"{base}?split=train&format=parquet")
+    assert refused.status_code == 404 and "Location" not in refused
+
+
+def test_in_an_object_store_an_export_that_fails_after_writing_its_files_leaves_nothing_there(
+    small_project, s3_stores, monkeypatch
+):
+    def broken_card(**kwargs):  # every split's file is complete by then
+        assert s3_stores.keys() != []
+        raise OSError("disk of the card writer failed")
+
+    monkeypatch.setattr("annotate.services.exports.writer.dataset_card", broken_card)
+
+    export = run(small_project.project, formats=["jsonl", "parquet", "hf"])
+
+    assert export.status == Export.Status.FAILED and "disk of the card writer failed" in export.error
+    assert s3_stores.keys() == [] and s3_stores.store.unfinished_uploads(s3_stores.bucket) == []
 
 
 def test_every_download_has_the_media_type_the_schema_documents_whatever_its_file(api):
