@@ -159,7 +159,7 @@ def test_web_and_workers_that_share_no_disk_import_export_train_resume_and_score
             api = requests.Session()
             api.headers["Authorization"] = f"Token {token}"
             base = f"http://127.0.0.1:{port}/api"
-            wait_for(lambda: _answers(f"{base}/schema/"), seconds=60)
+            wait_for(lambda: _answers(api, f"{base}/projects/"), seconds=60)
 
             # Import: the web process streams the upload into the store, a worker reads it back.
             content = _upload()
@@ -244,8 +244,8 @@ def test_web_and_workers_that_share_no_disk_import_export_train_resume_and_score
     print(f"scale-out test: {time.monotonic() - started:.1f} s")
 
 
-def _answers(url: str) -> bool:
+def _answers(session: requests.Session, url: str) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code < 500
+        return session.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
