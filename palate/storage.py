@@ -424,17 +424,49 @@ def content_hash(digests: dict[str, str]) -> str:
 # Downloads
 
 
-def store_download_url(alias: str, name: str, *, filename: str, media_type: str) -> str | None:
-    """A link that downloads ``name`` straight from the store for ``STORAGE_S3_URL_SECONDS``, offered as
-    ``filename``; None when the store cannot sign one (a local folder: stream it instead). The link is
-    signed for ``STORAGE_S3_PUBLIC_ENDPOINT_URL`` when set (the address browsers reach the store at)."""
+def link_seconds() -> int:
+    return int(getattr(settings, "STORAGE_S3_URL_SECONDS", 300))
+
+
+_public_stores: dict[tuple[str, str], Any] = {}
+
+
+def _signing(alias: str) -> Any:
+    """The S3 storage that signs links: for ``STORAGE_S3_PUBLIC_ENDPOINT_URL`` when set (the address clients
+    reach the store at; made once per process, as a client costs tens of milliseconds), else the store
+    itself; None when the store cannot sign (a local folder)."""
     storage = store(alias)
     if not _s3(storage):
         return None
     public = getattr(settings, "STORAGE_S3_PUBLIC_ENDPOINT_URL", "")
-    if public:
-        options = {**settings.STORAGES[alias].get("OPTIONS", {}), "endpoint_url": public}
-        storage = type(storage)(**options)
+    if not public:
+        return storage
+    options = {**settings.STORAGES[alias].get("OPTIONS", {}), "endpoint_url": public}
+    key = (alias, repr(sorted(options.items())))
+    if key not in _public_stores:
+        _public_stores[key] = type(storage)(**options)
+    return _public_stores[key]
+
+
+def store_upload_url(alias: str, name: str) -> str | None:
+    """A link that PUTs a file as ``name`` straight into the store, working for ``STORAGE_S3_URL_SECONDS``;
+    None when the store cannot sign one."""
+    storage = _signing(alias)
+    if storage is None:
+        return None
+    return storage.connection.meta.client.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": storage.bucket_name, "Key": _key(storage, name)},
+        ExpiresIn=link_seconds(),
+    )
+
+
+def store_download_url(alias: str, name: str, *, filename: str, media_type: str) -> str | None:
+    """A link that downloads ``name`` straight from the store for ``STORAGE_S3_URL_SECONDS``, offered as
+    ``filename``; None when the store cannot sign one (a local folder: stream it instead)."""
+    storage = _signing(alias)
+    if storage is None:
+        return None
     safe = filename.replace('"', "")
     return storage.url(
         name,
@@ -442,7 +474,7 @@ def store_download_url(alias: str, name: str, *, filename: str, media_type: str)
             "ResponseContentDisposition": f'attachment; filename="{safe}"',
             "ResponseContentType": media_type,
         },
-        expire=int(getattr(settings, "STORAGE_S3_URL_SECONDS", 300)),
+        expire=link_seconds(),
     )
 
 
