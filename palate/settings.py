@@ -193,6 +193,8 @@ STORAGE_S3_URL_SECONDS = envint("STORAGE_S3_URL_SECONDS", 300)
 
 def s3_storage(*, bucket: str, endpoint_url: str, region: str, prefix: str) -> dict:
     """A storage in an S3-compatible bucket (django-storages), under ``prefix``."""
+    from botocore.config import Config
+
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -200,13 +202,19 @@ def s3_storage(*, bucket: str, endpoint_url: str, region: str, prefix: str) -> d
             "endpoint_url": endpoint_url or None,
             "region_name": region or None,
             "location": prefix,
-            # Path-style addresses: MinIO and most self-hosted stores serve no per-bucket host names.
-            "addressing_style": "path" if endpoint_url else None,
-            "signature_version": "s3v4",
             "file_overwrite": True,
             "default_acl": None,
             # A file read whole (Parquet) spills to a temporary file past this, never all in memory.
             "max_memory_size": 16 * 1024 * 1024,
+            "client_config": Config(
+                # Path-style addresses: MinIO and most self-hosted stores serve no per-bucket host names.
+                s3={"addressing_style": "path" if endpoint_url else None},
+                signature_version="s3v4",
+                # Checksums only where S3 requires them: stores other than AWS (MinIO, Ceph…) do not all take
+                # the trailing checksums botocore adds by default, and they cost a pass over every part.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
         },
     }
 

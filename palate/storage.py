@@ -105,11 +105,12 @@ class StoredWriter(io.RawIOBase):
 
 
 class _MultipartUpload(io.RawIOBase):
-    """An S3 object written as a multipart upload: each full part is sent by a background thread while the
-    next one fills (at most one part waits), so memory stays at two parts whatever the size. ``close``
-    completes the upload (a small object is one PUT); ``abort`` drops it."""
+    """An S3 object written as a multipart upload: full parts are sent by background threads while the next
+    one fills (at most ``IN_FLIGHT`` parts at once), so memory stays at a few parts whatever the size.
+    ``close`` completes the upload (a small object is one PUT); ``abort`` drops it."""
 
-    _sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-upload")
+    IN_FLIGHT = 3
+    _sender = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-upload")
 
     def __init__(self, storage: Any, name: str) -> None:
         self.client = storage.connection.meta.client
@@ -133,8 +134,8 @@ class _MultipartUpload(io.RawIOBase):
     def _send(self, body: bytes) -> None:
         if not self.upload_id:
             self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
-        if len(self.parts) >= 1:
-            self.parts[-1].result()  # one part in flight: memory stays flat
+        if len(self.parts) >= self.IN_FLIGHT:
+            self.parts[-self.IN_FLIGHT].result()  # memory stays flat: at most IN_FLIGHT parts wait
         number = len(self.parts) + 1
         self.parts.append(
             self._sender.submit(

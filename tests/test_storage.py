@@ -26,6 +26,7 @@ from palate.storage import (
     store_read_bytes,
     store_reader,
     store_upload_directory,
+    store_upload_url,
     store_write_bytes,
     store_writer,
 )
@@ -142,3 +143,17 @@ def test_a_scratch_folder_goes_at_the_end_of_its_block_and_a_dead_process_s_at_t
         alive.mkdir()
     assert not folder.exists()
     assert scratch_reap() == [] and alive.exists()
+
+
+def test_links_are_signed_for_the_address_clients_reach_the_store_at(s3_stores, settings):
+    settings.STORAGE_S3_PUBLIC_ENDPOINT_URL = "http://store.example.org:9000"
+
+    download = store_download_url(EXPORTS, "exports/6/train.jsonl", filename="f.jsonl", media_type="x")
+    upload = store_upload_url(UPLOADS, "imports/abc-items.jsonl")
+
+    assert download.startswith(
+        f"http://store.example.org:9000/{s3_stores.bucket}/team-a/exports/6/train.jsonl?"
+    )
+    assert upload.startswith(
+        f"http://store.example.org:9000/{s3_stores.bucket}/team-a/imports/abc-items.jsonl?"
+    )

@@ -5,7 +5,8 @@ way, so nothing is read back and no disk is needed."""
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
 from palate.storage import EXPORTS, StoredWriter, store_delete, store_writer
@@ -24,10 +25,12 @@ class ExportFolder:
     def __init__(self, export_id: int) -> None:
         self.prefix = export_prefix(export_id)
         self.written: dict[str, StoredWriter] = {}
-        self._open = ExitStack()
+        self._open: list[AbstractContextManager[StoredWriter]] = []
 
     def open(self, name: str) -> StoredWriter:
-        writer = self._open.enter_context(store_writer(EXPORTS, self.prefix + name))
+        opened = store_writer(EXPORTS, self.prefix + name)
+        writer = opened.__enter__()
+        self._open.append(opened)
         self.written[name] = writer
         return writer
 
@@ -43,13 +46,19 @@ class ExportFolder:
         return self.written[name].sha256
 
     def close(self) -> None:
-        """Completes the files still open."""
-        self._open.close()
+        """Completes the files still open, all at once (in S3 each completion waits on its last parts and on
+        the store putting the parts together)."""
+        opened, self._open = self._open, []
+        if opened:
+            with ThreadPoolExecutor(max_workers=len(opened)) as closing:
+                list(closing.map(lambda item: item.__exit__(None, None, None), opened))
 
     def abort(self) -> None:
         """Drops the files still open and those this folder completed (not the whole folder: an attempt
         that was taken over must not remove what the attempt that took over writes)."""
-        self._open.__exit__(RuntimeError, RuntimeError("export aborted"), None)
+        opened, self._open = self._open, []
+        for item in opened:
+            item.__exit__(RuntimeError, RuntimeError("export aborted"), None)  # drops the file
         for name in self.written:
             store_delete(EXPORTS, self.prefix + name)
 
