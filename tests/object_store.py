@@ -3,6 +3,7 @@ process of its own on a free port. Clients reach it over HTTP like any object st
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -29,6 +30,12 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class ObjectStore:
     endpoint_url: str
+    pid: int = 0  # the server's process
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far (user and system)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def client(self):
         import boto3
@@ -86,7 +93,7 @@ def moto_server() -> Iterator[ObjectStore]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        yield ObjectStore(endpoint)
+        yield ObjectStore(endpoint, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
