@@ -20,8 +20,8 @@ import tests.environment  # noqa: F401  (imported first through -p; named here f
 # (the importer's) try twenty times as many.
 hypothesis_settings.register_profile("thorough", max_examples=2_000)
 
-# The browser fixture for the Playwright tests (Debian Chromium).
-pytest_plugins = ["tests.browser"]
+# The browser fixture for the Playwright tests (Debian Chromium); the S3-compatible server (moto).
+pytest_plugins = ["tests.browser", "tests.object_store"]
 
 
 def _reachable(url: str, default_port: int) -> tuple[bool, str]:

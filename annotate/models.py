@@ -445,7 +445,7 @@ class AgreementSnapshot(models.Model):
 
 class Export(Job):
     """One versioned dataset export, a job of ``palate.jobs``: the policy that made it, what it counted, and its
-    files (with sha256) under ``ARTIFACT_ROOT/exports/<id>/``. The same data, policy and seed give
+    files (with sha256) under ``exports/<id>/`` in the exports store. The same data, policy and seed give
     byte-identical files."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")

@@ -5,11 +5,14 @@ four judgments per pair from 50 annotators), then exported in a fresh process by
 naive baseline: an ORM loop that builds everything in memory (judgments with their pair, prompt and
 responses, a majority vote per pair, a list of rows) and writes JSONL with ``json`` and Parquet with pandas.
 Each prints pairs/s and the process's peak RSS, so 10,000 and 1,000,000 judgments show whether memory
-stays flat.
+stays flat. ``--store s3`` writes the service's files to an S3-compatible object store instead of a local
+folder (a moto server on loopback, started here: the multipart uploads of ``palate/storage.py`` over HTTP),
+``--store both`` runs the service on each and compares their rates.
 
     .venv/bin/python bench/export.py                          # 10,000 and 1,000,000 judgments
     .venv/bin/python bench/export.py --sizes 10000 100000     # smaller
     .venv/bin/python bench/export.py --baseline-max 100000    # skip the baseline above this size
+    .venv/bin/python bench/export.py --store both --baseline-max 0   # local folder against the object store
 
 Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/palate_bench_export, created and migrated
 when missing). Loaded projects are kept between runs (``--reload`` loads them again); files are written
@@ -27,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +297,25 @@ def loaded(judgments: int) -> bool:
     return project is not None and Judgment.objects.filter(pair__project=project).exists()
 
 
+@contextmanager
+def _object_store(env: dict) -> Iterator[tuple[dict, object]]:
+    """A moto server on loopback with a bucket, and ``env`` pointing the stores at it."""
+    from tests.object_store import CREDENTIALS, REGION, moto_server
+
+    with moto_server() as store:
+        bucket = store.bucket("palate-bench-export")
+        yield (
+            {
+                **env,
+                **CREDENTIALS,
+                "STORAGE_S3_BUCKET": bucket,
+                "STORAGE_S3_ENDPOINT_URL": store.endpoint_url,
+                "STORAGE_S3_REGION": REGION,
+            },
+            store,
+        )
+
+
 def child(mode: str, size: int, env: dict) -> dict:
     output = subprocess.run(
         [sys.executable, __file__, "--child", mode, str(size)],
@@ -315,6 +339,15 @@ def main() -> None:
         "--baseline-max", type=int, default=10_000_000, help="run the naive baseline up to this size"
     )
     parser.add_argument("--reload", action="store_true", help="load the projects again even when present")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of the service per size and store, alternating"
+    )
+    parser.add_argument(
+        "--store",
+        choices=["local", "s3", "both"],
+        default="local",
+        help="where the service writes: a local folder, an S3-compatible store (moto on loopback), or each",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
@@ -333,47 +366,55 @@ def main() -> None:
     prepare_database()
     artifacts = Path(tempfile.mkdtemp(prefix="palate-bench-export-"))
     env = {**os.environ, "ARTIFACT_ROOT": str(artifacts), "PALATE_VAR_DIR": str(artifacts / "var")}
+    stores = ["local", "s3"] if arguments.store == "both" else [arguments.store]
     results = []
-    try:
+    with ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, artifacts, ignore_errors=True)
+        s3_env, server = cleanup.enter_context(_object_store(env)) if "s3" in stores else (None, None)
         for size in arguments.sizes:
             if arguments.reload or not child("loaded", size, env)["loaded"]:
                 print(f"loading {size:,} judgments ...", flush=True)
                 load_result = child("load", size, env)
                 print(f"  loaded in {load_result['seconds']:.1f} s", flush=True)
-            service = child("service", size, env)
-            print(f"  service: {service['seconds']:.2f} s", flush=True)
-            shutil.rmtree(artifacts / "exports", ignore_errors=True)
+            for _ in range(arguments.rounds):
+                for store in stores:
+                    store_cpu = server.cpu_seconds() if store == "s3" else 0.0
+                    service = child("service", size, s3_env if store == "s3" else env)
+                    service["store_cpu"] = server.cpu_seconds() - store_cpu if store == "s3" else 0.0
+                    print(f"  service ({store}): {service['seconds']:.2f} s", flush=True)
+                    shutil.rmtree(artifacts / "exports", ignore_errors=True)
+                    results.append((size, f"service ({store})" if len(stores) > 1 else "service", service))
             naive = child("naive", size, env) if size <= arguments.baseline_max else None
             if naive:
                 print(f"  naive:   {naive['seconds']:.2f} s", flush=True)
+                results.append((size, "naive", naive))
             shutil.rmtree(artifacts / "naive", ignore_errors=True)
-            results.append((size, service, naive))
-    finally:
-        shutil.rmtree(artifacts, ignore_errors=True)
 
     load_average = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"\nExport to JSONL + Parquet from PostgreSQL, one process each, {os.cpu_count()} cores, load average {load_average}"
     )
     header = (
-        f"{'judgments':>10} {'pairs':>8} {'rows':>8} {'method':<8} {'seconds':>8} {'CPU s':>6} {'pairs/s':>9} "
-        f"{'peak RSS MB':>12} {'speed-up':>9}"
+        f"{'judgments':>10} {'pairs':>8} {'rows':>8} {'method':<16} {'seconds':>8} {'CPU s':>6} {'pairs/s':>9} "
+        f"{'peak RSS MB':>12} {'MB written':>10} {'store CPU s':>11} {'vs first':>9}"
     )
     print(header)
     print("-" * len(header))
-    for size, service, naive in results:
-        for name, row in (("service", service), ("naive", naive)):
-            if row is None:
-                continue
+    for size in arguments.sizes:
+        rows = [(name, row) for at, name, row in results if at == size]
+        first = rows[0][1]
+        for name, row in rows:
             rate = row["pairs"] / row["seconds"]
-            ratio = f"{naive['seconds'] / service['seconds']:.1f}x" if naive and name == "service" else ""
+            ratio = f"{first['seconds'] / row['seconds']:.2f}x"
             print(
-                f"{size:>10,} {row['pairs']:>8,} {row['rows']:>8,} {name:<8} {row['seconds']:>8.2f} {row['cpu']:>6.1f} {rate:>9,.0f} "
-                f"{row['peak_rss_mb']:>12.0f} {ratio:>9}"
+                f"{size:>10,} {row['pairs']:>8,} {row['rows']:>8,} {name:<16} {row['seconds']:>8.2f} {row['cpu']:>6.1f} "
+                f"{rate:>9,.0f} {row['peak_rss_mb']:>12.0f} {row.get('mb', 0):>10.1f} {row.get('store_cpu', 0):>11.1f} "
+                f"{ratio:>9}"
             )
     print(
         "pairs/s counts the pairs read and labelled; CPU s is the exporting process's own (all its threads, not "
-        "PostgreSQL's); speed-up is the naive baseline's time over the service's."
+        "PostgreSQL's or the object store's); store CPU s is the moto server's; vs first is the first row's "
+        "time over this row's (the rate as a share of the first's)."
     )
 
 

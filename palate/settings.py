@@ -181,13 +181,70 @@ STATICFILES_FINDERS = [
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
 # WhiteNoise warns on every request when the folder is missing (before the first collectstatic).
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
+# Every file goes through one of three named storages (palate/storage.py): "uploads" (imports waiting for a
+# worker), "exports" and "artifacts" (checkpoints and reward models). Folders on this machine (MEDIA_ROOT,
+# ARTIFACT_ROOT) unless STORAGE_S3_BUCKET names an S3-compatible bucket, which every web host and worker
+# then shares instead of a disk. Credentials come from the environment as boto3 reads them
+# (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an instance role).
+STORAGE_S3_BUCKET = os.environ.get("STORAGE_S3_BUCKET", "")
+STORAGE_S3_ENDPOINT_URL = os.environ.get("STORAGE_S3_ENDPOINT_URL", "")
+STORAGE_S3_REGION = os.environ.get("STORAGE_S3_REGION", "")
+STORAGE_S3_PREFIX = os.environ.get("STORAGE_S3_PREFIX", "").strip("/")
+# Download links signed for this address instead (the one browsers reach the store at), when it differs.
+STORAGE_S3_PUBLIC_ENDPOINT_URL = os.environ.get("STORAGE_S3_PUBLIC_ENDPOINT_URL", "")
+# How long a download link to an export file works.
+STORAGE_S3_URL_SECONDS = envint("STORAGE_S3_URL_SECONDS", 300)
+
+
+def s3_storage(*, bucket: str, endpoint_url: str, region: str, prefix: str) -> dict:
+    """A storage in an S3-compatible bucket (django-storages), under ``prefix``."""
+    from botocore.config import Config
+
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            "location": prefix,
+            "file_overwrite": True,
+            "default_acl": None,
+            # A file read whole (Parquet) spills to a temporary file past this, never all in memory.
+            "max_memory_size": 16 * 1024 * 1024,
+            "client_config": Config(
+                # Path-style addresses: MinIO and most self-hosted stores serve no per-bucket host names.
+                s3={"addressing_style": "path" if endpoint_url else None},
+                signature_version="s3v4",
+                # Checksums only where S3 requires them: stores other than AWS (MinIO, Ceph…) do not all take
+                # the trailing checksums botocore adds by default, and they cost a pass over every part.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        },
+    }
+
+
+def _file_store(local: dict) -> dict:
+    if not STORAGE_S3_BUCKET:
+        return local
+    return s3_storage(
+        bucket=STORAGE_S3_BUCKET,
+        endpoint_url=STORAGE_S3_ENDPOINT_URL,
+        region=STORAGE_S3_REGION,
+        prefix=STORAGE_S3_PREFIX,
+    )
+
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "uploads": _file_store({"BACKEND": "django.core.files.storage.FileSystemStorage"}),
+    "exports": _file_store({"BACKEND": "palate.storage.ArtifactFileSystemStorage"}),
+    "artifacts": _file_store({"BACKEND": "palate.storage.ArtifactFileSystemStorage"}),
+}
 
 # Security: the HTTPS redirect and HSTS belong to the reverse proxy (docs/production.md).
 SESSION_COOKIE_SECURE = not DEBUG
@@ -426,6 +483,9 @@ JOB_QUEUED_TIMEOUT_SECONDS = envint("JOB_QUEUED_TIMEOUT_SECONDS", 24 * 3600)
 TRAINING_PROGRESS_SECONDS = 1.0
 # A run's default time limit (one attempt); a run may set its own.
 TRAINING_TIME_LIMIT_SECONDS = envint("TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
+# Where a training attempt writes its checkpoints before they go to the artifacts store: a folder of its
+# own under this one (empty: the system's temporary folder), removed when the attempt ends.
+TRAINING_SCRATCH_DIR = os.environ.get("TRAINING_SCRATCH_DIR", "")
 # Processes a run trains in, data-parallel (torchrun, one GPU each): 1 trains in the worker's own process.
 TRAINING_PROCESSES = envint("TRAINING_PROCESSES", 1)
 # The base models runs may start from, by name (rewardtrain/base_models.py reads the format): never a path.
@@ -443,6 +503,10 @@ SCORING_MAX_RESPONSES = envint("SCORING_MAX_RESPONSES", 64)
 SCORING_MAX_CHARS = envint("SCORING_MAX_CHARS", 20_000)
 SCORING_TIMEOUT_SECONDS = envint("SCORING_TIMEOUT_SECONDS", 30)
 SCORING_MODEL_CACHE_SIZE = envint("SCORING_MODEL_CACHE_SIZE", 2)
+# Reward models a worker fetched from the artifacts store, on its disk, by content hash: the least recently
+# used are removed once they take more than MODEL_CACHE_MAX_BYTES (a model in use is never removed).
+MODEL_CACHE_DIR = Path(os.environ.get("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
+MODEL_CACHE_MAX_BYTES = envint("MODEL_CACHE_MAX_BYTES", 20 * 1024**3)
 SCORING_BATCH_WINDOW_MS = envint("SCORING_BATCH_WINDOW_MS", 5)
 SCORING_BATCH_MAX_SEQUENCES = envint("SCORING_BATCH_MAX_SEQUENCES", 256)
 

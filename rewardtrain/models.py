@@ -93,7 +93,12 @@ class RewardModel(models.Model):
     run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="reward_model")
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="reward_models")
     version = models.PositiveIntegerField()
-    path = models.CharField(max_length=500)
+    path = models.CharField(max_length=500, help_text="Its folder in the artifacts store.")
+    content_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of its files' names and sha256s: workers cache a fetched copy under it.",
+    )
     metrics = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -58,6 +58,7 @@ from annotate.services.api_tokens import api_token_create
 from annotate.services.demo import DEMO_PASSWORD, demo_seed, demo_votes_simulate
 from annotate.services.exports import export_create, export_run
 from rewardtrain.models import RewardModel, ScoringJob, TrainingRun
+from rewardtrain.services.run_artifacts import run_model_upload
 from rewardtrain.services.scoring import reward_model_score
 from tests.factories import MembershipFactory, UserFactory
 from tests.rewardtrain import conftest as rewardtrain_fixtures
@@ -223,8 +224,9 @@ def _seed(reward_model_path: str) -> FuzzWorld:
     run = TrainingRun.objects.create(
         project=project, export=export, base_model="tiny", status=TrainingRun.Status.SUCCEEDED
     )
+    stored, digest = run_model_upload(run_id=run.pk, local=Path(reward_model_path))
     model = RewardModel.objects.create(
-        run=run, project=project, version=1, path=reward_model_path, is_active=True
+        run=run, project=project, version=1, path=stored, content_hash=digest, is_active=True
     )
     queued_run = TrainingRun.objects.create(project=project, export=export, base_model="tiny")
     scoring_job = ScoringJob.objects.create(project=project, reward_model=model, total=3)

@@ -28,8 +28,10 @@ from annotate.models import Export, ImportJob, Pair, Response
 from annotate.services.import_rows import ImportOptions
 from annotate.services.imports import import_job_create
 from palate.jobs.services import job_enqueue
+from palate.storage import ARTIFACTS, store_local_path
 from rewardtrain.models import ResponseScore, RewardModel, ScoringJob, TrainingRun
-from rewardtrain.services.runs import run_directory, training_run_create
+from rewardtrain.services.run_artifacts import checkpoints_stored, run_prefix
+from rewardtrain.services.runs import training_run_create
 from rewardtrain.services.scoring import scoring_job_create
 from tests.factories import ProjectFactory
 from tests.rewardtrain import conftest as rewardtrain_fixtures
@@ -70,6 +72,7 @@ class Workers:
             "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
             "CACHE_URL": "",
             "PALATE_DEVICE": "cpu",
+            "TRAINING_SCRATCH_DIR": str(Path(settings.ARTIFACT_ROOT).parent / "scratch"),
         }
         self.started: list[subprocess.Popen] = []
 
@@ -190,7 +193,9 @@ def test_an_import_whose_pool_process_is_killed_runs_again_or_fails_saying_the_w
     assert spent.stored_path == "" and list(uploads.iterdir()) == []
 
 
-def test_a_training_run_whose_pool_process_is_killed_resumes_from_its_checkpoint(workers, tiny_base_model):
+def test_a_training_run_whose_pool_process_is_killed_resumes_from_its_checkpoint(
+    workers, tiny_base_model, settings
+):
     from rewardtrain.training.trainer import latest_checkpoint
 
     project, _ = judged_project(40)
@@ -201,7 +206,7 @@ def test_a_training_run_whose_pool_process_is_killed_resumes_from_its_checkpoint
     )  # fmt: skip
     workers.start()
     job_enqueue(run)
-    directory = run_directory(run=run)
+    directory = store_local_path(ARTIFACTS, run_prefix(run.pk))
     _wait_for(run, lambda: latest_checkpoint(directory) is not None and _running(run, 1), every=0.05)
     # Held, the run cannot record its end (nor its next progress): the kill lands while it trains.
     with writes_held(TrainingRun):
@@ -214,7 +219,11 @@ def test_a_training_run_whose_pool_process_is_killed_resumes_from_its_checkpoint
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.traceback
     assert "worker lost (process " in run.log and "resuming from the checkpoint of step" in run.log
     assert RewardModel.objects.filter(run=run).exists() and run.progress == 1.0
-    assert not list(directory.glob("checkpoints/.step-*.partial")) and not (directory / ".launch").exists()
+    assert all(checkpoints_stored(run_id=run.pk).values())  # no checkpoint left half uploaded
+    # The killed attempt's scratch folder was removed when the next attempt began, the next one's as it ends
+    # (just after it recorded the run's end).
+    scratch = Path(settings.ARTIFACT_ROOT).parent / "scratch"
+    wait_for(lambda: not list(scratch.iterdir()), seconds=10, about=lambda: list(scratch.iterdir()))
 
 
 def test_a_scoring_job_whose_whole_worker_is_killed_is_taken_over_by_the_next_worker(
@@ -239,13 +248,13 @@ def test_a_scoring_job_whose_whole_worker_is_killed_is_taken_over_by_the_next_wo
     assert ResponseScore.objects.filter(reward_model=model).count() == total
 
 
-def test_an_export_whose_pool_process_is_killed_runs_again_and_leaves_no_partial_folder(workers, settings):
+def test_an_export_whose_pool_process_is_killed_runs_again_and_leaves_no_partial_file(workers, settings):
     from annotate.models import Prompt
     from annotate.services.exports import export_create
 
     project, _ = judged_project(30)
     workers.start()
-    # A conversational export reads the prompts' texts only once its partial folder exists (an "auto" one
+    # A conversational export reads the prompts' texts only after its label pass (an "auto" one
     # reads them earlier, to choose its shape): held there, the kill lands mid-build.
     with psycopg.connect(**connection.get_connection_params()) as blocker:
         blocker.execute(
@@ -257,8 +266,8 @@ def test_an_export_whose_pool_process_is_killed_runs_again_and_leaves_no_partial
             formats=["jsonl"],
             created_by=None,
         )
-        partial = Path(settings.ARTIFACT_ROOT) / "exports" / f"{export.pk}.partial"
-        _wait_for(export, lambda: _running(export, 1) and partial.is_dir())
+        folder = Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)
+        _wait_for(export, lambda: _running(export, 1) and export.progress > 0)
         workers.kill_pool_process(export)
         killed_at = time.monotonic()
         _wait_for(export, lambda: _running(export, 2))
@@ -267,4 +276,4 @@ def test_an_export_whose_pool_process_is_killed_runs_again_and_leaves_no_partial
     export = _wait_for(export, lambda: _ended(export))
     assert export.status == Export.Status.SUCCEEDED, export.error
     assert (export.attempts, export.progress, export.counts["pairs_exported"]) == (2, 1.0, 30)
-    assert not partial.exists() and not list(partial.parent.glob("*.partial"))
+    assert sorted(path.name for path in folder.iterdir()) == sorted(export.files)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from annotate.models import ImportJob
@@ -24,6 +25,7 @@ from palate.jobs.services import (
     jobs_reap,
     worker_identity,
 )
+from palate.storage import UPLOADS, store_write_bytes
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,12 +43,15 @@ def _worker_of(pid: int, node: str = "w1@host") -> str:
 
 
 def _job(tmp_path: Path, name: str = "upload", **fields) -> ImportJob:
-    """An import job whose stored upload is ``tmp_path/<name>.jsonl``."""
-    upload = tmp_path / f"{name}.jsonl"
-    upload.write_text("{}\n")
+    """An import job whose upload is ``imports/<name>.jsonl`` in the uploads store."""
+    store_write_bytes(UPLOADS, f"imports/{name}.jsonl", b"{}\n")
     return ImportJob.objects.create(
-        project=ProjectFactory(), filename=upload.name, stored_path=str(upload), **fields
+        project=ProjectFactory(), filename=f"{name}.jsonl", stored_path=f"imports/{name}.jsonl", **fields
     )
+
+
+def _upload(job: ImportJob) -> Path:
+    return Path(settings.MEDIA_ROOT) / job.stored_path
 
 
 def _running(tmp_path: Path, name: str = "upload", *, seconds_ago: float = 0, **fields) -> ImportJob:
@@ -84,7 +89,7 @@ def test_a_lost_job_with_no_attempt_left_fails_saying_the_worker_was_lost_and_it
 ):
     settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
     job = _running(tmp_path, seconds_ago=300, attempts=3, worker="w1@elsewhere pid 7 on another-machine")
-    upload = Path(job.stored_path)
+    upload = _upload(job)
 
     assert job_claim(ImportJob, job_id=job.pk, worker="w2@host") is None
 
@@ -114,10 +119,10 @@ def test_the_reaper_queues_lost_jobs_again_fails_spent_ones_and_leaves_live_ones
     for job in (stale, gone, spent, alive):
         job.refresh_from_db()
     assert stale.status == gone.status == ImportJob.Status.QUEUED and stale.queued_at is not None
-    assert Path(stale.stored_path).exists() and Path(gone.stored_path).exists()  # the next attempt reads it
+    assert _upload(stale).exists() and _upload(gone).exists()  # the next attempt reads it
     assert spent.status == ImportJob.Status.FAILED and spent.error.startswith("worker lost")
     assert alive.status == ImportJob.Status.RUNNING
-    assert not (tmp_path / "spent.jsonl").exists()
+    assert not (Path(settings.MEDIA_ROOT) / "imports" / "spent.jsonl").exists()
 
 
 def test_a_restarted_worker_takes_back_the_jobs_its_dead_predecessor_ran(tmp_path, enqueued):

@@ -5,7 +5,7 @@ Engineers and leads (and site admins) only: annotators get 403, outsiders 404, l
 
 from __future__ import annotations
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -24,6 +24,7 @@ from annotate.services.exports import (
     DEFAULT_COLUMNS,
     DROP_OR_KEEP,
     EXPORT_FORMATS,
+    FILE_MEDIA_TYPE,
     OPTIONAL_COLUMNS,
     ExportPolicy,
     export_create,
@@ -187,9 +188,6 @@ class _FormatIsAFileFormat(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-# What a download is sent as, as the schema says. Django would guess a file's type from its name through the
-# machine's mime.types (text/markdown, application/gzip, …), which differs from one server to the next.
-FILE_MEDIA_TYPE = "application/octet-stream"
 TAR_MEDIA_TYPE = "application/x-tar"
 
 
@@ -212,7 +210,13 @@ class ExportDownloadApi(APIView):
             ),
         ],
         responses={
-            (200, FILE_MEDIA_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="The file, streamed."),
+            (200, FILE_MEDIA_TYPE): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, streamed (the exports store is a local folder)."
+            ),
+            302: OpenApiResponse(
+                description="The exports store is S3: Location is a link that downloads the file from it for "
+                "STORAGE_S3_URL_SECONDS (a file by split and format or by name; `format=hf` is always streamed)."
+            ),
             (200, TAR_MEDIA_TYPE): OpenApiResponse(
                 OpenApiTypes.BINARY,
                 description="With `format=hf`: the Hugging Face folder as a tar, streamed.",
@@ -230,12 +234,18 @@ class ExportDownloadApi(APIView):
             response["Content-Length"] = str(size)
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
             return response
-        path, filename = export_file(
+        found = export_file(
             export=export,
             split=params.get("split", "train"),
             fmt=params.get("format", "jsonl"),
             name=params.get("file", ""),
         )
-        return FileResponse(
-            path.open("rb"), as_attachment=True, filename=filename, content_type=FILE_MEDIA_TYPE
+        # Straight from the object store when it can sign a link: the web process carries no large file.
+        link = found.link()
+        if link:
+            return HttpResponseRedirect(link)
+        response = FileResponse(
+            found.stream(), as_attachment=True, filename=found.download_name, content_type=FILE_MEDIA_TYPE
         )
+        response["Content-Length"] = str(found.size)
+        return response

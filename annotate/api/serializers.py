@@ -121,8 +121,7 @@ class MemberOutput(serializers.ModelSerializer):
         fields = ["username", "role", "attributes", "created_at"]
 
 
-class ImportInput(serializers.Serializer):
-    file = serializers.FileField()
+class ImportOptionsInput(serializers.Serializer):
     format = serializers.ChoiceField(
         choices=["", "jsonl", "json", "csv", "parquet"], required=False, default=""
     )
@@ -131,6 +130,32 @@ class ImportInput(serializers.Serializer):
     cross_system_only = serializers.BooleanField(required=False, default=False)
     seed = serializers.IntegerField(required=False, default=0)
     label_as = serializers.ChoiceField(choices=["gold", "judgment", "none"], required=False, default="gold")
+
+
+class ImportInput(ImportOptionsInput):
+    file = serializers.FileField()
+
+
+class ImportUploadUrlInput(serializers.Serializer):
+    filename = serializers.CharField(
+        max_length=255, help_text="The file's name; its extension names the format."
+    )
+    size = serializers.IntegerField(min_value=1, help_text="The file's size in bytes.")
+
+
+class ImportUploadUrlOutput(serializers.Serializer):
+    url = serializers.CharField(
+        help_text="PUT the file's bytes here (the object store), within expires_in seconds."
+    )
+    method = serializers.CharField()
+    upload = serializers.CharField(help_text="The ticket that starts the import once the file is there.")
+    expires_in = serializers.IntegerField()
+
+
+class ImportFromUploadInput(ImportOptionsInput):
+    upload = serializers.CharField(
+        help_text="The ticket of /imports/upload-url/, once the file is PUT there."
+    )
 
 
 class ImportJobOutput(serializers.ModelSerializer):

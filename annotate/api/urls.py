@@ -34,6 +34,16 @@ urlpatterns = [
         name="api-api-token",
     ),
     path("projects/<int:project_id>/imports/", views.ProjectImportApi.as_view(), name="api-imports"),
+    path(
+        "projects/<int:project_id>/imports/upload-url/",
+        views.ProjectImportUploadUrlApi.as_view(),
+        name="api-imports-upload-url",
+    ),
+    path(
+        "projects/<int:project_id>/imports/from-upload/",
+        views.ProjectImportFromUploadApi.as_view(),
+        name="api-imports-from-upload",
+    ),
     path("projects/<int:project_id>/prompts/", views.PromptListApi.as_view(), name="api-prompts"),
     path("projects/<int:project_id>/pairs/", views.PairListApi.as_view(), name="api-pairs"),
     path("imports/<int:job_id>/", views.ImportJobDetailApi.as_view(), name="api-import"),

@@ -15,6 +15,7 @@ from annotate.api.permissions import LEADS, MEMBERS, READERS, project_for_reques
 from annotate.models import ImportJob, Membership, Pair, Prompt
 from annotate.selectors import membership_list, project_role, projects_with_role, user_can_create_projects
 from annotate.services.import_rows import ImportOptions
+from annotate.services.import_uploads import import_job_create_from_upload, import_upload_url_create
 from annotate.services.imports import import_job_progress, import_start
 from annotate.services.members import membership_remove, membership_set
 from annotate.services.projects import project_create, project_update
@@ -179,6 +180,56 @@ class ProjectImportApi(APIView):
             io.ImportJobOutput(started.job).data,
             status=status.HTTP_202_ACCEPTED if started.queued else status.HTTP_201_CREATED,
         )
+
+
+class ProjectImportUploadUrlApi(APIView):
+    @extend_schema(
+        operation_id="imports_upload_url",
+        request=io.ImportUploadUrlInput,
+        responses={
+            201: OpenApiResponse(
+                io.ImportUploadUrlOutput,
+                description="A link to PUT the file to, straight into the object store, and the ticket that "
+                "then starts its import (POST /imports/from-upload/).",
+            ),
+            409: OpenApiResponse(
+                ERROR_RESPONSE, description="The uploads store is a local folder: send the file to /imports/."
+            ),
+            **ERRORS,
+        },
+    )
+    def post(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, LEADS)
+        data = io.ImportUploadUrlInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        link = import_upload_url_create(project=project, **data.validated_data)
+        return Response(io.ImportUploadUrlOutput(link).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectImportFromUploadApi(APIView):
+    @extend_schema(
+        operation_id="imports_create_from_upload",
+        request=io.ImportFromUploadInput,
+        responses={
+            202: OpenApiResponse(io.ImportJobOutput, description="Queued as a job; poll /api/imports/{id}/."),
+            409: OpenApiResponse(
+                ERROR_RESPONSE, description="This upload's import is already queued or running."
+            ),
+            **ERRORS,
+        },
+    )
+    def post(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, LEADS)
+        data = io.ImportFromUploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data.pop("upload")
+        job = import_job_create_from_upload(
+            project=project,
+            upload=upload,
+            options=ImportOptions(**data.validated_data),
+            created_by=request.user,
+        )
+        return Response(io.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ImportJobDetailApi(APIView):

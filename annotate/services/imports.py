@@ -25,7 +25,6 @@ import gc
 import itertools
 import logging
 import queue
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,6 +51,7 @@ from annotate.services.import_rows import (
 from annotate.services.import_storage import Answer, ChunkWriter, Storage
 from palate.errors import ApplicationError
 from palate.jobs.services import JobKind, job_claim, job_enqueue, job_fail, job_finish, job_heartbeat
+from palate.storage import UPLOADS, store_reader, store_save
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +107,13 @@ def import_limits() -> Limits:
     )
 
 
-def _options_check(options: ImportOptions) -> None:
+def import_options_check(options: ImportOptions) -> None:
     problems = options.validate()
     if problems:
         raise ApplicationError("invalid import options", fields=problems)
 
 
-def _size_check(filename: str, size: int) -> None:
+def import_size_check(filename: str, size: int) -> None:
     if size > settings.IMPORT_MAX_FILE_BYTES:
         raise ApplicationError(
             f"{filename}: file is {size:,} bytes, over the import limit of {settings.IMPORT_MAX_FILE_BYTES:,} bytes",
@@ -130,7 +130,7 @@ def items_import(
     progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Imports every row of ``stream`` into ``project``, or nothing. Raises ImportFailed listing the errors."""
-    _options_check(options)
+    import_options_check(options)
     limits = import_limits()
     name = Path(filename).name or "upload"
     try:
@@ -387,7 +387,7 @@ IMPORT_JOBS = JobKind(
     send=_send,
     noun="import",
     # The upload is kept while attempts remain: the next attempt reads it again.
-    temporary_paths=lambda job: [Path(job.stored_path)] if job.stored_path else [],
+    temporary_files=lambda job, status: [(UPLOADS, job.stored_path)] if job.stored_path else [],
     cleared_on_end={"stored_path": ""},
     failure_fields=lambda message: {"errors": [message]},
 )
@@ -401,19 +401,31 @@ def import_job_progress(*, job: ImportJob) -> dict[str, int]:
 def import_job_create(
     *, project: Project, upload: IO[bytes], filename: str, size: int, options: ImportOptions, created_by: Any
 ) -> ImportJob:
-    """Stores the upload and queues the import. Celery is told only after the job row is committed."""
-    _options_check(options)
-    _size_check(filename, size)
-    folder = Path(settings.MEDIA_ROOT) / "imports"
-    folder.mkdir(parents=True, exist_ok=True)
-    stored = folder / f"{uuid.uuid4().hex}-{Path(filename).name}"
-    with stored.open("wb") as target:
-        shutil.copyfileobj(upload, target, length=1 << 20)
+    """Streams the upload into the uploads store (the worker that runs the import may be on another machine)
+    and queues the import. Celery is told only after the job row is committed."""
+    import_options_check(options)
+    import_size_check(filename, size)
+    stored = import_upload_name(filename)
+    store_save(UPLOADS, stored, upload)
+    return import_job_queue(
+        project=project, stored=stored, filename=filename, size=size, options=options, created_by=created_by
+    )
+
+
+def import_upload_name(filename: str) -> str:
+    """A new name in the uploads store for an upload of ``filename``."""
+    return f"imports/{uuid.uuid4().hex}-{Path(filename).name}"
+
+
+def import_job_queue(
+    *, project: Project, stored: str, filename: str, size: int, options: ImportOptions, created_by: Any
+) -> ImportJob:
+    """Records the job of an upload stored as ``stored`` and sends its task once committed."""
     job = ImportJob.objects.create(
         project=project,
         created_by=created_by,
         filename=Path(filename).name,
-        stored_path=str(stored),
+        stored_path=stored,
         options=asdict(options),
         bytes_total=size,
     )
@@ -438,7 +450,7 @@ def import_job_run(*, job_id: int, worker: str = "worker") -> ImportJob | None:
             heartbeat.report(rows_done=rows, bytes_done=read, progress=share)
 
         try:
-            with open(job.stored_path, "rb") as stream:
+            with store_reader(UPLOADS, job.stored_path) as stream:
                 result = items_import(
                     project=job.project,
                     stream=stream,
@@ -534,8 +546,8 @@ def import_start(
     ``IMPORT_ASYNC_THRESHOLD_BYTES`` once gunzipped making at most ``IMPORT_ASYNC_THRESHOLD_PAIRS`` pairs,
     found by reading the upload no further than those bounds (``import_rows.work_within``; Parquet is never
     small). ``upload`` must be seekable: a small one is read twice."""
-    _options_check(options)
-    _size_check(filename, size)
+    import_options_check(options)
+    import_size_check(filename, size)
     if _is_small(upload, filename, options):
         job, result, failure = import_run_now(
             project=project, upload=upload, filename=filename, options=options, created_by=created_by

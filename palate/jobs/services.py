@@ -20,8 +20,10 @@ How a job whose worker dies is running again, or failed saying "worker lost", wi
 - The old message, back after the visibility timeout, finds the job claimed or finished and returns; so
   does a copy of a long training task redelivered while the original still beats.
 
-A job's temporary files (``JobKind.temporary_paths``) are removed whenever it ends: succeeded, failed,
-cancelled, or given up after its worker was lost. A job queued again keeps them for its next attempt.
+A job's temporary files (``JobKind.temporary_files``: files or folders of the stores of
+``palate.storage``, never a path on one machine, since the job may end on another) are removed whenever it
+ends: succeeded, failed, cancelled, or given up after its worker was lost. A job queued again keeps them for
+its next attempt.
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ import functools
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -50,11 +50,16 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 from palate.errors import ApplicationError, Conflict
 from palate.jobs.models import Job, JobStatus
 from palate.processes import process_alive, process_space
+from palate.storage import store_delete
 
 logger = logging.getLogger(__name__)
 
 
-def _no_paths(job: Job) -> Iterable[Path]:
+# A stored file: (storage name, file name), or a whole folder when the name ends with "/".
+StoredName = tuple[str, str]
+
+
+def _no_files(job: Job, status: str) -> Iterable[StoredName]:
     return ()
 
 
@@ -70,7 +75,8 @@ class JobKind:
     send: Callable[[Job], None]  # sends the job's Celery task; called after commit
     noun: str  # "import", "run": messages say "no worker took the import…"
     queue: str = "default"
-    temporary_paths: Callable[[Job], Iterable[Path]] = _no_paths
+    # The stored files to remove when the job ends with ``status`` (it may keep some on success).
+    temporary_files: Callable[[Job, str], Iterable[StoredName]] = _no_files
     cleared_on_end: Mapping[str, Any] = field(default_factory=dict)  # fields naming temporary files
     failure_fields: Callable[[str], dict[str, Any]] = _no_fields  # more fields a failure message fills
     log_field: str = ""  # a text field that gets a line per transition
@@ -160,12 +166,12 @@ def job_owned(model: type[Job], job_id: int, attempt: int) -> QuerySet:
     return model.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt)
 
 
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+def _remove(files: list[StoredName]) -> None:
+    for alias, name in files:
+        try:
+            store_delete(alias, name)
+        except Exception:  # the job has ended anyway; what is left is only space
+            logger.exception("could not remove the temporary file %s of the %s store", name, alias)
 
 
 def _end(
@@ -176,7 +182,7 @@ def _end(
     job = rows.first()
     if job is None:
         return False
-    paths = [Path(path) for path in kind.temporary_paths(job)]
+    files = list(kind.temporary_files(job, status))
     now = timezone.now()
     if error:
         fields = {**kind.failure_fields(error), **fields}
@@ -190,7 +196,7 @@ def _end(
         **job_noted(kind.model, note or (f"failed: {error}" if error else status), now=now),
     )
     if ended:
-        _remove(paths)
+        _remove(files)
     return bool(ended)
 
 

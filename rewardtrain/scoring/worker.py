@@ -1,5 +1,7 @@
 """The worker side of the scoring API: one model cache and one micro-batcher per process, configured from
-settings when first used (so a Celery worker on a threads pool batches its concurrent tasks together)."""
+settings when first used (so a Celery worker on a threads pool batches its concurrent tasks together). A
+model not loaded yet is fetched from the artifacts store into this machine's model cache first
+(``model_files``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import numpy as np
 from django.conf import settings
 
 from rewardtrain.scoring.batcher import MicroBatcher, process_batcher
-from rewardtrain.scoring.engine import LoadedModel, ModelCache, ScoringRequest
+from rewardtrain.scoring.engine import LoadedModel, ModelCache, ScoringRequest, load_model
+from rewardtrain.scoring.model_files import model_directory
 
 _cache: ModelCache | None = None
 _cache_lock = threading.Lock()
@@ -19,11 +22,20 @@ def model_cache() -> ModelCache:
     global _cache
     with _cache_lock:
         if _cache is None:
-            _cache = ModelCache(capacity=settings.SCORING_MODEL_CACHE_SIZE)
+            _cache = ModelCache(capacity=settings.SCORING_MODEL_CACHE_SIZE, loader=_load_stored)
         return _cache
 
 
+def _load_stored(path: str) -> LoadedModel:
+    from rewardtrain.models import RewardModel
+
+    expected = RewardModel.objects.filter(path=path).values_list("content_hash", flat=True).first() or ""
+    local = model_directory(path=path, content_hash_expected=expected)
+    return load_model(str(local), device=settings.PALATE_DEVICE)
+
+
 def loaded_model(*, reward_model_id: int, path: str) -> LoadedModel:
+    """The reward model stored at ``path`` (its folder in the artifacts store), loaded."""
     return model_cache().get(reward_model_id, path, device=settings.PALATE_DEVICE)
 
 

@@ -8,8 +8,12 @@ trains data-parallel in that many processes started by torchrun (``training/laun
 the claim, the heartbeat, progress and cancel, and a rank that dies fails the attempt like any crash.
 
 The run's base is resolved here, with this worker's settings: an installed base model's name becomes the
-location ``TRAINING_BASE_MODELS`` gives it on this machine, a reward model of the project its directory under
-``ARTIFACT_ROOT``. A name this worker does not list fails the run with a message that says so.
+location ``TRAINING_BASE_MODELS`` gives it on this machine, a reward model of the project a copy fetched from
+the artifacts store. A name this worker does not list fails the run with a message that says so.
+
+An attempt trains in a scratch folder of this worker, removed when the attempt ends, and keeps its
+checkpoints and model in the artifacts store (``run_artifacts``): nothing on this worker's disk is needed
+once the task ends, and any worker can run the next attempt.
 """
 
 from __future__ import annotations
@@ -42,9 +46,15 @@ from palate.jobs.services import (
     job_owned,
     job_requeue,
 )
+from palate.storage import EXPORTS, scratch_directory, store_open_seekable, store_reader
 from rewardtrain.base_models import PACKAGED_BASE_MODELS, base_model_location, base_models_installed
 from rewardtrain.models import RewardModel, TrainingRun
-from rewardtrain.services.runs import artifact_absolute, run_directory
+from rewardtrain.services.run_artifacts import (
+    CheckpointMirror,
+    checkpoint_fetch,
+    checkpoint_key,
+    run_model_upload,
+)
 from rewardtrain.training.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -146,13 +156,15 @@ def _thin(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if path.name.endswith(".parquet"):
+def _read_rows(key: str) -> list[dict[str, Any]]:
+    """An export file's rows, read from the exports store."""
+    if key.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
+        with store_open_seekable(EXPORTS, key) as handle:
+            return pq.read_table(handle).to_pylist()
+    with store_reader(EXPORTS, key) as stream:
+        handle = gzip.GzipFile(fileobj=stream) if key.endswith(".gz") else stream
         return [json.loads(line) for line in handle if line.strip()]
 
 
@@ -162,10 +174,10 @@ def _export_rows(export: Export, split: str) -> list[dict[str, Any]] | None:
 
     for fmt in ("jsonl", "parquet"):
         try:
-            path, _ = export_file(export=export, split=split, fmt=fmt)
+            found = export_file(export=export, split=split, fmt=fmt)
         except ApplicationError:
             continue
-        return _read_rows(path)
+        return _read_rows(found.key)
     return None
 
 
@@ -180,7 +192,14 @@ def _base_location(run: TrainingRun) -> str:
     if reward_model is not None:
         if reward_model.project_id != run.project_id:
             raise _RunFailed("the reward model the run continues from is not one of its project's")
-        return str(artifact_absolute(reward_model.path))
+        from rewardtrain.scoring.model_files import ModelFetchError, model_directory
+
+        try:
+            return str(
+                model_directory(path=reward_model.path, content_hash_expected=reward_model.content_hash)
+            )
+        except ModelFetchError as error:
+            raise _RunFailed(f"the reward model the run continues from: {error}") from None
     try:
         installed = base_models_installed()
         location = base_model_location(run.base_model)
@@ -276,8 +295,14 @@ def training_run_execute(
 def _train(
     run: TrainingRun, attempt: int, on_progress: ProgressCallback | None, processes: int
 ) -> TrainingRun:
+    with scratch_directory(f"run-{run.pk}") as scratch:
+        return _train_in(run, attempt, on_progress, processes, scratch)
+
+
+def _train_in(
+    run: TrainingRun, attempt: int, on_progress: ProgressCallback | None, processes: int, scratch: Path
+) -> TrainingRun:
     from rewardtrain.training.ensemble import resume_step, train_ensemble
-    from rewardtrain.training.trainer import latest_checkpoint
 
     where = run.worker or "this process"
     if processes > 1:
@@ -290,9 +315,12 @@ def _train(
         raise _RunFailed(f"export v{export.version} has no training rows")
     # Without a test split, the trainer holds a share of the training prompts out (validation_share).
     eval_rows = _export_rows(export, "test")
-    output_dir = run_directory(run=run)
-    resume_from = latest_checkpoint(output_dir)
+    output_dir = scratch
+    # What the attempt goes on from: the newest complete checkpoint (with the best weights so far), and an
+    # ensemble's finished members' models.
+    resume_from = checkpoint_fetch(run_id=run.pk, scratch=scratch)
     resumed_step = resume_step(output_dir, int(hyperparameters.get("ensemble_size", 1)))
+    mirror = CheckpointMirror(run_id=run.pk, scratch=scratch)
     history = list(run.metrics or [])
     if resumed_step is not None:
         history = [entry for entry in history if entry.get("step", 0) <= resumed_step]
@@ -308,6 +336,11 @@ def _train(
         interval=float(getattr(settings, "TRAINING_PROGRESS_SECONDS", 1.0)),
         callback=on_progress,
     )
+
+    def report(step: int, total_steps: int, epoch: float, metrics: dict[str, Any]) -> None:
+        progress(step, total_steps, epoch, metrics)
+        mirror.sync()  # a checkpoint the trainer wrote at this step goes to the store before the next step
+
     stop_reason: list[str] = []
 
     def should_stop() -> bool:
@@ -327,7 +360,7 @@ def _train(
     arguments = {
         "output_dir": output_dir,
         "device": str(getattr(settings, "PALATE_DEVICE", "auto")),
-        "on_progress": progress,
+        "on_progress": report,
         "should_stop": should_stop,
         "resume_from": resume_from,
         "policy": export.policy,
@@ -341,6 +374,7 @@ def _train(
     result = train_ensemble(hyperparameters, train_rows, eval_rows or None, **arguments)
     if progress.step:
         progress.flush()
+    mirror.sync()
     _ours(run.pk, attempt).update(device=result.device[:50])
     if result.status == "completed":
         _ours(run.pk, attempt).update(**_noted(_selection_note(result)))
@@ -349,7 +383,7 @@ def _train(
             logger.warning("training run %s was taken over by another attempt; this one stops", run.pk)
             run.refresh_from_db()
             return run
-        where = result.checkpoint_dir or "none"
+        where = checkpoint_key(run_id=run.pk, scratch=scratch, local=result.checkpoint_dir)
         job_finish(
             TrainingRun,
             job_id=run.pk,
@@ -387,14 +421,6 @@ def _selection_note(result: Any) -> str:
     return f"{where}; kept the model of {kept[0]} by validation {selection.get('metric')}"
 
 
-def _relative(path: str | Path) -> str:
-    path = Path(path)
-    try:
-        return str(path.relative_to(Path(settings.ARTIFACT_ROOT)))
-    except ValueError:
-        return str(path)
-
-
 def _model_metrics(result: Any) -> dict[str, Any]:
     """The reward model's summary: its validation figures, the temperature its probabilities use (read by
     the web process's pair predictions and the uncertain_model strategy), the step it was kept from and the
@@ -416,7 +442,7 @@ def _model_metrics(result: Any) -> dict[str, Any]:
 
 
 def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
-    artifact = _relative(result.artifact_dir)
+    artifact, digest = run_model_upload(run_id=run.pk, local=Path(result.artifact_dir))
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=run.project_id).first()
         finished = job_finish(
@@ -446,6 +472,7 @@ def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
                 project_id=run.project_id,
                 version=version,
                 path=artifact,
+                content_hash=digest,
                 metrics=_model_metrics(result),
                 is_active=version == 1,
             )

@@ -4,7 +4,8 @@ One code path serves the API, the training page, ``manage.py train_reward_model`
 only validates and queues (``training_run_create``); ``run_execution.training_run_execute`` trains in a
 ``gpu`` worker (or in the foreground for the command). A run is a job of ``palate.jobs``: claimed with a
 conditional UPDATE that counts its attempts, kept alive by a heartbeat, taken over or queued again when its
-worker is lost (the next attempt resumes from the latest checkpoint under ``ARTIFACT_ROOT/runs/<id>``), and
+worker is lost (the next attempt, on any worker, resumes from the latest checkpoint stored under
+``runs/<id>/`` in the artifacts store: ``run_artifacts``), and
 reaped by the one reaper of every job type. What is particular to runs:
 
 - **Cancel.** A queued run is cancelled at once; a running run gets ``cancel_requested``, which the trainer
@@ -15,16 +16,14 @@ reaped by the one reaper of every job type. What is particular to runs:
   The worker resolves the choice to a location with its own settings when the run executes.
 - **Time limits.** Each run carries its own (``time_limit_seconds``), passed to its task; the soft limit (a
   clean failure that keeps the latest checkpoint) comes a minute before the hard one.
-- **Temporary files.** Partial checkpoints (``checkpoints/.step-N.partial``, an ensemble member's too), partial
-  best weights and the scratch folder of several training processes (``.launch``) are removed when the run
-  ends; complete checkpoints are kept.
+- **Temporary files.** An attempt trains in a scratch folder of its worker, removed when the attempt ends;
+  checkpoints (an ensemble member's too) and members' models whose upload was cut short are removed from the
+  store when the run ends; complete checkpoints are kept.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -37,9 +36,9 @@ from palate.errors import ApplicationError
 from palate.jobs.services import JobKind, job_cancel, job_enqueue, log_line
 from rewardtrain.base_models import base_model_location, base_models_installed, hub_models_allowed
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
+from rewardtrain.services.run_artifacts import run_temporary_files
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.errors import ConfigError
-from rewardtrain.training.launch import LAUNCH_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -47,28 +46,6 @@ MIN_TIME_LIMIT_SECONDS = 120
 MAX_TIME_LIMIT_SECONDS = 7 * 24 * 3600
 SOFT_LIMIT_MARGIN_SECONDS = 60
 ACTIVE_STATUSES = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
-
-
-def run_directory(*, run: TrainingRun | int) -> Path:
-    run_id = run.pk if isinstance(run, TrainingRun) else run
-    return Path(settings.ARTIFACT_ROOT) / "runs" / str(run_id)
-
-
-def artifact_absolute(path: str) -> Path:
-    """A stored artifact path (relative to ARTIFACT_ROOT) as a path on this machine."""
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else Path(settings.ARTIFACT_ROOT) / candidate
-
-
-def _temporary_paths(run: TrainingRun) -> Iterable[Path]:
-    directory = run_directory(run=run)
-    patterns = ("checkpoints/.step-*.partial", "best/.*.partial")
-    return [
-        *(path for pattern in patterns for path in directory.glob(pattern)),
-        *(path for pattern in patterns for path in directory.glob(f"members/*/{pattern}")),
-        directory / LAUNCH_DIR,
-        *directory.glob(f"members/*/{LAUNCH_DIR}"),
-    ]
 
 
 def _send(run: TrainingRun) -> None:
@@ -85,7 +62,7 @@ TRAINING_RUNS = JobKind(
     send=_send,
     noun="run",
     queue="gpu",
-    temporary_paths=_temporary_paths,
+    temporary_files=lambda run, status: run_temporary_files(run_id=run.pk),
     log_field="log",
     cancellable=True,
 )

@@ -169,11 +169,8 @@ def scores_compute(
     """Worker side of ``reward_model_score``: JSON-ready raw and normalised rewards, uncertainties and win
     probabilities (each None where the model gives none)."""
     from rewardtrain.scoring.worker import score_one_request
-    from rewardtrain.services.runs import artifact_absolute
 
-    scored = score_one_request(
-        reward_model_id=reward_model_id, path=str(artifact_absolute(path)), prompt=prompt, responses=responses
-    )
+    scored = score_one_request(reward_model_id=reward_model_id, path=path, prompt=prompt, responses=responses)
     return {name: None if values is None else values.tolist() for name, values in scored.items()}
 
 
@@ -214,7 +211,6 @@ def scoring_job_execute(*, job_id: int, worker: str = "worker") -> ScoringJob | 
     scored by this model (an earlier attempt, or an earlier job) are skipped, so an attempt that takes over
     from a lost worker goes on where it stopped."""
     from rewardtrain.scoring.worker import loaded_model
-    from rewardtrain.services.runs import artifact_absolute
 
     attempt = job_claim(ScoringJob, job_id=job_id, worker=worker)
     if attempt is None:
@@ -223,7 +219,7 @@ def scoring_job_execute(*, job_id: int, worker: str = "worker") -> ScoringJob | 
     model = job.reward_model
     with job_heartbeat(ScoringJob, job_id=job_id, attempt=attempt) as heartbeat:
         try:
-            loaded = loaded_model(reward_model_id=model.pk, path=str(artifact_absolute(model.path)))
+            loaded = loaded_model(reward_model_id=model.pk, path=model.path)
             done = set(ResponseScore.objects.filter(reward_model=model).values_list("response_id", flat=True))
             prompt_ids = list(
                 Prompt.objects.filter(project_id=job.project_id).order_by("id").values_list("id", flat=True)

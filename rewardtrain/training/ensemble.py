@@ -80,6 +80,8 @@ def train_ensemble(
         saved = directory / MEMBER_RESULT
         if saved.is_file():
             result = TrainResult(**json.loads(saved.read_text()))
+            # The member's folder may have been fetched into another worker's scratch folder since.
+            result = replace(result, artifact_dir=str(directory / Path(result.artifact_dir or "model").name))
         else:
             result = train_member(
                 replace(config, seed=config.seed + index, ensemble_size=1),

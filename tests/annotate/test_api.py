@@ -177,6 +177,12 @@ def call(world: World, role: str, endpoint: str, client: APIClient | None = None
         return client.delete(f"{project_url}api-tokens/{world.api_token.pk}/")
     if endpoint == "imports-create":
         return client.post(f"{project_url}imports/", {"file": items_file()}, format="multipart")
+    if endpoint == "imports-upload-url":
+        return client.post(
+            f"{project_url}imports/upload-url/", {"filename": "a.jsonl", "size": 10}, format="json"
+        )
+    if endpoint == "imports-from-upload":
+        return client.post(f"{project_url}imports/from-upload/", {"upload": "not-a-ticket"}, format="json")
     if endpoint == "import-get":
         return client.get(f"/api/imports/{world.job.pk}/")
     if endpoint == "prompts-list":
@@ -248,6 +254,9 @@ PERMISSIONS = {
     "api-tokens-create": (403, 201, 403, 404, 401, 201),
     "api-token-revoke": (403, 204, 403, 404, 401, 204),
     "imports-create": (403, 201, 403, 404, 401, 201),
+    # The test's uploads store is a local folder, which cannot take a file by link (409); a bad ticket is a 400.
+    "imports-upload-url": (403, 409, 403, 404, 401, 409),
+    "imports-from-upload": (403, 400, 403, 404, 401, 400),
     "import-get": (403, 200, 403, 404, 401, 200),
     "prompts-list": (403, 200, 200, 404, 401, 200),
     "pairs-list": (403, 200, 200, 404, 401, 200),
@@ -451,6 +460,8 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-api-tokens": {"get", "post"},
         "api-api-token": {"delete"},
         "api-imports": {"post"},
+        "api-imports-upload-url": {"post"},
+        "api-imports-from-upload": {"post"},
         "api-import": {"get"},
         "api-prompts": {"get"},
         "api-pairs": {"get"},

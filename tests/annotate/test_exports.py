@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tarfile
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from rest_framework.test import APIClient
 from annotate.models import Export, Judgment, Membership, Pair, Project, Prompt, Response
 from annotate.services.exports import FORMATS, ExportFormat, export_create, export_run
 from palate.errors import ApplicationError
+from palate.storage import EXPORTS, store_list, store_read_bytes, store_write_bytes
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -490,7 +492,7 @@ def test_an_export_without_usable_pairs_fails_and_says_why(crafted):
         export.error == "0 pairs satisfy min_votes=3; 5 pairs have fewer votes; 1 pairs have no counted votes"
     )
     assert export.files == {}
-    assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
+    assert store_list(EXPORTS, f"exports/{export.pk}/") == []
 
 
 def test_a_project_without_pairs_cannot_be_exported():
@@ -723,6 +725,53 @@ def test_downloads_stream_the_stored_files(api):
     assert missing.status_code == 404
 
 
+def test_in_an_object_store_an_export_is_written_there_and_a_download_is_a_short_lived_link(
+    small_project, s3_stores, settings
+):
+    settings.STORAGE_S3_URL_SECONDS = 120
+    project = small_project.project
+    engineer = MembershipFactory(project=project, role=Membership.Role.ENGINEER).user
+    outsider = MembershipFactory(role=Membership.Role.LEAD).user
+    export = run(project, formats=["jsonl", "parquet", "hf"], split=0.75)
+    assert export.status == Export.Status.SUCCEEDED, export.error
+    folder = f"exports/{export.pk}/"
+
+    assert s3_stores.keys(folder) == sorted(record["path"] for record in export.files.values())
+    assert not (Path(settings.ARTIFACT_ROOT) / "exports").exists()  # nothing on this machine's disk
+    for name, record in export.files.items():
+        stored = store_read_bytes(EXPORTS, record["path"])
+        assert (len(stored), hashlib.sha256(stored).hexdigest()) == (record["bytes"], record["sha256"]), name
+    client = APIClient()
+    client.force_authenticate(engineer)
+    base = f"/api/exports/{export.pk}/download/"
+    link = client.get(f"{base}?split=train&format=parquet")
+    assert link.status_code == 302 and "X-Amz-Expires=120" in link["Location"]
+    with urllib.request.urlopen(link["Location"]) as answer:
+        table = pq.read_table(io.BytesIO(answer.read()))
+    assert table.num_rows == export.counts["rows"]["train"]
+    tar = client.get(f"{base}?format=hf")  # a folder put together on the way: streamed
+    with tarfile.open(fileobj=io.BytesIO(b"".join(tar.streaming_content))) as archive:
+        assert "crafted-v1/train/data-00000-of-00001.arrow" in archive.getnames()
+    client.force_authenticate(outsider)  # the permission comes first: no link for them
+    refused = client.get(f"{base}?split=train&format=parquet")
+    assert refused.status_code == 404 and "Location" not in refused
+
+
+def test_in_an_object_store_an_export_that_fails_after_writing_its_files_leaves_nothing_there(
+    small_project, s3_stores, monkeypatch
+):
+    def broken_card(**kwargs):  # every split's file is complete by then
+        assert s3_stores.keys() != []
+        raise OSError("disk of the card writer failed")
+
+    monkeypatch.setattr("annotate.services.exports.writer.dataset_card", broken_card)
+
+    export = run(small_project.project, formats=["jsonl", "parquet", "hf"])
+
+    assert export.status == Export.Status.FAILED and "disk of the card writer failed" in export.error
+    assert s3_stores.keys() == [] and s3_stores.store.unfinished_uploads(s3_stores.bucket) == []
+
+
 def test_every_download_has_the_media_type_the_schema_documents_whatever_its_file(api):
     client = api.client("engineer")
     base = f"/api/exports/{api.export.pk}/download/"
@@ -779,8 +828,9 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def _running_under_a_gone_process(export: Export, **fields) -> Path:
-    """Marks ``export`` as running under a process that no longer exists, with a half-written folder."""
+def _running_under_a_gone_process(export: Export, **fields) -> str:
+    """Marks ``export`` as running under a process that no longer exists, which left a half-written file
+    and one the next attempt does not write in its folder of the exports store; returns the folder."""
     from django.utils import timezone
 
     from palate.jobs.services import worker_identity
@@ -790,10 +840,10 @@ def _running_under_a_gone_process(export: Export, **fields) -> Path:
     Export.objects.filter(pk=export.pk).update(
         status=Export.Status.RUNNING, attempts=1, worker=worker, heartbeat_at=now, started_at=now, **fields
     )
-    partial = Path(settings.ARTIFACT_ROOT) / "exports" / f"{export.pk}.partial"
-    partial.mkdir(parents=True)
-    (partial / "train.jsonl").write_text('{"half": "written"}\n')
-    return partial
+    folder = f"exports/{export.pk}/"
+    store_write_bytes(EXPORTS, folder + "train.jsonl", b'{"half": "written"}\n')
+    store_write_bytes(EXPORTS, folder + "test.parquet", b"half")
+    return folder
 
 
 def test_a_redelivered_task_takes_over_an_export_whose_process_is_gone_and_builds_it_again(small_project):
@@ -808,7 +858,8 @@ def test_a_redelivered_task_takes_over_an_export_whose_process_is_gone_and_build
 
     export.refresh_from_db()
     assert (export.status, export.attempts, export.progress) == (Export.Status.SUCCEEDED, 2, 1.0)
-    assert "half" not in path_of(export, "train.jsonl").read_text() and not partial.exists()
+    assert "half" not in path_of(export, "train.jsonl").read_text()
+    assert store_list(EXPORTS, partial) == sorted(export.files) and "test.parquet" not in export.files
     assert export.counts["pairs_exported"] == 12
 
 
@@ -824,8 +875,7 @@ def test_an_export_whose_worker_was_lost_with_no_attempt_left_fails_and_its_part
 
     export.refresh_from_db()
     assert export.status == Export.Status.FAILED and export.error.startswith("worker lost (process ")
-    assert "all 1 attempts are spent" in export.error and not partial.exists()
-    assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
+    assert "all 1 attempts are spent" in export.error and store_list(EXPORTS, partial) == []
 
 
 def test_an_attempt_whose_export_was_taken_over_stops_and_touches_nothing(small_project, settings):
@@ -843,7 +893,7 @@ def test_an_attempt_whose_export_was_taken_over_stops_and_touches_nothing(small_
 
     export.refresh_from_db()
     assert (export.status, export.attempts, export.files) == (Export.Status.RUNNING, 2, {})
-    assert not (Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)).exists()
+    assert store_list(EXPORTS, f"exports/{export.pk}/") == []
 
 
 def test_the_reaper_queues_a_lost_export_again_and_sends_its_task(
@@ -863,15 +913,15 @@ def test_the_reaper_queues_a_lost_export_again_and_sends_its_task(
 
     export.refresh_from_db()
     assert export.status == Export.Status.QUEUED and export.enqueued_at is not None and sent == [export.pk]
-    assert partial.exists()  # kept for the next attempt, which starts it again from scratch
+    assert store_list(EXPORTS, partial) == ["test.parquet", "train.jsonl"]  # the next attempt starts over
 
 
 # The page and the command ------------------------------------------------------------------------------------------
 
 
 class _CsvSink:
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.writer = pa_csv.CSVWriter(str(path), schema)
+    def __init__(self, file: io.RawIOBase, schema: pa.Schema) -> None:
+        self.writer = pa_csv.CSVWriter(file, schema)
 
     def write(self, lines: list[bytes], table: pa.Table | None) -> None:
         self.writer.write_table(table)

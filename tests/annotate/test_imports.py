@@ -27,6 +27,7 @@ from annotate.services.import_rows import ImportOptions
 from annotate.services.import_storage import bulk_insert
 from annotate.services.imports import ImportFailed, import_job_create, import_job_run, items_import
 from palate.errors import ApplicationError
+from palate.storage import UPLOADS, store_read_bytes
 from tests.annotate.import_files import jsonl
 from tests.factories import ProjectFactory
 
@@ -1179,7 +1180,7 @@ def test_an_import_job_is_enqueued_only_after_commit(project, enqueued, django_c
     callbacks[0]()
     assert enqueued.job_ids == [job.pk]
     assert job.status == ImportJob.Status.QUEUED
-    assert Path(job.stored_path).read_bytes() == content
+    assert (Path(settings.MEDIA_ROOT) / job.stored_path).read_bytes() == content
     assert Prompt.objects.count() == 0
 
 
@@ -1190,7 +1191,7 @@ def test_running_an_import_job_imports_the_file_and_records_the_counts(
         job = create_job(
             project, encode_rows(SHAPES["candidates"]["rows"], "jsonl"), pairing="random", pairs_per_prompt=1
         )
-    stored_path = Path(job.stored_path)
+    stored_path = Path(settings.MEDIA_ROOT) / job.stored_path
 
     import_job_run(job_id=job.pk)
 
@@ -1205,6 +1206,26 @@ def test_running_an_import_job_imports_the_file_and_records_the_counts(
     assert job.stored_path == ""
     assert not stored_path.exists()
     assert Pair.objects.filter(project=project).count() == 2
+
+
+@pytest.mark.parametrize("filename", ["items.jsonl.gz", "items.parquet"])
+def test_in_an_object_store_the_upload_goes_there_the_job_reads_it_back_and_it_goes_when_the_job_ends(
+    project, enqueued, s3_stores, settings, filename
+):
+    fmt = filename.removesuffix(".gz").rsplit(".", 1)[1]
+    content = encode_rows(SHAPES["candidates"]["rows"], fmt)
+    if filename.endswith(".gz"):
+        content = gzip.compress(content)
+
+    job = create_job(project, content, filename=filename, pairing="random", pairs_per_prompt=1)
+
+    assert job.stored_path.startswith("imports/") and s3_stores.keys() == [job.stored_path]
+    assert store_read_bytes(UPLOADS, job.stored_path) == content
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.SUCCEEDED, job.errors
+    assert job.counts["pairs_created"] == 2 and job.stored_path == ""
+    assert s3_stores.keys() == [] and not Path(settings.MEDIA_ROOT).exists()
 
 
 def test_an_import_job_on_a_bad_file_fails_with_the_errors_and_writes_nothing(project, enqueued):
@@ -1251,7 +1272,7 @@ def test_an_import_job_claimed_by_another_worker_is_left_alone(project, enqueued
     assert import_job_run(job_id=job.pk) is None
 
     assert Prompt.objects.count() == 0
-    assert Path(job.stored_path).exists()
+    assert (Path(settings.MEDIA_ROOT) / job.stored_path).exists()
 
 
 def test_it_refuses_to_queue_a_file_over_the_import_limit(project, enqueued, settings):

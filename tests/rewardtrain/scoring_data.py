@@ -7,6 +7,7 @@ from pathlib import Path
 
 from annotate.models import Export, Project
 from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.services.run_artifacts import run_model_upload
 
 REWARD_MEAN, REWARD_STD = 0.25, 2.0
 
@@ -37,11 +38,13 @@ def save_tiny_reward_model(base: str, directory: Path) -> str:
 def reward_model_row(
     project: Project, path: str, *, version: int = 1, active: bool = True, export: Export | None = None
 ) -> RewardModel:
-    """``export``: what its run trained on (its test split is what the run held out); None records no split."""
+    """The model saved in the local folder ``path``, stored as its run's model in the artifacts store.
+    ``export``: what its run trained on (its test split is what the run held out); None records no split."""
     run = TrainingRun.objects.create(
         project=project, export=export, base_model="tiny", status=TrainingRun.Status.SUCCEEDED
     )
+    stored, digest = run_model_upload(run_id=run.pk, local=Path(path))
     return RewardModel.objects.create(
-        run=run, project=project, version=version, path=path, is_active=active,
+        run=run, project=project, version=version, path=stored, content_hash=digest, is_active=active,
         metrics={"reward_mean": REWARD_MEAN, "reward_std": REWARD_STD},
     )  # fmt: skip

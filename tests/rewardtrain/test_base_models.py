@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from annotate.models import Membership
+from palate.storage import ARTIFACTS, store_local_path
 from rewardtrain.base_models import (
     PACKAGED_BASE_MODELS,
     PackagedBaseModel,
@@ -22,10 +23,9 @@ from rewardtrain.base_models import (
     base_models_parse,
 )
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
+from rewardtrain.services.run_artifacts import run_prefix
 from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import (
-    artifact_absolute,
-    run_directory,
     training_retrain_due,
     training_run_create,
 )
@@ -50,7 +50,7 @@ def _model_of_another_project() -> RewardModel:
     run = TrainingRun.objects.create(
         project=other, base_model="minilm", hyperparameters={}, status=TrainingRun.Status.SUCCEEDED
     )
-    directory = run_directory(run=run) / "model"
+    directory = store_local_path(ARTIFACTS, run_prefix(run.pk)) / "model"
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps({"model_type": "llama"}))
     return RewardModel.objects.create(run=run, project=other, version=1, path=f"runs/{run.pk}/model")
@@ -60,7 +60,7 @@ def test_a_path_to_another_project_s_model_is_refused_alike_whether_it_exists_an
     listed_base_model, tmp_path, django_capture_on_commit_callbacks
 ):
     theirs = _model_of_another_project()
-    existing = artifact_absolute(theirs.path)
+    existing = store_local_path(ARTIFACTS, theirs.path)
     assert (existing / "config.json").is_file()
     project, _ = judged_project(10)
     export = succeeded_export(project)
@@ -230,8 +230,8 @@ def test_a_run_continues_training_from_a_reward_model_of_its_project(tiny_base_m
     )  # fmt: skip
     second = training_run_execute(run_id=second.pk, worker_name="w")
     assert second.status == TrainingRun.Status.SUCCEEDED, second.error + second.traceback
-    summary = json.loads((artifact_absolute(second.artifact_path) / SUMMARY_FILE).read_text())
-    assert summary["base_model"] == str(artifact_absolute(first.reward_model.path))
+    summary = json.loads((store_local_path(ARTIFACTS, second.artifact_path) / SUMMARY_FILE).read_text())
+    assert summary["base_model"] == str(store_local_path(ARTIFACTS, first.reward_model.path))
     assert second.reward_model.version == 2
 
 
@@ -271,7 +271,7 @@ def test_the_training_page_offers_installed_names_and_this_project_s_reward_mode
 
     form = {"source": "export", "export": export.pk, "allow_below_target": "on"}
     for refused, field in (
-        (f"model:{artifact_absolute(theirs.path)}", REFUSED),
+        (f"model:{store_local_path(ARTIFACTS, theirs.path)}", REFUSED),
         (f"reward-model:{theirs.pk}", "not a reward model of this project"),
     ):
         response = client.post(f"/projects/{project.slug}/training/", {**form, "base": refused})

@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from palate.storage import ARTIFACTS, store_local_path
 from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.services.run_artifacts import run_prefix
 from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import (
-    artifact_absolute,
-    run_directory,
     training_run_create,
 )
 from rewardtrain.training.launch import LAUNCH_DIR, train_in_processes
@@ -29,7 +29,7 @@ from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
 
 
 def _rank_processes(job_dir: Path) -> dict[int, int]:
-    """{rank: pid} of the ranks training ``job_dir``'s job, from /proc."""
+    """{rank: pid} of the ranks training a job whose folder is ``job_dir`` or under it, from /proc."""
     ranks = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -39,7 +39,7 @@ def _rank_processes(job_dir: Path) -> dict[int, int]:
             environment = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"rank" in arguments and str(job_dir).encode() in arguments:
+        if b"rank" in arguments and any(argument.startswith(str(job_dir).encode()) for argument in arguments):
             rank = next((item[5:] for item in environment if item.startswith(b"RANK=")), None)
             if rank is not None:
                 ranks[int(rank)] = int(entry.name)
@@ -122,13 +122,13 @@ def test_the_command_trains_in_two_processes_a_model_that_loads_with_pipeline(ti
     assert "eval_accuracy" in run.metrics[1] and run.evaluation["count"] == 10
     model = RewardModel.objects.get(run=run)
     assert "Reward model v1 at" in out.getvalue()
-    scorer = pipeline("text-classification", model=str(artifact_absolute(model.path)), device="cpu")
+    scorer = pipeline("text-classification", model=str(store_local_path(ARTIFACTS, model.path)), device="cpu")
     assert isinstance(scorer("a prompt and a response", function_to_apply="none")[0]["score"], float)
 
 
 @pytest.mark.django_db
 def test_a_killed_rank_requeues_the_run_the_next_attempt_resumes_and_a_cancel_stops_every_rank(
-    tiny_base_model,
+    tiny_base_model, settings, tmp_path
 ):
     project, _ = judged_project(60)
     export = succeeded_export(project)
@@ -138,7 +138,9 @@ def test_a_killed_rank_requeues_the_run_the_next_attempt_resumes_and_a_cancel_st
         # it once did, a few steps after resuming).
         hyperparameters={**FAST, "batch_size": 1, "num_epochs": 10, "save_steps": 2, "learning_rate": 0.001},
     )  # fmt: skip
-    job_dir = run_directory(run=run).resolve() / LAUNCH_DIR
+    # Each attempt trains in a scratch folder of its own under this one (its launch folder inside).
+    settings.TRAINING_SCRATCH_DIR = str(tmp_path / "scratch")
+    job_dir = (tmp_path / "scratch").resolve()
     seen: list[dict[int, int]] = []
 
     def kill_rank_one(step: int, total: int, entry: dict) -> None:
@@ -151,7 +153,7 @@ def test_a_killed_rank_requeues_the_run_the_next_attempt_resumes_and_a_cancel_st
     )
     assert run.status == TrainingRun.Status.QUEUED and run.attempts == 1, run.error
     assert "LaunchError" in run.log and "torchrun exit code" in run.traceback
-    killed_at = latest_checkpoint(run_directory(run=run))
+    killed_at = latest_checkpoint(store_local_path(ARTIFACTS, run_prefix(run.pk)))
     assert killed_at is not None and sorted(seen[0]) == [0, 1]
 
     ranks: list[dict[int, int]] = []
@@ -167,10 +169,11 @@ def test_a_killed_rank_requeues_the_run_the_next_attempt_resumes_and_a_cancel_st
     assert run.status == TrainingRun.Status.CANCELLED and run.attempts == 2, run.error + run.traceback
     assert f"resuming from the checkpoint of step {killed_at.name[5:]}" in run.log
     assert int(killed_at.name[5:]) < run.step < run.total_steps
-    assert latest_checkpoint(run_directory(run=run)).name == f"step-{run.step}"
+    assert latest_checkpoint(store_local_path(ARTIFACTS, run_prefix(run.pk))).name == f"step-{run.step}"
     assert not RewardModel.objects.filter(run=run).exists()
     assert sorted(ranks[0]) == [0, 1]
     deadline = time.monotonic() + 10
     while _rank_processes(job_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _rank_processes(job_dir)
+    assert list(job_dir.iterdir()) == []  # each attempt's scratch folder went with it

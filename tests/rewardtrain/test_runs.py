@@ -13,12 +13,13 @@ from rest_framework.test import APIClient
 from annotate.models import Export, Judgment, Membership
 from palate.errors import Conflict
 from palate.jobs.services import jobs_reap
+from palate.storage import ARTIFACTS, store_local_path
 from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.services import runs
+from rewardtrain.services.run_artifacts import run_prefix
 from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import (
     reward_model_activate,
-    run_directory,
     training_retrain_due,
     training_run_cancel,
     training_run_create,
@@ -246,7 +247,7 @@ def test_a_run_past_its_soft_time_limit_fails_with_a_clear_error_and_keeps_its_c
     assert run.status == TrainingRun.Status.FAILED and run.attempts == 1
     assert run.error == "the run passed its time limit of 300 s; its latest checkpoint is kept"
     assert 1 <= run.step <= 3 and run.finished_at is not None
-    assert latest_checkpoint(run_directory(run=run)).name == "step-2"
+    assert latest_checkpoint(store_local_path(ARTIFACTS, run_prefix(run.pk))).name == "step-2"
     assert not RewardModel.objects.filter(run=run).exists()
 
 

@@ -17,8 +17,10 @@ from rest_framework.test import APIClient
 
 from annotate.models import Membership
 from palate.jobs.services import job_enqueue, jobs_reap
+from palate.storage import ARTIFACTS, store_local_path
 from rewardtrain.models import RewardModel, TrainingRun
-from rewardtrain.services.runs import artifact_absolute, run_directory, training_run_create
+from rewardtrain.services.run_artifacts import run_prefix
+from rewardtrain.services.runs import training_run_create
 from tests.factories import MembershipFactory
 from tests.rewardtrain.conftest import marker_rows
 from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
@@ -60,7 +62,7 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
     assert run.step < run.total_steps and "cancelled at step" in run.log
     from rewardtrain.training.trainer import latest_checkpoint
 
-    assert latest_checkpoint(run_directory(run=run)).name == f"step-{run.step}"
+    assert latest_checkpoint(store_local_path(ARTIFACTS, run_prefix(run.pk))).name == f"step-{run.step}"
     assert not RewardModel.objects.filter(run=run).exists()
     assert _engineer(cancelled_project).post(f"/api/training-runs/{run.pk}/cancel/").status_code == 409
 
@@ -94,7 +96,7 @@ def test_a_gpu_worker_stops_a_cancelled_run_within_a_step_and_trains_a_model_tha
     assert body["evaluation"]["accuracy"] > 0.8 and body["evaluation"]["histogram"]["edges"]
     model = RewardModel.objects.get(run_id=run_id)
     assert (model.version, model.is_active) == (1, True)
-    directory = artifact_absolute(model.path)
+    directory = store_local_path(ARTIFACTS, model.path)
     assert (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
 
     from transformers import pipeline
@@ -165,7 +167,7 @@ def test_a_killed_worker_s_run_is_resumed_from_its_checkpoint_by_the_next_worker
     from rewardtrain.training.trainer import latest_checkpoint
 
     job_enqueue(run)
-    directory = run_directory(run=run)
+    directory = store_local_path(ARTIFACTS, run_prefix(run.pk))
 
     def checkpointed_step() -> int:
         # Checkpoints rotate (the newest two are kept): wait for any at step 10 or later, not for one name.

@@ -3,19 +3,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotate.models import Export, Project
 from annotate.services.exports import EXPORT_FORMATS, export_create, export_run
 from palate.errors import ApplicationError
+from palate.storage import EXPORTS, store_local_path
 
 
 class Command(BaseCommand):
     help = (
         "Export a project's judgments as a preference dataset in TRL's format (JSONL, gzipped JSONL, Parquet or "
-        "a Hugging Face datasets folder), under ARTIFACT_ROOT/exports/<id>/."
+        "a Hugging Face datasets folder), under exports/<id>/ in the exports store (ARTIFACT_ROOT by default)."
     )
 
     def add_arguments(self, parser):
@@ -77,10 +77,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"export {export.pk} (v{export.version}): {counts['pairs_exported']:,} pairs exported; rows: {rows}"
         )
-        folder = Path(settings.ARTIFACT_ROOT)
         for record in export.files.values():
+            local = store_local_path(EXPORTS, record["path"])
             self.stdout.write(
-                f"  {folder / record['path']}  {record['bytes']:,} bytes  sha256 {record['sha256']}"
+                f"  {local or record['path']}  {record['bytes']:,} bytes  sha256 {record['sha256']}"
             )
 
     def _policy(self, options) -> dict:

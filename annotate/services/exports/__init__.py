@@ -2,7 +2,7 @@
 
 One service serves ``manage.py export_dataset``, the API and the exports page. An export is an ``Export`` row
 (its policy with defaults filled in, formats, status, counts and files with sha256) and a folder
-``ARTIFACT_ROOT/exports/<id>/``. The package, one concern per module:
+``exports/<id>/`` in the exports store (``palate.storage``). The package, one concern per module:
 
 - ``policy``: what an export contains, validated against the project;
 - ``jobs``: the export job (create, claim and run, progress) on the shared lifecycle of ``palate.jobs``;
@@ -11,7 +11,13 @@ One service serves ``manage.py export_dataset``, the API and the exports page. A
 - ``card``: the dataset card; ``downloads``: reading a finished export back.
 """
 
-from annotate.services.exports.downloads import export_file, export_hf_tar, export_split_pair_ids
+from annotate.services.exports.downloads import (
+    FILE_MEDIA_TYPE,
+    ExportFile,
+    export_file,
+    export_hf_tar,
+    export_split_pair_ids,
+)
 from annotate.services.exports.formats import EXPORT_FORMATS, FORMATS, ExportFormat, register
 from annotate.services.exports.jobs import (
     EXPORT_JOBS,
@@ -37,11 +43,13 @@ __all__ = [
     "DROP_OR_KEEP",
     "EXPORT_FORMATS",
     "EXPORT_JOBS",
+    "FILE_MEDIA_TYPE",
     "FORMATS",
     "OPTIONAL_COLUMNS",
     "POLICY_KEYS",
     "SPLITS",
     "ExportFailed",
+    "ExportFile",
     "ExportFormat",
     "ExportPolicy",
     "export_create",

@@ -19,7 +19,6 @@ files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from django.db import connection, transaction
 from numpy.typing import NDArray
 
 from annotate.models import Export, Project, Prompt
+from annotate.services.exports.files import ExportFolder
 from annotate.services.exports.labels import LabelReader, ProgressCallback
 from annotate.services.exports.policy import (
     ExportFailed,
@@ -48,9 +48,10 @@ class BuildResult:
     files: dict[str, dict[str, Any]]
 
 
-def export_build(*, export: Export, folder: Path, progress: ProgressCallback) -> BuildResult:
+def export_build(*, export: Export, folder: ExportFolder, progress: ProgressCallback) -> BuildResult:
     """Writes the export's files into ``folder`` and returns its counts and files. Raises ExportFailed
-    (naming the rule that removed every pair) when the policy leaves nothing to export."""
+    (naming the rule that removed every pair) when the policy leaves nothing to export; the caller drops
+    what was written when this raises."""
     project = export.project
     policy = export_policy_parse(export.policy, project=project)
     formats = export_formats_parse(export.formats)
@@ -64,7 +65,6 @@ def export_build(*, export: Export, folder: Path, progress: ProgressCallback) ->
         if kept.pair.size == 0:
             raise ExportFailed(reader.nothing_message())
         prompt_is_test, prompt_ids = _split(project=project, policy=policy, prompts=kept.prompt)
-        folder.mkdir(parents=True, exist_ok=True)
         writer = DatasetWriter(
             folder=folder,
             formats=formats,

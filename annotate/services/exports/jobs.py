@@ -1,22 +1,21 @@
 """The export job, a job of ``palate.jobs``: created queued, claimed by its Celery task (``job_claim``: a
 redelivered task takes over an export whose worker was lost and builds it again from scratch), its progress
-written by the heartbeat's own connection (the build reads inside one transaction). The files are built in
-``<id>.partial/``, the export's temporary folder, and renamed to ``<id>/`` once complete. The building itself
-is ``build.export_build``."""
+written by the heartbeat's own connection (the build reads inside one transaction). The files are written
+to ``exports/<id>/`` in the exports store as they are produced; the export lists them (``files``) only once
+it succeeded, and an export that ends any other way leaves nothing there. The building itself is
+``build.export_build``."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
 from annotate.models import Export, Project
 from annotate.services.exports.build import ProgressCallback, export_build
+from annotate.services.exports.files import ExportFolder, export_prefix
 from annotate.services.exports.policy import export_formats_parse, export_policy_parse
 from palate.errors import ApplicationError
 from palate.jobs.services import (
@@ -28,17 +27,14 @@ from palate.jobs.services import (
     job_heartbeat,
     job_owned,
 )
+from palate.storage import EXPORTS, store_delete
 
 logger = logging.getLogger(__name__)
 
 
-def export_folder(*, export: Export) -> Path:
-    return Path(settings.ARTIFACT_ROOT) / "exports" / str(export.pk)
-
-
-def _partial_folder(export: Export) -> Path:
-    folder = export_folder(export=export)
-    return folder.with_name(f"{folder.name}.partial")
+def export_folder(*, export: Export) -> str:
+    """The export's folder in the exports store."""
+    return export_prefix(export.pk)
 
 
 def _send(export: Export) -> None:
@@ -51,8 +47,10 @@ EXPORT_JOBS = JobKind(
     model=Export,
     send=_send,
     noun="export",
-    # A finished export keeps only ``<id>/``; an attempt that ends any other way leaves nothing.
-    temporary_paths=lambda export: [_partial_folder(export)],
+    # A succeeded export keeps its files; one that ends any other way leaves nothing.
+    temporary_files=lambda export, status: (
+        [] if status == Export.Status.SUCCEEDED else [(EXPORTS, export_prefix(export.pk))]
+    ),
 )
 
 
@@ -98,7 +96,6 @@ def export_run(
         logger.info("export %s is not claimable (finished, or running elsewhere)", export_id)
         return None
     export = Export.objects.select_related("project").get(pk=export_id)
-    folder, partial = export_folder(export=export), _partial_folder(export)
     with job_heartbeat(Export, job_id=export_id, attempt=attempt) as beat:
 
         def report(done: float) -> None:
@@ -108,13 +105,17 @@ def export_run(
             if progress:
                 progress(done)
 
+        # What an attempt whose worker was lost left behind.
+        store_delete(EXPORTS, export_prefix(export_id))
+        folder = ExportFolder(export_id)
         try:
-            shutil.rmtree(partial, ignore_errors=True)
-            result = export_build(export=export, folder=partial, progress=report)
+            try:
+                result = export_build(export=export, folder=folder, progress=report)
+            except BaseException:
+                folder.abort()
+                raise
             if not job_owned(Export, export_id, attempt).exists():
                 raise _Superseded
-            shutil.rmtree(folder, ignore_errors=True)
-            partial.rename(folder)
         except _Superseded:
             logger.warning("export %s attempt %s was taken over; it stops", export_id, attempt)
             return None

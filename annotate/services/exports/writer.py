@@ -1,12 +1,12 @@
-"""Writing an export's rows: every split to every chosen format as chunks arrive, then the formats' metadata,
-the dataset card and the list of files with their sha256."""
+"""Writing an export's rows: every split to every chosen format as chunks arrive, straight into the exports
+store (``files.ExportFolder``), then the formats' metadata, the dataset card and the list of files with their
+sha256."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from annotate.models import Project
 from annotate.services.exports.card import dataset_card
-from annotate.services.exports.files import sha256_of
+from annotate.services.exports.files import ExportFolder
 from annotate.services.exports.formats import FORMATS, Finished, Sink
 from annotate.services.exports.policy import SPLITS, ExportPolicy
 
@@ -25,12 +25,12 @@ class DatasetWriter:
     """Writes each split to every format as rows arrive; files open on a split's first row, so an empty
     split leaves no file.
 
-    The encoding and writing (JSON lines, Arrow tables, Parquet compression, gzip, the disk) happen on a
-    background thread, one chunk behind the reads: pyarrow, zlib and file writes release the GIL, so they
+    The encoding and writing (JSON lines, Arrow tables, Parquet compression, gzip, the store) happen on a
+    background thread, one chunk behind the reads: pyarrow, zlib and uploads release the GIL, so they
     overlap with the next chunk's database round trip and row building. At most two chunks wait, which
     keeps memory flat."""
 
-    def __init__(self, *, folder: Path, formats: list[str], schema: pa.Schema) -> None:
+    def __init__(self, *, folder: ExportFolder, formats: list[str], schema: pa.Schema) -> None:
         self.folder = folder
         self.formats = [FORMATS[name] for name in formats]
         self.schema = schema
@@ -49,8 +49,7 @@ class DatasetWriter:
         sinks: list[tuple[str, Sink]] = []
         for export_format in self.formats:
             name = export_format.path(split)
-            (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
-            sinks.append((name, export_format.sink(self.folder / name, self.schema)))
+            sinks.append((name, export_format.sink(self.folder.open(name), self.schema)))
         return sinks
 
     def write(
@@ -123,9 +122,11 @@ class DatasetWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        for sinks in self.sinks.values():
-            for _, sink in sinks:
-                sink.close()
+        if self._failure is None:
+            for sinks in self.sinks.values():
+                for _, sink in sinks:
+                    sink.close()
+            self.folder.close()
         self.prompts = {split: len(ids) for split, ids in self._prompt_sets.items() if ids}
         self._prompt_sets = {}
         if self._failure is not None:
@@ -147,27 +148,9 @@ class DatasetWriter:
         for export_format in self.formats:
             if export_format.finish is not None:
                 export_format.finish(done)
-        files = self._describe(row_counts, sorted(item for item in self.folder.rglob("*") if item.is_file()))
+        files = self.folder.describe(row_counts)
         card = dataset_card(project=project, policy=policy, counts=counts, files=files, schema=self.schema)
-        cards = [self.folder / "README.md"] + [
-            self.folder / export_format.card for export_format in self.formats if export_format.card
-        ]
-        for path in cards:
-            path.write_text(card, encoding="utf-8")
-        files.update(self._describe(row_counts, cards))
-        return dict(sorted(files.items()))
-
-    def _describe(self, row_counts: dict[str, int], paths: list[Path]) -> dict[str, dict[str, Any]]:
-        """{name: {path, bytes, rows, sha256}} for each file, path relative to ARTIFACT_ROOT as it will be
-        once the finished folder takes its final name."""
-        final = f"exports/{self.folder.name.removesuffix('.partial')}"
-        files: dict[str, dict[str, Any]] = {}
-        for path in paths:
-            name = path.relative_to(self.folder).as_posix()
-            files[name] = {
-                "path": f"{final}/{name}",
-                "bytes": path.stat().st_size,
-                "rows": row_counts.get(name),
-                "sha256": sha256_of(path),
-            }
-        return files
+        cards = ["README.md"] + [export_format.card for export_format in self.formats if export_format.card]
+        for name in cards:
+            self.folder.write_bytes(name, card.encode("utf-8"))
+        return self.folder.describe(row_counts)

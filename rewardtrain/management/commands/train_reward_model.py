@@ -12,9 +12,10 @@ from tqdm import tqdm
 
 from annotate.models import Project
 from palate.errors import ApplicationError
+from palate.storage import ARTIFACTS, store_local_path
 from rewardtrain.models import TrainingRun
 from rewardtrain.services.run_execution import training_run_execute
-from rewardtrain.services.runs import artifact_absolute, training_run_create
+from rewardtrain.services.runs import training_run_create
 
 
 def _value(text: str):
@@ -28,7 +29,7 @@ def _value(text: str):
 class Command(BaseCommand):
     help = (
         "Train a reward model on a project's judgments in the foreground: records a training run (shown on the "
-        "training page) and runs it here, with a progress bar. Artifacts go to ARTIFACT_ROOT/runs/<run id>/."
+        "training page) and runs it here, with a progress bar. Checkpoints and the model go to runs/<run id>/ in the artifacts store (ARTIFACT_ROOT by default)."
     )
 
     def add_arguments(self, parser):
@@ -141,5 +142,7 @@ class Command(BaseCommand):
         shown = f"; held-out accuracy {accuracy:.3f}" if accuracy is not None else ""
         version = run.reward_model.version
         self.stdout.write(
-            self.style.SUCCESS(f"Reward model v{version} at {artifact_absolute(run.artifact_path)}{shown}")
+            self.style.SUCCESS(
+                f"Reward model v{version} at {store_local_path(ARTIFACTS, run.artifact_path) or run.artifact_path}{shown}"
+            )
         )

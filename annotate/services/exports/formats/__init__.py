@@ -11,10 +11,12 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from annotate.services.exports.files import ExportFolder
 
 
 class Sink(Protocol):
@@ -29,7 +31,7 @@ class Sink(Protocol):
 class Finished:
     """What a format's ``finish`` hook gets once every split is written."""
 
-    folder: Path
+    folder: ExportFolder
     splits: list[str]
     schema: pa.Schema
     description: str
@@ -41,8 +43,8 @@ class ExportFormat:
     name: str
     label: str
     extension: str
-    # Opens the sink of one split's file (its parent folder exists).
-    sink: Callable[[Path, pa.Schema], Sink]
+    # Opens the sink of one split's file, given that file open for writing (the sink leaves it open).
+    sink: Callable[[IO[bytes], pa.Schema], Sink]
     # What the sink's ``write`` takes: "lines" (JSON lines, bytes) or "table" (an Arrow table).
     takes: str = "table"
     # The split's file, relative to the export folder; "{split}" is replaced.

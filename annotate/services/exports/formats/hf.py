@@ -4,12 +4,10 @@ opens it without conversion."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 
-from annotate.services.exports.files import sha256_of, write_json
 from annotate.services.exports.formats import ExportFormat, Finished, register
 
 SHARD = "data-00000-of-00001.arrow"
@@ -36,25 +34,23 @@ class ArrowStreamSink:
     """The file ``datasets.Dataset.save_to_disk`` writes: an Arrow IPC stream whose schema carries the
     ``datasets`` features."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, file: IO[bytes], schema: pa.Schema) -> None:
         self.schema = schema.with_metadata(
             {"huggingface": json.dumps({"info": {"features": hf_features(schema)}})}
         )
-        self.file = pa.OSFile(str(path), "wb")
-        self.writer = pa.ipc.new_stream(self.file, self.schema)
+        self.writer = pa.ipc.new_stream(file, self.schema)
 
     def write(self, lines: list[bytes], table: pa.Table | None) -> None:
         self.writer.write_table(table.replace_schema_metadata(self.schema.metadata))
 
     def close(self) -> None:
         self.writer.close()
-        self.file.close()
 
 
 def finish(done: Finished) -> None:
     """Each split's dataset_info.json and state.json, and the folder's dataset_dict.json."""
     for split in done.splits:
-        folder = done.folder / "hf" / split
+        folder = f"hf/{split}/"
         info = {
             "citation": "",
             "description": done.description,
@@ -64,16 +60,16 @@ def finish(done: Finished) -> None:
         }
         state = {
             "_data_files": [{"filename": SHARD}],
-            "_fingerprint": sha256_of(folder / SHARD)[:16],
+            "_fingerprint": done.folder.sha256(folder + SHARD)[:16],
             "_format_columns": None,
             "_format_kwargs": {},
             "_format_type": None,
             "_output_all_columns": False,
             "_split": split,
         }
-        write_json(folder / "dataset_info.json", info)
-        write_json(folder / "state.json", state)
-    write_json(done.folder / "hf" / "dataset_dict.json", {"splits": done.splits})
+        done.folder.write_json(folder + "dataset_info.json", info)
+        done.folder.write_json(folder + "state.json", state)
+    done.folder.write_json("hf/dataset_dict.json", {"splits": done.splits})
 
 
 register(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 from typing import IO
 
 import pyarrow as pa
@@ -12,8 +11,8 @@ from annotate.services.exports.formats import ExportFormat, register
 
 
 class JsonlSink:
-    def __init__(self, path: Path, *, compress: bool) -> None:
-        self.file = path.open("wb")
+    def __init__(self, file: IO[bytes], *, compress: bool) -> None:
+        self.file = file
         # No file name and mtime 0 in the gzip header: the same rows give the same bytes.
         self.stream: IO[bytes] = (
             gzip.GzipFile(filename="", mode="wb", fileobj=self.file, mtime=0, compresslevel=6)
@@ -27,7 +26,6 @@ class JsonlSink:
     def close(self) -> None:
         if self.stream is not self.file:
             self.stream.close()
-        self.file.close()
 
 
 register(
@@ -35,7 +33,7 @@ register(
         name="jsonl",
         label="JSONL",
         extension="jsonl",
-        sink=lambda path, schema: JsonlSink(path, compress=False),
+        sink=lambda file, schema: JsonlSink(file, compress=False),
         takes="lines",
         order=10,
         fallback="jsonl.gz",
@@ -46,7 +44,7 @@ register(
         name="jsonl.gz",
         label="JSONL, gzipped",
         extension="jsonl.gz",
-        sink=lambda path, schema: JsonlSink(path, compress=True),
+        sink=lambda file, schema: JsonlSink(file, compress=True),
         takes="lines",
         order=20,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,8 +13,8 @@ COMPRESSION = "zstd"
 
 
 class ParquetSink:
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+    def __init__(self, file: IO[bytes], schema: pa.Schema) -> None:
+        self.writer = pq.ParquetWriter(file, schema, compression=COMPRESSION)
 
     def write(self, lines: list[bytes], table: pa.Table | None) -> None:
         self.writer.write_table(table)
