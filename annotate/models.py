@@ -7,6 +7,8 @@ recorded separately in ``Judgment.shown_swapped``.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -34,6 +36,21 @@ class ShownChoice(models.TextChoices):
 
 def default_allowed_choices() -> list[str]:
     return [choice.value for choice in ShownChoice]
+
+
+SEARCH_CONFIG = "english"
+
+
+def search_document_field() -> models.GeneratedField:
+    """A prompt's or a response's text as a full-text document, kept by PostgreSQL. Stored rather than an
+    index expression: the data browser checks it row by row while it walks pairs in order, and parsing
+    the text again for each row cost 0.2 ms a response."""
+    return models.GeneratedField(
+        expression=SearchVector("content", config=SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+        help_text="The content as a full-text document (the data browser's search).",
+    )
 
 
 class Project(models.Model):
@@ -198,6 +215,7 @@ class Prompt(models.Model):
         max_length=40, help_text="sha1 of the prompt's content, for re-import checks."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    search_document = search_document_field()
 
     class Meta:
         ordering = ["id"]
@@ -206,6 +224,7 @@ class Prompt(models.Model):
                 fields=["project", "external_id"], name="prompt_external_id_unique_in_project"
             ),
         ]
+        indexes = [GinIndex(fields=["search_document"], name="prompt_content_search")]
 
     def __str__(self) -> str:
         return self.external_id
@@ -223,6 +242,7 @@ class Response(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     fingerprint = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
+    search_document = search_document_field()
 
     class Meta:
         ordering = ["id"]
@@ -231,6 +251,7 @@ class Response(models.Model):
                 fields=["prompt", "external_id"], name="response_external_id_unique_in_prompt"
             ),
         ]
+        indexes = [GinIndex(fields=["search_document"], name="response_content_search")]
 
     def __str__(self) -> str:
         return self.external_id

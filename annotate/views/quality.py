@@ -12,7 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from annotate.models import Judgment, Pair, Project
+from annotate.models import Project
+from annotate.selectors_pairs import pair_detail
 from annotate.services.agreement import (
     CHOICES,
     agreement_figures,
@@ -111,45 +112,13 @@ def project_quality_refresh(request: HttpRequest, slug: str) -> HttpResponse:
 def project_quality_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
     """The drill-down into one pair (an htmx partial): the prompt, both responses and every vote."""
     project, _ = project_for_page(request, slug, READER_ROLES)
-    pair = (
-        Pair.objects.filter(project=project, pk=pair_id)
-        .select_related("prompt", "response_a", "response_b")
-        .first()
-    )
-    if pair is None:
+    detail = pair_detail(project=project, pair_id=pair_id)
+    if detail is None:
         raise Http404("No such pair in this project.")
-    votes = list(
-        Judgment.objects.filter(pair=pair).select_related("annotator").order_by("origin", "created_at")
-    )
-    messages_of_prompt = [
-        {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))}
-        for turn in (pair.prompt.messages or [])
-        if isinstance(turn, dict)
-    ]
-    counts = {choice: sum(vote.choice == choice for vote in votes if vote.annotator_id) for choice in CHOICES}
-    criteria = [str(name) for name in project.criteria or []]
-    rows = [
-        {
-            "vote": vote,
-            "criteria": [
-                (name, vote.criteria[name])
-                for name in criteria
-                if isinstance(vote.criteria, dict) and name in vote.criteria
-            ],
-        }
-        for vote in votes
-    ]
     return render(
         request,
         "annotate/_quality_pair.html",
-        {
-            "project": project,
-            "pair": pair,
-            "conversation": messages_of_prompt,
-            "rows": rows,
-            "counts": counts,
-            "criteria": criteria,
-        },
+        {"project": project, **detail},
     )
 
 

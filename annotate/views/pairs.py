@@ -1,0 +1,76 @@
+"""The data browser (leads, engineers and site admins; annotators get 403): a project's pairs in a table with
+filters and full-text search, and one pair's page with every judgment."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.http import urlencode
+
+from annotate.api.pair_serializers import PairFilterInput
+from annotate.selectors_pair_pages import PAGE_SIZE, pair_page
+from annotate.selectors_pairs import AGREEMENTS, STATUSES, pair_detail, pair_filter_options
+from annotate.views.access import READER_ROLES, project_for_page
+from palate.errors import validation_error
+
+
+def _place(query: dict[str, str], **place: int) -> str:
+    """The query string of another page of the same filters and search."""
+    kept = {name: value for name, value in query.items() if value and name not in ("after", "before")}
+    return "?" + urlencode({**kept, **place})
+
+
+@login_required
+def project_pairs(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_for_page(request, slug, READER_ROLES)
+    query = {name: value.strip() for name, value in request.GET.items()}
+    form = PairFilterInput(data=query)
+    context = {
+        "project": project,
+        "role": role,
+        "query": query,
+        "options": pair_filter_options(project=project),
+        "statuses": STATUSES,
+        "agreements": AGREEMENTS,
+        "page_size": PAGE_SIZE,
+    }
+    if not form.is_valid():
+        context["error"] = validation_error(form.errors)
+        return render(request, "annotate/pairs.html", context, status=400)
+    data = form.validated_data
+    page = pair_page(
+        project=project,
+        filters=form.filters,
+        query=data.get("q", ""),
+        after=data.get("after"),
+        before=data.get("before"),
+    )
+    context.update(
+        page=page,
+        filtered=any(query.get(name) for name in (*form.filters, "q")),
+        first_url=_place(query),
+        before_url=None if page.before_id is None else _place(query, before=page.before_id),
+        after_url=None if page.after_id is None else _place(query, after=page.after_id),
+    )
+    return render(request, "annotate/pairs.html", context)
+
+
+@login_required
+def project_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
+    project, role = project_for_page(request, slug, READER_ROLES)
+    detail = pair_detail(project=project, pair_id=pair_id)
+    if detail is None:
+        raise Http404("No such pair in this project.")
+    back = request.GET.get("back", "")
+    return render(
+        request,
+        "annotate/pair_detail.html",
+        {
+            "project": project,
+            "role": role,
+            # Only a query string of this page's own list: never an address from elsewhere.
+            "back_query": back if back.startswith("?") else "",
+            **detail,
+        },
+    )
