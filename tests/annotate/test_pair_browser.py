@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from annotate import selectors_pair_pages as pair_pages
 from annotate.api.pair_serializers import PairFilterInput
 from annotate.models import Membership, Pair, Project
-from annotate import selectors_pair_pages as pair_pages
 from annotate.selectors_pair_pages import pair_page
 from annotate.selectors_pairs import PAIR_FILTERS
 from annotate.services.assignment import project_pair_counters_rebuild
@@ -259,7 +259,7 @@ def test_the_page_links_to_the_next_and_previous_pages_keeping_the_filters(brows
     assert second.context["after_url"] is None
     assert "category=bulk" in second.context["before_url"]
     back = client.get(url + second.context["before_url"])
-    assert [pair.external_id for pair in back.context["page"].rows][0] == "bulk-00"
+    assert back.context["page"].rows[0].external_id == "bulk-00"
 
 
 @pytest.mark.parametrize(
