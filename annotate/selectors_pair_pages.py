@@ -8,14 +8,26 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Count, Max, Min, QuerySet
+from django.db.models.functions import Substr
 
 from annotate.models import Choice, Judgment, Pair, Project
 from annotate.selectors_pairs import agreement_expression, pairs_filtered, search_query
 
 PAGE_SIZE = 50
 WALK_FIRST_WINDOW = 4_096
-WALK_SECONDS = 0.05
+WALK_SECONDS = 0.1
+PREVIEW_CHARACTERS = 140
+PAIR_COLUMNS = (
+    "external_id",
+    "is_gold",
+    "gold_choice",
+    "judgment_count",
+    "prompt",
+    "response_a",
+    "response_b",
+)
 
 
 @dataclass
@@ -86,11 +98,17 @@ def _walked(
 
 
 def _rows(ids: list[int]) -> list[Pair]:
-    """The pairs with their texts, agreement and human votes per choice (``votes``): two queries."""
+    """The pairs as the table shows them: the prompt's category and first characters (``prompt_preview``;
+    prompts and responses can be long), both systems, the agreement and the human votes per choice
+    (``votes``). Two queries."""
     rows = list(
         Pair.objects.filter(pk__in=ids)
         .select_related("prompt", "response_a", "response_b")
-        .annotate(agreement=agreement_expression())
+        .only(*PAIR_COLUMNS, "prompt__category", "response_a__system", "response_b__system")
+        .annotate(
+            agreement=agreement_expression(),
+            prompt_preview=Substr("prompt__content", 1, PREVIEW_CHARACTERS + 1),
+        )
         .order_by("pk")
     )
     votes: dict[int, dict[str, int]] = {pair_id: dict.fromkeys(Choice.values, 0) for pair_id in ids}
@@ -121,14 +139,23 @@ def pair_page(
     ``after`` or the last ones before ``before``. The same few queries whatever the page holds."""
     pairs = pairs_filtered(project=project, filters=filters)
     backwards = before is not None
-    if query:
-        if after is not None:
-            pairs = pairs.filter(pk__gt=after)
-        if backwards:
-            pairs = pairs.filter(pk__lt=before)
-        walk = _searched(pairs, query=query, backwards=backwards, size=size)
-    else:
-        walk = _walked(pairs, project=project, after=after, before=before, size=size)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Settings for this transaction only. The agreement filters' per-pair subqueries make PostgreSQL's
+        # cost estimates huge: it spent seconds compiling (JIT) or starting parallel workers for queries
+        # that run in milliseconds. And a statement run often is prepared: its generic plan, made without
+        # the search words, read every match of a common word (20 s, once in ten requests).
+        cursor.execute(
+            "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true),"
+            " set_config('plan_cache_mode', 'force_custom_plan', true)"
+        )
+        if query:
+            if after is not None:
+                pairs = pairs.filter(pk__gt=after)
+            if backwards:
+                pairs = pairs.filter(pk__lt=before)
+            walk = _searched(pairs, query=query, backwards=backwards, size=size)
+        else:
+            walk = _walked(pairs, project=project, after=after, before=before, size=size)
     ids = sorted(walk.ids)
     far = (
         walk.stopped_at

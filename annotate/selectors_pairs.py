@@ -37,7 +37,7 @@ from annotate.models import (
 )
 from annotate.services.leaderboard.battles import project_systems
 
-OPTIONS_CACHE_SECONDS = 60
+OPTIONS_CACHE_SECONDS = 600
 
 STATUSES = {
     "unjudged": "No judgment yet",
@@ -143,9 +143,9 @@ def pairs_filtered(*, project: Project, filters: dict[str, Any]) -> QuerySet[Pai
 
 
 def pair_filter_options(*, project: Project) -> dict[str, list[str]]:
-    """What the filters offer in this project: its systems and categories, and its annotators. Cached for
-    ``OPTIONS_CACHE_SECONDS``: listing the distinct systems reads every response (over a second at a million
-    pairs), and a list a minute old after an import is still useful (the filters take any value)."""
+    """What the filters suggest in this project: its systems and categories, and its annotators. The first
+    two are cached for ``OPTIONS_CACHE_SECONDS``: listing them reads every response (a second at a million
+    pairs), and the page suggests them only (its system and category fields take any value)."""
     key = f"palate:pair-filter-options:{project.pk}:{project.created_at.timestamp()}"
     options = cache.get(key)
     if options is None:
