@@ -37,7 +37,12 @@ class PairFilterInput(serializers.Serializer):
         max_length=300,
         help_text='Full-text search over the prompt and both responses: words, "a phrase", OR, -word.',
     )
-    status = serializers.ChoiceField(choices=list(STATUSES.items()), required=False, allow_blank=True)
+    status = serializers.ChoiceField(
+        choices=list(STATUSES.items()),
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid_choice": f"{{input!r}} is not one of {', '.join(STATUSES)}"},
+    )
     system = serializers.CharField(
         required=False, allow_blank=True, max_length=200, help_text="Either response's system."
     )
@@ -45,7 +50,12 @@ class PairFilterInput(serializers.Serializer):
         required=False, allow_blank=True, max_length=100, help_text="The prompt's category."
     )
     gold = YesNoField(required=False, help_text="Gold pairs only (yes) or ordinary pairs only (no).")
-    agreement = serializers.ChoiceField(choices=list(AGREEMENTS.items()), required=False, allow_blank=True)
+    agreement = serializers.ChoiceField(
+        choices=list(AGREEMENTS.items()),
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid_choice": f"{{input!r}} is not one of {', '.join(AGREEMENTS)}"},
+    )
     contested = YesNoField(
         required=False, help_text="yes: two or more human judgments that disagree; no: every other pair."
     )

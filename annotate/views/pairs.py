@@ -70,8 +70,8 @@ def project_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
         {
             "project": project,
             "role": role,
-            # Only a query string of this page's own list: never an address from elsewhere.
-            "back_query": back if back.startswith("?") else "",
+            # The list's own query string, put after the list's address: never an address of its own.
+            "back_query": f"?{back}" if back else "",
             **detail,
         },
     )

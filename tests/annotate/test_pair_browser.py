@@ -51,6 +51,12 @@ def _pair(project: Project, name: str, prompt: str, a: tuple[str, str], b: tuple
 
 @pytest.fixture
 def browsed() -> Browsed:
+    return browsed_project()
+
+
+def browsed_project() -> Browsed:
+    """Five pairs, one of each kind: unanimous, majority and split votes, a single vote, an unjudged gold
+    pair; annotators ann, ben and cat, a lead, an engineer, an outsider and a site admin."""
     project = ProjectFactory(slug="browsed", overlap=3, criteria=["helpfulness"], strength_scale=3)
     users = {name: UserFactory(username=name) for name in ("ann", "ben", "cat", "lead", "engineer")}
     for name in ("ann", "ben", "cat"):
@@ -267,8 +273,8 @@ def test_the_page_links_to_the_next_and_previous_pages_keeping_the_filters(brows
 @pytest.mark.parametrize(
     ("query", "field", "words"),
     [
-        ({"status": "finished"}, "status", "not a valid choice"),
-        ({"agreement": "some"}, "agreement", "not a valid choice"),
+        ({"status": "finished"}, "status", "'finished' is not one of unjudged, in_progress, open, complete"),
+        ({"agreement": "some"}, "agreement", "'some' is not one of unanimous, majority, split"),
         ({"gold": "maybe"}, "gold", "must be yes or no"),
         ({"contested": "2"}, "contested", "must be yes or no"),
         ({"annotator": "nobody-here"}, "annotator", "no user is called 'nobody-here'"),
