@@ -78,7 +78,7 @@ def _walked(
     if low is None:
         return _Walk(ids=[], more=False)
     backwards = before is not None
-    edge = before - 1 if backwards else (after + 1 if after is not None else low)
+    edge = min(before - 1, high) if backwards else max(after + 1 if after is not None else low, low)
     window, found = WALK_FIRST_WINDOW, []
     deadline = time.monotonic() + WALK_SECONDS
     while low <= edge <= high:

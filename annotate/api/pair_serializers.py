@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from annotate.selectors_pairs import AGREEMENTS, PAIR_FILTERS, STATUSES
 
+LARGEST_ID = 2**63 - 1  # PostgreSQL's bigint
 YES_NO = {"true": True, "yes": True, "false": False, "no": False}
 
 
@@ -62,11 +63,15 @@ class PairFilterInput(serializers.Serializer):
     annotator = serializers.CharField(
         required=False, allow_blank=True, max_length=150, help_text="Pairs this user judged (a username)."
     )
-    after = serializers.IntegerField(required=False, min_value=0, help_text="The page after this pair id.")
-    before = serializers.IntegerField(required=False, min_value=0, help_text="The page before this pair id.")
+    after = serializers.IntegerField(
+        required=False, min_value=0, max_value=LARGEST_ID, help_text="The page after this pair id."
+    )
+    before = serializers.IntegerField(
+        required=False, min_value=0, max_value=LARGEST_ID, help_text="The page before this pair id."
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = sorted(set(data) - set(self.fields) - set(self.context.get("also_allowed", ())))
+        unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
                 {name: [f"unknown filter; the filters are {', '.join(self.fields)}"] for name in unknown}

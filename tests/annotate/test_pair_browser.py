@@ -228,6 +228,12 @@ def test_keyset_pages_walk_forward_and_back_without_gaps_or_repeats(q):
     first = pair_page(project=project, filters={}, query=q, before=back.before_id, size=3)
     assert [pair.external_id for pair in first.rows] == names[0:3]
     assert first.before_id is None and first.after_id == first.rows[-1].pk
+    # Places outside the project's ids: everything is after 0 and before the largest id there is.
+    assert [
+        p.external_id for p in pair_page(project=project, filters={}, query=q, after=0, size=3).rows
+    ] == names[:3]
+    last = pair_page(project=project, filters={}, query=q, before=2**62, size=3)
+    assert [pair.external_id for pair in last.rows] == names[4:7]
 
 
 def test_a_walk_out_of_time_says_how_far_it_looked_and_the_next_page_goes_on_from_there(monkeypatch):
@@ -280,6 +286,7 @@ def test_the_page_links_to_the_next_and_previous_pages_keeping_the_filters(brows
         ({"annotator": "nobody-here"}, "annotator", "no user is called 'nobody-here'"),
         ({"after": "abc"}, "after", "valid integer"),
         ({"after": "-1"}, "after", "greater than or equal to 0"),
+        ({"before": "9" * 20}, "before", "less than or equal to 9223372036854775807"),
         ({"after": "3", "before": "9"}, "before", "not both"),
         ({"colour": "red"}, "colour", "unknown filter"),
         ({"q": "x" * 301}, "q", "no more than 300"),
