@@ -74,8 +74,9 @@ def agreement_expression() -> Case:
     )
 
 
-# The filters: each takes the project and a validated value (annotate/api/pair_serializers.py validates
-# them) and narrows the pairs. A new filter is one entry here and one field in PairFilterInput.
+# The filters: each takes the project and a validated value and narrows the pairs. A new filter (such as
+# "flagged") is a function and an entry here, a field of the same name in PairFilterInput
+# (annotate/api/pair_serializers.py) and its control in templates/annotate/pairs.html.
 PairFilter = Callable[[QuerySet[Pair], Project, Any], QuerySet[Pair]]
 
 
@@ -171,7 +172,7 @@ def pair_filter_options(*, project: Project) -> dict[str, list[str]]:
 
 def pair_detail(*, project: Project, pair_id: int) -> dict[str, Any] | None:
     """One pair of the project with its prompt (turn by turn for a conversation), both responses, every
-    judgment (imported label first, then by time) with its criteria in the project's order, and the human
+    judgment (by time, an imported label last) with its criteria in the project's order, and the human
     votes per choice; None when the project has no such pair."""
     pair = (
         Pair.objects.filter(project=project, pk=pair_id)
