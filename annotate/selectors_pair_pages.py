@@ -122,6 +122,8 @@ def _rows(ids: list[int]) -> list[Pair]:
         votes[pair_id][choice] = n
     for row in rows:
         row.votes = votes[row.pk]
+        if len(row.prompt_preview) > PREVIEW_CHARACTERS:
+            row.prompt_preview = row.prompt_preview[: PREVIEW_CHARACTERS - 1].rstrip() + "…"
     return rows
 
 

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from annotate.api.pair_serializers import PairFilterInput
-from annotate.selectors_pair_pages import PAGE_SIZE, PREVIEW_CHARACTERS, pair_page
+from annotate.selectors_pair_pages import PAGE_SIZE, pair_page
 from annotate.selectors_pairs import AGREEMENTS, STATUSES, pair_detail, pair_filter_options
 from annotate.views.access import READER_ROLES, project_for_page
 from palate.errors import validation_error
@@ -34,7 +34,6 @@ def project_pairs(request: HttpRequest, slug: str) -> HttpResponse:
         "statuses": STATUSES,
         "agreements": AGREEMENTS,
         "page_size": PAGE_SIZE,
-        "preview_characters": PREVIEW_CHARACTERS,
     }
     if not form.is_valid():
         context["error"] = validation_error(form.errors)

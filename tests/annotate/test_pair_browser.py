@@ -388,3 +388,11 @@ def test_the_list_escapes_untrusted_prompts(browsed):
 
 def test_every_filter_has_a_field_in_the_one_serializer():
     assert set(PAIR_FILTERS) <= set(PairFilterInput().fields)
+
+
+def test_the_list_shows_the_start_of_a_long_prompt(browsed):
+    _pair(browsed.project, "long", "word " * 500, ("alpha", "a"), ("beta", "b"))
+    response = _client(browsed.users["lead"]).get(reverse("project-pairs", args=["browsed"]))
+    preview = response.context["page"].rows[-1].prompt_preview
+    assert preview == ("word " * 28).strip() + "…"
+    assert len(preview) <= 140
