@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def fits(page: Page, width: int, name: str) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= width, name
     page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
+    page.screenshot(path=ARTIFACTS / f"{name}-{width}-top.png")
     # The first screen of the results, to look at without the whole page's height.
     top = page.evaluate("Math.max(0, document.querySelector('main > section, main .alert').offsetTop - 8)")
     clip = {"x": 0, "y": top, "width": width, "height": 1000}
