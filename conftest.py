@@ -44,7 +44,7 @@ def pytest_configure(config):
         ok, where = _reachable(url, port)
         if not ok:
             problems.append(
-                f"{what} is not reachable at {where}: start it (see README, 'Running the tests') or set {name}"
+                f"{what} is not reachable at {where}: start it (see docs/development.md, 'Running the tests') or set {name}"
             )
     if problems:
         raise pytest.UsageError("the test suite needs its services:\n  " + "\n  ".join(problems))

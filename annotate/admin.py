@@ -3,10 +3,12 @@ from __future__ import annotations
 from django.contrib import admin
 
 from annotate.models import (
+    Adjudication,
     ImportJob,
     Judgment,
     Membership,
     Pair,
+    PairFlag,
     Project,
     ProjectApiToken,
     Prompt,
@@ -72,6 +74,20 @@ class JudgmentAdmin(admin.ModelAdmin):
     list_display = ["id", "pair", "annotator", "origin", "choice", "strength", "shown_swapped", "created_at"]
     list_filter = ["origin", "choice"]
     raw_id_fields = ["pair", "annotator"]
+
+
+@admin.register(PairFlag)
+class PairFlagAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "annotator", "category", "created_at", "resolution", "resolved_at"]
+    list_filter = ["category", "resolution"]
+    raw_id_fields = ["pair", "annotator", "resolved_by"]
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ["pair", "label", "decided_by", "decided_at"]
+    list_filter = ["label"]
+    raw_id_fields = ["pair", "decided_by"]
 
 
 @admin.register(ImportJob)

@@ -564,3 +564,7 @@ class ProjectApiToken(models.Model):
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+# Flags and adjudications live in their own module; imported here so that Django registers them.
+from annotate.review_models import Adjudication, PairFlag  # noqa: E402, F401

@@ -6,10 +6,22 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import CharField, Count, F, Func, Max, Q, QuerySet, Value
+from django.db.models import CharField, Count, Exists, F, Func, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.template.defaultfilters import pluralize
 
-from annotate.models import AgreementSnapshot, Assignment, Judgment, Membership, Project, ProjectApiToken
+from annotate.models import (
+    Adjudication,
+    AgreementSnapshot,
+    Assignment,
+    Judgment,
+    Membership,
+    Pair,
+    PairFlag,
+    ProgressDay,
+    Project,
+    ProjectApiToken,
+)
+from palate.errors import ApplicationError
 
 ADMIN = "admin"
 
@@ -150,3 +162,60 @@ def api_token_list(*, project: Project) -> QuerySet[ProjectApiToken]:
         .select_related("created_by", "revoked_by")
         .order_by("-created_at", "-id")
     )
+
+
+def pair_for_lead(*, project: Project, pair_id: int) -> Pair:
+    """The project's pair with its prompt, responses and adjudication, or a 404 error."""
+    pair = (
+        Pair.objects.filter(project=project, pk=pair_id)
+        .select_related("prompt", "response_a", "response_b", "adjudication__decided_by")
+        .first()
+    )
+    if pair is None:
+        raise ApplicationError("no such pair in this project", code="not_found", http_status=404)
+    return pair
+
+
+def pair_flag_list(*, project: Project, state: str = "open") -> QuerySet[PairFlag]:
+    """The project's flags, newest first: ``open`` ones, ``closed`` ones or ``all``."""
+    flags = PairFlag.objects.filter(pair__project=project)
+    if state == "open":
+        flags = flags.filter(resolved_at__isnull=True)
+    elif state == "closed":
+        flags = flags.filter(resolved_at__isnull=False)
+    return flags.select_related("pair__prompt", "annotator", "resolved_by").order_by("-created_at", "-id")
+
+
+def adjudication_summary(*, project: Project) -> dict[str, int]:
+    """How many of the project's pairs a lead settled, and how many flags are still open."""
+    return {
+        "pairs": Adjudication.objects.filter(pair__project=project).count(),
+        "open_flags": PairFlag.objects.filter(pair__project=project, resolved_at__isnull=True).count(),
+    }
+
+
+def judgment_history(*, project: Project, annotator) -> QuerySet[Judgment]:
+    """The annotator's own judgments in the project, newest first, with the prompt (never anyone else's)."""
+    return (
+        Judgment.objects.filter(pair__project=project, annotator=annotator)
+        .select_related("pair__prompt")
+        .order_by("-created_at", "-id")
+    )
+
+
+def annotator_progress(*, project: Project, annotator) -> dict[str, int]:
+    """What is left for this annotator: the pairs that still need judgments and that they have neither judged
+    nor skipped, with what they have submitted so far. One count over the project's open pairs, so the
+    annotate page asks for it once when it opens, never on the next/submit path."""
+    touched = Assignment.objects.filter(
+        pair=OuterRef("pk"),
+        annotator=annotator,
+        status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED],
+    )
+    left = (
+        Pair.objects.filter(project=project, judgment_count__lt=project.overlap)
+        .exclude(Exists(touched))
+        .count()
+    )
+    done = ProgressDay.objects.filter(project=project, annotator=annotator).aggregate(total=Sum("submitted"))
+    return {"remaining_for_you": left, "done_total": done["total"] or 0}

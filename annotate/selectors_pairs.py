@@ -28,7 +28,6 @@ from django.db.models import (
 
 from annotate.models import (
     SEARCH_CONFIG,
-    Choice,
     Judgment,
     Membership,
     Pair,
@@ -170,43 +169,12 @@ def pair_filter_options(*, project: Project) -> dict[str, list[str]]:
     return {**options, "annotators": list(annotators)}
 
 
-def pair_detail(*, project: Project, pair_id: int) -> dict[str, Any] | None:
-    """One pair of the project with its prompt (turn by turn for a conversation), both responses, every
-    judgment (by time, an imported label last) with its criteria in the project's order, and the human
-    votes per choice; None when the project has no such pair."""
-    pair = (
+def pair_for_browser(*, project: Project, pair_id: int) -> Pair | None:
+    """One pair of the project with its prompt, responses, settled label (if any) and ``agreement``; None
+    when the project has no such pair. Its judgments are read by ``pair_detail_context``."""
+    return (
         Pair.objects.filter(project=project, pk=pair_id)
-        .select_related("prompt", "response_a", "response_b")
+        .select_related("prompt", "response_a", "response_b", "adjudication")
         .annotate(agreement=agreement_expression())
         .first()
     )
-    if pair is None:
-        return None
-    judgments = list(
-        Judgment.objects.filter(pair=pair).select_related("annotator").order_by("origin", "created_at", "pk")
-    )
-    criteria = [str(name) for name in project.criteria or []]
-    return {
-        "pair": pair,
-        "conversation": [
-            {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))}
-            for turn in (pair.prompt.messages or [])
-            if isinstance(turn, dict)
-        ],
-        "counts": {
-            choice: sum(vote.choice == choice for vote in judgments if vote.annotator_id)
-            for choice in Choice.values
-        },
-        "criteria": criteria,
-        "rows": [
-            {
-                "vote": vote,
-                "criteria": [
-                    (name, vote.criteria[name])
-                    for name in criteria
-                    if isinstance(vote.criteria, dict) and name in vote.criteria
-                ],
-            }
-            for vote in judgments
-        ],
-    }

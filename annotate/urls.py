@@ -13,6 +13,7 @@ from annotate.views import (
     project_settings,
     projects,
     quality,
+    review,
     workspace,
 )
 
@@ -24,6 +25,19 @@ urlpatterns = [
     path("projects/<slug:slug>/", projects.project_detail, name="project-detail"),
     path("projects/<slug:slug>/annotate/", workspace.project_annotate, name="project-annotate"),
     path("projects/<slug:slug>/settings/", project_settings.project_settings, name="project-settings"),
+    path("projects/<slug:slug>/history/", review.project_history, name="project-history"),
+    path(
+        "projects/<slug:slug>/history/<int:judgment_id>/edit/",
+        review.project_history_edit,
+        name="project-history-edit",
+    ),
+    path("projects/<slug:slug>/flags/", review.project_flags, name="project-flags"),
+    path(
+        "projects/<slug:slug>/flags/<int:flag_id>/dismiss/",
+        review.project_flag_dismiss,
+        name="project-flag-dismiss",
+    ),
+    path("projects/<slug:slug>/pairs/<int:pair_id>/settle/", review.pair_settle, name="project-pair-settle"),
     path("projects/<slug:slug>/members/", members.project_members, name="project-members"),
     path("projects/<slug:slug>/members/invite/", members.project_member_invite, name="project-member-invite"),
     path(

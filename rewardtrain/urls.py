@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from rewardtrain import views
+from rewardtrain.views import scoring
 
 urlpatterns = [
     path("projects/<slug:slug>/training/", views.project_training, name="project-training"),
@@ -36,4 +37,5 @@ urlpatterns = [
         views.project_scoring_job_live,
         name="project-scoring-job-live",
     ),
+    path("projects/<slug:slug>/scoring/", scoring.project_scoring, name="project-scoring"),
 ]

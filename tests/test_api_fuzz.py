@@ -52,7 +52,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accounts.services import user_token_create
-from annotate.models import Assignment, Export, ImportJob, Membership, Project
+from annotate.models import Assignment, Export, ImportJob, Membership, PairFlag, Project
+from annotate.services.adjudication import pair_adjudicate
 from annotate.services.api_tokens import api_token_create
 from annotate.services.demo import DEMO_PASSWORD, demo_seed, demo_votes_simulate
 from annotate.services.exports import export_create, export_run
@@ -187,8 +188,9 @@ def flatmap_body(context, body):
 
 def _seed(reward_model_path: str) -> FuzzWorld:
     """The demo project half voted on, with its lead, engineer and annotators; an outsider leading another
-    project, a site admin, a user with no project; leases, a finished and a queued export, runs, a reward
-    model (the tiny one at ``reward_model_path``), a scoring job, an import job and a project API token."""
+    project, a site admin, a user with no project; leases, a flagged and a settled pair, a finished and a
+    queued export, runs, a reward model (the tiny one at ``reward_model_path``), a scoring job, an import job
+    and a project API token."""
     project, _ = demo_seed()
     demo_votes_simulate(project=project, share=0.5)
     User = get_user_model()
@@ -229,12 +231,19 @@ def _seed(reward_model_path: str) -> FuzzWorld:
     import_job = ImportJob.objects.create(
         project=project, filename="old.jsonl", status=ImportJob.Status.SUCCEEDED
     )
+    flagged, settled = project.pairs.order_by("id")[:2]
+    flag = PairFlag.objects.create(
+        pair=flagged, annotator=users["annotator"], category="broken", created_at=timezone.now()
+    )
+    pair_adjudicate(pair=settled, label="a", note="fuzz", decided_by=users["lead"])
     api_token, world.api_secret = api_token_create(project=project, name="sampler", created_by=users["lead"])
     world.tokens = {identity: user_token_create(user=users[identity]) for identity in USERS}
     world.ids = {
         "project": [project.pk, users["outsider"].memberships.get().project_id],
         "username": ["alice", "bob", "engineer", "lead", "newcomer"],
         "assignment": [lease.pk for lease in leases],
+        "pair": [flagged.pk, settled.pk],
+        "flag": [flag.pk],
         "judgment": list(annotator.judgments.values_list("pk", flat=True)[:2]),
         "export": [export.pk, queued_export.pk],
         "export_file": sorted(Export.objects.get(pk=export.pk).files),

@@ -154,6 +154,26 @@ def test_a_queued_job_is_sent_again_then_failed_when_no_worker_takes_it(
     assert abandoned.errors == [abandoned.error] and not (tmp_path / "abandoned.jsonl").exists()
 
 
+def test_a_job_whose_task_was_never_sent_gets_it_sent_at_the_next_round_once_a_moment_old(
+    tmp_path, settings, enqueued, django_capture_on_commit_callbacks
+):
+    settings.JOB_QUEUED_RESEND_SECONDS = 600
+    moment_ago = timezone.now() - timedelta(seconds=30)
+    unsent = _job(tmp_path)  # enqueued_at empty: the broker could not be reached when it was queued
+    ImportJob.objects.filter(pk=unsent.pk).update(created_at=moment_ago)
+    _job(tmp_path, "just-made")  # its creator may be sending its task right now
+    ImportJob.objects.filter(pk=_job(tmp_path, "sent", enqueued_at=moment_ago).pk).update(
+        created_at=moment_ago
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_reap()["resent"] == 1
+
+    assert enqueued.job_ids == [unsent.pk]
+    unsent.refresh_from_db()
+    assert unsent.status == ImportJob.Status.QUEUED and unsent.enqueued_at > moment_ago
+
+
 def test_only_a_type_that_supports_cancel_can_be_cancelled(tmp_path):
     with pytest.raises(ApplicationError) as caught:
         job_cancel(_job(tmp_path))

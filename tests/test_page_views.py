@@ -1,4 +1,4 @@
-"""HTML pages live in one place per app (``annotate/views/``, ``rewardtrain/views.py``), and no page imports
+"""HTML pages live in one place per app (``annotate/views/``, ``rewardtrain/views/``), and no page imports
 an API view: what a page shares with the API (a role check, a serializer) lives outside the API's views."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pytest
 from rest_framework.views import APIView
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE_MODULES = sorted([*(ROOT / "annotate" / "views").glob("*.py"), ROOT / "rewardtrain" / "views.py"])
+PAGE_MODULES = sorted(
+    [*(ROOT / "annotate" / "views").glob("*.py"), *(ROOT / "rewardtrain" / "views").glob("*.py")]
+)
 
 
 def _imported_modules(path: Path) -> set[ModuleType]:

@@ -186,6 +186,7 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
             [
                 (f"/projects/{slug}/training/", None),
                 (f"/projects/{slug}/training/{run_id}/", "#chart-check-drift .main-svg"),
+                (f"/projects/{slug}/scoring/", "#scoring-prompt"),
             ],
         ),
         (stored.annotators[0], [(f"/projects/{slug}/annotate/", "#workspace[data-state=done]")]),

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from annotate.api.permissions import READERS, project_for_request
 from annotate.api.views import ERRORS
+from annotate.models import Choice
 from annotate.services.agreement import (
     agreement_figures,
     agreement_refresh_request,
@@ -116,6 +117,9 @@ class ContestedPairOutput(serializers.Serializer):
     entropy = serializers.FloatField(help_text="Vote entropy in bits (0 = unanimous).")
     votes = serializers.IntegerField()
     counts = serializers.DictField(child=serializers.IntegerField(), help_text="Votes per choice.")
+    adjudicated = serializers.ChoiceField(
+        choices=Choice.choices, allow_null=True, help_text="The label a lead settled, if any."
+    )
 
 
 class OverTimePointOutput(serializers.Serializer):
@@ -143,6 +147,11 @@ class FlagOutput(serializers.Serializer):
     annotator = serializers.CharField(required=False)
 
 
+class AdjudicationSummaryOutput(serializers.Serializer):
+    pairs = serializers.IntegerField(help_text="Pairs a lead settled with a final label.")
+    open_flags = serializers.IntegerField(help_text="Annotators' flags not yet settled or dismissed.")
+
+
 class TrainingGateOutput(serializers.Serializer):
     ok = serializers.BooleanField(help_text="False while any threshold is breached.")
     reasons = serializers.ListField(child=serializers.CharField())
@@ -166,6 +175,7 @@ class AgreementOutput(serializers.Serializer):
     thresholds = ThresholdsOutput()
     flags = FlagOutput(many=True)
     training_gate = TrainingGateOutput()
+    adjudication = AdjudicationSummaryOutput()
 
 
 class AgreementRefreshOutput(serializers.Serializer):

@@ -48,6 +48,10 @@ class ExportPolicyDoc(serializers.Serializer):
     min_gold_judgments = serializers.IntegerField(required=False, min_value=1, help_text="default 1")
     include_imported = serializers.BooleanField(required=False, help_text="default false")
     label = serializers.ChoiceField(choices=["majority", "unanimous", "weighted"], required=False)
+    use_adjudicated = serializers.BooleanField(
+        required=False,
+        help_text="default true: a pair a lead settled takes the lead's label (overall-choice labels only)",
+    )
     tied_vote = serializers.ChoiceField(choices=["drop", "tie"], required=False)
     min_votes = serializers.IntegerField(required=False, min_value=1, help_text="default 1")
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="default 0")

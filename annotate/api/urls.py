@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotate.api import agreement_views, export_views, token_views, views, workspace_views
+from annotate.api import agreement_views, export_views, review_views, token_views, views, workspace_views
 from annotate.api.leaderboard_views import ProjectLeaderboardApi
 
 urlpatterns = [
@@ -10,6 +10,11 @@ urlpatterns = [
     # in order.
     path("projects/<int:project_id>/next/", workspace_views.NextPairApi.as_view(), name="api-next"),
     path("judgments/", workspace_views.JudgmentSubmitApi.as_view(), name="api-judgments"),
+    path(
+        "projects/<int:project_id>/progress/",
+        workspace_views.AnnotatorProgressApi.as_view(),
+        name="api-progress",
+    ),
     path("projects/", views.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/members/", views.ProjectMembersApi.as_view(), name="api-members"),
@@ -42,6 +47,27 @@ urlpatterns = [
         "assignments/<int:assignment_id>/skip/",
         workspace_views.AssignmentSkipApi.as_view(),
         name="api-assignment-skip",
+    ),
+    path(
+        "assignments/<int:assignment_id>/flag/",
+        review_views.AssignmentFlagApi.as_view(),
+        name="api-assignment-flag",
+    ),
+    path(
+        "projects/<int:project_id>/judgments/mine/",
+        review_views.JudgmentHistoryApi.as_view(),
+        name="api-judgments-mine",
+    ),
+    path("projects/<int:project_id>/flags/", review_views.ProjectFlagsApi.as_view(), name="api-flags"),
+    path(
+        "projects/<int:project_id>/flags/<int:flag_id>/dismiss/",
+        review_views.FlagDismissApi.as_view(),
+        name="api-flag-dismiss",
+    ),
+    path(
+        "projects/<int:project_id>/pairs/<int:pair_id>/adjudication/",
+        review_views.PairAdjudicationApi.as_view(),
+        name="api-pair-adjudication",
     ),
     path("projects/<int:project_id>/exports/", export_views.ProjectExportsApi.as_view(), name="api-exports"),
     path("exports/<int:export_id>/", export_views.ExportDetailApi.as_view(), name="api-export"),

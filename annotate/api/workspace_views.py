@@ -18,6 +18,7 @@ from annotate.api.permissions import project_for_request
 from annotate.api.views import ERRORS
 from annotate.models import Judgment, Membership
 from annotate.rendering import render_untrusted
+from annotate.selectors import annotator_progress
 from annotate.services.assignment import (
     NothingLeft,
     ShownPair,
@@ -26,6 +27,7 @@ from annotate.services.assignment import (
     project_remaining_pairs,
 )
 from annotate.services.judgments import (
+    RATIONALE_MAX_LENGTH,
     JudgmentInput,
     judgment_edit,
     judgment_submit,
@@ -164,8 +166,24 @@ class NextPairApi(HotPathApi):
         return Response(next_pair_payload(shown, remaining=remaining))
 
 
+class AnnotatorProgressOutput(serializers.Serializer):
+    remaining_for_you = serializers.IntegerField(
+        help_text="Pairs that still need judgments and that you have neither judged nor skipped."
+    )
+    done_total = serializers.IntegerField(help_text="Judgments you have submitted in the project.")
+
+
+class AnnotatorProgressApi(APIView):
+    """The annotator's own progress, counted on request: the annotate page asks once when it opens and
+    takes its own judgments off since (``next`` stays free of counts over the project)."""
+
+    @extend_schema(operation_id="progress_mine", responses={200: AnnotatorProgressOutput, **ERRORS})
+    def get(self, request, project_id: int):
+        project, _ = project_for_request(request, project_id, ANNOTATORS)
+        return Response(annotator_progress(project=project, annotator=request.user))
+
+
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")
-RATIONALE_MAX_LENGTH = 10_000
 MAX_DURATION_MS = 24 * 3600 * 1000
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -20,6 +20,8 @@ from annotate.services.assignment import (
     refusal,
 )
 from palate.errors import ApplicationError, Conflict
+
+RATIONALE_MAX_LENGTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,15 @@ def judgment_problems_check(*, project_id: int, data: JudgmentInput) -> None:
         raise _refused(problems)
 
 
+def judgment_editable_since(*, project: Project, now: datetime | None = None) -> datetime:
+    """The project's edit window, the one rule: a judgment made at this moment or later can still be changed
+    by its annotator (none can when the window is 0)."""
+    now = now or timezone.now()
+    if not project.edit_window_seconds:
+        return now + timedelta(seconds=1)
+    return now - timedelta(seconds=project.edit_window_seconds)
+
+
 def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: JudgmentInput) -> Judgment:
     """Changes a recent judgment. The old version is kept as a JudgmentRevision."""
     now = timezone.now()
@@ -182,7 +193,7 @@ def judgment_edit(*, judgment_id: int, annotator: AbstractBaseUser, data: Judgme
             raise ApplicationError("no such judgment", code="not_found", http_status=404)
         project = judgment.pair.project
         annotator_membership_lock(project_id=project.pk, user=annotator)
-        if judgment.created_at < now - timedelta(seconds=project.edit_window_seconds):
+        if judgment.created_at < judgment_editable_since(project=project, now=now):
             minutes = project.edit_window_seconds // 60
             raise Conflict(
                 f"judgments can be changed for {minutes} minutes after they are made",
@@ -215,8 +226,7 @@ def judgments_recent(
     *, project: Project, annotator: AbstractBaseUser, now=None, limit: int = 10
 ) -> list[Judgment]:
     """The annotator's judgments still inside the edit window, newest first."""
-    now = now or timezone.now()
-    since = now - timedelta(seconds=project.edit_window_seconds)
+    since = judgment_editable_since(project=project, now=now)
     return list(
         Judgment.objects.filter(pair__project=project, annotator=annotator, created_at__gte=since)
         .select_related("pair__prompt", "pair__response_a", "pair__response_b")

@@ -203,6 +203,55 @@ def label_pairs(
     return Labels(label, reason, table.votes, agreement, share_a, margin_a)
 
 
+def settle_labels(
+    labels: Labels,
+    table: VoteTable,
+    *,
+    settled: ArrayLike,
+    outcomes: ArrayLike,
+    ties: Keep = "drop",
+    both_bad: Keep = "drop",
+) -> Labels:
+    """Pairs a lead settled (``settled``: pair indices, ``outcomes``: their outcome codes) take the lead's
+    label whatever the votes say: no vote count, agreement share or unanimity can drop them, but a settled tie
+    or "both bad" is dropped or kept as a tie row like any other (``ties``, ``both_bad``).
+
+    A settled pair's ``share_a`` is the lead's certainty (1 for A, 0 for B, 0.5 for a tie row), its
+    ``agreement`` the weighted share of the votes that went to the lead's outcome (0 with no votes), and its
+    ``margin_a`` the votes' mean strength when it points the lead's way, else 0. Other pairs are unchanged.
+    """
+    unit = np.asarray(settled, dtype=np.int64).ravel()
+    outcome = np.asarray(outcomes, dtype=np.int64).ravel()
+    if unit.shape != outcome.shape:
+        raise ValueError("settled and outcomes must have the same length")
+    if np.any((outcome < 0) | (outcome >= OUTCOMES)):
+        raise ValueError("outcomes must be outcome codes 0..3")
+    label, reason = labels.label.copy(), labels.reason.copy()
+    agreement, share_a, margin_a = labels.agreement.copy(), labels.share_a.copy(), labels.margin_a.copy()
+    if not unit.size:
+        return Labels(label, reason, labels.votes, agreement, share_a, margin_a)
+
+    reason[unit] = Reason.KEPT
+    if ties == "drop":
+        reason[unit[outcome == TIE]] = Reason.TIE_DROPPED
+    if both_bad == "drop":
+        reason[unit[outcome == BOTH_BAD]] = Reason.BOTH_BAD_DROPPED
+    final = np.where(outcome == BOTH_BAD, TIE, outcome)
+    label[unit] = np.where(reason[unit] == Reason.KEPT, final, NO_LABEL)
+
+    total = table.weights[unit].sum(axis=1)
+    agreeing = table.weights[unit, outcome]
+    agreement[unit] = np.divide(agreeing, total, out=np.zeros(unit.size), where=total > 0)
+    share_a[unit] = np.select([final == A, final == B], [1.0, 0.0], 0.5)
+    strength_weight = table.strength_weight[unit]
+    votes_margin = np.divide(
+        table.strength_sum[unit], strength_weight, out=np.zeros(unit.size), where=strength_weight > 0
+    )
+    same_way = ((final == A) & (votes_margin > 0)) | ((final == B) & (votes_margin < 0))
+    margin_a[unit] = np.where(same_way, votes_margin, 0.0)
+    return Labels(label, reason, labels.votes, agreement, share_a, margin_a)
+
+
 def gold_accuracy(
     *, annotators: ArrayLike, choices: ArrayLike, gold: ArrayLike, annotator_count: int
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:

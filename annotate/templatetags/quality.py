@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from annotate.models import Choice
+
 register = template.Library()
 
 MISSING = "\u2013"  # an en dash
@@ -45,3 +47,11 @@ def pvalue(value: float | None) -> str:
     if value is None or value == "":
         return MISSING
     return "p < 0.001" if float(value) < 0.001 else f"p = {float(value):.2g}"
+
+
+@register.filter
+def choice_label(value: str | None) -> str:
+    """A choice in A/B terms as people read it ("A is better"); a dash for none."""
+    if not value:
+        return MISSING
+    return Choice(value).label if value in Choice.values else str(value)

@@ -29,7 +29,7 @@ EXPORT_NUMBER_FIELDS = {
     "split": float,
     "seed": int,
 }
-EXPORT_FLAG_FIELDS = ("exclude_gold", "exclude_flagged", "include_imported", "stratify")
+EXPORT_FLAG_FIELDS = ("exclude_gold", "exclude_flagged", "include_imported", "use_adjudicated", "stratify")
 
 
 def _export_policy_from_form(data) -> dict:
@@ -89,7 +89,8 @@ def _export_rows(project: Project) -> tuple[list[dict], bool]:
 def project_exports(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_page(request, slug, READER_ROLES)
     latest = Export.objects.filter(project=project).order_by("-version").first()
-    values = dict(latest.policy) if latest else ExportPolicy().as_dict()
+    # An earlier export's policy, with the options added since at their defaults.
+    values = {**ExportPolicy().as_dict(), **(latest.policy if latest else {})}
     formats = list(latest.formats) if latest else ["jsonl", "parquet"]
     failure = None
     if request.method == "POST":

@@ -10,8 +10,9 @@ from django.utils.http import urlencode
 
 from annotate.api.pair_serializers import PairFilterInput
 from annotate.selectors_pair_pages import PAGE_SIZE, pair_page
-from annotate.selectors_pairs import AGREEMENTS, STATUSES, pair_detail, pair_filter_options
+from annotate.selectors_pairs import AGREEMENTS, STATUSES, pair_filter_options, pair_for_browser
 from annotate.views.access import READER_ROLES, project_for_page
+from annotate.views.quality import pair_detail_context
 from palate.errors import validation_error
 
 
@@ -59,18 +60,17 @@ def project_pairs(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def project_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
     project, role = project_for_page(request, slug, READER_ROLES)
-    detail = pair_detail(project=project, pair_id=pair_id)
-    if detail is None:
+    pair = pair_for_browser(project=project, pair_id=pair_id)
+    if pair is None:
         raise Http404("No such pair in this project.")
     back = request.GET.get("back", "")
     return render(
         request,
         "annotate/pair_detail.html",
         {
-            "project": project,
             "role": role,
             # The list's own query string, put after the list's address: never an address of its own.
             "back_query": f"?{back}" if back else "",
-            **detail,
+            **pair_detail_context(project=project, pair=pair),
         },
     )

@@ -12,8 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from annotate.models import Project
-from annotate.selectors_pairs import pair_detail
+from annotate.models import Judgment, Pair, Project
 from annotate.services.agreement import (
     CHOICES,
     agreement_figures,
@@ -108,17 +107,55 @@ def project_quality_refresh(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("project-quality", slug=project.slug)
 
 
+def pair_detail_context(*, project: Project, pair: Pair) -> dict[str, Any]:
+    """What ``_quality_pair.html`` shows of a pair (with its prompt and responses loaded): the prompt, both
+    responses and every vote, for leads and engineers only (it names systems and annotators)."""
+    votes = list(
+        Judgment.objects.filter(pair=pair).select_related("annotator").order_by("origin", "created_at")
+    )
+    messages_of_prompt = [
+        {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))}
+        for turn in (pair.prompt.messages or [])
+        if isinstance(turn, dict)
+    ]
+    counts = {choice: sum(vote.choice == choice for vote in votes if vote.annotator_id) for choice in CHOICES}
+    criteria = [str(name) for name in project.criteria or []]
+    rows = [
+        {
+            "vote": vote,
+            "criteria": [
+                (name, vote.criteria[name])
+                for name in criteria
+                if isinstance(vote.criteria, dict) and name in vote.criteria
+            ],
+        }
+        for vote in votes
+    ]
+    return {
+        "project": project,
+        "pair": pair,
+        "conversation": messages_of_prompt,
+        "rows": rows,
+        "counts": counts,
+        "criteria": criteria,
+    }
+
+
 @login_required
 def project_quality_pair(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
     """The drill-down into one pair (an htmx partial): the prompt, both responses and every vote."""
-    project, _ = project_for_page(request, slug, READER_ROLES)
-    detail = pair_detail(project=project, pair_id=pair_id)
-    if detail is None:
+    project, role = project_for_page(request, slug, READER_ROLES)
+    pair = (
+        Pair.objects.filter(project=project, pk=pair_id)
+        .select_related("prompt", "response_a", "response_b", "adjudication")
+        .first()
+    )
+    if pair is None:
         raise Http404("No such pair in this project.")
     return render(
         request,
         "annotate/_quality_pair.html",
-        {"project": project, **detail},
+        {**pair_detail_context(project=project, pair=pair), "role": role},
     )
 
 
@@ -178,7 +215,7 @@ def _group_rows(figures: dict[str, Any]) -> Iterable[list]:
 
 
 def _contested_rows(figures: dict[str, Any]) -> Iterable[list]:
-    yield ["pair_id", "external_id", "entropy", "votes", *CHOICES, "prompt"]
+    yield ["pair_id", "external_id", "entropy", "votes", *CHOICES, "settled", "prompt"]
     for row in figures["contested"]:
         yield [
             row["pair_id"],
@@ -186,6 +223,7 @@ def _contested_rows(figures: dict[str, Any]) -> Iterable[list]:
             row["entropy"],
             row["votes"],
             *(row["counts"][choice] for choice in CHOICES),
+            row.get("adjudicated") or "",
             row["prompt"],
         ]
 

@@ -9,7 +9,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
 
-from annotate.models import Membership
+from annotate.models import Membership, PairFlag
 from annotate.views.access import ANNOTATOR_ROLES, project_for_page
 
 SCREEN_CHOICE_ORDER = ("left", "right", "tie", "both_bad")  # the order of the buttons and of keys 1-4
@@ -36,8 +36,14 @@ def project_annotate(request: HttpRequest, slug: str) -> HttpResponse:
             "next": reverse("api-next", args=[project.pk]),
             "submit": reverse("api-judgments"),
             "skip": skip_placeholder.replace("/0/", "/{id}/"),
+            "flag": reverse("api-assignment-flag", args=[0]).replace("/0/", "/{id}/"),
             "edit": edit_placeholder.replace("/0/", "/{id}/"),
             "recent": reverse("api-judgments-recent", args=[project.pk]),
+            "progress": reverse("api-progress", args=[project.pk]),
         },
     }
-    return render(request, "annotate/annotate.html", {"project": project, "workspace": workspace})
+    return render(
+        request,
+        "annotate/annotate.html",
+        {"project": project, "workspace": workspace, "flag_categories": PairFlag.Category.choices},
+    )

@@ -45,6 +45,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, TextField, Value
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from palate.errors import ApplicationError, Conflict
 from palate.jobs.models import Job, JobStatus
@@ -232,11 +233,26 @@ def job_requeue(
     return bool(requeued)
 
 
-def job_enqueue(job: Job) -> None:
-    """Sends the job's task and records when. Call once the row is committed."""
-    kind = job_kind(type(job))
-    type(job).objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-    kind.send(job)
+def job_enqueue(job: Job, *, note_failure: bool = True) -> bool:
+    """Sends the job's task and records when. Call once the row is committed.
+
+    While the broker cannot be reached the send fails at once (settings: CELERY_TASK_PUBLISH_RETRY_POLICY)
+    and this returns False: the job stays queued with ``enqueued_at`` empty, with a line in its log unless
+    ``note_failure`` is off, and the reaper sends its task once the broker answers (``_reap_queued``). So a
+    request that makes a job answers at once, and a broker outage delays jobs but loses none."""
+    model, kind = type(job), job_kind(type(job))
+    sent_at = timezone.now()
+    model.objects.filter(pk=job.pk).update(enqueued_at=sent_at)
+    try:
+        kind.send(job)
+    except BrokerUnreachable as error:
+        note = f"its task could not be sent ({error}); it is sent once the broker answers"
+        model.objects.filter(pk=job.pk, enqueued_at=sent_at).update(
+            enqueued_at=None, **(job_noted(model, note) if note_failure else {})
+        )
+        logger.warning("%s %s: %s", kind.noun, job.pk, note)
+        return False
+    return True
 
 
 def job_cancel(job: Job) -> Job:
@@ -429,17 +445,25 @@ def jobs_reap(*, now: datetime | None = None, restart: Restart | None = None) ->
     return dict(counts)
 
 
-def _resend(kind: JobKind, job_id: int) -> None:
+def _resend(kind: JobKind, job_id: int, note: str = "") -> None:
+    """Sends the task of a job still queued; once sent, ``note`` goes to its log. A failed send (the broker is
+    still away) is left to the reaper's next round without a line in the log."""
     job = kind.model.objects.filter(pk=job_id, status=JobStatus.QUEUED).first()
-    if job is not None:
-        job_enqueue(job)
+    if job is not None and job_enqueue(job, note_failure=False) and note:
+        kind.model.objects.filter(pk=job_id).update(**job_noted(kind.model, note))
+
+
+# A job whose task was never sent may be in the hands of its creator, who sends it once committed.
+UNSENT_GRACE = timedelta(seconds=5)
 
 
 def _reap_queued(kind: JobKind, now: datetime, counts: Counter[str]) -> None:
-    """A queued job whose task message was lost (a broker restarted without persistence, a purged queue)
-    would wait for ever: its task is sent again ``JOB_QUEUED_RESEND_SECONDS`` after the last send, and the
-    job fails once it has waited ``JOB_QUEUED_TIMEOUT_SECONDS``. A job that merely waits behind others gets a
-    duplicate message, which finds it claimed (or finished) and returns."""
+    """A queued job whose task was never sent (``enqueued_at`` empty: the broker could not be reached when
+    it was queued) gets it sent at every round until the broker answers. One whose task message was lost (a
+    broker restarted without persistence, a purged queue) would wait for ever: its task is sent again
+    ``JOB_QUEUED_RESEND_SECONDS`` after the last send. A job fails once it has waited
+    ``JOB_QUEUED_TIMEOUT_SECONDS``. A job that merely waits behind others gets a duplicate message, which
+    finds it claimed (or finished) and returns."""
     resend = timedelta(seconds=_seconds("JOB_QUEUED_RESEND_SECONDS", 900))
     timeout = int(_seconds("JOB_QUEUED_TIMEOUT_SECONDS", 24 * 3600))
     waiting = kind.model.objects.filter(status=JobStatus.QUEUED).annotate(
@@ -447,25 +471,26 @@ def _reap_queued(kind: JobKind, now: datetime, counts: Counter[str]) -> None:
         sent_at=Coalesce("enqueued_at", "queued_at", "created_at"),
     )
     for job_id, attempts, waiting_since, sent_at, enqueued_at in waiting.filter(
-        Q(waiting_since__lt=now - timedelta(seconds=timeout)) | Q(sent_at__lt=now - resend)
+        Q(waiting_since__lt=now - timedelta(seconds=timeout))
+        | Q(sent_at__lt=now - resend)
+        | Q(enqueued_at__isnull=True, waiting_since__lt=now - UNSENT_GRACE)
     ).values_list("pk", "attempts", "waiting_since", "sent_at", "enqueued_at"):
         # Unchanged since read (not claimed, cancelled or sent by another reaper): the update is the claim.
         same = kind.model.objects.filter(
             pk=job_id, status=JobStatus.QUEUED, attempts=attempts, enqueued_at=enqueued_at
         )
+        waited = int((now - sent_at).total_seconds())
         if waiting_since < now - timedelta(seconds=timeout):
             message = (
                 f"no worker took the {kind.noun} in {timeout} s of waiting in the queue "
                 f"(is a worker listening on the {kind.queue} queue?)"
             )
             counts["failed"] += _end(kind, same, JobStatus.FAILED, error=message)
-        elif same.update(
-            enqueued_at=now,
-            **job_noted(
-                kind.model,
-                f"still queued {int((now - sent_at).total_seconds())} s after its task was sent; sent again",
-                now=now,
-            ),
-        ):
+        elif same.update(enqueued_at=now):
             counts["resent"] += 1
-            transaction.on_commit(functools.partial(_resend, kind, job_id))
+            note = (
+                f"its task was not sent when it was queued; sent {waited} s later"
+                if enqueued_at is None
+                else f"still queued {waited} s after its task was sent; sent again"
+            )
+            transaction.on_commit(functools.partial(_resend, kind, job_id, note))

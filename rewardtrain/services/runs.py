@@ -15,8 +15,9 @@ reaped by the one reaper of every job type. What is particular to runs:
   The worker resolves the choice to a location with its own settings when the run executes.
 - **Time limits.** Each run carries its own (``time_limit_seconds``), passed to its task; the soft limit (a
   clean failure that keeps the latest checkpoint) comes a minute before the hard one.
-- **Temporary files.** Partial checkpoints (``checkpoints/.step-N.partial``) and the scratch folder of
-  several training processes (``.launch``) are removed when the run ends; complete checkpoints are kept.
+- **Temporary files.** Partial checkpoints (``checkpoints/.step-N.partial``, an ensemble member's too), partial
+  best weights and the scratch folder of several training processes (``.launch``) are removed when the run
+  ends; complete checkpoints are kept.
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ def artifact_absolute(path: str) -> Path:
 
 def _temporary_paths(run: TrainingRun) -> Iterable[Path]:
     directory = run_directory(run=run)
-    return [*(directory / "checkpoints").glob(".step-*.partial"), directory / LAUNCH_DIR]
+    patterns = ("checkpoints/.step-*.partial", "best/.*.partial")
+    return [
+        *(path for pattern in patterns for path in directory.glob(pattern)),
+        *(path for pattern in patterns for path in directory.glob(f"members/*/{pattern}")),
+        directory / LAUNCH_DIR,
+        *directory.glob(f"members/*/{LAUNCH_DIR}"),
+    ]
 
 
 def _send(run: TrainingRun) -> None:

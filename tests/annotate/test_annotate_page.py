@@ -143,7 +143,9 @@ class TestJudging:
     def test_a_judgment_made_with_the_mouse_is_stored_in_pair_terms(self, page, live_server):
         project, annotator = make_project(pairs=2, rationale=Project.Rationale.OPTIONAL)
         log_in(page, live_server, project)
-        assert page.inner_text("#progress") == "0 done today · 2 left"
+        page.wait_for_function(
+            "document.getElementById('progress').textContent === '0 done today · 0 in total · 2 left for you'"
+        )
         left_text = page.inner_text("#left")
         page.click(".ws-choice[data-choice=left]")
         assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "true"
@@ -167,7 +169,9 @@ class TestJudging:
         # The next pair was already there; the progress line counts the stored judgment.
         wait_for_pair(page)
         assert shown_pair(page, project) != judgment.pair
-        page.wait_for_function("document.getElementById('progress').textContent.startsWith('1 done today')")
+        page.wait_for_function(
+            "document.getElementById('progress').textContent === '1 done today · 1 in total · 1 left for you'"
+        )
         assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "false"
 
         page.click(".ws-choice[data-choice=both_bad]")
@@ -226,16 +230,17 @@ class TestJudging:
         page.keyboard.press("1")
         page.keyboard.press("Enter")  # the rationale is required: focus goes to it
         assert page.evaluate("document.activeElement.id") == "rationale"
-        page.keyboard.type("2 s u d ? clearer")
+        page.keyboard.type("2 s u d f ? clearer")
         page.keyboard.press("Enter")  # a new line, not a submit
         page.keyboard.type("and kinder")
         assert page.get_attribute(".ws-choice[data-choice=left]", "aria-pressed") == "true"
         assert not page.is_visible("#skip-dialog") and not page.is_visible("#shortcut-sheet")
+        assert not page.is_visible("#flag-dialog")
         page.keyboard.press("Control+Enter")
         wait_until(page, lambda: len(judgments(annotator)) == 1)
         [judgment] = judgments(annotator)
         assert judgment.choice == to_pair_terms("left", shown_swapped=judgment.shown_swapped)
-        assert judgment.rationale == "2 s u d ? clearer\nand kinder"
+        assert judgment.rationale == "2 s u d f ? clearer\nand kinder"
 
     def test_after_ctrl_enter_the_next_keys_are_shortcuts_not_rationale(self, page, live_server):
         project, annotator = make_project(
@@ -275,6 +280,7 @@ class TestJudging:
         assert "Helpfulness favours the right response" in warning and "you chose the left" in warning
         page.screenshot(path=ARTIFACTS / "annotate-criteria-warning.png")
         page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=ARTIFACTS / "annotate-progress-390.png")
         page.locator("#criteria-warning").scroll_into_view_if_needed()
         page.screenshot(path=ARTIFACTS / "annotate-criteria-warning-390.png")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390

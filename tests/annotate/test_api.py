@@ -15,12 +15,14 @@ from rest_framework.test import APIClient
 
 from accounts.services import user_token_create
 from annotate.models import (
+    Adjudication,
     Assignment,
     Export,
     ImportJob,
     Judgment,
     Membership,
     Pair,
+    PairFlag,
     Project,
     ProjectApiToken,
     Prompt,
@@ -122,16 +124,21 @@ def world() -> World:
 def full_world(world) -> World:
     """The world plus what the workspace and export endpoints act on: the annotator holds two leases (one to
     submit, one to skip) and made one judgment (to edit); the project has an export that has not run."""
-    pairs = [PairFactory(prompt__project=world.project) for _ in range(3)]
+    pairs = [PairFactory(prompt__project=world.project) for _ in range(5)]
     expires_at = timezone.now() + timedelta(minutes=15)
     annotator = world.users["annotator"]
-    world.submit_assignment, world.skip_assignment = (
+    world.submit_assignment, world.skip_assignment, world.flag_assignment = (
         Assignment.objects.create(
             project=world.project, pair=pair, annotator=annotator, expires_at=expires_at
         )
-        for pair in pairs[:2]
+        for pair in (pairs[0], pairs[1], pairs[3])
     )
     world.judgment = Judgment.objects.create(pair=pairs[2], annotator=annotator, choice="a")
+    world.flag = PairFlag.objects.create(
+        pair=pairs[4], annotator=world.bystander, category="broken", created_at=timezone.now()
+    )
+    world.settled_pair = pairs[2]
+    Adjudication.objects.create(pair=pairs[2], label="a", decided_at=timezone.now())
     world.export = Export.objects.create(
         project=world.project, version=1, status=Export.Status.QUEUED, formats=["jsonl"]
     )
@@ -184,6 +191,8 @@ def call(world: World, role: str, endpoint: str, client: APIClient | None = None
         return client.get(f"{project_url}next/")
     if endpoint == "judgments-recent":
         return client.get(f"{project_url}judgments/recent/")
+    if endpoint == "progress-get":
+        return client.get(f"{project_url}progress/")
     if endpoint == "judgments-submit":
         return client.post(
             "/api/judgments/", {"assignment": world.submit_assignment.pk, "choice": "left"}, format="json"
@@ -193,6 +202,22 @@ def call(world: World, role: str, endpoint: str, client: APIClient | None = None
     if endpoint == "assignment-skip":
         return client.post(
             f"/api/assignments/{world.skip_assignment.pk}/skip/", {"reason": "unsure"}, format="json"
+        )
+    if endpoint == "assignment-flag":
+        return client.post(
+            f"/api/assignments/{world.flag_assignment.pk}/flag/", {"category": "duplicate"}, format="json"
+        )
+    if endpoint == "judgments-mine":
+        return client.get(f"{project_url}judgments/mine/")
+    if endpoint == "flags-list":
+        return client.get(f"{project_url}flags/")
+    if endpoint == "flag-dismiss":
+        return client.post(f"{project_url}flags/{world.flag.pk}/dismiss/")
+    if endpoint == "adjudication-get":
+        return client.get(f"{project_url}pairs/{world.settled_pair.pk}/adjudication/")
+    if endpoint == "adjudication-put":
+        return client.put(
+            f"{project_url}pairs/{world.settled_pair.pk}/adjudication/", {"label": "tie"}, format="json"
         )
     if endpoint == "leaderboard-get":
         return client.get(f"{project_url}leaderboard/")
@@ -231,9 +256,17 @@ PERMISSIONS = {
     # The workspace is the annotators': a lease or judgment of someone else's is "no such" (404) to others.
     "next-pair": (200, 403, 403, 404, 401, 403),
     "judgments-recent": (200, 403, 403, 404, 401, 200),
+    "progress-get": (200, 403, 403, 404, 401, 200),
     "judgments-submit": (201, 404, 404, 404, 401, 404),
     "judgment-edit": (200, 404, 404, 404, 401, 404),
     "assignment-skip": (204, 404, 404, 404, 401, 404),
+    "assignment-flag": (201, 404, 404, 404, 401, 404),
+    "judgments-mine": (200, 403, 403, 404, 401, 200),
+    # Flags and settling are the leads'.
+    "flags-list": (403, 200, 403, 404, 401, 200),
+    "flag-dismiss": (403, 200, 403, 404, 401, 200),
+    "adjudication-get": (403, 200, 403, 404, 401, 200),
+    "adjudication-put": (403, 200, 403, 404, 401, 200),
     # System names are for leads and engineers only.
     "leaderboard-get": (403, 200, 200, 404, 401, 200),
     "exports-list": (403, 200, 200, 404, 401, 200),
@@ -354,7 +387,48 @@ def test_the_progress_line_counts_the_remaining_pairs_at_most_every_30_seconds(f
     clock[0] += assignment.REMAINING_CACHE_SECONDS + 1
     counted = client.get(url).json()["progress"]["remaining"]
 
-    assert (first, cached, counted) == (3, 3, 4)
+    assert (first, cached, counted) == (5, 5, 6)  # the world's five pairs, then one more
+
+
+@pytest.mark.django_db
+def test_an_annotators_progress_counts_the_open_pairs_they_have_neither_judged_nor_skipped():
+    project = ProjectFactory(overlap=2, strength_scale=0, criteria=[])
+    annotator, colleague, outsider = UserFactory(), UserFactory(), UserFactory()
+    for user in (annotator, colleague):
+        MembershipFactory(user=user, project=project)
+    for _ in range(4):
+        PairFactory(prompt__project=project)
+    client, other = APIClient(), APIClient()
+    client.force_authenticate(annotator)
+    other.force_authenticate(colleague)
+    progress_url = f"/api/projects/{project.pk}/progress/"
+    next_url = f"/api/projects/{project.pk}/next/"
+
+    before = client.get(progress_url).json()
+    first = client.get(next_url).json()
+    judged = client.post(
+        "/api/judgments/", {"assignment": first["assignment"], "choice": "left"}, format="json"
+    )
+    assert judged.status_code == 201, judged.content
+    second = client.get(next_url).json()
+    client.post(f"/api/assignments/{second['assignment']}/skip/", {}, format="json")
+    # Two judgments complete a pair the annotator never saw: it is no longer left for anyone.
+    for _ in range(2):
+        lease = other.get(next_url).json()
+        other.post("/api/judgments/", {"assignment": lease["assignment"], "choice": "tie"}, format="json")
+    after = client.get(progress_url).json()
+
+    assert before == {"remaining_for_you": 4, "done_total": 0}
+    assert after["done_total"] == 1
+    # Of four pairs: one judged and one skipped by the annotator; the colleague's two judgments went to
+    # those same pairs or to others, and no pair has two judgments yet unless both judged it.
+    touched = {first["pair"], second["pair"]}
+    complete = {pair.pk for pair in project.pairs.all() if pair.judgment_count >= project.overlap}
+    assert after["remaining_for_you"] == 4 - len(touched | complete)
+
+    outsider_client = APIClient()
+    outsider_client.force_authenticate(outsider)
+    assert outsider_client.get(progress_url).status_code in (403, 404)
 
 
 def test_every_api_endpoint_is_in_the_permission_table():
@@ -384,9 +458,15 @@ def test_every_api_endpoint_is_in_the_permission_table():
         "api-agreement-refresh": {"post"},
         "api-next": {"get"},
         "api-judgments-recent": {"get"},
+        "api-progress": {"get"},
         "api-judgments": {"post"},
         "api-judgment": {"patch"},
         "api-assignment-skip": {"post"},
+        "api-assignment-flag": {"post"},
+        "api-judgments-mine": {"get"},
+        "api-flags": {"get"},
+        "api-flag-dismiss": {"post"},
+        "api-pair-adjudication": {"get", "put"},
         "api-leaderboard": {"get"},
         "api-exports": {"get", "post"},
         "api-export": {"get"},

@@ -362,7 +362,10 @@ def test_the_pair_page_shows_the_pair_and_every_judgment(browsed):
     assert body.count("helpfulness:") == 3
     assert "<script>window.bad" not in body  # rationales go through the sanitising path
     assert "Majority" in body and "(contested)" in body
-    assert "Adjudication goes here" not in body  # a template comment, not shown
+    settle = reverse("project-pair-settle", args=["browsed", pair.pk])
+    assert settle not in body  # engineers read; leads settle
+    lead_page = _client(browsed.users["lead"]).get(reverse("project-pair", args=["browsed", pair.pk]))
+    assert settle in lead_page.content.decode()
 
 
 def test_the_pair_page_states_gold_and_counts_only_human_votes(browsed):

@@ -11,6 +11,7 @@ from django.urls import reverse
 from playwright.sync_api import Browser, Page
 
 from annotate.models import Membership
+from annotate.services.adjudication import pair_adjudicate
 from tests.annotate.quality_data import crafted_project, judge
 from tests.browser import ARTIFACTS, page_without_script_errors
 from tests.factories import MembershipFactory, PairFactory, UserFactory
@@ -47,6 +48,7 @@ def test_the_dashboard_draws_sorts_and_drills_down_without_calling_out(page, liv
     )
     judge(pair, crafted.users["ben"], "b", 1, swapped=True, minutes=1)
     judge(pair, crafted.users["cat"], "tie", None, swapped=False, minutes=1)
+    pair_adjudicate(pair=pair, label="b", note="B is the only one that answers", decided_by=lead)
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
 
@@ -65,6 +67,10 @@ def test_the_dashboard_draws_sorts_and_drills_down_without_calling_out(page, liv
         return cells.evaluate_all("cells => cells.map(cell => cell.dataset.value)")
 
     assert names() == ["ann", "ben", "cat", "guesser", "lefty"]
+    assert "; 1 pair settled by a lead" in page.inner_text(".stats")
+    settled_row = page.locator(".contested-table tr", has_text="Pick one")
+    assert "Settled: B is better" in settled_row.inner_text()
+    assert settled_row.get_by_role("link", name="Settle").count() == 1
 
     left = page.locator(".annotator-table th button.sort", has_text="Left")
     left.click()
@@ -91,6 +97,8 @@ def test_the_dashboard_draws_sorts_and_drills_down_without_calling_out(page, liv
     assert detail.locator("strong", has_text="bold").count() == 1
     assert detail.locator("script, img").count() == 0
     assert detail.locator(".votes tbody tr").count() == 3
+    assert "Settled: B is better" in detail.inner_text()
+    assert detail.get_by_role("link", name="Change the settled label").count() == 1
     page.wait_for_timeout(300)
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert requests and all(url.startswith(live_server.url) for url in requests), [

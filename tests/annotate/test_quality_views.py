@@ -97,7 +97,7 @@ def test_the_agreement_endpoint_computes_a_first_snapshot_then_reads_the_latest(
     assert set(first) == {
         "computed_at", "judgment_count", "last_judgment_at", "seconds", "summary", "alpha", "criteria",
         "percent_agreement", "fleiss", "kappa", "annotators", "groups", "contested", "over_time", "thresholds",
-        "flags", "training_gate",
+        "flags", "training_gate", "adjudication",
     }  # fmt: skip
     assert first["judgment_count"] == first["summary"]["judgments"] == 5 * ORDINARY_PAIRS + 4 * GOLD_PAIRS
     assert set(first["alpha"]) == {"nominal", "ordinal", "interval"}

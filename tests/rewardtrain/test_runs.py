@@ -211,7 +211,8 @@ def test_the_reaper_sends_the_task_of_a_run_left_queued_again_then_fails_it(
     for run in (lost, fresh, requeued, abandoned):
         run.refresh_from_db()
     assert lost.status == requeued.status == fresh.status == TrainingRun.Status.QUEUED
-    assert "sent again" in lost.log and lost.enqueued_at > now and fresh.log == ""
+    assert "its task was not sent when it was queued; sent " in lost.log and lost.enqueued_at > now
+    assert "s after its task was sent; sent again" in requeued.log and fresh.log == ""
     assert abandoned.status == TrainingRun.Status.FAILED
     assert (
         abandoned.error.startswith("no worker took the run in 3600 s") and "the gpu queue" in abandoned.error

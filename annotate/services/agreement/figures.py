@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotate.models import AgreementSnapshot, Project
+from annotate.models import Adjudication, AgreementSnapshot, Project
+from annotate.selectors import adjudication_summary
 
 # An annotator is flagged only on enough evidence: a handful of gold pairs, or of sided choices with a
 # binomial test that rejects "left half the time", says little.
@@ -112,7 +113,7 @@ def annotator_flags(row: dict[str, Any], *, thresholds: dict[str, float]) -> lis
 
 def agreement_figures(*, snapshot: AgreementSnapshot, project: Project) -> dict[str, Any]:
     """The snapshot's figures with flags (per annotator too) and the training gate against the project's
-    current thresholds."""
+    current thresholds, and how many pairs leads settled (each contested pair with its settled label)."""
     data = dict(snapshot.data)
     thresholds = project_thresholds(project)
     data["thresholds"] = thresholds
@@ -121,6 +122,15 @@ def agreement_figures(*, snapshot: AgreementSnapshot, project: Project) -> dict[
         for row in data.get("annotators", [])
     ]
     data["flags"], data["training_gate"] = quality_flags(data, thresholds=thresholds)
+    # Settling changes no judgment, so these are read now rather than stored with the snapshot.
+    data["adjudication"] = adjudication_summary(project=project)
+    contested = data.get("contested", [])
+    settled = dict(
+        Adjudication.objects.filter(pair_id__in=[row["pair_id"] for row in contested]).values_list(
+            "pair_id", "label"
+        )
+    )
+    data["contested"] = [{**row, "adjudicated": settled.get(row["pair_id"])} for row in contested]
     data["computed_at"] = snapshot.created_at
     data["judgment_count"] = snapshot.judgment_count
     data["last_judgment_at"] = snapshot.last_judgment_at

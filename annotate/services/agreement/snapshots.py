@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from annotate.models import AgreementSnapshot, Project
 from annotate.selectors import agreement_snapshot_latest, project_judgment_state
 from annotate.services.agreement.compute import agreement_snapshot_compute
 from annotate.services.agreement.figures import agreement_figures
+
+logger = logging.getLogger(__name__)
 
 SNAPSHOTS_KEPT = 10
 REFRESH_LOCK_SECONDS = 15 * 60
@@ -78,15 +83,23 @@ def agreement_refresh_request(*, project: Project) -> bool:
 
     Returns False, queueing nothing, when the latest snapshot already reflects every judgment.
     """
-    from annotate.tasks import agreement_refresh_project
-
     latest = agreement_snapshot_latest(project=project)
     if latest is not None and (latest.judgment_count, latest.last_judgment_at) == project_judgment_state(
         project=project
     ):
         return False
-    agreement_refresh_project.delay_on_commit(project.pk)
+    transaction.on_commit(functools.partial(_refresh_send, project.pk))
     return True
+
+
+def _refresh_send(project_id: int) -> None:
+    from annotate.tasks import agreement_refresh_project
+
+    try:
+        agreement_refresh_project.delay(project_id)
+    except BrokerUnreachable as error:
+        # Beat's agreement-refresh-all refreshes every project whose judgments changed once the broker is back.
+        logger.warning("agreement refresh of project %s not queued: %s", project_id, error)
 
 
 def agreement_training_gate(*, project: Project) -> dict[str, Any]:

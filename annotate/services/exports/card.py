@@ -97,6 +97,15 @@ def dataset_card(
         lines.append(
             f"- Labels: {counts['labels']['preference']:,} preferences, {counts['labels']['tie']:,} ties."
         )
+    settled = counts.get("adjudicated") or {}
+    if settled.get("pairs"):
+        pairs = f"{settled['pairs']:,} pair{'s' if settled['pairs'] != 1 else ''}"
+        lines.append(
+            f"- Settled by a lead: {pairs}; their labels replace the votes' ({settled['exported']:,} exported, "
+            f"{settled['changed']:,} differing from the votes)."
+            if settled["used"]
+            else f"- Settled by a lead: {pairs}; this export labels them by their votes instead."
+        )
     if counts["dropped"]:
         dropped = ", ".join(
             f"{reason.replace('_', ' ')}: {count:,}" for reason, count in counts["dropped"].items()

@@ -13,7 +13,7 @@ from django.db.models import F, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from numpy.typing import NDArray
 
-from annotate.models import Judgment, Pair, Project
+from annotate.models import Adjudication, Judgment, Pair, Project
 from annotate.services.exports.policy import ExportPolicy
 from annotate.services.judgment_arrays import CHOICES, as_float
 from annotate.stats import aggregation
@@ -64,6 +64,9 @@ class LabelReader:
         self.annotators_counted: set[int] = set()
         self.coincidence = np.zeros((aggregation.OUTCOMES, aggregation.OUTCOMES))
         self.battles: list[tuple[NDArray, ...]] = []
+        self.settled_seen = 0
+        self.settled_exported = 0
+        self.settled_changed = 0
         self.pair_total = self._pairs().count()
 
     def _pairs(self) -> QuerySet:
@@ -153,6 +156,19 @@ class LabelReader:
         self.judgments_excluded += int(excluded.sum())
         return table[~excluded]
 
+    def chunk_settled(self, pair_ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The pairs of the chunk (sorted ids) a lead settled: their indices in the chunk and the lead's
+        outcome codes. Read by the range of pair ids, like the votes."""
+        columns = read_arrays(
+            Adjudication.objects.filter(pair__gte=int(pair_ids[0]), pair__lte=int(pair_ids[-1]))
+            .order_by("pair_id")
+            .values_list("pair_id", "label"),
+            {"pair": "int", "label": CHOICES},
+        )
+        position = np.minimum(np.searchsorted(pair_ids, columns["pair"]), pair_ids.size - 1)
+        in_chunk = pair_ids[position] == columns["pair"]
+        return position[in_chunk], columns["label"][in_chunk].astype(np.int64)
+
     def label_pass(self) -> Kept:
         if self.policy.min_gold_accuracy is not None or self.policy.label == "weighted":
             self._gold_figures()
@@ -181,6 +197,8 @@ class LabelReader:
             units=units, choices=table[:, 2], pair_count=pair_ids.size, weights=weights, strength=table[:, 3]
         )
         self.coincidence += aggregation.coincidences(votes.counts)
+        settled, outcomes = self.chunk_settled(pair_ids)
+        self.settled_seen += int(settled.size)
         if self.policy.kind == "raw":
             keep = votes.votes > 0
             self.reasons[aggregation.Reason.NO_VOTES] += int((~keep).sum())
@@ -200,6 +218,18 @@ class LabelReader:
             ties=self.policy.ties,
             both_bad=self.policy.both_bad,
         )
+        if self.policy.settles_labels and settled.size:
+            from_votes = labels.label[settled]
+            labels = aggregation.settle_labels(
+                labels,
+                votes,
+                settled=settled,
+                outcomes=outcomes,
+                ties=self.policy.ties,
+                both_bad=self.policy.both_bad,
+            )
+            self.settled_exported += int(np.count_nonzero(labels.label[settled] != aggregation.NO_LABEL))
+            self.settled_changed += int(np.count_nonzero(labels.label[settled] != from_votes))
         self.reasons += np.bincount(labels.reason, minlength=len(aggregation.Reason))
         keep = labels.reason == aggregation.Reason.KEPT
         return Kept(
@@ -301,6 +331,14 @@ class LabelReader:
             # Who, so that a run on this export is gated by the figures of the annotators it counted.
             "excluded_annotators": sorted(self.excluded),
             "dropped": reasons,
+            # Pairs a lead settled: how many the export considered, and, when their labels were used, how
+            # many have rows and how many of those labels differ from what the votes gave.
+            "adjudicated": {
+                "pairs": int(self.settled_seen),
+                "used": self.policy.settles_labels,
+                "exported": int(self.settled_exported),
+                "changed": int(self.settled_changed),
+            },
             "alpha": round(alpha, 6) if np.isfinite(alpha) else None,
             "systems": {name: dict(sorted(tally.items())) for name, tally in sorted(writer.systems.items())},
         }

@@ -91,6 +91,13 @@ class ExportPolicy:
     criterion: str = field(
         default="", metadata={"help": "label by this criterion's votes instead of the overall choice"}
     )
+    use_adjudicated: bool = field(
+        default=True,
+        metadata={
+            "help": "a pair a lead settled takes the lead's label instead of the votes' (labels by the "
+            "overall choice only)"
+        },
+    )
     # Rows and files.
     shape: str = field(
         default="auto",
@@ -120,6 +127,12 @@ class ExportPolicy:
     @property
     def keeps_tie_rows(self) -> bool:
         return self.ties == "keep" or self.both_bad == "keep"
+
+    @property
+    def settles_labels(self) -> bool:
+        """Whether leads' adjudications replace the votes' labels: a lead settles the overall choice, so
+        never for a criterion's labels, and raw exports carry every vote and no label."""
+        return self.use_adjudicated and self.kind == "preference" and not self.criterion
 
 
 POLICY_KEYS = tuple(item.name for item in fields(ExportPolicy))
@@ -171,7 +184,7 @@ def export_policy_parse(data: Any, *, project: Project) -> ExportPolicy:
     for key in ("kind", "label", "tied_vote", "ties", "both_bad", "shape"):
         if key in values and values[key] not in choices[key]:
             problem(key, f"must be one of {', '.join(choices[key])}, got {values[key]!r}")
-    for key in ("exclude_flagged", "exclude_gold", "include_imported", "stratify"):
+    for key in ("exclude_flagged", "exclude_gold", "include_imported", "use_adjudicated", "stratify"):
         if key in values:
             problem(key, _check_bool(values[key]))
     if values.get("min_gold_accuracy") is not None:

@@ -16,7 +16,7 @@ function digitOf(event) {
   return /^[1-9]$/.test(event.key) ? Number(event.key) : null;
 }
 
-/** Keys to actions: `actions` holds submit, leaveEdit, undo, toggleGuidelines, toggleDiff, openSkipDialog,
+/** Keys to actions: `actions` holds submit, leaveEdit, undo, toggleGuidelines, toggleDiff, openSkipDialog, openFlagDialog,
  * choose, setStrength, setCriterion and focusNextCriterion. */
 export function installShortcuts(actions) {
   document.addEventListener("keydown", (event) => onKey(event, actions));
@@ -72,6 +72,11 @@ function onKey(event, actions) {
   if (key === "s" && !event.shiftKey && state.mode === "pair") {
     event.preventDefault();
     actions.openSkipDialog();
+    return;
+  }
+  if (key === "f" && !event.shiftKey && state.mode === "pair") {
+    event.preventDefault();
+    actions.openFlagDialog();
     return;
   }
   if (event.key === "Enter") {

@@ -1,4 +1,4 @@
-/* The outbox: judgments and skips waiting to be sent.
+/* The outbox: judgments, skips and flags waiting to be sent.
  *
  * Each goes into the outbox (memory and localStorage) before anything is sent, and is sent in the background
  * with its own Idempotency-Key, so a network failure or a reload loses nothing and never stores a judgment
@@ -43,7 +43,7 @@ function outboxWrite(items) {
   renderOutboxStatus();
 }
 
-/** Queues a judgment or a skip (`kind`) for `pair`, to be POSTed to `url`; send it with flush(). */
+/** Queues a judgment, a skip or a flag (`kind`) for `pair`, to be POSTed to `url`; send it with flush(). */
 export function outboxAdd({ kind, url, pair, body }) {
   const item = { key: newIdempotencyKey(), kind, url, pair, body, createdAt: new Date().toISOString() };
   outboxWrite([...outboxRead(), item]);
@@ -123,6 +123,8 @@ export function flush() {
         outboxRemove(item.key);
         if (item.kind === "judgment") {
           showAlert(`Your judgment on pair ${item.pair} was not saved: ${message}.`);
+        } else if (item.kind === "flag") {
+          showAlert(`Your report on pair ${item.pair} did not go through: ${message}.`);
         } else if (response.status !== 409) {
           showAlert(`Skipping pair ${item.pair} did not go through: ${message}.`);
         } // a 409 on a skip means it was already skipped (or judged): nothing to tell

@@ -125,9 +125,24 @@ function lookAhead(after) {
   return ahead;
 }
 
+/** What is left for this annotator is counted once when the page opens (never on next or submit); the
+ * page then takes off its own judgments and skips. */
+async function fetchMyProgress() {
+  try {
+    const response = await request("GET", config.urls.progress);
+    if (!response.ok) return;
+    const mine = await response.json();
+    state.mine = { ...mine, skipsBefore: state.skips };
+    renderProgress();
+  } catch (_error) {
+    /* the progress line goes without it */
+  }
+}
+
 async function start() {
   setMode("loading");
   renderOutboxStatus();
+  fetchMyProgress();
   // Judgments left from an earlier visit are sent before anything else.
   show(await fetchPairPatiently(null));
 }
@@ -167,8 +182,65 @@ function skip(reason) {
     pair: item.pair,
     body: reason ? { reason } : {},
   });
+  state.skips += 1;
   flush();
   showNotice("Skipped. That pair will not come back to you.");
+  advance();
+}
+
+/* ---------- Reporting a problem ---------- */
+
+function flagCategory() {
+  const checked = elements.flagForm.querySelector("input[name=flag-category]:checked");
+  return checked ? checked.value : "";
+}
+
+function renderFlagNeeds() {
+  const other = flagCategory() === "other";
+  elements.flagTextNeed.textContent = other ? "(required for “Something else”)" : "(optional)";
+  elements.flagText.required = other;
+}
+
+function openFlagDialog() {
+  if (state.mode !== "pair") return;
+  elements.flagForm.reset();
+  elements.flagMissing.textContent = "";
+  elements.flagDialog.returnValue = "";
+  renderFlagNeeds();
+  elements.flagDialog.showModal();
+  elements.flagForm.querySelector("input[name=flag-category]").focus();
+}
+
+/** The report's problem, or "" when it can go: a category, and words for "other". */
+function flagProblem() {
+  const category = flagCategory();
+  if (!category) return "Choose what is wrong.";
+  if (category === "other" && !elements.flagText.value.trim()) return "Say what is wrong.";
+  return "";
+}
+
+function onFlagSubmit(event) {
+  if (!event.submitter || event.submitter.value !== "flag") return;
+  const problem = flagProblem();
+  if (!problem) return;
+  event.preventDefault();
+  elements.flagMissing.textContent = problem;
+  (flagCategory() ? elements.flagText : elements.flagForm.querySelector("input[name=flag-category]")).focus();
+}
+
+function flag() {
+  if (state.mode !== "pair" || !state.current) return;
+  const item = state.current;
+  // Its own request through the outbox, like a skip: the pair goes and the next one shows at once.
+  outboxAdd({
+    kind: "flag",
+    url: config.urls.flag.replace("{id}", String(item.assignment)),
+    pair: item.pair,
+    body: { category: flagCategory(), text: elements.flagText.value.trim() },
+  });
+  state.skips += 1; // flagging skips the pair: one fewer left for them
+  flush();
+  showNotice("Reported. Your lead will look at that pair; it will not come back to you.");
   advance();
 }
 
@@ -236,6 +308,15 @@ elements.shortcutsButton.addEventListener("click", () => elements.shortcutSheet.
 elements.skipDialog.addEventListener("close", () => {
   if (elements.skipDialog.returnValue === "skip") skip(elements.skipReason.value.trim());
 });
+elements.flag.addEventListener("click", openFlagDialog);
+elements.flagForm.addEventListener("change", renderFlagNeeds);
+elements.flagForm.addEventListener("input", () => {
+  elements.flagMissing.textContent = "";
+});
+elements.flagForm.addEventListener("submit", onFlagSubmit);
+elements.flagDialog.addEventListener("close", () => {
+  if (elements.flagDialog.returnValue === "flag") flag();
+});
 installShortcuts({
   submit,
   leaveEdit,
@@ -243,6 +324,7 @@ installShortcuts({
   toggleGuidelines,
   toggleDiff,
   openSkipDialog,
+  openFlagDialog,
   choose,
   setStrength,
   setCriterion,

@@ -24,6 +24,7 @@ export function setMode(mode) {
   elements.form.hidden = !showingPair;
   elements.editBanner.hidden = mode !== "edit";
   elements.skip.disabled = mode !== "pair";
+  elements.flag.disabled = mode !== "pair";
   elements.submitLabel.textContent = mode === "edit" ? "Save change" : "Submit";
   elements.diffToggle.hidden = !showingPair;
 }
@@ -95,18 +96,32 @@ export function renderItem(item) {
   elements.right.scrollTop = 0;
 }
 
-/** The server's progress from the latest pair, plus judgments this page saw stored since it asked. */
+/** The server's progress from the latest pair, plus judgments this page saw stored since it asked; what is
+ * left for the annotator is the count taken when the page opened, less their judgments and skips since. */
 export function shownProgress() {
   const base = state.progressBase;
   if (!base) return null;
-  return { ...base.progress, done_today: base.progress.done_today + (judgmentsStoredCount() - base.storedBefore) };
+  const since = judgmentsStoredCount() - base.storedBefore;
+  const progress = {
+    ...base.progress,
+    done_today: base.progress.done_today + since,
+    done_total: base.progress.done_total + since,
+  };
+  const mine = state.mine;
+  if (mine) {
+    const judgedSince = progress.done_total - mine.done_total;
+    progress.remaining_for_you = Math.max(0, mine.remaining_for_you - judgedSince - (state.skips - mine.skipsBefore));
+  }
+  return progress;
 }
 
 export function progressText(progress) {
   if (!progress) return "";
-  const parts = [`${progress.done_today} done today`];
-  // Pairs left in the whole project: beside "nothing left for you" it would only confuse.
-  if (progress.remaining && state.mode !== "done") parts.push(`${progress.remaining} left`);
+  const parts = [`${progress.done_today} done today`, `${progress.done_total} in total`];
+  // Beside "nothing left for you" a number left would only confuse.
+  if (progress.remaining_for_you !== undefined && state.mode !== "done") {
+    parts.push(`${progress.remaining_for_you} left for you`);
+  }
   return parts.join(" · ");
 }
 

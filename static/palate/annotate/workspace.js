@@ -38,6 +38,12 @@ export const elements = {
   announce: byId("announce"),
   skipDialog: byId("skip-dialog"),
   skipReason: byId("skip-reason"),
+  flag: byId("flag"),
+  flagDialog: byId("flag-dialog"),
+  flagForm: byId("flag-form"),
+  flagText: byId("flag-text"),
+  flagTextNeed: byId("flag-text-need"),
+  flagMissing: byId("flag-missing"),
   shortcutSheet: byId("shortcut-sheet"),
   shortcutsButton: byId("shortcuts-button"),
 };
@@ -52,6 +58,8 @@ export const state = {
   ahead: null, // a promise of the next pair (or the end), fetched while the current one is read
   doneReason: "",
   progressBase: null, // {progress, storedBefore} from the latest pair shown
+  mine: null, // {remaining_for_you, done_total, skipsBefore} counted when the page opened
+  skips: 0, // pairs skipped on this page
   form: emptyForm(),
   awaitingStrength: false,
   diff: false,

@@ -21,6 +21,7 @@ from annotate.stats.aggregation import (
     label_pairs,
     nominal_alpha,
     reliability,
+    settle_labels,
     split_by_prompt,
     vote_table,
 )
@@ -226,3 +227,38 @@ def test_a_split_that_wants_training_data_keeps_at_least_one_training_prompt():
     assert split_by_prompt(prompts=[5], test_share=0.9, seed=0).tolist() == [False]
     assert split_by_prompt(prompts=[5, 6], test_share=0.9, seed=0).sum() == 1
     assert split_by_prompt(prompts=[5, 6], test_share=1.0, seed=0).tolist() == [True, True]
+
+
+def test_settled_pairs_take_the_leads_label_whatever_the_votes_say():
+    # Pair 0: A by 2-1 with strengths, settled B; pair 1: a tied vote, settled A; pair 2: no votes, settled
+    # tie; pair 3: no votes, settled both bad; pair 4: unsettled, B unanimous.
+    table = vote_table(
+        units=[0, 0, 0, 1, 1, 4, 4],
+        choices=[A, A, B, A, B, B, B],
+        strength=[2, 2, 1, 1, 1, np.nan, np.nan],
+        pair_count=5,
+    )
+    labels = label_pairs(table, min_votes=2)
+    settled = settle_labels(
+        labels, table, settled=[0, 1, 2, 3], outcomes=[B, A, TIE, BOTH_BAD], ties="keep", both_bad="drop"
+    )
+    assert settled.label.tolist() == [B, A, TIE, NO_LABEL, B]
+    assert settled.reason.tolist() == [Reason.KEPT] * 3 + [Reason.BOTH_BAD_DROPPED, Reason.KEPT]
+    assert settled.share_a[:3].tolist() == [0.0, 1.0, 0.5]
+    assert settled.agreement[:3] == pytest.approx([1 / 3, 0.5, 0.0])
+    # The votes' mean strength (A by 1) points against B: no margin; pair 1's points A's way (by 0).
+    assert settled.margin_a[:2].tolist() == [0.0, 0.0]
+    # The unsettled pair and the inputs are left alone.
+    assert (settled.label[4], settled.share_a[4]) == (labels.label[4], labels.share_a[4])
+    assert labels.label[2] == NO_LABEL
+
+
+def test_a_settled_tie_follows_the_ties_policy_and_a_matching_margin_is_kept():
+    table = vote_table(units=[0, 0], choices=[A, A], strength=[3, 1], pair_count=2)
+    labels = label_pairs(table)
+    settled = settle_labels(labels, table, settled=[0, 1], outcomes=[A, TIE], ties="drop")
+    assert settled.label.tolist() == [A, NO_LABEL]
+    assert settled.reason[1] == Reason.TIE_DROPPED
+    assert settled.margin_a[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        settle_labels(labels, table, settled=[0], outcomes=[7])

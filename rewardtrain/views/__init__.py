@@ -1,5 +1,6 @@
 """The training pages: start a run, the run list and retraining settings; one run's live progress and its
-evaluation report. Engineers, leads and site admins. The services do the work (rewardtrain/services/runs.py)."""
+evaluation report. Engineers, leads and site admins. The services do the work (rewardtrain/services/runs.py).
+The scoring page is in ``scoring.py`` beside this file."""
 
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ SECTIONS = (
                       "warmup_ratio", "weight_decay", "max_grad_norm", "seed")),
     ("Sequences and loss", ("max_length", "min_prompt_tokens", "use_margins", "use_soft_labels",
                             "center_rewards_coefficient", "append_eos", "disable_dropout")),
-    ("Evaluation and checkpoints", ("eval_steps", "eval_batch_size", "save_steps", "save_total_limit")),
+    ("Validation and model selection", ("validation_share", "validation_seed", "eval_steps", "selection_metric",
+                                        "early_stopping_patience", "calibrate", "ensemble_size")),
+    ("Evaluation and checkpoints", ("eval_batch_size", "save_steps", "save_total_limit")),
     ("Efficiency", ("mixed_precision", "shared_prefix", "deduplicate_sequences", "gradient_checkpointing",
                     "chunk_overhead_tokens")),
     ("LoRA", ("use_lora", "lora_r", "lora_alpha", "lora_dropout")),

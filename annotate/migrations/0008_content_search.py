@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0006_workspace_functions_v2'),
+        ('annotate', '0007_flags_and_adjudications'),
     ]
 
     operations = [
