@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -41,16 +41,29 @@ def default_allowed_choices() -> list[str]:
 SEARCH_CONFIG = "english"
 
 
-def search_document_field() -> models.GeneratedField:
-    """A prompt's or a response's text as a full-text document, kept by PostgreSQL. Stored rather than an
-    index expression: the data browser checks it row by row while it walks pairs in order, and parsing
-    the text again for each row cost 0.2 ms a response."""
-    return models.GeneratedField(
-        expression=SearchVector("content", config=SEARCH_CONFIG),
-        output_field=SearchVectorField(),
-        db_persist=True,
-        help_text="The content as a full-text document (the data browser's search).",
+def search_document_field() -> SearchVectorField:
+    """A prompt's or a response's text as a full-text document. Stored rather than an index expression: the
+    data browser checks it row by row while it walks pairs in order, and parsing the text again for each
+    row cost 0.2 ms a response. Built after an import commits (annotate/services/search_documents.py), not
+    as rows are written: parsing made imports several times slower. NULL until then."""
+    return SearchVectorField(
+        null=True,
+        editable=False,
+        help_text="The content as a full-text document (the data browser's search); empty until built.",
     )
+
+
+def search_indexes(table: str, pending_column: str) -> list[models.Index]:
+    """The documents' GIN index, and a partial index of the rows whose document is not built yet (the fill
+    finds them, and the pairs page counts them, without reading the table)."""
+    return [
+        GinIndex(fields=["search_document"], name=f"{table}_content_search"),
+        models.Index(
+            fields=[pending_column],
+            name=f"{table}_search_pending",
+            condition=Q(search_document__isnull=True),
+        ),
+    ]
 
 
 class Project(models.Model):
@@ -224,7 +237,7 @@ class Prompt(models.Model):
                 fields=["project", "external_id"], name="prompt_external_id_unique_in_project"
             ),
         ]
-        indexes = [GinIndex(fields=["search_document"], name="prompt_content_search")]
+        indexes = search_indexes("prompt", "project")
 
     def __str__(self) -> str:
         return self.external_id
@@ -251,7 +264,7 @@ class Response(models.Model):
                 fields=["prompt", "external_id"], name="response_external_id_unique_in_prompt"
             ),
         ]
-        indexes = [GinIndex(fields=["search_document"], name="response_content_search")]
+        indexes = search_indexes("response", "prompt")
 
     def __str__(self) -> str:
         return self.external_id

@@ -66,6 +66,7 @@ def load(seed: int = 0) -> dict:
 
     from annotate.models import Judgment, Membership, Pair, Project, Prompt, Response
     from annotate.services.import_storage import bulk_insert
+    from annotate.services.search_documents import search_documents_fill
 
     existing = Project.objects.filter(slug=SLUG).first()
     if existing is not None:
@@ -156,6 +157,10 @@ def load(seed: int = 0) -> dict:
             )  # fmt: skip
             made += len(pair_ids)
         print(f"  {made:,} pairs", file=sys.stderr, flush=True)
+    # As after an import: the search documents are built once the rows are in.
+    filled = time.perf_counter()
+    search_documents_fill(project_id=project.pk)
+    print(f"  search documents built in {time.perf_counter() - filled:.0f} s", file=sys.stderr, flush=True)
     with connection.cursor() as cursor:
         cursor.execute(
             "ANALYZE annotate_judgment; ANALYZE annotate_pair; ANALYZE annotate_response; ANALYZE annotate_prompt"

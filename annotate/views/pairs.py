@@ -11,6 +11,7 @@ from django.utils.http import urlencode
 from annotate.api.pair_serializers import PairFilterInput
 from annotate.selectors_pair_pages import PAGE_SIZE, pair_page
 from annotate.selectors_pairs import AGREEMENTS, STATUSES, pair_filter_options, pair_for_browser
+from annotate.services.search_documents import PENDING_COUNT_LIMIT, search_documents_pending
 from annotate.views.access import READER_ROLES, project_for_page
 from annotate.views.quality import pair_detail_context
 from palate.errors import validation_error
@@ -47,8 +48,12 @@ def project_pairs(request: HttpRequest, slug: str) -> HttpResponse:
         after=data.get("after"),
         before=data.get("before"),
     )
+    # Only a search misses rows whose document is not built yet; the count reads the pending rows' index.
+    unindexed = search_documents_pending(project=project) if data.get("q") else 0
     context.update(
         page=page,
+        unindexed=unindexed,
+        unindexed_at_least=unindexed >= PENDING_COUNT_LIMIT,
         filtered=any(query.get(name) for name in (*form.filters, "q")),
         first_url=_place(query),
         before_url=None if page.before_id is None else _place(query, before=page.before_id),

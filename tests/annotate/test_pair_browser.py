@@ -17,6 +17,7 @@ from annotate.models import Membership, Pair, Project
 from annotate.selectors_pair_pages import pair_page
 from annotate.selectors_pairs import PAIR_FILTERS
 from annotate.services.assignment import project_pair_counters_rebuild
+from annotate.services.search_documents import search_documents_fill
 from tests.factories import (
     JudgmentFactory,
     MembershipFactory,
@@ -126,6 +127,7 @@ def browsed_project() -> Browsed:
             )
     JudgmentFactory(pair=pairs["gold"], annotator=None, origin="imported", choice="a")  # not a human vote
     project_pair_counters_rebuild(project=project)
+    search_documents_fill(project_id=project.pk)  # as the task does after an import
     return Browsed(project=project, pairs=pairs, users=users)
 
 
@@ -205,6 +207,7 @@ def test_search_and_filters_combine(browsed):
 def test_search_does_not_reach_into_other_projects(browsed):
     other = ProjectFactory(slug="elsewhere")
     _pair(other, "elsewhere", "Canberra again", ("alpha", "Canberra"), ("beta", "Canberra"))
+    search_documents_fill(project_id=other.pk)
     assert _listed(browsed, q="canberra") == ["split"]
 
 
@@ -214,6 +217,7 @@ def test_keyset_pages_walk_forward_and_back_without_gaps_or_repeats(q):
     names = [f"p{index:02d}" for index in range(7)]
     for name in names:
         _pair(project, name, f"Prompt {name}", ("alpha", "An answer."), ("beta", "Another answer."))
+    search_documents_fill(project_id=project.pk)
     seen, after = [], None
     while True:
         page = pair_page(project=project, filters={}, query=q, after=after, size=3)
@@ -341,6 +345,7 @@ def test_the_list_costs_the_same_few_queries_for_a_full_page(browsed, django_ass
         for who in ("ann", "ben"):
             JudgmentFactory(pair=pair, annotator=browsed.users[who], choice="a" if index % 2 else "b")
     project_pair_counters_rebuild(project=browsed.project)
+    search_documents_fill(project_id=browsed.project.pk)
     for query, count in zip(queries, few, strict=True):
         with django_assert_max_num_queries(min(count, 14)):
             response = client.get(url, query)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page
 
+from annotate.services.search_documents import search_documents_fill
 from tests.annotate.test_pair_browser import browsed_project
 from tests.browser import ARTIFACTS, page_without_script_errors
 from tests.factories import PairFactory, PromptFactory
@@ -39,6 +40,7 @@ def test_a_lead_searches_filters_pages_and_opens_a_pair(browser: Browser, live_s
     )
     for index in range(52):
         PairFactory(prompt=prompt, external_id=f"bulk-{index:02d}")
+    search_documents_fill(project_id=browsed.project.pk)
     pairs = f"/projects/{browsed.project.slug}/pairs/"
 
     with page_without_script_errors(browser, width=width, height=900, timeout_ms=15_000) as page:
