@@ -393,6 +393,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "leases-expire": {"task": "annotate.leases_expire_all", "schedule": 300.0},
     # Recomputes the quality dashboard's figures of projects whose judgments changed.
     "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
+    # Builds the data browser's search documents that no import's own task built (it was never sent).
+    "search-documents-fill": {"task": "annotate.search_documents_fill", "schedule": 300.0},
     # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
     "pair-priorities-refresh-due": {"task": "annotate.pair_priorities_refresh_due", "schedule": 60.0},
     # Starts a retraining run for projects with enough new judgments and agreement on target.

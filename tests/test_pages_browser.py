@@ -150,6 +150,7 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
     slug = stored.project.slug
     token = leaderboard_public_link_set(project=stored.project, enabled=True).leaderboard_public_token
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    first_pair = Pair.objects.filter(project=stored.project).order_by("pk").values_list("pk", flat=True)[0]
     charts = ", ".join(f"{chart} .main-svg" for chart in CHARTS)
     visits = [
         (
@@ -174,6 +175,9 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
                 (f"/projects/{slug}/leaderboard/", charts),
                 (f"/projects/{slug}/leaderboard/?split_by=locale&{urlencode({'category': MARKUP})}", None),
                 (f"/projects/{slug}/quality/", "#chart-kappa .main-svg"),
+                (f"/projects/{slug}/pairs/", ".pair-table"),
+                (f"/projects/{slug}/pairs/?{urlencode({'q': MARKUP, 'system': MARKUP})}", None),
+                (f"/projects/{slug}/pairs/{first_pair}/", "table.votes"),
                 ("/projects/no-such-project/", None),
             ],
         ),
