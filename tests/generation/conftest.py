@@ -125,6 +125,7 @@ class FaultProxy:
     target: tuple[str, int]
     faults: deque = field(default_factory=deque)
     requests: list[tuple[float, str, str]] = field(default_factory=list)
+    seen: list[dict] = field(default_factory=list)  # each request's path, Authorization header and JSON body
     guard: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -132,6 +133,15 @@ class FaultProxy:
     def base_url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @property
+    def forwarded(self) -> int:
+        """Chat completions that reached the server (a hung one too, though its client had given up)."""
+        return sum(
+            1
+            for _, path, done in self.requests
+            if path.endswith("/chat/completions") and done in ("forward", "hang")
+        )
 
     def script(self, *faults: tuple) -> None:
         with self.guard:
@@ -155,6 +165,14 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _relay(self, method: str) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with proxy.guard:
+                proxy.seen.append(
+                    {
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization", ""),
+                        "body": json.loads(body) if body else None,
+                    }
+                )
             fault = proxy._next(self.path)
             if fault[0] == "status":
                 payload = json.dumps(
