@@ -53,10 +53,12 @@ def _saved(system: System) -> System:
     try:
         with transaction.atomic():
             system.save()
-    except IntegrityError:
-        raise Conflict(
-            f"this project already has a system named '{system.name}'", fields={"name": ["already used"]}
-        ) from None
+    except IntegrityError as error:
+        if "system_name_unique_in_project" in str(error):
+            raise Conflict(
+                f"this project already has a system named '{system.name}'", fields={"name": ["already used"]}
+            ) from None
+        raise ApplicationError(f"invalid system settings: {error}") from None
     return system
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from generation.endpoint import EndpointClient, EndpointDown, EndpointSpec, RequestRefused, conversation
-from tests.generation.conftest import free_port
+from tests.generation.llama import free_port
 
 
 def _spec(base_url: str, **changes) -> EndpointSpec:

@@ -148,7 +148,7 @@ def test_an_endpoint_that_stays_down_fails_the_job_saying_why_and_a_rerun_goes_o
 
 @pytest.mark.django_db
 def test_a_stopped_server_fails_the_job_with_connection_refused(llama_server):
-    from tests.generation.conftest import free_port
+    from tests.generation.llama import free_port
 
     project = _project_with_prompts(1)
     system = SystemFactory(project=project, base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
