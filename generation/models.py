@@ -121,3 +121,62 @@ class GenerationJob(Job):
 
     def __str__(self) -> str:
         return f"generation job {self.pk} ({self.status})"
+
+
+class RewardModelAudit(Job):
+    """Does the reward model's best of N beat an independent sample in people's eyes? For each chosen prompt
+    a system generates max(N) + 1 samples (through a generation job that makes no pairs); the model scores
+    them; for each N its best of the first N is paired with the last sample, and annotators judge those pairs
+    blind like any other. The figures are read from their judgments (``generation.selectors``)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reward_model_audits")
+    reward_model = models.ForeignKey(
+        "rewardtrain.RewardModel", on_delete=models.CASCADE, related_name="audits"
+    )
+    system = models.ForeignKey(System, null=True, on_delete=models.SET_NULL, related_name="audits")
+    generation_job = models.OneToOneField(
+        GenerationJob, null=True, on_delete=models.SET_NULL, related_name="audit"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    n_values = models.JSONField(default=list, help_text="The values of N, ascending, e.g. [1, 2, 4, 8].")
+    sample_ids = models.JSONField(
+        default=list, help_text="External ids of samples 0..max(N) (the last is the independent sample)."
+    )
+    seed = models.IntegerField(default=0, help_text="Draws which response of each pair is A.")
+    scored = models.PositiveIntegerField(default=0)
+    comparisons_made = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    log = models.TextField(blank=True)
+
+    class Meta(Job.Meta):
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"audit {self.pk} of {self.reward_model} ({self.status})"
+
+
+class AuditComparison(models.Model):
+    """For one prompt and one N: the model's best of the first N samples against the independent sample,
+    as a pair annotators judge (one pair may serve several N when the best does not change)."""
+
+    audit = models.ForeignKey(RewardModelAudit, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey("annotate.Prompt", on_delete=models.CASCADE, related_name="+")
+    n = models.PositiveSmallIntegerField()
+    chosen = models.ForeignKey("annotate.Response", on_delete=models.CASCADE, related_name="+")
+    reference = models.ForeignKey("annotate.Response", on_delete=models.CASCADE, related_name="+")
+    pair = models.ForeignKey("annotate.Pair", on_delete=models.CASCADE, related_name="+")
+    chosen_score = models.FloatField(help_text="The reward model's raw score of its choice.")
+
+    class Meta:
+        ordering = ["audit", "n", "prompt"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["audit", "prompt", "n"], name="auditcomparison_one_per_prompt_and_n"
+            ),
+            models.CheckConstraint(condition=Q(n__gte=1), name="auditcomparison_n_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.audit} · prompt {self.prompt_id} · N={self.n}"

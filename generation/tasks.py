@@ -12,3 +12,10 @@ from generation.services.jobs import generation_job_execute
 @shared_task(name="generation.generation_job_run", bind=True, acks_late=True, reject_on_worker_lost=True)
 def generation_job_task(self, job_id: int) -> None:
     generation_job_execute(job_id=job_id, worker=self.request.hostname or "worker")
+
+
+@shared_task(name="generation.audit_run", bind=True, acks_late=True, reject_on_worker_lost=True)
+def audit_task(self, audit_id: int) -> None:
+    from generation.services.audits import audit_execute
+
+    audit_execute(audit_id=audit_id, worker=self.request.hostname or "worker")

@@ -424,7 +424,7 @@ SCORING_BATCH_MAX_SEQUENCES = envint("SCORING_BATCH_MAX_SEQUENCES", 256)
 
 # Generation (docs/generation.md): samples per prompt and system, responses per job, a job's time limit on
 # the generate queue, and N for best-of-N sampling.
-GENERATION_MAX_SAMPLES = envint("GENERATION_MAX_SAMPLES", 16)
+GENERATION_MAX_SAMPLES = envint("GENERATION_MAX_SAMPLES", 32)
 GENERATION_MAX_REQUESTS = envint("GENERATION_MAX_REQUESTS", 200_000)
 GENERATION_JOB_TIME_LIMIT_SECONDS = envint("GENERATION_JOB_TIME_LIMIT_SECONDS", 24 * 3600)
 GENERATION_BEST_OF_N_MAX = envint("GENERATION_BEST_OF_N_MAX", 16)

@@ -148,9 +148,12 @@ def generation_job_create(
     pairing: dict[str, Any] | None = None,
     created_by: Any = None,
     prompt_ids: list[int] | None = None,
+    make_pairs: bool = True,
+    enqueue: bool = True,
 ) -> GenerationJob:
     """Queues a job generating ``samples`` responses per chosen prompt and system (``prompt_ids`` when given,
-    else the prompts ``scope`` chooses, as they are now). Celery is told once the row is committed."""
+    else the prompts ``scope`` chooses, as they are now). Celery is told once the row is committed, unless
+    ``enqueue`` is False (an audit runs its job itself)."""
     systems = sorted({system.pk: system for system in systems}.values(), key=lambda system: system.pk)
     if not systems:
         raise ApplicationError("choose at least one system", fields={"systems": ["choose at least one"]})
@@ -169,7 +172,8 @@ def generation_job_create(
             f"scope_value: the {what} to choose prompts by", fields={"scope_value": ["required"]}
         )
     options = _pairing_options(pairing or {})
-    _pairs_per_prompt_check(systems, samples, options)
+    if make_pairs:
+        _pairs_per_prompt_check(systems, samples, options)
     if prompt_ids is None:
         prompt_ids = _chosen_prompts(project, scope, scope_value)
     if not prompt_ids:
@@ -193,9 +197,11 @@ def generation_job_create(
             samples=samples,
             pairing={name: getattr(options, name) for name in PAIRING_FIELDS},
             total=total,
+            make_pairs=make_pairs,
         )
         job.systems.set(systems)
-        transaction.on_commit(lambda: job_enqueue(job))
+        if enqueue:
+            transaction.on_commit(lambda: job_enqueue(job))
     return job
 
 
@@ -219,6 +225,7 @@ def generation_job_rerun(*, job: GenerationJob, created_by: Any = None) -> Gener
         pairing=job.pairing,
         created_by=created_by,
         prompt_ids=list(job.prompt_ids),
+        make_pairs=job.make_pairs,
     )
 
 
@@ -307,7 +314,8 @@ class _Run:
         elif outcome:
             self._fail(outcome, **fields)
         else:
-            fields["pairs_created"] = self._pair()
+            if job.make_pairs:
+                fields["pairs_created"] = self._pair()
             job_finish(GenerationJob, job_id=job.pk, attempt=self.attempt, **fields)
 
     def _fail(self, reason: str, **fields: Any) -> None:
