@@ -123,7 +123,7 @@ class GenerationJob(Job):
         return f"generation job {self.pk} ({self.status})"
 
 
-class RewardModelAudit(Job):
+class ModelAudit(Job):
     """Does the reward model's best of N beat an independent sample in people's eyes? For each chosen prompt
     a system generates max(N) + 1 samples (through a generation job that makes no pairs); the model scores
     them; for each N its best of the first N is paired with the last sample, and annotators judge those pairs
@@ -161,7 +161,7 @@ class AuditComparison(models.Model):
     """For one prompt and one N: the model's best of the first N samples against the independent sample,
     as a pair annotators judge (one pair may serve several N when the best does not change)."""
 
-    audit = models.ForeignKey(RewardModelAudit, on_delete=models.CASCADE, related_name="comparisons")
+    audit = models.ForeignKey(ModelAudit, on_delete=models.CASCADE, related_name="comparisons")
     prompt = models.ForeignKey("annotate.Prompt", on_delete=models.CASCADE, related_name="+")
     n = models.PositiveSmallIntegerField()
     chosen = models.ForeignKey("annotate.Response", on_delete=models.CASCADE, related_name="+")

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from annotate.models import Choice, Judgment, Pair, Project, Prompt, Response
-from generation.models import GenerationJob, RewardModelAudit, System
+from generation.models import GenerationJob, ModelAudit, System
 from generation.stats import best_of_n_kl_bound, rising_until, wilson_interval
 
 
@@ -45,7 +45,7 @@ def response_systems(*, project: Project) -> list[str]:
     )
 
 
-def audit_figures(*, audit: RewardModelAudit) -> dict[str, Any]:
+def audit_figures(*, audit: ModelAudit) -> dict[str, Any]:
     """Per N: the bound on best-of-N's KL divergence, the reward model's mean score of its choices, and the
     human win rate of its choices against the independent sample with a 95% Wilson interval (a tie or
     "both bad" counts half), from the annotators' judgments so far; and the N past which the win rate stops
@@ -89,9 +89,9 @@ def audit_figures(*, audit: RewardModelAudit) -> dict[str, Any]:
     }
 
 
-def audits_of_project(*, project: Project, limit: int = 20) -> list[RewardModelAudit]:
+def audits_of_project(*, project: Project, limit: int = 20) -> list[ModelAudit]:
     return list(
-        RewardModelAudit.objects.filter(project=project)
+        ModelAudit.objects.filter(project=project)
         .select_related("reward_model", "system")
         .defer("log")
         .order_by("-created_at", "-id")[:limit]

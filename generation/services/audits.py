@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from annotate.models import Pair, Project, Prompt, Response
-from generation.models import AuditComparison, GenerationJob, RewardModelAudit, System
+from generation.models import AuditComparison, GenerationJob, ModelAudit, System
 from generation.services.jobs import generation_job_create, generation_job_execute, sample_external_id
 from palate.errors import ApplicationError, Conflict
 from palate.jobs.services import (
@@ -41,7 +41,7 @@ from rewardtrain.services.scoring import reward_model_score
 logger = logging.getLogger(__name__)
 
 
-def _send(audit: RewardModelAudit) -> None:
+def _send(audit: ModelAudit) -> None:
     from generation.tasks import audit_task
 
     limit = settings.GENERATION_JOB_TIME_LIMIT_SECONDS
@@ -49,7 +49,7 @@ def _send(audit: RewardModelAudit) -> None:
 
 
 AUDITS = JobKind(
-    model=RewardModelAudit, send=_send, noun="audit", queue="generate", log_field="log", cancellable=True
+    model=ModelAudit, send=_send, noun="audit", queue="generate", log_field="log", cancellable=True
 )
 
 
@@ -62,7 +62,7 @@ def audit_create(
     scope_value: str = "",
     seed: int = 0,
     created_by: Any = None,
-) -> RewardModelAudit:
+) -> ModelAudit:
     """Queues an audit of ``reward_model`` with ``system``'s samples on the prompts ``scope`` chooses (use
     prompts the model was not trained on), for each N of ``n_values``."""
     ns = sorted(set(n_values))
@@ -91,7 +91,7 @@ def audit_create(
             make_pairs=False,
             enqueue=False,
         )
-        audit = RewardModelAudit.objects.create(
+        audit = ModelAudit.objects.create(
             project_id=reward_model.project_id,
             reward_model=reward_model,
             system=system,
@@ -105,7 +105,7 @@ def audit_create(
     return audit
 
 
-def audit_cancel(*, audit: RewardModelAudit) -> RewardModelAudit:
+def audit_cancel(*, audit: ModelAudit) -> ModelAudit:
     """Cancels the audit and its generation job (what they stored stays)."""
     generation = audit.generation_job
     if generation is not None and not generation.is_finished:
@@ -138,11 +138,11 @@ def _pair(
 
 
 class _Audit:
-    def __init__(self, audit: RewardModelAudit, attempt: int, heartbeat: JobHeartbeat, worker: str) -> None:
+    def __init__(self, audit: ModelAudit, attempt: int, heartbeat: JobHeartbeat, worker: str) -> None:
         self.audit, self.attempt, self.heartbeat, self.worker = audit, attempt, heartbeat, worker
 
     def _cancelled(self) -> bool:
-        return RewardModelAudit.objects.filter(pk=self.audit.pk, cancel_requested=True).exists()
+        return ModelAudit.objects.filter(pk=self.audit.pk, cancel_requested=True).exists()
 
     def run(self) -> None:
         audit = self.audit
@@ -169,14 +169,14 @@ class _Audit:
         self._compare(generation)
 
     def _fail(self, reason: str) -> None:
-        job_fail(RewardModelAudit, job_id=self.audit.pk, attempt=self.attempt, error=reason)
+        job_fail(ModelAudit, job_id=self.audit.pk, attempt=self.attempt, error=reason)
 
     def _end_cancelled(self) -> None:
         job_finish(
-            RewardModelAudit,
+            ModelAudit,
             job_id=self.audit.pk,
             attempt=self.attempt,
-            status=RewardModelAudit.Status.CANCELLED,
+            status=ModelAudit.Status.CANCELLED,
         )
 
     def _compare(self, generation: GenerationJob) -> None:
@@ -237,7 +237,7 @@ class _Audit:
                 return
         note = f"{missing} prompts lacked a sample (refused requests) and were left out" if missing else ""
         job_finish(
-            RewardModelAudit,
+            ModelAudit,
             job_id=audit.pk,
             attempt=self.attempt,
             note=note,
@@ -246,21 +246,21 @@ class _Audit:
         )
 
 
-def audit_execute(*, audit_id: int, worker: str = "worker") -> RewardModelAudit | None:
+def audit_execute(*, audit_id: int, worker: str = "worker") -> ModelAudit | None:
     """Claims the audit (``palate.jobs.job_claim``; None when there is nothing to run) and runs it."""
-    attempt = job_claim(RewardModelAudit, job_id=audit_id, worker=worker)
+    attempt = job_claim(ModelAudit, job_id=audit_id, worker=worker)
     if attempt is None:
         return None
-    audit = RewardModelAudit.objects.select_related("reward_model", "generation_job").get(pk=audit_id)
-    with job_heartbeat(RewardModelAudit, job_id=audit_id, attempt=attempt) as heartbeat:
+    audit = ModelAudit.objects.select_related("reward_model", "generation_job").get(pk=audit_id)
+    with job_heartbeat(ModelAudit, job_id=audit_id, attempt=attempt) as heartbeat:
         try:
             _Audit(audit, attempt, heartbeat, worker).run()
         except ApplicationError as error:  # the scoring worker did not answer, or could not score
-            job_fail(RewardModelAudit, job_id=audit_id, attempt=attempt, error=error.message)
+            job_fail(ModelAudit, job_id=audit_id, attempt=attempt, error=error.message)
         except Exception as error:
             logger.exception("audit %s crashed", audit_id)
             job_fail(
-                RewardModelAudit,
+                ModelAudit,
                 job_id=audit_id,
                 attempt=attempt,
                 error=f"{error.__class__.__name__}: {error}",
