@@ -101,6 +101,9 @@ class GenerationJob(Job):
         default=dict,
         help_text="The import's pairing options: pairing, pairs_per_prompt, cross_system_only, seed.",
     )
+    make_pairs = models.BooleanField(
+        default=True, help_text="False for an audit's samples: it pairs them itself."
+    )
     total = models.PositiveIntegerField(default=0, help_text="prompts × systems × samples")
     generated = models.PositiveIntegerField(default=0, help_text="Responses this job generated.")
     skipped = models.PositiveIntegerField(default=0, help_text="Responses already stored (earlier attempts).")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generation import views
+from generation import audit_views, views
 
 urlpatterns = [
     path("projects/<slug:slug>/generation/", views.project_generation, name="project-generation"),
@@ -30,5 +30,23 @@ urlpatterns = [
         "projects/<slug:slug>/generation/systems/<int:system_id>/remove/",
         views.project_generation_system_delete,
         name="project-generation-system-delete",
+    ),
+    path(
+        "projects/<slug:slug>/generation/audits/", audit_views.project_audit_start, name="project-audit-start"
+    ),
+    path(
+        "projects/<slug:slug>/generation/audits/<int:audit_id>/",
+        audit_views.project_audit,
+        name="project-audit",
+    ),
+    path(
+        "projects/<slug:slug>/generation/audits/<int:audit_id>/live/",
+        audit_views.project_audit_live,
+        name="project-audit-live",
+    ),
+    path(
+        "projects/<slug:slug>/generation/audits/<int:audit_id>/cancel/",
+        audit_views.project_audit_cancel,
+        name="project-audit-cancel",
     ),
 ]

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from annotate.views.access import READER_ROLES, project_for_page
 from generation.models import GenerationJob, System
 from generation.selectors import (
+    audits_of_project,
     generation_jobs_of_project,
     prompt_categories,
     response_systems,
@@ -22,6 +23,7 @@ from generation.selectors import (
 from generation.services.jobs import generation_job_cancel, generation_job_create, generation_job_rerun
 from generation.services.systems import system_create, system_delete, system_update
 from palate.errors import ApplicationError
+from rewardtrain.models import RewardModel
 
 NUMBERS = {
     "temperature": float,
@@ -92,6 +94,8 @@ def _page(request: HttpRequest, project, role: str, **extra: Any) -> HttpRespons
         "system_errors": {},
         "job_form": {"samples": 2, "scope": "all", "pairing": "all", "chosen": []},
         "job_errors": {},
+        "reward_models": list(RewardModel.objects.filter(project=project).order_by("-version")[:50]),
+        "audits": audits_of_project(project=project),
         **_jobs_context(project),
         **extra,
     }

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from generation.models import GenerationJob, System
+from generation.models import GenerationJob, ModelAudit, System
+from generation.selectors import audit_figures
 from rewardtrain.api.scoring import MessageInput
 
 
@@ -149,3 +151,67 @@ class SampleBestOfNOutput(serializers.Serializer):
     samples = SampleOutput(many=True, help_text="All N, in the order generated.")
     best = serializers.IntegerField(help_text="Index of the chosen sample.")
     chosen = SampleOutput()
+
+
+class AuditInput(serializers.Serializer):
+    system = serializers.IntegerField(min_value=1, help_text="A system of the model's project.")
+    n_values = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000), allow_empty=False, max_length=20
+    )
+    scope = serializers.ChoiceField(choices=GenerationJob.Scope.choices, required=False, default="all")
+    scope_value = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31)
+
+
+class AuditRowOutput(serializers.Serializer):
+    n = serializers.IntegerField()
+    kl_bound = serializers.FloatField(help_text="log N − (N − 1)/N")
+    prompts = serializers.IntegerField()
+    mean_score = serializers.FloatField(
+        allow_null=True, help_text="The model's mean raw score of its choices."
+    )
+    judgments = serializers.IntegerField()
+    win_rate = serializers.FloatField(allow_null=True, help_text="Share of judgments preferring the choice.")
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+
+
+class AuditFiguresOutput(serializers.Serializer):
+    rows = AuditRowOutput(many=True)
+    rising_until = serializers.IntegerField(
+        allow_null=True, help_text="The N past which the human win rate stops rising."
+    )
+
+
+class AuditOutput(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id")
+    reward_model = serializers.IntegerField(source="reward_model_id")
+    system = serializers.IntegerField(source="system_id", allow_null=True)
+    generation_job = serializers.IntegerField(source="generation_job_id", allow_null=True)
+    figures = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelAudit
+        fields = [
+            "id",
+            "project",
+            "reward_model",
+            "system",
+            "generation_job",
+            "status",
+            "n_values",
+            "seed",
+            "scored",
+            "comparisons_made",
+            "progress",
+            "error",
+            "cancel_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "figures",
+        ]
+
+    @extend_schema_field(AuditFiguresOutput)
+    def get_figures(self, audit: ModelAudit) -> dict:
+        return audit_figures(audit=audit)

@@ -28,4 +28,11 @@ urlpatterns = [
         views.RewardModelSampleBestOfNApi.as_view(),
         name="api-reward-model-sample-best-of-n",
     ),
+    path(
+        "reward-models/<int:model_id>/audits/",
+        views.RewardModelAuditCreateApi.as_view(),
+        name="api-reward-model-audits",
+    ),
+    path("audits/<int:audit_id>/", views.AuditDetailApi.as_view(), name="api-audit"),
+    path("audits/<int:audit_id>/cancel/", views.AuditCancelApi.as_view(), name="api-audit-cancel"),
 ]

@@ -5,6 +5,8 @@
     GET  /api/projects/{project_id}/generation-jobs/ POST the same: queue a job on the generate queue
     GET  /api/generation-jobs/{id}/                  POST .../cancel/, POST .../rerun/
     POST /api/reward-models/{id}/sample-best-of-n/   generate N from a system, score, choose
+    POST /api/reward-models/{id}/audits/             audit the model's best of N with annotators
+    GET  /api/audits/{id}/ (with its figures)        POST .../cancel/
 
 Engineers and leads (and site admins): annotators 403, outsiders 404, anonymous 401. Keys are never
 stored or shown: a system names the environment variable that holds its key.
@@ -23,6 +25,8 @@ from annotate.api.permissions import READERS, project_for_request
 from annotate.api.views import ERROR_RESPONSE, ERRORS
 from annotate.selectors import project_role
 from generation.api.serializers import (
+    AuditInput,
+    AuditOutput,
     GenerationJobInput,
     GenerationJobOutput,
     SampleBestOfNInput,
@@ -30,8 +34,9 @@ from generation.api.serializers import (
     SystemInput,
     SystemOutput,
 )
-from generation.models import GenerationJob, System
+from generation.models import GenerationJob, ModelAudit, System
 from generation.selectors import systems_of_project
+from generation.services.audits import audit_cancel, audit_create
 from generation.services.best_of_n import reward_model_sample_best_of_n
 from generation.services.jobs import generation_job_cancel, generation_job_create, generation_job_rerun
 from generation.services.systems import system_create, system_delete, system_update
@@ -192,6 +197,69 @@ class GenerationJobRerunApi(APIView):
         return Response(GenerationJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+def _model_for_request(request, model_id: int) -> RewardModel:
+    model = RewardModel.objects.select_related("project").filter(pk=model_id).first()
+    if model is None or project_role(user=request.user, project=model.project) is None:
+        raise NotFound("no such reward model")
+    project_for_request(request, model.project_id, READERS)
+    return model
+
+
+def _system_of_model(model: RewardModel, system_id: int) -> System:
+    system = System.objects.filter(project_id=model.project_id, pk=system_id).first()
+    if system is None:
+        raise ApplicationError(
+            "system: no such system in the reward model's project", fields={"system": ["not found"]}
+        )
+    return system
+
+
+def _audit_for_request(request, audit_id: int) -> ModelAudit:
+    audit = ModelAudit.objects.select_related("project", "generation_job").filter(pk=audit_id).first()
+    if audit is None or project_role(user=request.user, project=audit.project) is None:
+        raise NotFound("no such audit")
+    project_for_request(request, audit.project_id, READERS)
+    return audit
+
+
+class RewardModelAuditCreateApi(APIView):
+    @extend_schema(
+        operation_id="reward_models_audits_create",
+        request=AuditInput,
+        responses={202: OpenApiResponse(AuditOutput, description="Queued on the generate queue."), **ERRORS},
+    )
+    def post(self, request, model_id: int):
+        model = _model_for_request(request, model_id)
+        data = AuditInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        audit = audit_create(
+            reward_model=model,
+            system=_system_of_model(model, values["system"]),
+            n_values=values["n_values"],
+            scope=values["scope"],
+            scope_value=values["scope_value"],
+            seed=values["seed"],
+            created_by=request.user,
+        )
+        return Response(AuditOutput(audit).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AuditDetailApi(APIView):
+    @extend_schema(operation_id="audits_retrieve", responses={200: AuditOutput, **ERRORS})
+    def get(self, request, audit_id: int):
+        return Response(AuditOutput(_audit_for_request(request, audit_id)).data)
+
+
+class AuditCancelApi(APIView):
+    @extend_schema(
+        operation_id="audits_cancel", request=None, responses={202: AuditOutput, **ERRORS, **CONFLICT}
+    )
+    def post(self, request, audit_id: int):
+        audit = audit_cancel(audit=_audit_for_request(request, audit_id))
+        return Response(AuditOutput(audit).data, status=status.HTTP_202_ACCEPTED)
+
+
 class RewardModelSampleBestOfNApi(APIView):
     @extend_schema(
         operation_id="reward_models_sample_best_of_n",
@@ -199,18 +267,11 @@ class RewardModelSampleBestOfNApi(APIView):
         responses={200: SampleBestOfNOutput, **ERRORS, **UNAVAILABLE},
     )
     def post(self, request, model_id: int):
-        model = RewardModel.objects.select_related("project").filter(pk=model_id).first()
-        if model is None or project_role(user=request.user, project=model.project) is None:
-            raise NotFound("no such reward model")
-        project_for_request(request, model.project_id, READERS)
+        model = _model_for_request(request, model_id)
         data = SampleBestOfNInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        system = System.objects.filter(project_id=model.project_id, pk=values["system"]).first()
-        if system is None:
-            raise ApplicationError(
-                "system: no such system in the reward model's project", fields={"system": ["not found"]}
-            )
+        system = _system_of_model(model, values["system"])
         outcome = reward_model_sample_best_of_n(
             reward_model=model,
             system=system,
