@@ -320,7 +320,8 @@ class _Run:
 
     def _fail(self, reason: str, **fields: Any) -> None:
         stored = self.tally.generated
-        message = f"{reason}; {stored} responses of this job are stored: run it again to go on from there"
+        kept = f"{stored} response{'' if stored == 1 else 's'} of this job {'is' if stored == 1 else 'are'} stored"
+        message = f"{reason}; {kept}: run it again to go on from there"
         job_fail(GenerationJob, job_id=self.job.pk, attempt=self.attempt, error=message, **fields)
 
     def _fields(self, clients: list[EndpointClient]) -> dict[str, Any]:

@@ -39,8 +39,13 @@ def _checked(system: System) -> None:
         problems = {
             name: [str(message) for message in messages] for name, messages in error.message_dict.items()
         }
-    url = urlsplit(system.base_url or "")
-    if url.scheme not in ("http", "https") or not url.hostname:
+    try:
+        url = urlsplit(system.base_url or "")
+        url.port  # noqa: B018  (reading it checks it: a port out of range raises)
+        usable = url.scheme in ("http", "https") and bool(url.hostname)
+    except ValueError:  # "http://[::1", "http://host:99999" and other addresses urllib cannot read
+        usable = False
+    if not usable:
         problems.setdefault("base_url", []).append(
             "an http:// or https:// address, e.g. http://127.0.0.1:8080/v1"
         )

@@ -19,13 +19,27 @@ pytestmark = pytest.mark.celery_worker
 
 @pytest.fixture
 def generate_worker(transactional_db, settings, llama_server):
+    """A worker on the generate queue and one on the gpu queue (an audit waits on the scoring worker)."""
     environment = worker_environment(
         media_root=settings.MEDIA_ROOT,
         artifact_root=settings.ARTIFACT_ROOT,
         base_models=settings.TRAINING_BASE_MODELS,
     )
-    with celery_worker(environment, queues="generate,gpu") as broker_url:
+    with (
+        celery_worker(environment, queues="generate", name="generate@%h") as broker_url,
+        celery_worker(environment, queues="gpu", name="gpu@%h"),
+    ):
         yield broker_url
+
+
+def _wait(client, url: str, seconds: float = 240) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = client.get(url).json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.5)
+    return body
 
 
 def _client(project, role) -> APIClient:
@@ -55,13 +69,7 @@ def test_two_systems_generate_two_responses_per_prompt_on_the_generate_queue_and
         format="json",
     )
     assert started.status_code == 202, started.content
-    job_id = started.json()["id"]
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        job = engineer.get(f"/api/generation-jobs/{job_id}/").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.5)
+    job = _wait(engineer, f"/api/generation-jobs/{started.json()['id']}/")
     assert job["status"] == "succeeded", job
     assert (job["generated"], job["total"], job["pairs_created"]) == (12, 12, 12)
     assert set(job["usage"]) == {"careful", "wild"}
@@ -101,3 +109,58 @@ def test_best_of_n_sampling_generates_n_scores_them_on_the_worker_and_returns_th
         format="json",
     )
     assert refused.status_code == 400 and "n" in refused.json()["error"]["fields"]
+
+
+def _annotate_everything(client, project) -> int:
+    """A simulated annotator who prefers the longer response, through the API; returns how many it judged."""
+    judged = 0
+    while True:
+        shown = client.get(f"/api/projects/{project.pk}/next/")
+        if shown.status_code == 204:
+            return judged
+        assert shown.status_code == 200, shown.content
+        body = shown.json()
+        choice = "left" if len(body["left"]["content"]) >= len(body["right"]["content"]) else "right"
+        submitted = client.post(
+            "/api/judgments/", {"assignment": body["assignment"], "choice": choice}, format="json"
+        )
+        assert submitted.status_code in (200, 201), submitted.content
+        judged += 1
+
+
+def test_an_audit_compares_the_models_best_of_n_with_an_independent_sample_and_reads_the_judgments(
+    generate_worker, llama_server, tiny_reward_model, settings
+):
+    settings.SCORING_TIMEOUT_SECONDS = 90
+    project = ProjectFactory(overlap=2)
+    PromptFactory.create_batch(3, project=project, category="held-out")
+    PromptFactory(project=project, category="trained-on")
+    model = reward_model_row(project, tiny_reward_model)
+    engineer = _client(project, Membership.Role.ENGINEER)
+    system = _system(
+        engineer, project, name="smol", base_url=llama_server.base_url, model=llama_server.model,
+        temperature=1.0, seed=2, max_tokens=6,
+    )  # fmt: skip
+    started = engineer.post(
+        f"/api/reward-models/{model.pk}/audits/",
+        {"system": system, "n_values": [1, 2, 4], "scope": "category", "scope_value": "held-out"},
+        format="json",
+    )
+    assert started.status_code == 202, started.content
+    audit = _wait(engineer, f"/api/audits/{started.json()['id']}/")
+    assert audit["status"] == "succeeded", audit
+    assert audit["scored"] == 15 and audit["comparisons_made"] == 9
+    pairs = Pair.objects.filter(project=project).count()
+    assert 3 <= pairs <= 9  # a pair serves every N whose best is the same response
+    assert all(row["judgments"] == 0 and row["win_rate"] is None for row in audit["figures"]["rows"])
+    judged = sum(_annotate_everything(_client(project, Membership.Role.ANNOTATOR), project) for _ in range(2))
+    assert judged == 2 * pairs
+    figures = engineer.get(f"/api/audits/{audit['id']}/").json()["figures"]
+    assert [row["n"] for row in figures["rows"]] == [1, 2, 4]
+    for row in figures["rows"]:
+        assert row["prompts"] == 3 and row["judgments"] == 6
+        assert 0 <= row["low"] <= row["win_rate"] <= row["high"] <= 1
+        assert row["mean_score"] is not None
+    scores = [row["mean_score"] for row in figures["rows"]]
+    assert scores == sorted(scores)  # the best of more samples never scores lower
+    assert figures["rising_until"] in (1, 2, 4)

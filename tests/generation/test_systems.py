@@ -35,6 +35,8 @@ def test_a_system_accepts_a_compose_service_name_and_keeps_defaults():
     [
         ({"base_url": "ftp://host/v1"}, "base_url"),
         ({"base_url": "not a url"}, "base_url"),
+        ({"base_url": "http://[::1/v1"}, "base_url"),
+        ({"base_url": "http://host:99999/v1"}, "base_url"),
         ({"temperature": 2.5}, "temperature"),
         ({"top_p": 1.5}, "top_p"),
         ({"max_tokens": 0}, "max_tokens"),
