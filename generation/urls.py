@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generation import audit_views, views
+from generation import audit_views, sample_views, views
 
 urlpatterns = [
     path("projects/<slug:slug>/generation/", views.project_generation, name="project-generation"),
@@ -30,6 +30,11 @@ urlpatterns = [
         "projects/<slug:slug>/generation/systems/<int:system_id>/remove/",
         views.project_generation_system_delete,
         name="project-generation-system-delete",
+    ),
+    path(
+        "projects/<slug:slug>/generation/best-of-n/",
+        sample_views.project_sample_best_of_n,
+        name="project-sample-best-of-n",
     ),
     path(
         "projects/<slug:slug>/generation/audits/", audit_views.project_audit_start, name="project-audit-start"

@@ -91,6 +91,7 @@ def test_the_generation_and_audit_pages_fit_and_draw_without_errors(browser, liv
         "generation": f"/projects/{project.slug}/generation/",
         "audit": f"/projects/{project.slug}/generation/audits/{audit.pk}/",
         "system": f"/projects/{project.slug}/generation/systems/{audit.system_id}/",
+        "best-of-n": f"/projects/{project.slug}/generation/best-of-n/",
     }
     for width in (1366, 390):
         context = browser.new_context(viewport={"width": width, "height": 900})

@@ -9,6 +9,7 @@ from django.test import Client
 from annotate.models import Membership
 from generation.models import GenerationJob, System
 from tests.factories import MembershipFactory, ProjectFactory, PromptFactory, SystemFactory, UserFactory
+from tests.rewardtrain.scoring_data import reward_model_row
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +109,17 @@ def test_annotators_get_403_and_outsiders_404():
         .status_code
         == 404
     )
+
+
+def test_the_best_of_n_page_offers_the_projects_models_and_systems_and_says_what_is_missing():
+    system = SystemFactory(name="sampler")
+    client = _client(system.project, Membership.Role.ENGINEER)
+    url = f"/projects/{system.project.slug}/generation/best-of-n/"
+    assert "needs a trained reward model" in client.get(url).content.decode()
+    model = reward_model_row(system.project, "unused")
+    page = client.get(url).content.decode()
+    assert "sampler" in page and f"v{model.version} (active)" in page
+    answer = client.post(
+        url, {"reward_model": str(model.pk), "system": str(system.pk), "n": "2", "prompt": " "}
+    )
+    assert answer.status_code == 400 and "write a prompt" in answer.content.decode()
