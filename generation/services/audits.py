@@ -17,6 +17,7 @@ import random
 import time
 from typing import Any
 
+from celery.result import allow_join_result
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -195,14 +196,15 @@ class _Audit:
                 missing += 1  # a request the endpoint refused: this prompt cannot be compared
                 continue
             samples = [stored[external_id] for external_id in audit.sample_ids]
-            raw = [
-                row["raw"]
-                for row in reward_model_score(
+            # Waiting on the scoring task from inside this task is deliberate: the model is loaded by the
+            # scoring worker, never here (a worker serving both queues needs a concurrency of 2 or more).
+            with allow_join_result():
+                scores = reward_model_score(
                     reward_model=audit.reward_model,
                     prompt=_prompt_value(prompt),
                     responses=[sample.content for sample in samples],
                 )
-            ]
+            raw = [row["raw"] for row in scores]
             scored += len(samples)
             draw = random.Random(f"{audit.seed}:{prompt.external_id}")
             with transaction.atomic():
