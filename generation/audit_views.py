@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from annotate.views.access import READER_ROLES, project_for_page
 from generation.models import ModelAudit, System
 from generation.selectors import audit_figures
-from generation.services.audits import audit_cancel, audit_create
+from generation.services.audits import audit_cancel, audit_create, audit_report_write
 from palate.errors import ApplicationError
 from rewardtrain.models import RewardModel
 
@@ -92,4 +92,22 @@ def project_audit_cancel(request: HttpRequest, slug: str, audit_id: int) -> Http
         messages.error(request, error.message)
     else:
         messages.success(request, f"Audit {audit.pk}: cancelling; what it stored stays.")
+    return redirect("project-audit", slug=project.slug, audit_id=audit.pk)
+
+
+@login_required
+@require_POST
+def project_audit_report(request: HttpRequest, slug: str, audit_id: int) -> HttpResponse:
+    project, _ = project_for_page(request, slug, READER_ROLES)
+    audit = get_object_or_404(
+        ModelAudit.objects.select_related("reward_model", "system"), pk=audit_id, project=project
+    )
+    try:
+        path = audit_report_write(audit=audit)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request, f"The figures are saved with reward model v{audit.reward_model.version} ({path.name})."
+        )
     return redirect("project-audit", slug=project.slug, audit_id=audit.pk)

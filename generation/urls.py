@@ -54,4 +54,9 @@ urlpatterns = [
         audit_views.project_audit_cancel,
         name="project-audit-cancel",
     ),
+    path(
+        "projects/<slug:slug>/generation/audits/<int:audit_id>/report/",
+        audit_views.project_audit_report,
+        name="project-audit-report",
+    ),
 ]

@@ -35,4 +35,5 @@ urlpatterns = [
     ),
     path("audits/<int:audit_id>/", views.AuditDetailApi.as_view(), name="api-audit"),
     path("audits/<int:audit_id>/cancel/", views.AuditCancelApi.as_view(), name="api-audit-cancel"),
+    path("audits/<int:audit_id>/report/", views.AuditReportApi.as_view(), name="api-audit-report"),
 ]

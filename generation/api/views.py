@@ -6,7 +6,7 @@
     GET  /api/generation-jobs/{id}/                  POST .../cancel/, POST .../rerun/
     POST /api/reward-models/{id}/sample-best-of-n/   generate N from a system, score, choose
     POST /api/reward-models/{id}/audits/             audit the model's best of N with annotators
-    GET  /api/audits/{id}/ (with its figures)        POST .../cancel/
+    GET  /api/audits/{id}/ (with its figures)        POST .../cancel/, POST .../report/ (into the model's files)
 
 Engineers and leads (and site admins): annotators 403, outsiders 404, anonymous 401. Keys are never
 stored or shown: a system names the environment variable that holds its key.
@@ -36,7 +36,7 @@ from generation.api.serializers import (
 )
 from generation.models import GenerationJob, ModelAudit, System
 from generation.selectors import systems_of_project
-from generation.services.audits import audit_cancel, audit_create
+from generation.services.audits import audit_cancel, audit_create, audit_report_write
 from generation.services.best_of_n import reward_model_sample_best_of_n
 from generation.services.jobs import generation_job_cancel, generation_job_create, generation_job_rerun
 from generation.services.systems import system_create, system_delete, system_update
@@ -258,6 +258,24 @@ class AuditCancelApi(APIView):
     def post(self, request, audit_id: int):
         audit = audit_cancel(audit=_audit_for_request(request, audit_id))
         return Response(AuditOutput(audit).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AuditReportApi(APIView):
+    @extend_schema(
+        operation_id="audits_report",
+        request=None,
+        responses={
+            200: OpenApiResponse(
+                AuditOutput, description="The figures as they stand, written into the model's directory."
+            ),
+            **ERRORS,
+            409: OpenApiResponse(ERROR_RESPONSE, description="The model's files are not on this machine."),
+        },
+    )
+    def post(self, request, audit_id: int):
+        audit = _audit_for_request(request, audit_id)
+        audit_report_write(audit=audit)
+        return Response(AuditOutput(audit).data)
 
 
 class RewardModelSampleBestOfNApi(APIView):

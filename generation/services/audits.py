@@ -12,19 +12,28 @@ on where it stopped. The figures are read from the judgments (``generation.selec
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from celery.result import allow_join_result
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from annotate.models import Pair, Project, Prompt, Response
 from generation.models import AuditComparison, GenerationJob, ModelAudit, System
-from generation.services.jobs import generation_job_create, generation_job_execute, sample_external_id
+from generation.selectors import audit_figures
+from generation.services.jobs import (
+    generation_job_create,
+    generation_job_execute,
+    prompt_value,
+    sample_external_id,
+)
 from palate.errors import ApplicationError, Conflict
 from palate.jobs.services import (
     JobHeartbeat,
@@ -115,14 +124,6 @@ def audit_cancel(*, audit: ModelAudit) -> ModelAudit:
     return job_cancel(audit)
 
 
-def _prompt_value(prompt: Prompt) -> str | list[dict[str, str]]:
-    if prompt.messages is not None:
-        return [
-            {"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in prompt.messages
-        ]
-    return prompt.content
-
-
 def _pair(
     project_id: int, prompt: Prompt, chosen: Response, reference: Response, draw: random.Random
 ) -> Pair:
@@ -201,7 +202,7 @@ class _Audit:
             with allow_join_result():
                 scores = reward_model_score(
                     reward_model=audit.reward_model,
-                    prompt=_prompt_value(prompt),
+                    prompt=prompt_value(prompt.content, prompt.messages),
                     responses=[sample.content for sample in samples],
                 )
             raw = [row["raw"] for row in scores]
@@ -269,3 +270,33 @@ def audit_execute(*, audit_id: int, worker: str = "worker") -> ModelAudit | None
             )
     audit.refresh_from_db()
     return audit
+
+
+AUDIT_REPORT_FILE = "palate_audits.json"
+
+
+def audit_report_write(*, audit: ModelAudit) -> Path:
+    """Writes the audit's figures, as the judgments stand now, into the reward model's directory beside its
+    evaluation report (``palate_training.json``): ``palate_audits.json`` keeps every audit of the model
+    written so far, by id, so the figures travel with the model. Returns the file's path."""
+    from rewardtrain.services.runs import artifact_absolute
+
+    directory = artifact_absolute(audit.reward_model.path)
+    if not directory.is_dir():
+        raise ApplicationError(
+            f"the model's directory ({audit.reward_model.path}) is not on this machine",
+            code="model_files_missing",
+            http_status=409,
+        )
+    path = directory / AUDIT_REPORT_FILE
+    reports = json.loads(path.read_text()) if path.exists() else {}
+    reports[str(audit.pk)] = {
+        "system": audit.system.name if audit.system else None,
+        "n_values": audit.n_values,
+        "written_at": timezone.now().isoformat(),
+        **audit_figures(audit=audit),
+    }
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(reports, indent=2, sort_keys=True))
+    partial.replace(path)  # readers never see half a file
+    return path

@@ -259,7 +259,9 @@ class _Tally:
         row["truncated"] += bool(metadata.get("truncated"))
 
 
-def _prompt_value(content: str, messages: Any) -> str | list[dict[str, str]]:
+def prompt_value(content: str, messages: Any) -> str | list[dict[str, str]]:
+    """What is sent for a prompt: its conversation as a list of messages, else its text (the form the
+    scoring service scores it in)."""
     if messages is not None:
         return [{"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in messages]
     return content
@@ -283,7 +285,7 @@ class _Run:
             self._fail("its systems were removed")
             return
         prompts = dict(
-            (pk, _prompt_value(content, messages))
+            (pk, prompt_value(content, messages))
             for pk, content, messages in Prompt.objects.filter(id__in=job.prompt_ids).values_list(
                 "id", "content", "messages"
             )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
 from annotate.models import Membership
 from generation.models import AuditComparison, GenerationJob, ModelAudit
 from generation.selectors import audit_figures
-from generation.services.audits import audit_create
+from generation.services.audits import audit_create, audit_report_write
 from palate.errors import ApplicationError
 from tests.factories import (
     JudgmentFactory,
@@ -107,3 +109,34 @@ def test_the_audit_page_shows_its_figures_to_engineers_only():
     MembershipFactory(user=annotator, project=system.project, role=Membership.Role.ANNOTATOR)
     client.force_login(annotator)
     assert client.get(f"/projects/{system.project.slug}/generation/audits/{audit.pk}/").status_code == 403
+
+
+def test_the_figures_are_saved_beside_the_models_evaluation_report(tmp_path):
+    system = SystemFactory()
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / "palate_training.json").write_text("{}")
+    model = reward_model_row(system.project, str(directory))
+    first = ModelAudit.objects.create(
+        project=system.project, reward_model=model, system=system, n_values=[1, 2]
+    )
+    _comparison(first, 2, chosen_is_a=True, score=0.4, votes=["a", "a"])
+    second = ModelAudit.objects.create(
+        project=system.project, reward_model=model, system=system, n_values=[1]
+    )
+    audit_report_write(audit=first)
+    path = audit_report_write(audit=second)
+    reports = json.loads(path.read_text())
+    assert path == directory / "palate_audits.json" and set(reports) == {str(first.pk), str(second.pk)}
+    assert (
+        reports[str(first.pk)]["rows"][1]["win_rate"] == 1.0
+        and reports[str(first.pk)]["system"] == system.name
+    )
+
+
+def test_saving_the_figures_says_so_when_the_models_files_are_elsewhere():
+    system = SystemFactory()
+    model = reward_model_row(system.project, "/nowhere/model")
+    audit = ModelAudit.objects.create(project=system.project, reward_model=model, system=system, n_values=[1])
+    with pytest.raises(ApplicationError, match="not on this machine"):
+        audit_report_write(audit=audit)
