@@ -68,11 +68,24 @@ def start_llama_server(port: int | None = None) -> LlamaServer:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             connection.request("GET", "/v1/models")
             if connection.getresponse().status == 200:
+                _warm(port)
                 return LlamaServer(f"http://127.0.0.1:{port}/v1", "smollm2", process)
         except OSError:
             time.sleep(0.3)
     process.kill()
     raise RuntimeError(f"llama_cpp.server did not answer on port {port} within {SERVER_START_SECONDS} s")
+
+
+def _warm(port: int) -> None:
+    """One short completion, so that the first measured or timed request does not pay for loading the
+    model's pages."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    body = b'{"model": "smollm2", "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2}'
+    connection.request(
+        "POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"}
+    )
+    connection.getresponse().read()
+    connection.close()
 
 
 def stop_llama_server(server: LlamaServer) -> None:

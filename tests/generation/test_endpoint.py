@@ -74,9 +74,11 @@ def test_5xx_answers_are_retried_with_backoff(fault_proxy):
 
 
 def test_a_request_that_hangs_past_the_timeout_is_sent_again(fault_proxy):
-    fault_proxy.script(("hang", 4))
-    client, completion = _complete(fault_proxy.base_url, timeout_seconds=1.5)
-    assert completion.content.strip() and client.requests_sent == 2
+    # The first request is held past the client's time-out (then forwarded, after the retry is answered).
+    fault_proxy.script(("hang", 15))
+    client, completion = _complete(fault_proxy.base_url, timeout_seconds=6, max_tokens=2)
+    assert completion.content.strip() and client.requests_sent >= 2
+    assert [done for _, _, done in fault_proxy.requests][:2] == ["hang", "forward"]
 
 
 def test_an_endpoint_that_keeps_failing_is_a_clear_error_after_the_retries(fault_proxy):
