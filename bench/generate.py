@@ -3,7 +3,7 @@ the server alone, asked by ``--prompts`` threads of the same client Palate uses,
 through Palate (the worker's code path: ``generation_job_execute``, storing each response and its pairs in
 PostgreSQL), and Palate's overhead per response (its wall time and CPU time above the server alone's).
 
-    .venv/bin/python bench/generate.py [--prompts 40] [--max-tokens 16] [--concurrency 1,4,8] [--rounds 2]
+    .venv/bin/python bench/generate.py [--prompts 24] [--max-tokens 16] [--concurrency 1,4,8] [--rounds 2]
 
 Both sides send the same requests (same prompts, sampling settings and seeds, so the same answers), one
 after the other, alone first at odd rounds and Palate first at even ones. Needs requirements-dev.txt
@@ -15,6 +15,7 @@ created and migrated when missing) and deletes its project at the end.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -72,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--prompts", type=int, default=40)
+    parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--rounds", type=int, default=2)
@@ -83,6 +84,7 @@ def main() -> None:
     import django
 
     django.setup()
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per request otherwise
     from annotate.models import Project
     from generation.models import System
     from generation.services.systems import system_spec
