@@ -25,7 +25,7 @@
         height: 280, legend: { orientation: "h", y: -0.3 },
         xaxis: theme.axis({ title: { text: "N" }, type: "log", tickvals: rows.map((row) => row.n) }),
         yaxis: theme.axis({ title: { text: "win rate" }, range: [0, 1] }),
-        yaxis2: theme.axis({ title: { text: "score" }, overlaying: "y", side: "right", showgrid: false }),
+        yaxis2: theme.axis({ title: { text: "score" }, overlaying: "y", side: "right", showgrid: false, tickformat: ".2~f", nticks: 5 }),
       }), theme.CONFIG);
     }
     const byKl = document.getElementById("audit-by-kl");
