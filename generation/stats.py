@@ -23,7 +23,8 @@ def wilson_interval(wins: float, total: float, *, z: float = 1.959963984540054) 
     denominator = 1 + z * z / total
     centre = (share + z * z / (2 * total)) / denominator
     half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Rounding must not put the share outside its own interval (at 0 of n the lower bound is exactly 0).
+    return max(0.0, min(share, centre - half)), min(1.0, max(share, centre + half))
 
 
 def rising_until(ns: Sequence[int], win_rates: Sequence[float | None]) -> int | None:

@@ -32,3 +32,9 @@ def test_the_win_rate_stops_rising_where_the_next_value_is_no_higher():
     assert rising_until([1, 2, 4], [0.5, 0.55, 0.6]) == 4
     assert rising_until([1, 2, 4], [0.5, None, 0.4]) == 1
     assert rising_until([1, 2], [None, None]) is None
+
+
+@pytest.mark.parametrize(("wins", "total"), [(0, 6), (6, 6), (0.5, 7), (3, 3)])
+def test_the_share_always_lies_within_its_interval(wins, total):
+    low, high = wilson_interval(wins, total)
+    assert 0.0 <= low <= wins / total <= high <= 1.0
