@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "annotate",
     "rewardtrain",
+    "generation",
     "accounts",
 ]
 
@@ -360,6 +361,8 @@ CELERY_TASK_ROUTES = {
     # Online scoring (the score and best-of-N API) may have a worker of its own: see SCORING_QUEUE below.
     "rewardtrain.tasks.reward_model_score_task": {"queue": os.environ.get("SCORING_QUEUE", "gpu")},
     "rewardtrain.tasks.*": {"queue": "gpu"},
+    # Generation jobs wait on model endpoints, not on a CPU or GPU: a queue and worker of their own.
+    "generation.*": {"queue": "generate"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -447,6 +450,13 @@ SCORING_TIMEOUT_SECONDS = envint("SCORING_TIMEOUT_SECONDS", 30)
 SCORING_MODEL_CACHE_SIZE = envint("SCORING_MODEL_CACHE_SIZE", 2)
 SCORING_BATCH_WINDOW_MS = envint("SCORING_BATCH_WINDOW_MS", 5)
 SCORING_BATCH_MAX_SEQUENCES = envint("SCORING_BATCH_MAX_SEQUENCES", 256)
+
+# Generation (docs/generation.md): samples per prompt and system, responses per job, a job's time limit on
+# the generate queue, and N for best-of-N sampling.
+GENERATION_MAX_SAMPLES = envint("GENERATION_MAX_SAMPLES", 32)
+GENERATION_MAX_REQUESTS = envint("GENERATION_MAX_REQUESTS", 200_000)
+GENERATION_JOB_TIME_LIMIT_SECONDS = envint("GENERATION_JOB_TIME_LIMIT_SECONDS", 24 * 3600)
+GENERATION_BEST_OF_N_MAX = envint("GENERATION_BEST_OF_N_MAX", 16)
 
 LOGGING = {
     "version": 1,

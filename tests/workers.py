@@ -29,14 +29,17 @@ def worker_environment(*, media_root, artifact_root, base_models: str) -> dict[s
 
 
 @contextmanager
-def celery_worker(environment: dict[str, str], *, queues: str = "default,gpu") -> Iterator[str]:
+def celery_worker(
+    environment: dict[str, str], *, queues: str = "default,gpu", name: str = ""
+) -> Iterator[str]:
     """A solo-pool worker on ``queues`` while the block runs; yields the broker URL. Stopped afterwards and
-    the broker database emptied."""
+    the broker database emptied. ``name``: its node name, for a test that runs two workers at once."""
     from palate.celery import app
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", queues, "--concurrency", "1",
-         "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+         "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
+         *(["--hostname", name] if name else [])],
         env=environment, start_new_session=True,
     )  # fmt: skip
     time.sleep(1.5)
