@@ -210,7 +210,8 @@ def _trial_ask(run: TrainingRun, attempt: int, search: SearchConfig, trials: lis
     params = trial_suggest(
         search, [trial_record(trial, search.metric) for trial in trials], use_lora=_use_lora(run)
     )
-    number = (SearchTrial.objects.filter(run=run).aggregate(last=Max("number"))["last"] or -1) + 1
+    last = SearchTrial.objects.filter(run=run).aggregate(last=Max("number"))["last"]
+    number = 0 if last is None else last + 1
     try:
         with transaction.atomic():
             trial = SearchTrial.objects.create(
