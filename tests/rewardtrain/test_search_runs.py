@@ -17,7 +17,7 @@ from rewardtrain.services.run_execution import training_run_execute
 from rewardtrain.services.runs import training_run_create
 from rewardtrain.services.search import search_trial_execute, trial_directory
 from tests.factories import MembershipFactory
-from tests.rewardtrain.runs_data import FAST, judged_project, succeeded_export
+from tests.rewardtrain.runs_data import FAST, judged_project, search_run_with_trials, succeeded_export
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +113,58 @@ def test_the_time_budget_stops_the_search_and_its_running_trial(tiny_base_model)
     (trial,) = SearchTrial.objects.filter(run=run)
     assert trial.status == SearchTrial.Status.CANCELLED and 0 < trial.step < trial.total_steps
     assert "stopped by the search's time budget" in trial.log and "num_epochs 100" in run.log
+
+
+def test_the_run_page_shows_each_trial_its_values_and_the_kept_one(client, listed_base_model):
+    project, _ = judged_project(8)
+    engineer = MembershipFactory(project=project, role=Membership.Role.ENGINEER).user
+    run = search_run_with_trials(project, listed_base_model)
+    client.force_login(engineer)
+
+    page = client.get(f"/projects/{project.slug}/training/{run.pk}/").content.decode()
+
+    assert "Hyperparameter search" in page and "4 of 4 trials finished" in page
+    table = page[
+        page.index('class="data responsive trials-table"') : page.index(
+            "</table>", page.index("trials-table")
+        )
+    ]
+    assert (
+        table.count("<tr") == 5 and table.count("Kept") == 1 and "Pruned" in table and "at step 10" in table
+    )
+    assert "8.1e-05" in table and "0.830" in table and "Stopped" in table and "gpu2@host" in table
+    for name in ("learning_rate", "num_epochs", "warmup_ratio", "weight_decay", "center_rewards_coefficient"):
+        assert f'id="chart-trial-{name}"' in page
+    assert 'id="chart-trial-lora_r"' not in page and 'id="chart-loss"' not in page
+    assert "The model of trial #0" in page
+
+    # Under way: the live partial polls and carries the trials for the charts.
+    running = search_run_with_trials(project, listed_base_model, finished=False)
+    live = client.get(f"/projects/{project.slug}/training/{running.pk}/live/").content.decode()
+    assert 'hx-trigger="every 2s"' in live and "3 of 4 trials finished" in live and 'id="run-trials"' in live
+
+
+def test_the_training_form_starts_a_search_and_names_a_bad_search_setting(client, listed_base_model):
+    project, _ = judged_project(8)
+    export = succeeded_export(project)
+    client.force_login(MembershipFactory(project=project, role=Membership.Role.ENGINEER).user)
+    url = f"/projects/{project.slug}/training/"
+    assert b'name="mode" value="search"' in client.get(url).content
+    form = {
+        "source": "export",
+        "export": export.pk,
+        "base": f"model:{listed_base_model}",
+        "allow_below_target": "on",
+    }
+
+    response = client.post(
+        url, {**form, "mode": "search", "search": '{"trials": 2, "space": {"num_epochs": [0, 2]}}'}
+    )
+    assert response.status_code == 200 and b"search.space.num_epochs: must lie within" in response.content
+    response = client.post(url, {**form, "mode": "search", "search": "{trials"})
+    assert response.status_code == 200 and b"search: not JSON" in response.content
+    assert not TrainingRun.objects.exists()
+
+    response = client.post(url, {**form, "mode": "search", "search": '{"trials": 2}'})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.mode == "search" and run.search["trials"] == 2
