@@ -148,7 +148,7 @@ SEARCH_LABELS = {
     "num_epochs": "Epochs",
     "warmup_ratio": "Warm-up",
     "weight_decay": "Weight decay",
-    "center_rewards_coefficient": "Reward centring",
+    "center_rewards_coefficient": "Centring",
     "lora_r": "LoRA rank",
 }
 

@@ -101,6 +101,15 @@
 
   // A search run: each trial's validation figure against each searched hyperparameter, one small chart each.
   const OUTCOMES = { succeeded: "complete", pruned: "pruned", cancelled: "stopped" };
+  // A log axis labelled at 1, 2 and 5 times the powers of ten the values span (Plotly labels every digit).
+  function logTicks(values) {
+    const low = Math.floor(Math.log10(Math.min.apply(null, values)));
+    const high = Math.ceil(Math.log10(Math.max.apply(null, values)));
+    const ticks = [];
+    for (let power = low; power <= high; power += 1) [1, 2, 5].forEach((digit) => ticks.push(digit * Math.pow(10, power)));
+    return { tickvals: ticks, ticktext: ticks.map((tick) => tick.toExponential(0).replace("e-", "e−")) };
+  }
+
   function drawTrials() {
     const data = read("run-trials");
     if (!data) return;
@@ -129,6 +138,7 @@
       ].filter((item) => item.x.length);
       const yaxis = metric === "accuracy" ? axis({ range: [0, 1.05], tickformat: ".0%" }) : axis({ rangemode: "tozero" });
       const xaxis = axis({ type: dimension.log ? "log" : "linear", exponentformat: "e", title: { text: dimension.label.toLowerCase(), font: { color: MUTED } } });
+      if (dimension.log) Object.assign(xaxis, logTicks(points.map((trial) => trial.params[dimension.name])));
       Plotly.react(node, traces, layout({ xaxis: xaxis, yaxis: yaxis }), LIVE_CONFIG);
     });
   }
