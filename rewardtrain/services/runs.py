@@ -154,7 +154,10 @@ def training_search_parse(*, mode: Any, search: Any, time_limit_seconds: int) ->
     try:
         parsed = SearchConfig.from_dict({} if search is None else search)
     except ConfigError as error:
-        fields = {f"search.{name}": [message] for name, message in error.errors.items()}
+        fields = {
+            f"search.{name}" if name != "search" else name: [message]
+            for name, message in error.errors.items()
+        }
         first = next(iter(fields))
         raise ApplicationError(f"{first}: {fields[first][0]}", fields=fields) from None
     latest = time_limit_seconds - 2 * SOFT_LIMIT_MARGIN_SECONDS

@@ -36,9 +36,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from palate.errors import Conflict
 from palate.jobs.models import FINISHED
 from palate.jobs.services import (
     JobKind,
+    job_cancel,
     job_claim,
     job_enqueue,
     job_fail,
@@ -229,18 +231,14 @@ def _shown(value: Any) -> str:
 
 
 def _trials_stop(trials: list[SearchTrial], note: str) -> None:
-    """Ends queued trials at once and asks running ones to stop (they end cancelled at their next step)."""
+    """Cancels queued trials at once and asks running ones to stop (they end cancelled at their next step),
+    saying why in their logs."""
     for trial in trials:
-        rows = SearchTrial.objects.filter(pk=trial.pk)
-        now = timezone.now()
-        ended = rows.filter(status=SearchTrial.Status.QUEUED).update(
-            status=SearchTrial.Status.CANCELLED,
-            cancel_requested=True,
-            finished_at=now,
-            **job_noted(SearchTrial, note, now=now),
-        )
-        if not ended:
-            rows.filter(status=SearchTrial.Status.RUNNING).update(cancel_requested=True)
+        try:
+            job_cancel(trial)
+        except Conflict:  # it ended meanwhile
+            continue
+        SearchTrial.objects.filter(pk=trial.pk).update(**job_noted(SearchTrial, note))
 
 
 def _end(run: TrainingRun, attempt: int, status: str, note: str) -> TrainingRun:

@@ -145,6 +145,16 @@ class SearchConfig:
         return chosen
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number a float can hold (an integer of 400 digits is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _space(space: dict[str, Any], errors: dict[str, str]) -> dict[str, list[float] | None]:
     """The space's overrides, checked against the dimension's kind and the hyperparameter's own limits."""
     checks = {spec["name"]: spec for spec in TrainConfig.describe()}
@@ -158,13 +168,7 @@ def _space(space: dict[str, Any], errors: dict[str, str]) -> dict[str, list[floa
         if bounds is None:
             parsed[name] = None
             continue
-        if (
-            not isinstance(bounds, list)
-            or len(bounds) != 2
-            or any(
-                isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) for b in bounds
-            )
-        ):
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(_finite(b) for b in bounds):
             errors[where] = "must be [low, high] (two numbers) or null"
             continue
         low, high = bounds

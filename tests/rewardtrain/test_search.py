@@ -60,6 +60,12 @@ def test_the_search_settings_take_defaults_and_name_each_bad_field():
         or "> 0" in caught.value.errors["space.learning_rate"]
     )
     assert "not searchable" in caught.value.errors["space.batch_size"]
+    with pytest.raises(ConfigError) as caught:
+        SearchConfig.from_dict({"space": {"num_epochs": [1, 10**400]}, "trials": 10**400})
+    assert set(caught.value.errors) == {"space.num_epochs", "trials"}
+    with pytest.raises(ConfigError) as caught:
+        SearchConfig.from_dict([1, 2])
+    assert caught.value.errors == {"search": "must be a JSON object"}
 
 
 def test_suggestions_stay_in_the_space_leave_out_what_is_not_searched_and_search_lora_rank_only_with_lora():
