@@ -207,11 +207,15 @@ class ScoringJob(Job):
 
 
 class ResponseScore(models.Model):
-    """One response's raw reward under one model version (normalise with the model's reward mean/std)."""
+    """One response's raw reward under one model version (normalise with the model's reward mean/std); an
+    ensemble's is its members' mean, with their spread as ``uncertainty``."""
 
     response = models.ForeignKey("annotate.Response", on_delete=models.CASCADE, related_name="scores")
     reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="scores")
     score = models.FloatField()
+    uncertainty = models.FloatField(
+        null=True, blank=True, help_text="An ensemble's members' standard deviation; null for a single model."
+    )
 
     class Meta:
         constraints = [

@@ -1,5 +1,6 @@
 """Pure math over reward-model scores (numpy/scipy, no ORM, no torch): agreement with human majorities,
-length bias, drift between model versions, and uncertainty priorities for assisted annotation."""
+length bias, drift between model versions, ensembles' scores and uncertainty, calibrated preference
+probabilities, and uncertainty priorities for assisted annotation."""
 
 from __future__ import annotations
 
@@ -80,14 +81,62 @@ def score_drift(before: np.ndarray, after: np.ndarray, *, bins: int = 30) -> dic
     }
 
 
+def ensemble_scores(member_rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(score, uncertainty) of each response from its members' centred rewards, shape (members, responses):
+    the members' mean, and their standard deviation (population, so identical members give 0); a single
+    model has no uncertainty (None)."""
+    rewards = np.asarray(member_rewards, dtype=np.float64)
+    if rewards.ndim != 2 or rewards.shape[0] < 1:
+        raise ValueError("member rewards must be a (members, responses) array")
+    if rewards.shape[0] == 1:
+        return rewards[0], None
+    return rewards.mean(axis=0), rewards.std(axis=0)
+
+
+def preference_probability(difference: np.ndarray, temperature: float | None = None) -> np.ndarray:
+    """P(first preferred) = sigmoid(difference / temperature), the model's calibrated temperature (1 when the
+    model has none)."""
+    scaled = np.asarray(difference, dtype=np.float64) / (temperature or 1.0)
+    return np.exp(-np.logaddexp(0.0, -scaled))
+
+
+def win_probabilities(raw: np.ndarray, temperature: float | None = None) -> np.ndarray | None:
+    """Per response, the mean calibrated probability that it is preferred to each other response of the same
+    request; None with fewer than two responses."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.size < 2:
+        return None
+    matrix = preference_probability(raw[:, None] - raw[None, :], temperature)
+    return (matrix.sum(axis=1) - np.diag(matrix)) / (raw.size - 1)
+
+
 def model_uncertainty_priorities(
-    score_a: np.ndarray, score_b: np.ndarray, vote_balance: np.ndarray, *, disagreement_boost: float = 1.0
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    vote_balance: np.ndarray,
+    *,
+    disagreement_boost: float = 1.0,
+    uncertainty_a: np.ndarray | None = None,
+    uncertainty_b: np.ndarray | None = None,
+    temperature: float | None = None,
 ) -> np.ndarray:
     """Priority of each pair for the "uncertain_model" strategy: -|r_a - r_b| (least certain first), plus
     ``disagreement_boost`` times |r_a - r_b| where the first votes (``vote_balance``: votes for A minus votes
     for B) go against the model, so a confident disagreement ranks with the most uncertain pairs. NaN scores
-    (unscored responses) give NaN."""
+    (unscored responses) give NaN.
+
+    With an ensemble's uncertainties, the margin is measured in units of its whole uncertainty,
+    |r_a - r_b| / sqrt(T^2 + u_a^2 + u_b^2) (T the calibrated temperature, the spread the model gives any
+    preference): a pair the members disagree on comes before one with the same mean margin they agree on.
+    Without uncertainties the order is that of -|r_a - r_b|."""
     difference = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
+    if uncertainty_a is not None and uncertainty_b is not None:
+        spread = np.sqrt(
+            (temperature or 1.0) ** 2
+            + np.nan_to_num(np.asarray(uncertainty_a, dtype=np.float64)) ** 2
+            + np.nan_to_num(np.asarray(uncertainty_b, dtype=np.float64)) ** 2
+        )
+        difference = difference / spread
     priority = -np.abs(difference)
     balance = np.asarray(vote_balance, dtype=np.float64)
     disagrees = (balance != 0) & (np.sign(balance) != np.sign(difference))

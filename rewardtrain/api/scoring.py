@@ -66,6 +66,16 @@ class ScoreRowOutput(serializers.Serializer):
         allow_null=True,
         help_text="(raw - mean) / std over the training run's held-out pairs; null without them.",
     )
+    uncertainty = serializers.FloatField(
+        allow_null=True,
+        help_text="An ensemble's disagreement: the standard deviation of its members' scores (raw units); "
+        "null for a single model.",
+    )
+    win_probability = serializers.FloatField(
+        allow_null=True,
+        help_text="The calibrated probability that this response is preferred to another of the request, "
+        "averaged over the others; null for a single response.",
+    )
 
 
 class RankedRowOutput(ScoreRowOutput):
@@ -101,7 +111,9 @@ class PairPredictionOutput(serializers.Serializer):
     pair = serializers.IntegerField()
     score_a = serializers.FloatField()
     score_b = serializers.FloatField()
-    probability_a = serializers.FloatField()
+    probability_a = serializers.FloatField(
+        help_text="Calibrated: sigmoid((score_a - score_b) / the model's temperature)."
+    )
     vote_balance = serializers.IntegerField(help_text="Human votes for A minus votes for B.")
     disagrees = serializers.BooleanField()
 

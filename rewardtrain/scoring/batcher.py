@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rewardtrain.scoring.engine import LoadedModel, ScoringRequest, score_requests
+from rewardtrain.scoring.engine import LoadedModel, ScoringRequest, score_members, score_requests
 
 ScoreFunction = Callable[[LoadedModel, Sequence[ScoringRequest]], list[np.ndarray]]
 
@@ -97,10 +97,14 @@ _process_lock = threading.Lock()
 
 
 def process_batcher(*, window_seconds: float = 0.005, max_sequences: int = 256) -> MicroBatcher:
-    """The batcher of this process (a forked child gets its own: threads do not survive a fork)."""
+    """The batcher of this process (a forked child gets its own: threads do not survive a fork). It answers
+    each request with its members' rewards (``score_members``), from which the worker takes the score and
+    the uncertainty."""
     global _process_batcher
     with _process_lock:
         if _process_batcher is None or _process_batcher[0] != os.getpid():
-            batcher = MicroBatcher(window_seconds=window_seconds, max_sequences=max_sequences)
+            batcher = MicroBatcher(
+                window_seconds=window_seconds, max_sequences=max_sequences, score=score_members
+            )
             _process_batcher = (os.getpid(), batcher)
         return _process_batcher[1]

@@ -5,6 +5,13 @@ Each response is scored alone, as the sequence training saw for it: ``build_pair
 ``{"prompt": prompt, "chosen": response, "rejected": response}`` with the run's max length, prompt floor and
 closing-token setting (stored in the model's config), and training too fits every (prompt, response) alone
 (``truncate_sequence``). Identical sequences across requests are interned and scored once.
+
+An ensemble (``ensemble_size`` > 1; ``training.ensemble``) is one directory: the first member at its top, the
+others under ``members/``, listed in ``config.palate.ensemble`` with each member's offset (its mean reward on
+the validation pairs, subtracted so that members' arbitrary zero points do not count as disagreement). A
+response's score is the mean of its members' centred rewards and its uncertainty their standard deviation;
+a single model has no uncertainty (None). Preference probabilities divide reward differences by the model's
+calibrated ``temperature`` (``config.palate.temperature``, 1 for models saved before it).
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,11 +41,31 @@ class LoadedModel:
     reward_mean: float | None
     reward_std: float | None
     encoding: dict[str, Any]  # the run's TrainConfig.encoding()
+    temperature: float = 1.0
+    members: list[Any] = field(default_factory=list)  # an ensemble's other members (RewardModel)
+    offsets: tuple[float, ...] = (0.0,)  # subtracted from each member's rewards, the first member's first
+
+    @property
+    def ensemble_size(self) -> int:
+        return 1 + len(self.members)
 
     def normalise(self, raw: np.ndarray) -> np.ndarray | None:
         """(raw - mean) / std with the reward statistics of the training run's held-out pairs, or None when
         the run stored none (no evaluation split)."""
         return normalise(raw, self.reward_mean, self.reward_std)
+
+    def combine(self, member_rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The score (members' mean) and uncertainty (their standard deviation; None for a single model) of
+        each response, from ``score_members``' (members, responses) array."""
+        from rewardtrain.stats import ensemble_scores
+
+        return ensemble_scores(member_rewards)
+
+    def win_probabilities(self, raw: np.ndarray) -> np.ndarray | None:
+        """Each response's mean calibrated probability of being preferred to each other one of its request."""
+        from rewardtrain.stats import win_probabilities
+
+        return win_probabilities(raw, self.temperature)
 
 
 def normalise(raw: np.ndarray, mean: float | None, std: float | None) -> np.ndarray | None:
@@ -65,6 +93,18 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
         DEFAULT_MAX_LENGTH, reward_model.max_positions or DEFAULT_MAX_LENGTH
     )
     mean, std = getattr(config, "reward_mean", None), getattr(config, "reward_std", None)
+    ensemble = palate.get("ensemble") or {}
+    members = []
+    for member in ensemble.get("members", [])[1:]:
+        loaded_member = load_reward_model(
+            str(Path(path) / member),
+            device=resolved,
+            mixed_precision="auto" if resolved.type == "cuda" else "no",
+        )
+        loaded_member.model.eval()
+        members.append(loaded_member)
+    if ensemble:
+        mean, std = ensemble.get("reward_mean"), ensemble.get("reward_std")
     # No global torch.set_grad_enabled(False) here: it would switch gradients off for everything else the
     # calling thread does later (training in the same process). score_sequences runs under no_grad.
     return LoadedModel(
@@ -78,6 +118,9 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
         },
         reward_mean=float(mean) if mean is not None else None,
         reward_std=float(std) if std is not None else None,
+        temperature=float(palate.get("temperature") or 1.0),
+        members=members,
+        offsets=tuple(float(offset) for offset in ensemble.get("offsets", [0.0])),
     )
 
 
@@ -95,23 +138,38 @@ def encode_requests(loaded: LoadedModel, requests: Sequence[ScoringRequest]):
     return build_pair_dataset(rows, model.tokenizer, kind=model.kind, **loaded.encoding)
 
 
+def score_members(
+    loaded: LoadedModel, requests: Sequence[ScoringRequest], *, sequences_per_batch: int = 64
+) -> list[np.ndarray]:
+    """Each member's centred rewards (float64, shape (members, responses)) of every response of every
+    request, in one length-sorted pass per member over all of them."""
+    from rewardtrain.training.model import score_sequences
+
+    members = [loaded.reward_model, *loaded.members]
+    if not any(request.responses for request in requests):
+        return [np.zeros((len(members), 0)) for _ in requests]
+    dataset = encode_requests(loaded, requests)
+    rewards = np.stack(
+        [
+            score_sequences(member, dataset, sequences_per_batch=sequences_per_batch)[dataset.chosen] - offset
+            for member, offset in zip(members, loaded.offsets, strict=True)
+        ]
+    )
+    results, start = [], 0
+    for request in requests:
+        results.append(rewards[:, start : start + len(request.responses)])
+        start += len(request.responses)
+    return results
+
+
 def score_requests(
     loaded: LoadedModel, requests: Sequence[ScoringRequest], *, sequences_per_batch: int = 64
 ) -> list[np.ndarray]:
-    """Raw rewards (float64) of every response of every request, in one length-sorted pass over all of them."""
-    from rewardtrain.training.model import score_sequences
-
-    if not any(request.responses for request in requests):
-        return [np.zeros(0) for _ in requests]
-    dataset = encode_requests(loaded, requests)
-    rewards = score_sequences(loaded.reward_model, dataset, sequences_per_batch=sequences_per_batch)[
-        dataset.chosen
+    """Raw rewards (float64) of every response of every request (an ensemble's: the members' mean)."""
+    return [
+        loaded.combine(rewards)[0]
+        for rewards in score_members(loaded, requests, sequences_per_batch=sequences_per_batch)
     ]
-    results, start = [], 0
-    for request in requests:
-        results.append(rewards[start : start + len(request.responses)])
-        start += len(request.responses)
-    return results
 
 
 class ModelCache:

@@ -36,9 +36,16 @@ def batcher() -> MicroBatcher:
 
 def score_one_request(
     *, reward_model_id: int, path: str, prompt: str | list[dict[str, str]], responses: list[str]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw and normalised (None without stored statistics) rewards of the responses, micro-batched with any
-    other request this process is scoring at the same moment."""
+) -> dict[str, np.ndarray | None]:
+    """The responses' raw rewards (an ensemble's mean), normalised rewards (None without stored statistics),
+    uncertainty (an ensemble's spread; None for a single model) and calibrated win probabilities (None for
+    one response), micro-batched with any other request this process is scoring at the same moment."""
     loaded = loaded_model(reward_model_id=reward_model_id, path=path)
-    raw = batcher().score(loaded, ScoringRequest(prompt, tuple(responses)))
-    return raw, loaded.normalise(raw)
+    member_rewards = batcher().score(loaded, ScoringRequest(prompt, tuple(responses)))
+    raw, uncertainty = loaded.combine(member_rewards)
+    return {
+        "raw": raw,
+        "normalised": loaded.normalise(raw),
+        "uncertainty": uncertainty,
+        "win_probability": loaded.win_probabilities(raw),
+    }

@@ -122,6 +122,7 @@ def _number(value: Any) -> float | None:
 def _history_entry(step: int, epoch: float, metrics: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"step": int(step), "epoch": round(float(epoch), 4)}
     for key in (
+        "member",
         "loss",
         "accuracy",
         "learning_rate",
@@ -285,7 +286,8 @@ def training_run_execute(
 def _train(
     run: TrainingRun, attempt: int, on_progress: ProgressCallback | None, processes: int
 ) -> TrainingRun:
-    from rewardtrain.training.trainer import latest_checkpoint, train
+    from rewardtrain.training.ensemble import resume_step, train_ensemble
+    from rewardtrain.training.trainer import latest_checkpoint
 
     where = run.worker or "this process"
     if processes > 1:
@@ -296,17 +298,18 @@ def _train(
     train_rows = _export_rows(export, "train")
     if not train_rows:
         raise _RunFailed(f"export v{export.version} has no training rows")
+    # Without a test split, the trainer holds a share of the training prompts out (validation_share).
     eval_rows = _export_rows(export, "test")
     if run.mode == TrainingRun.Mode.SEARCH:
         from rewardtrain.services.search import SearchData, search_run
 
-        data = SearchData(hyperparameters["base_model"], train_rows, eval_rows or [], export.policy)
+        data = SearchData(hyperparameters["base_model"], train_rows, eval_rows or None, export.policy)
         return search_run(run=run, attempt=attempt, data=data)
     output_dir = run_directory(run=run)
     resume_from = latest_checkpoint(output_dir)
+    resumed_step = resume_step(output_dir, int(hyperparameters.get("ensemble_size", 1)))
     history = list(run.metrics or [])
-    if resume_from is not None:
-        resumed_step = int(resume_from.name.removeprefix("step-"))
+    if resumed_step is not None:
         history = [entry for entry in history if entry.get("step", 0) <= resumed_step]
         _ours(run.pk, attempt).update(
             metrics=history, **_noted(f"resuming from the checkpoint of step {resumed_step}")
@@ -337,16 +340,17 @@ def _train(
         "policy": export.policy,
     }
     if processes > 1:
+        from functools import partial
+
         from rewardtrain.training.launch import train_in_processes
 
-        result = train_in_processes(
-            hyperparameters, train_rows, eval_rows or None, processes=processes, **arguments
-        )
-    else:
-        result = train(hyperparameters, train_rows, eval_rows or None, **arguments)
+        arguments["train_member"] = partial(train_in_processes, processes=processes)
+    result = train_ensemble(hyperparameters, train_rows, eval_rows or None, **arguments)
     if progress.step:
         progress.flush()
     _ours(run.pk, attempt).update(device=result.device[:50])
+    if result.status == "completed":
+        _ours(run.pk, attempt).update(**_noted(_selection_note(result)))
     if result.status == "cancelled":
         if stop_reason and stop_reason[-1] == "lost":
             logger.warning("training run %s was taken over by another attempt; this one stops", run.pk)
@@ -366,6 +370,28 @@ def _train(
     return _succeed(run, attempt, result)
 
 
+def _selection_note(result: Any) -> str:
+    """The log's line on where the validation pairs came from and which weights were kept."""
+    validation = (result.data or {}).get("validation") or {}
+    if validation.get("source") == "held_out":
+        where = (
+            f"the export has no test split: held out {validation['prompts']} of "
+            f"{validation['prompts'] + validation['train_prompts']} prompts ({validation['pairs']} pairs) "
+            "for validation"
+        )
+    else:
+        where = f"validated on the export's test split ({validation.get('pairs')} pairs)"
+    selection = result.selection or {}
+    kept = [
+        f"step {member.get('best_step')}"
+        + (f" (stopped early at {member['stopped_early_at']})" if member.get("stopped_early_at") else "")
+        for member in selection.get("members", [selection])
+    ]
+    if selection.get("metric") == "last":
+        return f"{where}; kept the last step's model"
+    return f"{where}; kept the model of {', '.join(kept)} by validation {selection.get('metric')}"
+
+
 def _relative(path: str | Path) -> str:
     path = Path(path)
     try:
@@ -375,12 +401,22 @@ def _relative(path: str | Path) -> str:
 
 
 def _model_metrics(result: Any) -> dict[str, Any]:
+    """The reward model's summary: its validation figures, the temperature its probabilities use (read by
+    the web process's pair predictions and the uncertain_model strategy), the step it was kept from and the
+    ensemble's size."""
     evaluation = result.evaluation or {}
     keep = ("count", "accuracy", "loss", "ece", "brier", "reward_mean", "reward_std", "by_agreement")
+    calibration = result.calibration or {}
+    ensemble = evaluation.get("ensemble") or {}
     return {
         **{key: evaluation.get(key) for key in keep if key in evaluation},
         "pairs_per_second": (result.timing or {}).get("pairs_per_second"),
         "train_pairs": (result.data or {}).get("train", {}).get("pairs"),
+        "validation": (result.data or {}).get("validation"),
+        "temperature": calibration.get("temperature", 1.0),
+        "ece_calibrated": calibration.get("ece_after"),
+        "best_step": (result.selection or {}).get("best_step"),
+        "ensemble_size": ensemble.get("size", 1),
     }
 
 
@@ -402,6 +438,8 @@ def _succeed(
                 **(result.evaluation or {}),
                 "data": result.data,
                 "timing": result.timing,
+                "selection": result.selection,
+                "temperature_scaling": result.calibration,
                 **(report or {}),
             },
             step=result.global_step,

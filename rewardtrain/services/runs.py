@@ -15,8 +15,9 @@ reaped by the one reaper of every job type. What is particular to runs:
   The worker resolves the choice to a location with its own settings when the run executes.
 - **Time limits.** Each run carries its own (``time_limit_seconds``), passed to its task; the soft limit (a
   clean failure that keeps the latest checkpoint) comes a minute before the hard one.
-- **Temporary files.** Partial checkpoints (``checkpoints/.step-N.partial``) and the scratch folder of
-  several training processes (``.launch``) are removed when the run ends; complete checkpoints are kept.
+- **Temporary files.** Partial checkpoints (``checkpoints/.step-N.partial``, an ensemble member's too), partial
+  best weights and the scratch folder of several training processes (``.launch``) are removed when the run
+  ends; complete checkpoints are kept.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ def artifact_absolute(path: str) -> Path:
 
 def _temporary_paths(run: TrainingRun) -> Iterable[Path]:
     directory = run_directory(run=run)
-    return [*(directory / "checkpoints").glob(".step-*.partial"), directory / LAUNCH_DIR]
+    patterns = ("checkpoints/.step-*.partial", "best/.*.partial")
+    return [
+        *(path for pattern in patterns for path in directory.glob(pattern)),
+        *(path for pattern in patterns for path in directory.glob(f"members/*/{pattern}")),
+        directory / LAUNCH_DIR,
+        *directory.glob(f"members/*/{LAUNCH_DIR}"),
+    ]
 
 
 def task_time_limits(seconds: int) -> dict[str, int]:
@@ -138,10 +145,12 @@ def training_config_parse(*, hyperparameters: Any) -> dict[str, Any]:
     return {key: value for key, value in config.to_dict().items() if key != "base_model"}
 
 
-def training_search_parse(*, mode: Any, search: Any, time_limit_seconds: int) -> tuple[str, dict[str, Any]]:
+def training_search_parse(
+    *, mode: Any, search: Any, time_limit_seconds: int, hyperparameters: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """Validates the run's mode and, in search mode, its search settings (``SearchConfig``) and returns
-    them whole. The time budget must end before the attempt's soft time limit. Raises ApplicationError
-    naming each bad field (``search.space.learning_rate``)."""
+    them whole. The time budget must end before the attempt's soft time limit; a search's trials are single
+    models (no ensemble). Raises ApplicationError naming each bad field (``search.space.learning_rate``)."""
     mode = mode or TrainingRun.Mode.TRAIN
     if mode not in TrainingRun.Mode.values:
         message = f"must be one of {', '.join(TrainingRun.Mode.values)}"
@@ -160,6 +169,11 @@ def training_search_parse(*, mode: Any, search: Any, time_limit_seconds: int) ->
         }
         first = next(iter(fields))
         raise ApplicationError(f"{first}: {fields[first][0]}", fields=fields) from None
+    if hyperparameters.get("ensemble_size", 1) > 1:
+        message = "a search trains single models: set ensemble_size to 1"
+        raise ApplicationError(
+            f"hyperparameters.ensemble_size: {message}", fields={"hyperparameters.ensemble_size": [message]}
+        )
     latest = time_limit_seconds - 2 * SOFT_LIMIT_MARGIN_SECONDS
     if parsed.time_budget_seconds is not None and parsed.time_budget_seconds > latest:
         message = (
@@ -273,7 +287,9 @@ def training_run_create(
     ):
         message = f"must be whole seconds between {MIN_TIME_LIMIT_SECONDS} and {MAX_TIME_LIMIT_SECONDS}"
         raise ApplicationError(f"time_limit_seconds: {message}", fields={"time_limit_seconds": [message]})
-    mode, search = training_search_parse(mode=mode, search=search, time_limit_seconds=time_limit_seconds)
+    mode, search = training_search_parse(
+        mode=mode, search=search, time_limit_seconds=time_limit_seconds, hyperparameters=hyperparameters
+    )
     log = ""
     gate = training_gate(project=project, export=chosen_export)
     if not gate["ok"] and not allow_below_target:

@@ -96,7 +96,8 @@ def scoring_input_check(*, prompt: Any, messages: Any, responses: list[str]) -> 
 def reward_model_score(
     *, reward_model: RewardModel, prompt: str | list[dict[str, str]], responses: list[str]
 ) -> list[dict[str, Any]]:
-    """One ``{"index", "raw", "normalised"}`` per response, in the given order. Waits for the worker up to
+    """One ``{"index", "raw", "normalised", "uncertainty", "win_probability"}`` per response, in the given
+    order (``rewardtrain.scoring.worker.score_one_request`` says what each is). Waits for the worker up to
     SCORING_TIMEOUT_SECONDS; a 503 ApplicationError when no worker answered in time."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -129,10 +130,14 @@ def reward_model_score(
             http_status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     result.forget()
-    normalised = outcome["normalised"] or [None] * len(outcome["raw"])
+    count = len(outcome["raw"])
+    columns = {
+        name: outcome.get(name) or [None] * count
+        for name in ("raw", "normalised", "uncertainty", "win_probability")
+    }
     return [
-        {"index": index, "raw": raw, "normalised": norm}
-        for index, (raw, norm) in enumerate(zip(outcome["raw"], normalised, strict=True))
+        {"index": index, **{name: values[index] for name, values in columns.items()}}
+        for index in range(count)
     ]
 
 
@@ -148,14 +153,15 @@ def reward_model_best_of_n(
 def scores_compute(
     *, reward_model_id: int, path: str, prompt: str | list[dict[str, str]], responses: list[str]
 ) -> dict[str, Any]:
-    """Worker side of ``reward_model_score``: JSON-ready raw and normalised rewards."""
+    """Worker side of ``reward_model_score``: JSON-ready raw and normalised rewards, uncertainties and win
+    probabilities (each None where the model gives none)."""
     from rewardtrain.scoring.worker import score_one_request
     from rewardtrain.services.runs import artifact_absolute
 
-    raw, normalised = score_one_request(
+    scored = score_one_request(
         reward_model_id=reward_model_id, path=str(artifact_absolute(path)), prompt=prompt, responses=responses
     )
-    return {"raw": raw.tolist(), "normalised": None if normalised is None else normalised.tolist()}
+    return {name: None if values is None else values.tolist() for name, values in scored.items()}
 
 
 # --- batch scoring -------------------------------------------------------------------------------------------
@@ -228,7 +234,7 @@ def scoring_job_execute(*, job_id: int, worker: str = "worker") -> ScoringJob | 
 
 def _score_chunk(model: RewardModel, loaded: Any, prompt_ids: list[int], done: set[int]) -> int:
     """Scores the responses of these prompts that ``done`` lacks and upserts their scores; returns how many."""
-    from rewardtrain.scoring.engine import ScoringRequest, score_requests
+    from rewardtrain.scoring.engine import ScoringRequest, score_members
 
     prompts = Prompt.objects.filter(id__in=prompt_ids).order_by("id")
     responses: dict[int, list[Response]] = {}
@@ -243,17 +249,23 @@ def _score_chunk(model: RewardModel, loaded: Any, prompt_ids: list[int], done: s
             owners.append(responses[prompt.pk])
     if not requests:
         return 0
-    rewards = score_requests(loaded, requests)
-    rows = [
-        ResponseScore(response=response, reward_model=model, score=float(value))
-        for group, values in zip(owners, rewards, strict=True)
-        for response, value in zip(group, values, strict=True)
-    ]
+    rows = []
+    for group, member_rewards in zip(owners, score_members(loaded, requests), strict=True):
+        scores, uncertainty = loaded.combine(member_rewards)
+        for index, response in enumerate(group):
+            rows.append(
+                ResponseScore(
+                    response=response,
+                    reward_model=model,
+                    score=float(scores[index]),
+                    uncertainty=None if uncertainty is None else float(uncertainty[index]),
+                )
+            )
     ResponseScore.objects.bulk_create(
         rows,
         batch_size=2000,
         update_conflicts=True,
         unique_fields=["reward_model", "response"],
-        update_fields=["score"],
+        update_fields=["score", "uncertainty"],
     )
     return len(rows)

@@ -51,7 +51,14 @@ from palate.jobs.services import (
     job_requeue,
 )
 from rewardtrain.models import SearchTrial, TrainingRun
-from rewardtrain.services.run_execution import _fail, _relative, _RunFailed, _stop_reason, _succeed
+from rewardtrain.services.run_execution import (
+    _fail,
+    _relative,
+    _RunFailed,
+    _selection_note,
+    _stop_reason,
+    _succeed,
+)
 from rewardtrain.services.runs import SOFT_LIMIT_MARGIN_SECONDS, run_directory, task_time_limits
 from rewardtrain.training.errors import TrainingError
 from rewardtrain.training.search import (
@@ -72,9 +79,9 @@ def trial_directory(*, run_id: int, number: int) -> Path:
 
 
 def _temporary_paths(trial: SearchTrial) -> Iterable[Path]:
-    # A trial's checkpoints serve only its own resumption; a pruned or stopped trial leaves nothing.
+    # A trial's checkpoints and best weights serve only its own resumption; its model is saved apart.
     directory = trial_directory(run_id=trial.run_id, number=trial.number)
-    return [directory / "checkpoints"]
+    return [directory / "checkpoints", directory / "best"]
 
 
 def _send(trial: SearchTrial) -> None:
@@ -98,11 +105,12 @@ SEARCH_TRIALS = JobKind(
 @dataclass(frozen=True)
 class SearchData:
     """What every trial of a run trains on: the base model's location on this worker, the training pairs,
-    the validation pairs and the export's policy (for the model card)."""
+    the export's test pairs (None: each trial holds out the same prompt-disjoint validation split, seeded by
+    ``validation_seed``) and the export's policy (for the model card)."""
 
     base_location: str
     train_rows: list[dict[str, Any]]
-    validation_rows: list[dict[str, Any]]
+    validation_rows: list[dict[str, Any]] | None
     policy: Any
 
 
@@ -115,7 +123,7 @@ def _search_data(run: TrainingRun) -> SearchData:
     return SearchData(
         _base_location(run),
         _export_rows(run.export, "train") or [],
-        _export_rows(run.export, "test") or [],
+        _export_rows(run.export, "test") or None,
         run.export.policy,
     )
 
@@ -157,10 +165,6 @@ def trial_record(trial: SearchTrial, metric: str) -> TrialRecord:
 
 def search_run(*, run: TrainingRun, attempt: int, data: SearchData) -> TrainingRun:
     """Coordinates the claimed search ``run`` (attempt ``attempt``) to its end; see the module docstring."""
-    if not data.validation_rows:
-        raise _RunFailed(
-            "a search ranks its trials on held-out pairs, and the export has none: use an export with a test split"
-        )
     search = SearchConfig.from_dict(run.search)
     deadline = search_deadline(run, search)
     worker = run.worker or "the run's worker"
@@ -262,7 +266,11 @@ def _finish(run: TrainingRun, attempt: int, search: SearchConfig, *, budget_spen
     told = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     why = "the time budget ran out" if budget_spent else "the trial budget is spent"
     if best_record is None:
-        return _fail(run, attempt, f"no trial of the search finished ({told or 'none started'}; {why})")
+        errors = [trial.error for trial in trials if trial.error]
+        first = f"; the first failed with: {errors[0]}" if errors else ""
+        return _fail(
+            run, attempt, f"no trial of the search finished ({told or 'none started'}; {why}){first}"
+        )
     best = next(trial for trial in trials if trial.number == best_record.number)
     result = TrainResult(**{**best.result, "history": [], "eval_history": []})
     for trial in trials:
@@ -270,7 +278,7 @@ def _finish(run: TrainingRun, attempt: int, search: SearchConfig, *, budget_spen
             shutil.rmtree(trial_directory(run_id=run.pk, number=trial.number) / "model", ignore_errors=True)
     note = (
         f"search finished ({why}): {told}; kept trial {best.number}, validation {search.metric} "
-        f"{best.value:.4f}, model at {_relative(result.artifact_dir)}"
+        f"{best.value:.4f}, model at {_relative(result.artifact_dir)}; {_selection_note(result)}"
     )
     report = {"search": {"best_trial": best.number, "metric": search.metric, "value": best.value, **counts}}
     return _succeed(run, attempt, result, note=note, report=report)

@@ -2,7 +2,8 @@
 
 ``save_reward_model`` writes ``config.json`` (with ``reward_mean``/``reward_std`` for normalisation,
 ``problem_type="regression"`` so ``pipeline("text-classification")`` returns raw rewards, and a ``palate``
-block with the training summary), ``model.safetensors``, the tokenizer (with the chat template the model was
+block with the encoding settings scoring needs and the calibrated ``temperature``: P(a preferred to b) is
+sigmoid((r_a - r_b) / temperature)), ``model.safetensors``, the tokenizer (with the chat template the model was
 trained on), ``README.md`` (a model card with the data, the export policy and the metrics) and
 ``palate_training.json`` (the whole summary, evaluation report included). LoRA adapters are merged first,
 so the directory loads without peft:
@@ -14,6 +15,8 @@ so the directory loads without peft:
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,12 @@ def save_reward_model(
     evaluation: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     policy: Any = None,
+    selection: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the model directory and return its path. ``data`` describes the training data (pair counts and
-    truncation reports); ``policy`` is the export policy the pairs came from (any JSON value)."""
+    """Write the model directory and return its path. ``data`` describes the training data (pair counts,
+    truncation reports, the validation split); ``policy`` is the export policy the pairs came from (any JSON
+    value); ``selection`` the step the weights come from; ``calibration`` the fitted temperature."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = reward_model.model
@@ -54,11 +60,14 @@ def save_reward_model(
         "data": data or {},
         "policy": policy,
         "evaluation": evaluation,
+        "selection": selection,
+        "calibration": _without_table(calibration),
     }
     model_config.palate = {
         "base_model": reward_model.base_model,
         "kind": reward_model.kind,
         **config.encoding(),
+        "temperature": (calibration or {}).get("temperature", 1.0),
         "accuracy": (evaluation or {}).get("accuracy"),
     }
     model.save_pretrained(output_dir)
@@ -66,6 +75,93 @@ def save_reward_model(
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
     (output_dir / "README.md").write_text(model_card(summary, reward_model))
     return output_dir
+
+
+def _write_replacing(path: Path, text: str) -> None:
+    """Writes a new file in place of ``path``: a hard link to another member's file stays as it was."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _link_tree(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def save_ensemble(
+    members: list[Path],
+    output_dir: str | Path,
+    *,
+    offsets: list[float],
+    evaluation: dict[str, Any],
+    calibration: dict[str, Any] | None,
+) -> Path:
+    """An ensemble's model directory from its members' (``save_reward_model``): the first member's files (hard
+    links where possible) with the others under ``members/member-i``. ``config.palate`` gains ``ensemble``
+    (the members' paths relative to the directory, the first "."; each member's offset; the combined score's
+    reward mean and std) and the combined score's ``temperature``; ``reward_mean``/``reward_std`` at the top
+    stay the first member's, which is what ``AutoModelForSequenceClassification`` loads from the directory."""
+    output_dir = Path(output_dir)
+    shutil.copytree(members[0], output_dir, copy_function=_link_tree)
+    paths = ["."]
+    for index, member in enumerate(members[1:], start=1):
+        relative = f"members/member-{index}"
+        shutil.copytree(member, output_dir / relative, copy_function=_link_tree)
+        paths.append(relative)
+    config_path = output_dir / "config.json"
+    model_config = json.loads(config_path.read_text())
+    model_config["palate"] = {
+        **model_config.get("palate", {}),
+        "temperature": (calibration or {}).get("temperature", 1.0),
+        "accuracy": evaluation.get("accuracy"),
+        "ensemble": {
+            "members": paths,
+            "offsets": offsets,
+            "reward_mean": evaluation.get("reward_mean"),
+            "reward_std": evaluation.get("reward_std"),
+        },
+    }
+    _write_replacing(config_path, json.dumps(model_config, indent=2))
+    summary = json.loads((output_dir / SUMMARY_FILE).read_text())
+    summary.update(
+        evaluation=evaluation,
+        calibration=_without_table(calibration),
+        member_evaluation=summary.get("evaluation"),
+    )
+    _write_replacing(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
+    card = (output_dir / "README.md").read_text()
+    ensemble = evaluation["ensemble"]
+    card += "\n".join(
+        [
+            "",
+            "## Ensemble",
+            "",
+            f"An ensemble of {ensemble['size']} members (seeds {', '.join(str(m['seed']) for m in ensemble['members'])}): "
+            "this directory's weights are the first member's (the pipeline above scores with it alone); the "
+            "others are under `members/`. Palate scores a response with the members' mean reward, each centred "
+            "by its `offset` in `config.palate.ensemble`, and gives their standard deviation as its uncertainty.",
+            "",
+            "| member | seed | accuracy | loss | step kept |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {index} | {m['seed']} | {_format(m['accuracy'])} | {_format(m['loss'])} | {m['best_step']} |"
+                for index, m in enumerate(ensemble["members"])
+            ),
+            f"| ensemble | | {_format(evaluation.get('accuracy'))} | {_format(evaluation.get('loss'))} | |",
+            "",
+        ]
+    )
+    _write_replacing(output_dir / "README.md", card)
+    return output_dir
+
+
+def _without_table(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
+    if calibration is None:
+        return None
+    return {key: value for key, value in calibration.items() if key != "calibration_after"}
 
 
 def _format(value: Any) -> str:
@@ -125,7 +221,37 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
         ]
     lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]
     lines += [f"| {name} | {_format(value)} |" for name, value in hyperparameters.items()]
-    lines += ["", "## Evaluation (held-out pairs)", ""]
+    lines += ["", "## Evaluation (validation pairs)", ""]
+    validation = data.get("validation") or {}
+    if validation.get("source") == "held_out":
+        lines += [
+            f"The export had no test split: {validation['prompts']} of the training prompts "
+            f"({_format(validation['share'])} of them, seed {validation['seed']}) were held out with their "
+            f"{validation['pairs']} pairs, and never trained on.",
+            "",
+        ]
+    selection = summary.get("selection") or {}
+    if selection.get("best_step") is not None:
+        kept = (
+            "the last step's model"
+            if selection["metric"] == "last"
+            else f"the model of step {selection['best_step']}, the best of {selection['evaluations']} "
+            f"evaluations by validation {selection['metric']}"
+        )
+        stopped = (
+            f"; training stopped early at step {selection['stopped_early_at']}"
+            if selection.get("stopped_early_at")
+            else ""
+        )
+        lines += [f"These weights are {kept}{stopped}.", ""]
+    calibration = summary.get("calibration") or {}
+    if calibration:
+        lines += [
+            f"Calibration: P(a preferred to b) = sigmoid((r_a - r_b) / {calibration['temperature']:.4f}) "
+            "(`config.palate.temperature`, fitted on the validation pairs); expected calibration error "
+            f"{_format(calibration['ece_before'])} before, {_format(calibration['ece_after'])} after.",
+            "",
+        ]
     if evaluation:
         lines += [
             "| metric | value |",

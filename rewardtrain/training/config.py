@@ -29,6 +29,7 @@ def _help(text: str, **checks: Any) -> dict[str, Any]:
 SCHEDULERS = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "bf16", "no")
 SHARED_PREFIX = ("auto", "on", "off")
+SELECTION_METRICS = ("loss", "accuracy", "last")
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,62 @@ class TrainConfig:
     )
     eval_steps: int = field(
         default=100,
-        metadata=_help("Evaluate on the held-out pairs every N steps; 0: only at the end.", ge=0, le=10**9),
+        metadata=_help(
+            "Evaluate on the validation pairs every N steps, and at the end of every epoch; 0: only at the end "
+            "of every epoch. Each evaluation is a candidate for the model kept (selection_metric).",
+            ge=0,
+            le=10**9,
+        ),
+    )
+    validation_share: float = field(
+        default=0.1,
+        metadata=_help(
+            "When the export has no test split: the share of the training prompts held out, with all their "
+            "pairs, as the validation split (at least one prompt).",
+            gt=0.0,
+            le=0.5,
+        ),
+    )
+    validation_seed: int = field(
+        default=0,
+        metadata=_help(
+            "Seed of the held-out validation split (apart from seed, so that the members of an ensemble and "
+            "the runs of a comparison share one split).",
+            ge=0,
+            le=2**32 - 1,
+        ),
+    )
+    selection_metric: str = field(
+        default="loss",
+        metadata=_help(
+            "Which evaluation's model is kept: the lowest validation loss, the highest validation accuracy, "
+            "or 'last' (the model of the last step, no selection).",
+            choices=SELECTION_METRICS,
+        ),
+    )
+    early_stopping_patience: int = field(
+        default=0,
+        metadata=_help(
+            "Stop when this many evaluations in a row did not improve on the best one; 0: never stop early.",
+            ge=0,
+            le=10**6,
+        ),
+    )
+    calibrate: bool = field(
+        default=True,
+        metadata=_help(
+            "Fit a temperature on the validation pairs so that the model's preference probabilities are "
+            "calibrated; scoring divides reward differences by it."
+        ),
+    )
+    ensemble_size: int = field(
+        default=1,
+        metadata=_help(
+            "Members trained with seeds seed, seed + 1, ... on the same split; scores are their mean and "
+            "their spread is the score's uncertainty.",
+            ge=1,
+            le=16,
+        ),
     )
     save_steps: int = field(
         default=100, metadata=_help("Write a resumable checkpoint every N steps; 0: never.", ge=0, le=10**9)
@@ -166,6 +222,9 @@ class TrainConfig:
             max_length = converted.get("max_length", known["max_length"].default)
             if min_prompt is not None and min_prompt >= max_length:
                 errors["min_prompt_tokens"] = f"must be < max_length ({max_length}), got {min_prompt}"
+            metric = converted.get("selection_metric", known["selection_metric"].default)
+            if converted.get("early_stopping_patience") and metric == "last":
+                errors["early_stopping_patience"] = "needs selection_metric loss or accuracy (not 'last')"
         if errors:
             first = next(iter(errors))
             raise ConfigError(first, errors[first], errors)

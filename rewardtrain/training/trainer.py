@@ -11,8 +11,23 @@ callables, and gets a JSON-serialisable result.
   random state, position in the data, history). ``train(..., resume_from=latest_checkpoint(output_dir))``
   continues a crashed or cancelled run exactly where it stopped; the batch order is a function of
   (seed, epoch), so the resumed run sees the same batches as an uninterrupted one;
-- at the end the held-out pairs are evaluated and the model is written to ``output_dir/model``
-  (see ``artifacts.save_reward_model``).
+- validation: ``eval_rows``, or when none are given a prompt-disjoint share of ``train_rows``
+  (``validation_share``, seeded by ``validation_seed``; ``data.hold_out_validation``), so every run has a
+  validation report. The pairs are evaluated every ``eval_steps`` steps and at the end of every epoch;
+- model selection: the weights of the best evaluation by ``selection_metric`` (lowest loss or highest
+  accuracy) are kept in ``output_dir/best`` (and, hard-linked, in every checkpoint, so a resumed run knows its
+  best); after ``early_stopping_patience`` evaluations without improvement the run stops; the model written
+  is the best one, and ``TrainResult.selection`` says which step it came from;
+- calibration (``calibrate``): a temperature fitted on the validation pairs (``calibration``), saved with
+  the model and used by scoring;
+- at the end the kept model's full validation report is computed and the model is written to
+  ``output_dir/model`` (see ``artifacts.save_reward_model``).
+
+For a hyperparameter search or an ensemble, ``train`` is the unit: it trains one model on given training and
+validation rows (or a split it makes) with given hyperparameters, reports each evaluation through
+``on_progress`` (``eval_loss``, ``eval_accuracy``; a pruner answers through ``should_stop``), and returns
+the kept model's validation report (``evaluation``), the step it came from (``selection``) and its directory
+(``artifact_dir``).
 
 A step is ``gradient_accumulation_steps`` micro-batches of ``batch_size`` pairs; the loss of a step is its
 pairs' weighted mean whatever the accumulation, so accumulating gives the gradient of the large batch.
@@ -28,10 +43,7 @@ up to float rounding. Rank 0 alone calls ``should_stop`` (its answer is sent to 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -42,21 +54,34 @@ import numpy as np
 import torch
 
 from rewardtrain.training.artifacts import save_reward_model
+from rewardtrain.training.calibration import calibration_report
+from rewardtrain.training.checkpoints import (
+    BEST_DIR,
+    latest_checkpoint,
+    load_best,
+    read_checkpoint_state,
+    restore_checkpoint,
+    save_best,
+    write_checkpoint,
+)
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.data import (
     PairDataset,
     build_pair_dataset,
+    hold_out_validation,
     length_grouped_batches,
     plan_pairs,
 )
+from rewardtrain.training.data.split import given_validation
 from rewardtrain.training.errors import CheckpointError, ConfigError, DataError
 from rewardtrain.training.evaluate import evaluate_scores
 from rewardtrain.training.loss import pair_losses
 from rewardtrain.training.model import RewardForward, RewardModel, load_reward_model, score_sequences
+from rewardtrain.training.selection import Selection
 
 ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
-CHECKPOINT_FORMAT = 1
-STATE_FILE = "trainer_state.json"
+# Checkpoint helpers, re-exported: callers find a run's checkpoints through the trainer.
+__all__ = ["BEST_DIR", "TrainResult", "latest_checkpoint", "read_checkpoint_state", "train"]
 # Fields that may change between a checkpoint and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"eval_steps", "save_steps", "save_total_limit", "eval_batch_size"})
 
@@ -75,18 +100,15 @@ class TrainResult:
     evaluation: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    # metric, best_step, best_value, best_epoch, evaluations, since_best, stopped_early_at
+    selection: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    # The kept model's rewards of each validation pair's chosen and rejected response, with the pairs' lengths,
+    # vote shares, margins and agreement (an ensemble combines the rewards and evaluates them with the rest).
+    validation_rewards: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint under ``output_dir/checkpoints``, or None."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return None
-    complete = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and p.name[5:].isdigit()]
-    return max(complete, key=lambda p: int(p.name[5:]), default=None)
 
 
 def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -160,12 +182,17 @@ class _Trainer:
             self.optimizer, _schedule(config, self.total_steps)
         )
         self.step = 0
+        self.epoch_ends = set(self.epoch_starts[1:])
+        self.selection = Selection(config.selection_metric, patience=config.early_stopping_patience)
+        # (step, chosen rewards, rejected rewards) of the best evaluation made by this process.
+        self.best_scores: tuple[int, np.ndarray, np.ndarray] | None = None
         self.checkpoint_dir: Path | None = None
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
         self.counters = {
             "train_seconds": 0.0,
             "train_cpu_seconds": 0.0,
+            "eval_seconds": 0.0,
             "pairs": 0,
             "sequences": 0,
             "real_tokens": 0,
@@ -224,16 +251,22 @@ class _Trainer:
             RewardForward(self.reward_model), device_ids=None, broadcast_buffers=False
         )
 
-    def stop_requested(self, should_stop: Callable[[], bool] | None) -> bool:
-        """Rank 0 asks ``should_stop``; every rank gets its answer, so all of them stop at the same step."""
-        stop = self.rank == 0 and should_stop is not None and bool(should_stop())
+    def stop_requested(self, should_stop: Callable[[], bool] | None) -> str | None:
+        """ "cancel" when ``should_stop`` says so, "early" when the patience is spent, else None. Rank 0 decides;
+        every rank gets its answer, so all of them stop at the same step."""
+        code = 0
+        if self.rank == 0:
+            if should_stop is not None and should_stop():
+                code = 1
+            elif self.selection.patience_spent:
+                code = 2
         if self.world_size > 1:
             import torch.distributed as dist
 
-            flag = torch.tensor([1 if stop else 0], device=self.reward_model.device)
+            flag = torch.tensor([code], device=self.reward_model.device)
             dist.broadcast(flag, src=0)
-            stop = bool(flag.item())
-        return stop
+            code = int(flag.item())
+        return {0: None, 1: "cancel", 2: "early"}[code]
 
     def run(self, on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> str:
         model = self.reward_model.model
@@ -245,7 +278,11 @@ class _Trainer:
                 step = self.epoch_starts[epoch] + index + 1
                 if step <= self.step:
                     continue  # done before the checkpoint this run resumed from
-                if self.stop_requested(should_stop):
+                stop = self.stop_requested(should_stop)
+                if stop == "early":
+                    self.selection.stopped_early_at = self.step
+                    return "completed"
+                if stop == "cancel":
                     if main:
                         self.save_checkpoint()
                     return "cancelled"
@@ -266,15 +303,10 @@ class _Trainer:
                 self.history.append(metrics)
                 if not main:
                     continue
-                if (
-                    self.eval_data is not None
-                    and self.config.eval_steps
-                    and step % self.config.eval_steps == 0
-                    and step < self.total_steps
-                ):
-                    report = self.evaluate(full=False)
-                    self.eval_history.append({"step": step, **report})
-                    metrics = {**metrics, **{f"eval_{k}": v for k, v in report.items()}}
+                eval_steps = self.config.eval_steps
+                if (eval_steps and step % eval_steps == 0) or step in self.epoch_ends:
+                    report = self.evaluate_step(step)
+                    metrics = {**metrics, **{f"eval_{k}": v for k, v in report.items() if k != "step"}}
                 if self.config.save_steps and step % self.config.save_steps == 0:
                     self.save_checkpoint()
                 if on_progress is not None:
@@ -380,7 +412,8 @@ class _Trainer:
 
     # --- evaluation ----------------------------------------------------------------------------------------
 
-    def evaluate(self, *, full: bool) -> dict[str, Any]:
+    def validation_rewards(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rewards of every validation pair's chosen and rejected response."""
         data = self.eval_data
         rewards = score_sequences(
             self.reward_model,
@@ -389,97 +422,102 @@ class _Trainer:
             shared_prefix=self.shared_prefix,
             chunk_overhead_tokens=self.config.chunk_overhead_tokens,
         )
+        return rewards[data.chosen], rewards[data.rejected]
+
+    def report(self, chosen: np.ndarray, rejected: np.ndarray) -> dict[str, Any]:
+        data = self.eval_data
         lengths = data.continuation_lengths
-        report = evaluate_scores(
-            rewards[data.chosen],
-            rewards[data.rejected],
-            vote_share=data.vote_share if data.has_vote_share else None,
+        return evaluate_scores(
+            chosen,
+            rejected,
+            vote_share=self.vote_shares(),
             agreement=data.agreement,
             margin=data.margin if self._use_margins(data) else None,
             chosen_length=lengths[data.chosen],
             rejected_length=lengths[data.rejected],
         )
-        if full:
-            return report
-        return {"accuracy": report["accuracy"], "loss": report["loss"]}
+
+    def validation_pairs(self, chosen: np.ndarray, rejected: np.ndarray) -> dict[str, Any]:
+        """The validation pairs' rewards with what ``report`` needs besides them, JSON-ready: an ensemble
+        evaluates its members' combined rewards with it."""
+        data = self.eval_data
+        lengths = data.continuation_lengths
+        shares = self.vote_shares()
+        return {
+            "chosen": chosen.tolist(),
+            "rejected": rejected.tolist(),
+            "chosen_length": lengths[data.chosen].tolist(),
+            "rejected_length": lengths[data.rejected].tolist(),
+            "vote_share": None if shares is None else [None if np.isnan(v) else float(v) for v in shares],
+            "margin": data.margin.tolist() if self._use_margins(data) else None,
+            "agreement": list(data.agreement),
+        }
+
+    def vote_shares(self) -> np.ndarray | None:
+        return self.eval_data.vote_share if self.eval_data.has_vote_share else None
+
+    def evaluate_step(self, step: int) -> dict[str, Any]:
+        """Evaluates the model of ``step``, records it, and keeps its weights when it is the best so far."""
+        started = time.perf_counter()
+        chosen, rejected = self.validation_rewards()
+        full = self.report(chosen, rejected)
+        report = {"step": step, "accuracy": full["accuracy"], "loss": full["loss"], "ece": full["ece"]}
+        self.eval_history.append(report)
+        if self.selection.consider(step, self.epoch_at(step), report):
+            self.best_scores = (step, chosen, rejected)
+            if self.selection.keeps_weights:
+                save_best(self.output_dir, self.reward_model.model)
+        self.counters["eval_seconds"] += time.perf_counter() - started
+        return report
+
+    def keep_best(self) -> tuple[np.ndarray, np.ndarray]:
+        """Puts the best evaluation's weights back into the model (unless they are the last step's) and returns
+        its validation rewards."""
+        best_step = self.selection.best_step
+        if self.selection.keeps_weights and best_step is not None and best_step != self.step:
+            load_best(self.output_dir, self.reward_model.model, self.reward_model.device)
+        if self.best_scores is not None and self.best_scores[0] == best_step:
+            return self.best_scores[1], self.best_scores[2]
+        return self.validation_rewards()
 
     # --- checkpoints -----------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        from safetensors.torch import save_model
-
-        root = self.output_dir / "checkpoints"
-        final = root / f"step-{self.step}"
-        partial = root / f".step-{self.step}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        save_model(self.reward_model.model, str(partial / "model.safetensors"))
-        torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), partial / "scheduler.pt")
-        random_state = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            random_state["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(random_state, partial / "random_state.pt")
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "config": self.config.to_dict(),
-            "history": self.history,
-            "eval_history": self.eval_history,
-            "counters": self.counters,
-        }
-        # The state file is written last: a checkpoint without it is incomplete and never resumed from.
-        (partial / STATE_FILE).write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        kept = sorted(
-            (p for p in root.glob("step-*") if p.name[5:].isdigit()),
-            key=lambda p: int(p.name[5:]),
-            reverse=True,
+        self.checkpoint_dir = write_checkpoint(
+            self.output_dir,
+            step=self.step,
+            model=self.reward_model.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state={
+                "total_steps": self.total_steps,
+                "config": self.config.to_dict(),
+                "history": self.history,
+                "eval_history": self.eval_history,
+                "counters": self.counters,
+                "selection": self.selection.to_dict(),
+            },
+            with_best=self.selection.keeps_weights and self.selection.best_step is not None,
+            keep=self.config.save_total_limit,
         )
-        for old in kept[self.config.save_total_limit :]:
-            shutil.rmtree(old, ignore_errors=True)
-        self.checkpoint_dir = final
-        return final
+        return self.checkpoint_dir
 
     def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_model
-
-        state = read_checkpoint_state(path)
-        if state.get("total_steps") != self.total_steps:
-            raise CheckpointError(
-                f"checkpoint {path} was written for {state.get('total_steps')} steps, this run has {self.total_steps}:"
-                " the training pairs differ"
-            )
-        load_model(
-            self.reward_model.model, str(path / "model.safetensors"), device=str(self.reward_model.device)
+        state = restore_checkpoint(
+            path,
+            self.output_dir,
+            model=self.reward_model.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            device=self.reward_model.device,
+            total_steps=self.total_steps,
         )
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        random_state = torch.load(path / "random_state.pt", weights_only=True)
-        torch.set_rng_state(random_state["torch"])
-        if "cuda" in random_state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(random_state["cuda"])
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.eval_history = list(state["eval_history"])
         self.counters = dict(state["counters"])
+        self.selection = Selection.from_dict(state["selection"], patience=self.config.early_stopping_patience)
         self.checkpoint_dir = path
-
-
-def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
-    """The ``trainer_state.json`` of a checkpoint; CheckpointError when it is missing or unreadable."""
-    path = Path(path)
-    try:
-        state = json.loads((path / STATE_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"no complete checkpoint at {path}: {error}") from error
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}"
-        )
-    return state
 
 
 def encode_rows(
@@ -501,13 +539,25 @@ def train(
     resume_from: str | Path | None = None,
     policy: Any = None,
 ) -> TrainResult:
-    """Train a reward model on preference rows (see ``data``) and evaluate it on ``eval_rows``.
+    """Train a reward model on preference rows (see ``data``), validate it on ``eval_rows`` (without them, on a
+    prompt-disjoint share of ``train_rows``: ``validation_share``) and keep its best evaluation's weights.
 
     Raises ConfigError, DataError, ModelLoadError or CheckpointError (all TrainingError) before the first step
-    when the run cannot start. ``policy`` (any JSON value) is written into the model card.
+    when the run cannot start (DataError also when there is no validation split to make: one prompt).
+    ``policy`` (any JSON value) is written into the model card.
     """
     if not isinstance(config, TrainConfig):
         config = TrainConfig.from_dict(dict(config))
+    train_rows = list(train_rows)
+    if not train_rows:
+        raise DataError(None, "there are no training pairs")
+    eval_rows = list(eval_rows) if eval_rows is not None else []
+    if eval_rows:
+        validation = given_validation(eval_rows)
+    else:
+        train_rows, eval_rows, validation = hold_out_validation(
+            train_rows, share=config.validation_share, seed=config.validation_seed
+        )
     output_dir = Path(output_dir)
     resume_path = Path(resume_from) if resume_from is not None else None
     if resume_path is not None:
@@ -540,20 +590,18 @@ def train(
         )
 
     train_data = encode_rows(train_rows, reward_model, config)
-    if len(train_data) == 0:
-        raise DataError(None, "there are no training pairs")
-    eval_data = encode_rows(eval_rows, reward_model, config) if eval_rows is not None else None
-    if eval_data is not None and len(eval_data) == 0:
-        eval_data = None
+    eval_data = encode_rows(eval_rows, reward_model, config)
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(config, reward_model, train_data, eval_data, output_dir)
     if resume_path is not None:
         trainer.load_checkpoint(resume_path)
 
     status = trainer.run(on_progress, should_stop)
-    data = {"train": train_data.report.to_dict()}
-    if eval_data is not None:
-        data["eval"] = eval_data.report.to_dict()
+    data = {
+        "train": train_data.report.to_dict(),
+        "eval": eval_data.report.to_dict(),
+        "validation": validation.to_dict(),
+    }
     counters = trainer.counters
     seconds = counters["train_seconds"]
     timing = {
@@ -561,6 +609,9 @@ def train(
         # CPU time of the whole process (every thread) during the steps: steadier than wall time on a
         # machine that other work shares.
         "train_cpu_seconds": counters["train_cpu_seconds"],
+        # Evaluations during training (scoring the validation pairs, keeping the best weights), apart from
+        # train_seconds, which pairs_per_second divides by.
+        "eval_seconds": counters["eval_seconds"],
         "pairs_per_second": counters["pairs"] / seconds if seconds else None,
         "tokens_per_second": counters["real_tokens"] / seconds if seconds else None,
         "padding_share": 1 - counters["real_tokens"] / counters["processed_tokens"]
@@ -580,14 +631,15 @@ def train(
         eval_history=trainer.eval_history,
         data=data,
         timing=timing,
+        selection=trainer.selection.to_dict(),
     )
     if status != "completed" or trainer.rank != 0:
         return result
-    if eval_data is not None:
-        result.evaluation = trainer.evaluate(full=True)
-        if on_progress is not None:
-            final = {"eval_accuracy": result.evaluation["accuracy"], "eval_loss": result.evaluation["loss"]}
-            on_progress(trainer.step, trainer.total_steps, result.epoch, final)
+    chosen, rejected = trainer.keep_best()
+    result.evaluation = trainer.report(chosen, rejected)
+    result.validation_rewards = trainer.validation_pairs(chosen, rejected)
+    if config.calibrate:
+        result.calibration = calibration_report(chosen, rejected, vote_share=trainer.vote_shares())
     artifact = save_reward_model(
         reward_model,
         output_dir / "model",
@@ -595,6 +647,8 @@ def train(
         evaluation=result.evaluation,
         data=data,
         policy=policy,
+        selection=result.selection,
+        calibration=result.calibration,
     )
     result.artifact_dir = str(artifact)
     return result

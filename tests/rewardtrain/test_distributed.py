@@ -65,12 +65,13 @@ def test_a_step_on_two_ranks_gives_the_weights_of_the_same_step_in_one_process(
         "center_rewards_coefficient": 0.01,
     }
     rows = marker_rows(17, seed=5, conversational=True, extra=True)
-    one = train(config, rows, None, output_dir=tmp_path / "one", device="cpu")
+    validation = marker_rows(3, seed=6, conversational=True)
+    one = train(config, rows, validation, output_dir=tmp_path / "one", device="cpu")
     progress = []
     two = train_in_processes(
         config,
         rows,
-        None,
+        validation,
         processes=2,
         output_dir=tmp_path / "two",
         device="cpu",

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from annotate.models import Membership
 from palate.celery import app
-from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.models import RewardModel, SearchTrial, TrainingRun
 from rewardtrain.services.runs import artifact_absolute
 from rewardtrain.services.search import trial_directory
 from tests.factories import MembershipFactory
@@ -52,7 +52,7 @@ def test_a_search_of_three_trials_runs_on_two_gpu_workers_and_keeps_the_best_tri
     two_gpu_workers, tiny_base_model
 ):
     project, _ = judged_project(60)
-    export = succeeded_export(project)
+    export = succeeded_export(project, split=1)  # no test split: the trials hold out one validation split
     client = APIClient()
     client.force_authenticate(MembershipFactory(project=project, role=Membership.Role.ENGINEER).user)
     response = client.post(
@@ -93,6 +93,14 @@ def test_a_search_of_three_trials_runs_on_two_gpu_workers_and_keeps_the_best_tri
     assert body["evaluation"]["search"]["best_trial"] == best["number"]
     assert body["evaluation"]["accuracy"] == best["validation"]["accuracy"] == best["value"]
     assert all(trial["intermediate"] and trial["intermediate"][0]["step"] == 2 for trial in trials)
+    validation = body["evaluation"]["data"]["validation"]
+    assert validation["source"] == "held_out" and validation["pairs"] > 0
+    splits = [
+        trial.result["data"]["validation"]
+        for trial in SearchTrial.objects.filter(run_id=run_id)
+        if trial.result
+    ]
+    assert splits and all(split == validation for split in splits)
 
     model = RewardModel.objects.get(run_id=run_id)
     assert model.is_active and model.metrics["accuracy"] == best["value"]

@@ -36,6 +36,7 @@ def run(tiny_decoder, output_dir, *, epochs: int, **options):
     result = train(
         {"base_model": tiny_decoder, **SETTINGS, "num_epochs": epochs},
         grouped_rows(),
+        marker_rows(4, seed=6),  # validation pairs of their own: every training pair trains
         output_dir=output_dir,
         device="cpu",
         on_progress=lambda step, total, epoch, metrics: progress.append(step),

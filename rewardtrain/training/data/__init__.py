@@ -26,7 +26,7 @@ responses compared pairwise) is stored, and per micro-batch scored, once.
 
 The package, one concern a module: ``rows`` (checking rows, no tokenizer), ``layout`` (the tokenizer's
 special tokens, chat templates, each pair's texts and ids), ``truncation`` (the policy above), ``dataset``
-(rows to a ``PairDataset``), ``batches`` (an epoch's micro-batches) and ``plans`` (chunking and padding a
+(rows to a ``PairDataset``), ``split`` (the validation split held out by prompt), ``batches`` (an epoch's micro-batches) and ``plans`` (chunking and padding a
 micro-batch for the forward passes). Only numpy: torch stays in ``model`` and ``trainer``. What this module
 exports is the API; the modules' own names are free to change.
 """
@@ -42,6 +42,7 @@ from rewardtrain.training.data.plans import (
     plan_pairs,
     plan_sequences,
 )
+from rewardtrain.training.data.split import ValidationSplit, hold_out_validation
 from rewardtrain.training.data.truncation import (
     TruncationReport,
     cut_prompt,
@@ -56,9 +57,11 @@ __all__ = [
     "SequenceLayout",
     "SequencePlan",
     "TruncationReport",
+    "ValidationSplit",
     "build_pair_dataset",
     "cut_prompt",
     "cut_response",
+    "hold_out_validation",
     "install_default_chat_template",
     "length_grouped_batches",
     "partition_lengths",

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('annotate', '0006_workspace_functions_v2'),
-        ('rewardtrain', '0003_base_reward_model'),
+        ('rewardtrain', '0004_response_score_uncertainty'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
