@@ -44,6 +44,11 @@ def test_a_search_run_is_refused_naming_each_bad_setting(listed_base_model):
     )
     assert response.status_code == 400 and "at most 480 s" in response.json()["error"]["message"]
 
+    response = client.post(
+        url, {**body, "mode": "search", "hyperparameters": {"ensemble_size": 3}}, format="json"
+    )
+    assert response.status_code == 400 and "single models" in response.json()["error"]["message"]
+
     response = client.post(url, {**body, "mode": "search", "search": {"trials": 3}}, format="json")
     assert response.status_code == 202, response.content
     created = response.json()
@@ -168,3 +173,23 @@ def test_the_training_form_starts_a_search_and_names_a_bad_search_setting(client
     response = client.post(url, {**form, "mode": "search", "search": '{"trials": 2}'})
     run = TrainingRun.objects.get()
     assert response.status_code == 302 and run.mode == "search" and run.search["trials"] == 2
+
+
+def test_the_command_refuses_bad_search_settings_naming_the_field(listed_base_model):
+    from django.core.management import CommandError, call_command
+
+    project, _ = judged_project(8)
+    export = succeeded_export(project)
+    arguments = [
+        project.slug,
+        "--export",
+        str(export.pk),
+        "--base-model",
+        listed_base_model,
+        "--allow-below-target",
+    ]
+    with pytest.raises(CommandError, match="--search is not JSON"):
+        call_command("train_reward_model", *arguments, "--search", "{trials")
+    with pytest.raises(CommandError, match=r"search\.trials: must be a whole number"):
+        call_command("train_reward_model", *arguments, "--search", '{"trials": 0}')
+    assert not TrainingRun.objects.exists()
