@@ -124,7 +124,14 @@ def search_run_with_trials(project, base_model: str, *, finished: bool = True):
             progress=1.0,
             evaluation={"accuracy": 0.83, "count": 40, "loss": 0.48, "ece": 0.06, "brier": 0.17,
                         "reward_mean": 0.2, "reward_std": 1.1, "search": {"best_trial": 0, "metric": "accuracy",
-                                                                         "value": 0.83}},
+                                                                         "value": 0.83},
+                        "calibration": [{"confidence": c, "accuracy": a, "count": n}
+                                        for c, a, n in ((0.55, 0.6, 12), (0.7, 0.74, 16), (0.9, 0.93, 12))],
+                        "length_bias": {"accuracy_when_chosen_shorter": 0.8, "count_chosen_shorter": 18,
+                                        "accuracy_when_chosen_longer": 0.86, "count_chosen_longer": 22,
+                                        "pearson": 0.08, "spearman": 0.05, "longer_scores_higher": 0.54},
+                        "histogram": {"edges": [-2.0, -1.0, 0.0, 1.0, 2.0], "chosen": [2, 6, 14, 18],
+                                      "rejected": [15, 14, 8, 3]}},
         )  # fmt: skip
     else:
         TrainingRun.objects.filter(pk=run.pk).update(
