@@ -351,6 +351,9 @@ def _trial_train(trial: SearchTrial, attempt: int, data: SearchData | None) -> N
     pruned: list[int] = []
     stopped: list[str] = []
 
+    interval = float(getattr(settings, "TRAINING_PROGRESS_SECONDS", 1.0))
+    written = [0.0]
+
     def on_progress(step: int, total: int, epoch: float, metrics: dict[str, Any]) -> None:
         fields: dict[str, Any] = {
             "step": step,
@@ -363,6 +366,9 @@ def _trial_train(trial: SearchTrial, attempt: int, data: SearchData | None) -> N
             fields["intermediate"] = intermediate
             if step < total and not pruned and _prunable(trial, search, intermediate):
                 pruned.append(step)
+        elif time.monotonic() - written[0] < interval and step < total:
+            return  # steps between evaluations are written at most every TRAINING_PROGRESS_SECONDS
+        written[0] = time.monotonic()
         owned.update(heartbeat_at=timezone.now(), **fields)
 
     def should_stop() -> bool:
