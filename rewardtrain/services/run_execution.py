@@ -389,7 +389,9 @@ def _selection_note(result: Any) -> str:
     ]
     if selection.get("metric") == "last":
         return f"{where}; kept the last step's model"
-    return f"{where}; kept the model of {', '.join(kept)} by validation {selection.get('metric')}"
+    if "members" in selection:
+        return f"{where}; kept the members' models of {', '.join(kept)} by validation {selection['metric']}"
+    return f"{where}; kept the model of {kept[0]} by validation {selection.get('metric')}"
 
 
 def _relative(path: str | Path) -> str:

@@ -43,7 +43,6 @@ up to float rounding. Rank 0 alone calls ``should_stop`` (its answer is sent to 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -77,6 +76,7 @@ from rewardtrain.training.errors import CheckpointError, ConfigError, DataError
 from rewardtrain.training.evaluate import evaluate_scores
 from rewardtrain.training.loss import pair_losses
 from rewardtrain.training.model import RewardForward, RewardModel, load_reward_model, score_sequences
+from rewardtrain.training.optim import adamw, learning_rate_schedule
 from rewardtrain.training.selection import Selection
 
 ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
@@ -111,22 +111,6 @@ class TrainResult:
         return asdict(self)
 
 
-def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    warmup = math.ceil(config.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if config.lr_scheduler == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        if config.lr_scheduler == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return max(0.0, 1.0 - progress)
-
-    return factor
-
-
 def process_group() -> tuple[int, int]:
     """(rank, world size) of the ``torch.distributed`` group this process trains in; (0, 1) outside one."""
     import torch.distributed as dist
@@ -134,25 +118,6 @@ def process_group() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            # Biases and normalisation weights are not decayed (the usual AdamW practice).
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    try:
-        # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop; Transformers'
-        # Trainer uses it by default too.
-        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
 class _Trainer:
@@ -177,9 +142,9 @@ class _Trainer:
         self.epochs = [self.epoch_steps(epoch) for epoch in range(config.num_epochs)]
         self.epoch_starts = np.cumsum([0] + [len(steps) for steps in self.epochs]).tolist()
         self.total_steps = self.epoch_starts[-1]
-        self.optimizer = _optimizer(reward_model.model, config)
+        self.optimizer = adamw(reward_model.model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _schedule(config, self.total_steps)
+            self.optimizer, learning_rate_schedule(config, self.total_steps)
         )
         self.step = 0
         self.epoch_ends = set(self.epoch_starts[1:])
