@@ -193,3 +193,30 @@ def test_the_command_refuses_bad_search_settings_naming_the_field(listed_base_mo
     with pytest.raises(CommandError, match=r"search\.trials: must be a whole number"):
         call_command("train_reward_model", *arguments, "--search", '{"trials": 0}')
     assert not TrainingRun.objects.exists()
+
+
+def test_a_redelivered_trial_task_leaves_a_trial_running_elsewhere_alone_and_a_cancel_stops_the_trials(
+    listed_base_model,
+):
+    from palate.jobs.services import worker_identity
+
+    project, _ = judged_project(8)
+    run = _running_search(project, succeeded_export(project), listed_base_model, {"trials": 4}, FAST)
+    running = SearchTrial.objects.create(
+        run=run, number=0, status=SearchTrial.Status.RUNNING, attempts=1, worker=worker_identity("gpu-1@host"),
+        heartbeat_at=timezone.now(), started_at=timezone.now(),
+    )  # fmt: skip
+    queued = SearchTrial.objects.create(run=run, number=1)
+    assert search_trial_execute(trial_id=running.pk, worker_name="gpu-2@host") is None
+    running.refresh_from_db()
+    assert (running.status, running.attempts) == (SearchTrial.Status.RUNNING, 1)
+
+    # The run is cancelled while its trials wait and train: the queued one ends at once, the running one is
+    # asked to stop; the run ends cancelled once it has.
+    TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    SearchTrial.objects.filter(pk=running.pk).update(status=SearchTrial.Status.CANCELLED)  # it stopped
+    run = training_run_execute(run_id=run.pk, worker_name="test", enqueue_retry=False)
+    assert run.status == TrainingRun.Status.CANCELLED and "its trials are stopped" in run.log
+    queued.refresh_from_db()
+    assert queued.status == SearchTrial.Status.CANCELLED and "cancelled with its search run" in queued.log
+    assert SearchTrial.objects.filter(run=run).count() == 2  # no trial was asked for after the cancel
