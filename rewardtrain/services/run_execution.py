@@ -169,6 +169,16 @@ def _export_rows(export: Export, split: str) -> list[dict[str, Any]] | None:
     return None
 
 
+def _stop_reason(run_id: int, attempt: int) -> str:
+    """Why this attempt must stop: "lost" (the run is no longer this attempt's), "cancel" (asked), or ""."""
+    state = (
+        TrainingRun.objects.filter(pk=run_id).values_list("status", "attempts", "cancel_requested").first()
+    )
+    if state is None or state[0] != TrainingRun.Status.RUNNING or state[1] != attempt:
+        return "lost"
+    return "cancel" if state[2] else ""
+
+
 class _RunFailed(Exception):
     """Ends an attempt with the run failed and this message (no retry)."""
 
@@ -290,6 +300,11 @@ def _train(
         raise _RunFailed(f"export v{export.version} has no training rows")
     # Without a test split, the trainer holds a share of the training prompts out (validation_share).
     eval_rows = _export_rows(export, "test")
+    if run.mode == TrainingRun.Mode.SEARCH:
+        from rewardtrain.services.search import SearchData, search_run
+
+        data = SearchData(hyperparameters["base_model"], train_rows, eval_rows or None, export.policy)
+        return search_run(run=run, attempt=attempt, data=data)
     output_dir = run_directory(run=run)
     resume_from = latest_checkpoint(output_dir)
     resumed_step = resume_step(output_dir, int(hyperparameters.get("ensemble_size", 1)))
@@ -311,18 +326,10 @@ def _train(
     stop_reason: list[str] = []
 
     def should_stop() -> bool:
-        state = (
-            TrainingRun.objects.filter(pk=run.pk)
-            .values_list("status", "attempts", "cancel_requested")
-            .first()
-        )
-        if state is None or state[0] != TrainingRun.Status.RUNNING or state[1] != attempt:
-            stop_reason.append("lost")
-            return True
-        if state[2]:
-            stop_reason.append("cancel")
-            return True
-        return False
+        reason = _stop_reason(run.pk, attempt)
+        if reason:
+            stop_reason.append(reason)
+        return bool(reason)
 
     arguments = {
         "output_dir": output_dir,
@@ -415,7 +422,11 @@ def _model_metrics(result: Any) -> dict[str, Any]:
     }
 
 
-def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
+def _succeed(
+    run: TrainingRun, attempt: int, result: Any, *, note: str = "", report: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Ends the run succeeded with ``result``'s model as a new reward model; ``report`` adds to its
+    evaluation (a search's summary)."""
     artifact = _relative(result.artifact_dir)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=run.project_id).first()
@@ -423,7 +434,7 @@ def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
             TrainingRun,
             job_id=run.pk,
             attempt=attempt,
-            note=f"finished {result.global_step} steps; model at {artifact}",
+            note=note or f"finished {result.global_step} steps; model at {artifact}",
             artifact_path=artifact,
             evaluation={
                 **(result.evaluation or {}),
@@ -431,6 +442,7 @@ def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
                 "timing": result.timing,
                 "selection": result.selection,
                 "temperature_scaling": result.calibration,
+                **(report or {}),
             },
             step=result.global_step,
             total_steps=result.total_steps,

@@ -26,8 +26,8 @@ def generate_worker(transactional_db, settings, llama_server):
         base_models=settings.TRAINING_BASE_MODELS,
     )
     with (
-        celery_worker(environment, queues="generate", name="generate@%h") as broker_url,
-        celery_worker(environment, queues="gpu", name="gpu@%h"),
+        celery_worker(environment, queues="generate", hostname="generate@%h") as broker_url,
+        celery_worker(environment, queues="gpu", hostname="gpu@%h"),
     ):
         yield broker_url
 
