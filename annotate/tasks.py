@@ -9,6 +9,7 @@ from annotate.services.agreement import agreement_snapshot_refresh
 from annotate.services.assignment import leases_expire_all
 from annotate.services.exports import export_run
 from annotate.services.imports import import_job_run
+from annotate.services.search_documents import search_documents_fill
 from annotate.services.selection import pair_priorities_projects_due, pair_priorities_refresh_once
 
 
@@ -53,3 +54,10 @@ def pair_priorities_refresh_due_task() -> None:
     judgments since its last one (or a stale one)."""
     for project_id in pair_priorities_projects_due():
         pair_priorities_refresh_task.delay_on_commit(project_id)
+
+
+@shared_task(name="annotate.search_documents_fill")
+def search_documents_fill_task(project_id: int | None = None) -> None:
+    """Queued after each import commits (that project), and run by beat for all projects: catches up on
+    imports whose task was never sent (Redis down) or was lost."""
+    search_documents_fill(project_id=project_id)

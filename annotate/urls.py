@@ -9,6 +9,7 @@ from annotate.views import (
     leaderboard,
     login,
     members,
+    pairs,
     project_settings,
     projects,
     quality,
@@ -65,6 +66,8 @@ urlpatterns = [
         name="project-leaderboard-public-link",
     ),
     path("leaderboard/public/<str:token>/", leaderboard.leaderboard_public, name="leaderboard-public"),
+    path("projects/<slug:slug>/pairs/", pairs.project_pairs, name="project-pairs"),
+    path("projects/<slug:slug>/pairs/<int:pair_id>/", pairs.project_pair, name="project-pair"),
     path("projects/<slug:slug>/quality/", quality.project_quality, name="project-quality"),
     path(
         "projects/<slug:slug>/quality/refresh/",

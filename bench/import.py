@@ -7,6 +7,8 @@ measured on this machine: 100,000 comparison tasks in 27-33 s, about 3,000-3,750
     .venv/bin/python bench/import.py                 # 10,000 and 100,000 pairs, three imports of each
     .venv/bin/python bench/import.py --sizes 1000 --repeats 1    # a quick look
 
+After each import the run times ``search_documents_fill`` on its rows (a task does it in production).
+
 Each size is imported ``--repeats`` times (3), each in a fresh process: the table shows the median run and
 the range of pairs/s, since this machine's speed drifts by a quarter from minute to minute.
 
@@ -68,6 +70,7 @@ def run_one(path: Path) -> dict:
     from annotate.models import Project
     from annotate.services.import_rows import ImportOptions
     from annotate.services.imports import items_import
+    from annotate.services.search_documents import search_documents_fill
 
     delete_projects("bench-")  # an earlier run's, left by a crash: every run starts from compact tables
     project = Project.objects.create(
@@ -83,6 +86,10 @@ def run_one(path: Path) -> dict:
         seconds = time.perf_counter() - started
         python_cpu, backend_after = time.process_time() - python_before, backend_cpu()
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # The search documents, built after the import by a task (here in this process, for its figures).
+        fill_backend_before, fill_started = backend_cpu(), time.perf_counter()
+        documents = search_documents_fill(project_id=project.pk)
+        fill_seconds, fill_backend_after = time.perf_counter() - fill_started, backend_cpu()
     finally:
         delete_projects("bench-")
     return {
@@ -95,6 +102,11 @@ def run_one(path: Path) -> dict:
         "postgres_cpu": None if backend_before is None else backend_after - backend_before,
         "peak_rss_mb": rss_after / 1024,
         "rss_growth_mb": (rss_after - rss_before) / 1024,
+        "documents": documents,
+        "fill_seconds": fill_seconds,
+        "fill_postgres_cpu": None
+        if fill_backend_before is None
+        else fill_backend_after - fill_backend_before,
     }
 
 
@@ -182,6 +194,12 @@ def main() -> None:
     )
     print("CPU s: the importing process's, and its PostgreSQL backend's when the server runs on this machine")
     print(f"Label Studio (measured on this machine): 100,000 tasks in 27-33 s = {low:,}-{high:,} pairs/s")
+    for row in rows:
+        fill_cpu = "-" if row["fill_postgres_cpu"] is None else f"{row['fill_postgres_cpu']:.2f}"
+        print(
+            f"Search documents of the {row['pairs']:,}-pair import (after it, a task): {row['documents']:,} "
+            f"built in {row['fill_seconds']:.2f} s, PostgreSQL CPU {fill_cpu} s"
+        )
     checked_by = ", ".join(sorted({row["foreign_keys"] for row in rows}))
     print(f"Foreign keys checked by: {checked_by} (see docs/importing.md)")
 

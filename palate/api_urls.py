@@ -10,4 +10,5 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file, so the page needs no inline script.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("rewardtrain.api.urls")),
+    path("", include("generation.api.urls")),
 ]

@@ -1,4 +1,5 @@
-"""The one Celery app. Queues: ``default`` (imports, exports, metrics) and ``gpu`` (training, scoring)."""
+"""The one Celery app. Queues: ``default`` (imports, exports, metrics), ``gpu`` (training, scoring) and
+``generate`` (generation jobs, which wait on model endpoints: docs/generation.md)."""
 
 from __future__ import annotations
 

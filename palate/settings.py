@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "annotate",
     "rewardtrain",
+    "generation",
     "accounts",
 ]
 
@@ -417,6 +418,8 @@ CELERY_TASK_ROUTES = {
     # Online scoring (the score and best-of-N API) may have a worker of its own: see SCORING_QUEUE below.
     "rewardtrain.tasks.reward_model_score_task": {"queue": os.environ.get("SCORING_QUEUE", "gpu")},
     "rewardtrain.tasks.*": {"queue": "gpu"},
+    # Generation jobs wait on model endpoints, not on a CPU or GPU: a queue and worker of their own.
+    "generation.*": {"queue": "generate"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -450,6 +453,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "leases-expire": {"task": "annotate.leases_expire_all", "schedule": 300.0},
     # Recomputes the quality dashboard's figures of projects whose judgments changed.
     "agreement-refresh-all": {"task": "annotate.agreement_refresh_all", "schedule": 300.0},
+    # Builds the data browser's search documents that no import's own task built (it was never sent).
+    "search-documents-fill": {"task": "annotate.search_documents_fill", "schedule": 300.0},
     # Re-ranks open pairs of "uncertain_systems" projects once enough new judgments arrived (or a few minutes passed).
     "pair-priorities-refresh-due": {"task": "annotate.pair_priorities_refresh_due", "schedule": 60.0},
     # Starts a retraining run for projects with enough new judgments and agreement on target.
@@ -509,6 +514,13 @@ MODEL_CACHE_DIR = Path(os.environ.get("MODEL_CACHE_DIR", VAR_DIR / "model-cache"
 MODEL_CACHE_MAX_BYTES = envint("MODEL_CACHE_MAX_BYTES", 20 * 1024**3)
 SCORING_BATCH_WINDOW_MS = envint("SCORING_BATCH_WINDOW_MS", 5)
 SCORING_BATCH_MAX_SEQUENCES = envint("SCORING_BATCH_MAX_SEQUENCES", 256)
+
+# Generation (docs/generation.md): samples per prompt and system, responses per job, a job's time limit on
+# the generate queue, and N for best-of-N sampling.
+GENERATION_MAX_SAMPLES = envint("GENERATION_MAX_SAMPLES", 32)
+GENERATION_MAX_REQUESTS = envint("GENERATION_MAX_REQUESTS", 200_000)
+GENERATION_JOB_TIME_LIMIT_SECONDS = envint("GENERATION_JOB_TIME_LIMIT_SECONDS", 24 * 3600)
+GENERATION_BEST_OF_N_MAX = envint("GENERATION_BEST_OF_N_MAX", 16)
 
 LOGGING = {
     "version": 1,

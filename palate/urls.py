@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("annotate.urls")),
     path("", include("accounts.urls")),
     path("", include("rewardtrain.urls")),
+    path("", include("generation.urls")),
 ]
 
 # Under /api/ these answer in the API's error shape (palate/errors.py).

@@ -23,6 +23,10 @@ class TrainingRun(Job):
         SCHEDULE = "schedule", "Periodic retraining"
         COMMAND = "command", "Command line"
 
+    class Mode(models.TextChoices):
+        TRAIN = "train", "Train once"
+        SEARCH = "search", "Hyperparameter search"
+
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="training_runs")
     export = models.ForeignKey(
         "annotate.Export", null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs",
@@ -39,6 +43,11 @@ class TrainingRun(Job):
         help_text="A reward model of the same project the run continues training from.",
     )  # fmt: skip
     hyperparameters = models.JSONField(default=dict)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.TRAIN)
+    search = models.JSONField(
+        default=dict, blank=True,
+        help_text="Search mode: the trials, time budget and space (rewardtrain.training.search.SearchConfig).",
+    )  # fmt: skip
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     time_limit_seconds = models.PositiveIntegerField(
         default=DEFAULT_TIME_LIMIT_SECONDS,
@@ -71,6 +80,7 @@ class TrainingRun(Job):
             models.CheckConstraint(
                 condition=Q(time_limit_seconds__gte=120), name="trainingrun_time_limit_sensible"
             ),
+            models.CheckConstraint(condition=Q(mode__in=["train", "search"]), name="trainingrun_mode_valid"),
             models.CheckConstraint(
                 condition=(Q(base_model="") & Q(base_reward_model__isnull=False))
                 | (~Q(base_model="") & Q(base_reward_model__isnull=True)),
@@ -87,6 +97,44 @@ class TrainingRun(Job):
         if self.base_reward_model_id is not None:
             return f"reward model v{self.base_reward_model.version}"
         return self.base_model
+
+
+class SearchTrial(Job):
+    """One trial of a search run: the run's hyperparameters with ``params`` in place of the searched ones,
+    trained and evaluated on the validation pairs. A job of ``palate.jobs`` (a gpu task any worker may take;
+    the search run's own worker takes queued ones too). ``pruned_at_step``: Optuna's median pruner stopped
+    it there; ``value``: the validation metric the search ranks by (its last evaluation's when pruned)."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="trials")
+    number = models.PositiveIntegerField()
+    params = models.JSONField(default=dict)
+    value = models.FloatField(null=True, blank=True)
+    intermediate = models.JSONField(
+        default=list, blank=True, help_text="Validation figures by step: [{step, accuracy, loss}]."
+    )
+    pruned_at_step = models.PositiveIntegerField(null=True, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    result = models.JSONField(
+        default=dict, blank=True, help_text="The trainer's result: evaluation, data, timing, model directory."
+    )
+    cancel_requested = models.BooleanField(default=False)
+    log = models.TextField(blank=True)
+
+    class Meta(Job.Meta):
+        ordering = ["run", "number"]
+        constraints = [
+            *Job.Meta.constraints,
+            models.UniqueConstraint(fields=["run", "number"], name="searchtrial_number_unique_in_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"trial {self.number} of run {self.run_id} · {self.status}"
+
+    @property
+    def outcome(self) -> str:
+        """For people: pruned, or the job's status."""
+        return "pruned" if self.pruned_at_step is not None else self.status
 
 
 class RewardModel(models.Model):

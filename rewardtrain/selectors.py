@@ -12,8 +12,9 @@ from numpy.typing import NDArray
 
 from annotate.models import Judgment, Pair
 from annotate.services.exports import export_split_pair_ids
-from rewardtrain.models import ResponseScore, RewardModel, TrainingRun
+from rewardtrain.models import ResponseScore, RewardModel, SearchTrial, TrainingRun
 from rewardtrain.stats import length_bias, majority_agreement, score_drift
+from rewardtrain.training.search import SearchConfig
 
 
 def reward_model_system_means(*, reward_model: RewardModel) -> list[dict[str, Any]]:
@@ -140,3 +141,72 @@ def pair_model_predictions(*, reward_model: RewardModel, pairs: list[Pair]) -> d
             prefers = "a" if score_a > score_b else "b" if score_b > score_a else "tie"
             predictions[pair.pk] = {"score_a": score_a, "score_b": score_b, "prefers": prefers}
     return predictions
+
+
+SEARCH_LABELS = {
+    "learning_rate": "Learning rate",
+    "num_epochs": "Epochs",
+    "warmup_ratio": "Warm-up",
+    "weight_decay": "Weight decay",
+    "center_rewards_coefficient": "Centring",
+    "lora_r": "LoRA rank",
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _trial_figure(trial: SearchTrial, key: str) -> float | None:
+    """The trial's final validation figure, or its latest evaluation's when it did not finish."""
+    final = ((trial.result or {}).get("evaluation") or {}).get(key)
+    if final is not None:
+        return final
+    figures = [entry[key] for entry in trial.intermediate if entry.get(key) is not None]
+    return figures[-1] if figures else None
+
+
+def training_run_trials(*, run: TrainingRun) -> dict[str, Any] | None:
+    """A search run's trials for its page: the searched dimensions (in the space's order), a row per trial
+    and the best complete one; None for a run that is not a search."""
+    if run.mode != TrainingRun.Mode.SEARCH:
+        return None
+    search = SearchConfig.from_dict(run.search)
+    dimensions = [
+        {"name": dimension.name, "label": SEARCH_LABELS[dimension.name], "log": dimension.log}
+        for dimension in search.dimensions(use_lora=bool(run.hyperparameters.get("use_lora")))
+    ]
+    trials = list(SearchTrial.objects.filter(run=run).order_by("number"))
+    best = (run.evaluation or {}).get("search", {}).get("best_trial")
+    rows = [
+        {
+            "number": trial.number,
+            "status": trial.status,
+            "outcome": trial.outcome,
+            "params": {dimension["name"]: trial.params.get(dimension["name"]) for dimension in dimensions},
+            "cells": [
+                {"label": dimension["label"], "shown": _shown(trial.params.get(dimension["name"]))}
+                for dimension in dimensions
+            ],
+            "accuracy": _trial_figure(trial, "accuracy"),
+            "loss": _trial_figure(trial, "loss"),
+            "step": trial.step,
+            "total_steps": trial.total_steps,
+            "pruned_at_step": trial.pruned_at_step,
+            "worker": trial.worker.split(" pid ")[0],
+            "error": trial.error,
+            "best": trial.number == best,
+        }
+        for trial in trials
+    ]
+    finished = sum(trial.is_finished for trial in trials)
+    return {
+        "search": search.to_dict(),
+        "dimensions": dimensions,
+        "trials": rows,
+        "finished": finished,
+        "percent": round(100 * finished / search.trials) if search.trials else 0,
+        "best": best,
+    }

@@ -21,6 +21,13 @@ def training_run_task(self, run_id: int) -> None:
     training_run_execute(run_id=run_id, worker_name=self.request.hostname or "worker")
 
 
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def search_trial_task(self, trial_id: int) -> None:
+    from rewardtrain.services.search import search_trial_execute
+
+    search_trial_execute(trial_id=trial_id, worker_name=self.request.hostname or "worker")
+
+
 @shared_task
 def training_retrain_due_task() -> None:
     training_retrain_due()

@@ -70,7 +70,7 @@ python manage.py seed_demo
 
 gunicorn palate.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - --log-level warning &
 pids+=($!)
-celery -A palate worker -Q default,gpu --concurrency 2 --loglevel WARNING &
+celery -A palate worker -Q default,gpu,generate --concurrency 2 --loglevel WARNING &
 pids+=($!)
 celery -A palate beat --loglevel WARNING &
 pids+=($!)

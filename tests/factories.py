@@ -6,6 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from annotate.models import Judgment, Membership, Pair, Project, Prompt, Response
+from generation.models import System
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -72,3 +73,22 @@ class JudgmentFactory(factory.django.DjangoModelFactory):
     pair = factory.SubFactory(PairFactory)
     annotator = factory.SubFactory(UserFactory)
     choice = "a"
+
+
+class SystemFactory(factory.django.DjangoModelFactory):
+    """A model endpoint; tests point ``base_url`` at their llama.cpp server (tests/generation/conftest.py)."""
+
+    class Meta:
+        model = System
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda number: f"system-{number}")
+    base_url = "http://127.0.0.1:9/v1"
+    model = "smollm2"
+    temperature = 0.7
+    top_p = 0.95
+    max_tokens = 12
+    seed = 1
+    max_concurrency = 2
+    timeout_seconds = 30.0
+    max_retries = 2

@@ -57,6 +57,8 @@ from annotate.services.adjudication import pair_adjudicate
 from annotate.services.api_tokens import api_token_create
 from annotate.services.demo import DEMO_PASSWORD, demo_seed, demo_votes_simulate
 from annotate.services.exports import export_create, export_run
+from generation.models import ModelAudit, System
+from generation.services.jobs import generation_job_create
 from rewardtrain.models import RewardModel, ScoringJob, TrainingRun
 from rewardtrain.services.run_artifacts import run_model_upload
 from rewardtrain.services.scoring import reward_model_score
@@ -120,6 +122,8 @@ WORLD: list[FuzzWorld] = []
 def _known_values(path: str, name: str) -> list:
     ids = WORLD[0].ids
     if name == "job_id":
+        if path.startswith("/api/generation-jobs/"):
+            return ids["generation_job"]
         return ids["scoring_job" if path.startswith("/api/scoring-jobs/") else "import_job"]
     if name == "token_id":
         return ids["user_token" if path.startswith("/api/auth/") else "api_token"]
@@ -183,7 +187,12 @@ def flatmap_body(context, body):
     content = _definition(context.operation).get("requestBody", {}).get("content", {})
     reference = content.get("application/json", {}).get("schema", {}).get("$ref", "")
     schemas = SCHEMA.raw_schema["components"]["schemas"].get(reference.rsplit("/", 1)[-1], {})
-    choices = {"assignment": WORLD[0].ids["assignment"], "username": ["alice"], "password": [DEMO_PASSWORD]}
+    choices = {
+        "assignment": WORLD[0].ids["assignment"],
+        "username": ["alice"],
+        "password": [DEMO_PASSWORD],
+        "system": WORLD[0].ids["system"],
+    }
     return _real(body, choices, schemas.get("properties", {}))
 
 
@@ -238,6 +247,13 @@ def _seed(reward_model_path: str) -> FuzzWorld:
         pair=flagged, annotator=users["annotator"], category="broken", created_at=timezone.now()
     )
     pair_adjudicate(pair=settled, label="a", note="fuzz", decided_by=users["lead"])
+    # A model endpoint nobody listens on (best-of-N sampling answers 503 at once), a queued generation job
+    # and an audit.
+    system = System.objects.create(
+        project=project, name="fuzz endpoint", base_url="http://127.0.0.1:9/v1", model="m", max_retries=0
+    )
+    generation_job = generation_job_create(project=project, systems=[system], samples=1)
+    audit = ModelAudit.objects.create(project=project, reward_model=model, system=system, n_values=[1, 2])
     api_token, world.api_secret = api_token_create(project=project, name="sampler", created_by=users["lead"])
     world.tokens = {identity: user_token_create(user=users[identity]) for identity in USERS}
     world.ids = {
@@ -254,6 +270,9 @@ def _seed(reward_model_path: str) -> FuzzWorld:
         "scoring_job": [scoring_job.pk],
         "import_job": [import_job.pk],
         "api_token": [api_token.pk],
+        "system": [system.pk],
+        "generation_job": [generation_job.pk],
+        "audit": [audit.pk],
         "user_token": [token.token_key for token, _ in world.tokens.values()],  # as they were made
     }
     return world

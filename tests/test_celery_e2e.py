@@ -8,6 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotate.models import ImportJob, Membership, Pair
+from annotate.selectors_pair_pages import pair_page
+from annotate.services.search_documents import search_documents_pending
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.waiting import wait_for
 
@@ -48,6 +50,12 @@ def test_a_large_upload_is_imported_by_a_celery_worker_with_progress(
     assert body["counts"]["pairs_created"] == 300 and body["progress"] == 1.0
     assert Pair.objects.filter(project=project).count() == 300
     assert ImportJob.objects.get(pk=job_id).stored_path == ""
+    # Once the import committed, the worker also builds its search documents (a task the import queued).
+    assert wait_for(lambda: search_documents_pending(project=project) == 0)
+    found = pair_page(project=project, filters={}, query="question 299").rows
+    assert [pair.pk for pair in found] == [
+        Pair.objects.get(project=project, prompt__content="Question 299?").pk
+    ]
 
 
 def test_a_bad_large_upload_fails_in_the_worker_and_writes_nothing(celery_worker_process, settings, tmp_path):

@@ -1,4 +1,4 @@
-"""HTML pages live in one place per app (``annotate/views/``, ``rewardtrain/views/``), and no page imports
+"""HTML pages live in one place per app (``annotate/views/``, ``rewardtrain/views/``, ``generation/views/``), and no page imports
 an API view: what a page shares with the API (a role check, a serializer) lives outside the API's views."""
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from rest_framework.views import APIView
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_MODULES = sorted(
-    [*(ROOT / "annotate" / "views").glob("*.py"), *(ROOT / "rewardtrain" / "views").glob("*.py")]
+    [
+        *(ROOT / "annotate" / "views").glob("*.py"),
+        *(ROOT / "rewardtrain" / "views").glob("*.py"),
+        *(ROOT / "generation" / "views").glob("*.py"),
+    ]
 )
 
 
@@ -48,7 +52,7 @@ def test_no_page_imports_an_api_view(path: Path):
     assert api_views == [], f"{path.relative_to(ROOT)} imports API views from {api_views}"
 
 
-@pytest.mark.parametrize("app", ["annotate", "rewardtrain"])
+@pytest.mark.parametrize("app", ["annotate", "rewardtrain", "generation"])
 def test_every_page_of_an_app_lives_in_its_views(app: str):
     for pattern in importlib.import_module(f"{app}.urls").urlpatterns:
         view = getattr(pattern.callback, "view_class", pattern.callback)

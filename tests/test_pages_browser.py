@@ -150,6 +150,7 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
     slug = stored.project.slug
     token = leaderboard_public_link_set(project=stored.project, enabled=True).leaderboard_public_token
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    first_pair = Pair.objects.filter(project=stored.project).order_by("pk").values_list("pk", flat=True)[0]
     charts = ", ".join(f"{chart} .main-svg" for chart in CHARTS)
     visits = [
         (
@@ -174,6 +175,9 @@ def test_every_page_works_under_the_policy_with_hostile_imported_text(browser, l
                 (f"/projects/{slug}/leaderboard/", charts),
                 (f"/projects/{slug}/leaderboard/?split_by=locale&{urlencode({'category': MARKUP})}", None),
                 (f"/projects/{slug}/quality/", "#chart-kappa .main-svg"),
+                (f"/projects/{slug}/pairs/", ".pair-table"),
+                (f"/projects/{slug}/pairs/?{urlencode({'q': MARKUP, 'system': MARKUP})}", None),
+                (f"/projects/{slug}/pairs/{first_pair}/", "table.votes"),
                 ("/projects/no-such-project/", None),
             ],
         ),
@@ -403,4 +407,60 @@ def test_a_run_under_way_draws_its_charts_in_their_boxes_and_its_attempt_keeps_u
     page.locator("#run-live").screenshot(path=ARTIFACTS / f"run-live-{width}.png")
     page.screenshot(path=ARTIFACTS / f"run-running-{width}.png", full_page=True)
     watch.check(page, "run under way")
+    context.close()
+
+
+def _trial_points(page: Page) -> int:
+    return page.evaluate(
+        "(document.getElementById('chart-trial-learning_rate').data || []).reduce((n, t) => n + t.x.length, 0)"
+    )
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_search_run_shows_its_trials_and_their_charts_in_their_boxes(
+    browser, live_server, stored, settings, width
+):
+    from rewardtrain.models import SearchTrial
+    from tests.rewardtrain.runs_data import search_run_with_trials
+
+    settings.TRAINING_BASE_MODELS = "tiny=/models/tiny"
+    run = search_run_with_trials(stored.project, "tiny", finished=False)
+    context, page, watch = _watched_page(browser, live_server, stored.engineer, width=width)
+    _visit(
+        page,
+        watch,
+        f"/projects/{stored.project.slug}/training/{run.pk}/",
+        "#chart-trial-learning_rate .main-svg",
+    )
+    assert _trial_points(page) == 4
+    page.evaluate("document.getElementById('chart-trial-learning_rate').dataset.kept = 'yes'")
+
+    # The running trial finishes with the best figure so far; the page polls every 2 s.
+    SearchTrial.objects.filter(run=run, number=3).update(
+        status=SearchTrial.Status.SUCCEEDED,
+        value=0.85,
+        result={"evaluation": {"accuracy": 0.85, "loss": 0.41}},
+    )
+    page.wait_for_selector(".trials-table tr:has-text('#3') .badge.succeeded")
+    charts = [
+        f"chart-trial-{name}" for name in ("learning_rate", "num_epochs", "warmup_ratio", "weight_decay")
+    ]
+    for chart in charts:
+        assert page.evaluate(DRAWN_INSIDE, chart), chart
+    assert page.evaluate("document.getElementById('chart-trial-learning_rate').dataset.kept") == "yes"
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.locator("#run-live").screenshot(path=ARTIFACTS / f"search-live-{width}.png")
+    page.screenshot(path=ARTIFACTS / f"search-running-{width}.png", full_page=True)
+    watch.check(page, "search under way")
+
+    finished = search_run_with_trials(stored.project, "tiny")
+    _visit(
+        page,
+        watch,
+        f"/projects/{stored.project.slug}/training/{finished.pk}/",
+        "#chart-trial-learning_rate .main-svg",
+    )
+    assert page.locator(".trials-table tr.best").count() == 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"search-finished-{width}.png", full_page=True)
     context.close()

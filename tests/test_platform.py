@@ -96,11 +96,17 @@ def test_every_api_operation_documents_its_errors_in_the_one_shape(tmp_path):
     ]
     from accounts.api.urls import urlpatterns as accounts_urlpatterns
     from annotate.api.urls import urlpatterns
+    from generation.api.urls import urlpatterns as generation_urlpatterns
     from rewardtrain.api.urls import urlpatterns as rewardtrain_urlpatterns
 
     implemented = sum(
         hasattr(pattern.callback.view_class, method)
-        for pattern in [*urlpatterns, *rewardtrain_urlpatterns, *accounts_urlpatterns]
+        for pattern in [
+            *urlpatterns,
+            *rewardtrain_urlpatterns,
+            *accounts_urlpatterns,
+            *generation_urlpatterns,
+        ]
         if pattern.name != "api-token"
         for method in ("get", "post", "patch", "put", "delete")
     )

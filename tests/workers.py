@@ -29,14 +29,19 @@ def worker_environment(*, media_root, artifact_root, base_models: str) -> dict[s
 
 
 @contextmanager
-def celery_worker(environment: dict[str, str], *, queues: str = "default,gpu") -> Iterator[str]:
+def celery_worker(
+    environment: dict[str, str], *, queues: str = "default,gpu", hostname: str | None = None
+) -> Iterator[str]:
     """A solo-pool worker on ``queues`` while the block runs; yields the broker URL. Stopped afterwards and
-    the broker database emptied."""
+    the broker database emptied. Several workers at once need a ``hostname`` each (a starting worker takes
+    over the jobs that ran under its own name)."""
     from palate.celery import app
 
+    named = ["--hostname", hostname] if hostname else []
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "palate", "worker", "-Q", queues, "--concurrency", "1",
-         "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+         "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
+         *named],
         env=environment, start_new_session=True,
     )  # fmt: skip
     time.sleep(1.5)

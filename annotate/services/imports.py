@@ -49,6 +49,7 @@ from annotate.services.import_rows import (
     work_within,
 )
 from annotate.services.import_storage import Answer, ChunkWriter, Storage
+from annotate.services.search_documents import search_documents_fill_request
 from palate.errors import ApplicationError
 from palate.jobs.services import JobKind, job_claim, job_enqueue, job_fail, job_finish, job_heartbeat
 from palate.storage import UPLOADS, store_reader, store_save
@@ -157,6 +158,9 @@ def items_import(
         if collecting:
             gc.enable()
     _statistics_refresh(result)
+    if result.prompts_created or result.responses_created:
+        # Their search documents are built once the import commits, off the import's time.
+        search_documents_fill_request(project_id=project.pk)
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from rewardtrain.models import RewardModel, TrainingRun
+from rewardtrain.models import RewardModel, SearchTrial, TrainingRun
 
 
 class TrainingRunCreateInput(serializers.Serializer):
@@ -36,11 +36,55 @@ class TrainingRunCreateInput(serializers.Serializer):
     time_limit_seconds = serializers.IntegerField(
         required=False, allow_null=True, help_text="Hard limit of one attempt."
     )
+    mode = serializers.ChoiceField(
+        choices=TrainingRun.Mode.choices,
+        required=False,
+        default=TrainingRun.Mode.TRAIN,
+        help_text="'train' (default) trains once; 'search' tries hyperparameters with Optuna and keeps the best "
+        "trial's model.",
+    )
+    search = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Search mode: {trials, parallel, time_budget_seconds, metric, seed, prune_after_trials, "
+        "prune_warmup_steps, space: {name: [low, high] | null}}; missing keys take defaults (docs/training.md).",
+    )
+
+
+class SearchTrialOutput(serializers.ModelSerializer):
+    validation = serializers.SerializerMethodField(
+        help_text="The trial's final validation accuracy and loss."
+    )
+
+    class Meta:
+        model = SearchTrial
+        fields = [
+            "number",
+            "status",
+            "outcome",
+            "params",
+            "value",
+            "validation",
+            "intermediate",
+            "pruned_at_step",
+            "step",
+            "total_steps",
+            "worker",
+            "attempts",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_validation(self, trial: SearchTrial) -> dict[str, float | None]:
+        evaluation = (trial.result or {}).get("evaluation") or {}
+        return {"accuracy": evaluation.get("accuracy"), "loss": evaluation.get("loss")}
 
 
 class TrainingRunOutput(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     reward_model = serializers.SerializerMethodField()
+    trials = SearchTrialOutput(many=True, read_only=True, help_text="Search mode: its trials, by number.")
 
     class Meta:
         model = TrainingRun
@@ -54,6 +98,9 @@ class TrainingRunOutput(serializers.ModelSerializer):
             "base_model",
             "base_reward_model",
             "hyperparameters",
+            "mode",
+            "search",
+            "trials",
             "step",
             "total_steps",
             "epoch",
@@ -90,7 +137,7 @@ class TrainingRunSummaryOutput(TrainingRunOutput):
         fields = [
             name
             for name in TrainingRunOutput.Meta.fields
-            if name not in {"metrics", "log", "traceback", "evaluation"}
+            if name not in {"metrics", "log", "traceback", "evaluation", "trials"}
         ]
 
 

@@ -30,7 +30,10 @@ CONFLICT = {409: OpenApiResponse(ERRORS[400].response, description="The run has 
 
 def _run_for_request(request, run_id: int) -> TrainingRun:
     run = (
-        TrainingRun.objects.select_related("project", "created_by", "reward_model").filter(pk=run_id).first()
+        TrainingRun.objects.select_related("project", "created_by", "reward_model")
+        .prefetch_related("trials")
+        .filter(pk=run_id)
+        .first()
     )
     if run is None or project_role(user=request.user, project=run.project) is None:
         raise NotFound("no such training run")
@@ -74,6 +77,8 @@ class ProjectTrainingRunsApi(APIView):
             created_by=request.user,
             allow_below_target=values["allow_below_target"],
             time_limit_seconds=values.get("time_limit_seconds"),
+            mode=values["mode"],
+            search=values.get("search"),
         )
         return Response(TrainingRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 

@@ -59,9 +59,15 @@ def run_model_key(run_id: int) -> str:
     return f"runs/{run_id}/{MODEL_FOLDER}"
 
 
-def _checkpoint_prefix(run_id: int, step: int, unit: str = "") -> str:
-    """``unit`` is "" for the run's own checkpoints, ``members/member-i/`` for an ensemble member's."""
-    return f"{run_prefix(run_id)}{unit}{CHECKPOINTS}/step-{step}/"
+def trial_prefix(run_id: int, number: int) -> str:
+    """A search trial's folder in the store: its checkpoints and model, as a run's."""
+    return f"{run_prefix(run_id)}trials/{number}/"
+
+
+def _checkpoint_prefix(root: str, step: int, unit: str = "") -> str:
+    """``root`` is a run's (or a trial's) folder; ``unit`` "" for its own checkpoints, ``members/member-i/``
+    for an ensemble member's."""
+    return f"{root}{unit}{CHECKPOINTS}/step-{step}/"
 
 
 def _step(name: str) -> int | None:
@@ -90,15 +96,15 @@ def _stored_steps(names: list[str]) -> dict[int, bool]:
     return steps
 
 
-def checkpoints_stored(*, run_id: int, unit: str = "") -> dict[int, bool]:
-    """The run's (or a member's) checkpoints in the store: {step: complete}."""
-    return _stored_steps(store_list(ARTIFACTS, f"{run_prefix(run_id)}{unit}{CHECKPOINTS}/"))
+def checkpoints_stored(*, run_id: int, unit: str = "", root: str = "") -> dict[int, bool]:
+    """The run's (or a member's, or under ``root``: a trial's) checkpoints in the store: {step: complete}."""
+    return _stored_steps(store_list(ARTIFACTS, f"{root or run_prefix(run_id)}{unit}{CHECKPOINTS}/"))
 
 
-def _members_stored(run_id: int) -> dict[int, list[str]]:
+def _members_stored(root: str) -> dict[int, list[str]]:
     """The ensemble members' stored files: {index: names relative to ``members/member-i/``}."""
     members: dict[int, list[str]] = {}
-    for name in store_list(ARTIFACTS, f"{run_prefix(run_id)}{MEMBERS}/"):
+    for name in store_list(ARTIFACTS, f"{root}{MEMBERS}/"):
         folder, _, rest = name.partition("/")
         if folder.startswith("member-") and folder[7:].isdigit():
             members.setdefault(int(folder[7:]), []).append(rest)
@@ -109,41 +115,39 @@ def _member_unit(index: int) -> str:
     return f"{MEMBERS}/member-{index}/"
 
 
-def _fetch_newest(run_id: int, steps: dict[int, bool], unit: str, folder: Path) -> Path | None:
+def _fetch_newest(root: str, steps: dict[int, bool], unit: str, folder: Path) -> Path | None:
     complete = [step for step, done in steps.items() if done]
     if not complete:
         return None
     step = max(complete)
     local = folder / CHECKPOINTS / f"step-{step}"
-    store_download_directory(ARTIFACTS, _checkpoint_prefix(run_id, step, unit), local)
+    store_download_directory(ARTIFACTS, _checkpoint_prefix(root, step, unit), local)
     return local
 
 
-def checkpoint_fetch(*, run_id: int, scratch: Path) -> Path | None:
-    """Downloads what an earlier attempt stored into ``scratch``: the run's newest complete checkpoint
-    (returned, or None when the store has none) and, for an ensemble, its finished members (model and
-    ``result.json``) and the newest complete checkpoint of the first unfinished one."""
-    for index, names in sorted(_members_stored(run_id).items()):
+def checkpoint_fetch(*, run_id: int, scratch: Path, root: str = "") -> Path | None:
+    """Downloads what an earlier attempt stored (under ``root``, the run's folder unless given) into
+    ``scratch``: the newest complete checkpoint (returned, or None when the store has none) and, for an
+    ensemble, its finished members (model and ``result.json``) and the newest complete checkpoint of the
+    first unfinished one."""
+    root = root or run_prefix(run_id)
+    for index, names in sorted(_members_stored(root).items()):
         unit, folder = _member_unit(index), scratch / _member_unit(index)
         if MEMBER_RESULT in names:
-            store_download_directory(
-                ARTIFACTS, f"{run_prefix(run_id)}{unit}{MODEL_FOLDER}/", folder / MODEL_FOLDER
-            )
-            (folder / MEMBER_RESULT).write_bytes(
-                store_read_bytes(ARTIFACTS, f"{run_prefix(run_id)}{unit}{MEMBER_RESULT}")
-            )
+            store_download_directory(ARTIFACTS, f"{root}{unit}{MODEL_FOLDER}/", folder / MODEL_FOLDER)
+            (folder / MEMBER_RESULT).write_bytes(store_read_bytes(ARTIFACTS, f"{root}{unit}{MEMBER_RESULT}"))
             continue
         checkpoints = [name[len(CHECKPOINTS) + 1 :] for name in names if name.startswith(f"{CHECKPOINTS}/")]
-        _fetch_newest(run_id, _stored_steps(checkpoints), unit, folder)
+        _fetch_newest(root, _stored_steps(checkpoints), unit, folder)
         break
-    return _fetch_newest(run_id, checkpoints_stored(run_id=run_id), "", scratch)
+    return _fetch_newest(root, checkpoints_stored(run_id=run_id, root=root), "", scratch)
 
 
-def checkpoint_key(*, run_id: int, scratch: Path, local: str | Path | None) -> str:
+def checkpoint_key(*, run_id: int, scratch: Path, local: str | Path | None, root: str = "") -> str:
     """The stored name of a checkpoint folder of the scratch folder (a member's too), or "none"."""
     if not local:
         return "none"
-    return f"{run_prefix(run_id)}{Path(local).relative_to(scratch).as_posix()}/"
+    return f"{root or run_prefix(run_id)}{Path(local).relative_to(scratch).as_posix()}/"
 
 
 class CheckpointMirror:
@@ -151,8 +155,8 @@ class CheckpointMirror:
     trainer wrote it, and each finished member (``sync``, called after every reported step and when
     training returns), and prunes the stored checkpoints the trainer pruned."""
 
-    def __init__(self, *, run_id: int, scratch: Path) -> None:
-        self.run_id, self.scratch = run_id, scratch
+    def __init__(self, *, run_id: int, scratch: Path, root: str = "") -> None:
+        self.run_id, self.scratch, self.root = run_id, scratch, root or run_prefix(run_id)
         # What is in the scratch folder now was fetched from the store: it is stored already.
         self.uploaded = {unit: max(_local_steps(scratch / unit), default=0) for unit in self._units()}
         self.finished = {unit for unit in self._units() if (scratch / unit / MEMBER_RESULT).is_file()}
@@ -174,25 +178,25 @@ class CheckpointMirror:
         if newest <= self.uploaded.get(unit, 0):
             return
         folder = self.scratch / unit / CHECKPOINTS / f"step-{newest}"
-        prefix = _checkpoint_prefix(self.run_id, newest, unit)
+        prefix = _checkpoint_prefix(self.root, newest, unit)
         store_upload_directory(ARTIFACTS, folder, prefix, last=STATE_FILE)
         self.uploaded[unit] = newest
-        for step in checkpoints_stored(run_id=self.run_id, unit=unit):
+        for step in checkpoints_stored(run_id=self.run_id, unit=unit, root=self.root):
             if step not in local:
-                store_delete(ARTIFACTS, _checkpoint_prefix(self.run_id, step, unit))
+                store_delete(ARTIFACTS, _checkpoint_prefix(self.root, step, unit))
 
     def _upload_member(self, unit: str) -> None:
-        folder, prefix = self.scratch / unit, f"{run_prefix(self.run_id)}{unit}"
+        folder, prefix = self.scratch / unit, f"{self.root}{unit}"
         store_delete(ARTIFACTS, f"{prefix}{MODEL_FOLDER}/")  # an earlier attempt's, cut short
         store_upload_directory(ARTIFACTS, folder / MODEL_FOLDER, f"{prefix}{MODEL_FOLDER}/")
         store_write_bytes(ARTIFACTS, f"{prefix}{MEMBER_RESULT}", (folder / MEMBER_RESULT).read_bytes())
         self.finished.add(unit)
 
 
-def run_model_upload(*, run_id: int, local: Path) -> tuple[str, str]:
-    """Uploads the run's model directory (an ensemble's with its members); returns its stored name and
-    content hash."""
-    key = run_model_key(run_id)
+def run_model_upload(*, run_id: int, local: Path, root: str = "") -> tuple[str, str]:
+    """Uploads the run's (or under ``root``, a trial's) model directory (an ensemble's with its members);
+    returns its stored name and content hash."""
+    key = f"{root}{MODEL_FOLDER}" if root else run_model_key(run_id)
     store_delete(ARTIFACTS, key + "/")  # an earlier attempt's, cut short
     digests = store_upload_directory(ARTIFACTS, local, key + "/")
     return key, content_hash(digests)
@@ -201,19 +205,20 @@ def run_model_upload(*, run_id: int, local: Path) -> tuple[str, str]:
 def run_temporary_files(*, run_id: int) -> list[tuple[str, str]]:
     """The run's stored files that an attempt left incomplete (its worker died while uploading them): its
     own and its members' checkpoints without their state file, and a member's model without its result."""
+    root = run_prefix(run_id)
     files = [
-        (ARTIFACTS, _checkpoint_prefix(run_id, step))
+        (ARTIFACTS, _checkpoint_prefix(root, step))
         for step, done in checkpoints_stored(run_id=run_id).items()
         if not done
     ]
-    for index, names in sorted(_members_stored(run_id).items()):
+    for index, names in sorted(_members_stored(root).items()):
         unit = _member_unit(index)
         checkpoints = [name[len(CHECKPOINTS) + 1 :] for name in names if name.startswith(f"{CHECKPOINTS}/")]
         files += [
-            (ARTIFACTS, _checkpoint_prefix(run_id, step, unit))
+            (ARTIFACTS, _checkpoint_prefix(root, step, unit))
             for step, done in _stored_steps(checkpoints).items()
             if not done
         ]
         if MEMBER_RESULT not in names and any(name.startswith(f"{MODEL_FOLDER}/") for name in names):
-            files.append((ARTIFACTS, f"{run_prefix(run_id)}{unit}{MODEL_FOLDER}/"))
+            files.append((ARTIFACTS, f"{root}{unit}{MODEL_FOLDER}/"))
     return files

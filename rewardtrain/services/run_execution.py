@@ -181,6 +181,16 @@ def _export_rows(export: Export, split: str) -> list[dict[str, Any]] | None:
     return None
 
 
+def _stop_reason(run_id: int, attempt: int) -> str:
+    """Why this attempt must stop: "lost" (the run is no longer this attempt's), "cancel" (asked), or ""."""
+    state = (
+        TrainingRun.objects.filter(pk=run_id).values_list("status", "attempts", "cancel_requested").first()
+    )
+    if state is None or state[0] != TrainingRun.Status.RUNNING or state[1] != attempt:
+        return "lost"
+    return "cancel" if state[2] else ""
+
+
 class _RunFailed(Exception):
     """Ends an attempt with the run failed and this message (no retry)."""
 
@@ -315,6 +325,11 @@ def _train_in(
         raise _RunFailed(f"export v{export.version} has no training rows")
     # Without a test split, the trainer holds a share of the training prompts out (validation_share).
     eval_rows = _export_rows(export, "test")
+    if run.mode == TrainingRun.Mode.SEARCH:
+        from rewardtrain.services.search import SearchData, search_run
+
+        data = SearchData(hyperparameters["base_model"], train_rows, eval_rows or None, export.policy)
+        return search_run(run=run, attempt=attempt, data=data)
     output_dir = scratch
     # What the attempt goes on from: the newest complete checkpoint (with the best weights so far), and an
     # ensemble's finished members' models.
@@ -344,18 +359,10 @@ def _train_in(
     stop_reason: list[str] = []
 
     def should_stop() -> bool:
-        state = (
-            TrainingRun.objects.filter(pk=run.pk)
-            .values_list("status", "attempts", "cancel_requested")
-            .first()
-        )
-        if state is None or state[0] != TrainingRun.Status.RUNNING or state[1] != attempt:
-            stop_reason.append("lost")
-            return True
-        if state[2]:
-            stop_reason.append("cancel")
-            return True
-        return False
+        reason = _stop_reason(run.pk, attempt)
+        if reason:
+            stop_reason.append(reason)
+        return bool(reason)
 
     arguments = {
         "output_dir": output_dir,
@@ -441,15 +448,26 @@ def _model_metrics(result: Any) -> dict[str, Any]:
     }
 
 
-def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
-    artifact, digest = run_model_upload(run_id=run.pk, local=Path(result.artifact_dir))
+def _succeed(
+    run: TrainingRun,
+    attempt: int,
+    result: Any,
+    *,
+    note: str = "",
+    report: dict[str, Any] | None = None,
+    stored: tuple[str, str] | None = None,
+) -> TrainingRun:
+    """Ends the run succeeded with ``result``'s model as a new reward model; ``report`` adds to its
+    evaluation (a search's summary). The model is uploaded from ``result.artifact_dir`` unless ``stored``
+    gives its stored name and content hash already (a search trial's)."""
+    artifact, digest = stored or run_model_upload(run_id=run.pk, local=Path(result.artifact_dir))
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=run.project_id).first()
         finished = job_finish(
             TrainingRun,
             job_id=run.pk,
             attempt=attempt,
-            note=f"finished {result.global_step} steps; model at {artifact}",
+            note=note or f"finished {result.global_step} steps; model at {artifact}",
             artifact_path=artifact,
             evaluation={
                 **(result.evaluation or {}),
@@ -457,6 +475,7 @@ def _succeed(run: TrainingRun, attempt: int, result: Any) -> TrainingRun:
                 "timing": result.timing,
                 "selection": result.selection,
                 "temperature_scaling": result.calibration,
+                **(report or {}),
             },
             step=result.global_step,
             total_steps=result.total_steps,

@@ -39,6 +39,7 @@ from rewardtrain.models import RetrainingSettings, RewardModel, TrainingRun
 from rewardtrain.services.run_artifacts import run_temporary_files
 from rewardtrain.training.config import TrainConfig
 from rewardtrain.training.errors import ConfigError
+from rewardtrain.training.search import SearchConfig
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,19 @@ SOFT_LIMIT_MARGIN_SECONDS = 60
 ACTIVE_STATUSES = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 
 
+def task_time_limits(seconds: int) -> dict[str, int]:
+    """A gpu task's hard limit and its soft one a minute earlier (a clean failure)."""
+    return {
+        "soft_time_limit": max(MIN_TIME_LIMIT_SECONDS // 2, seconds - SOFT_LIMIT_MARGIN_SECONDS),
+        "time_limit": seconds,
+    }
+
+
 def _send(run: TrainingRun) -> None:
     """Queues the run's task on the gpu queue with the run's time limits."""
     from rewardtrain.tasks import training_run_task
 
-    hard = run.time_limit_seconds
-    soft = max(MIN_TIME_LIMIT_SECONDS // 2, hard - SOFT_LIMIT_MARGIN_SECONDS)
-    training_run_task.apply_async(args=[run.pk], soft_time_limit=soft, time_limit=hard)
+    training_run_task.apply_async(args=[run.pk], **task_time_limits(run.time_limit_seconds))
 
 
 TRAINING_RUNS = JobKind(
@@ -113,6 +120,46 @@ def training_config_parse(*, hyperparameters: Any) -> dict[str, Any]:
         first = next(iter(fields))
         raise ApplicationError(f"{first}: {fields[first][0]}", fields=fields) from None
     return {key: value for key, value in config.to_dict().items() if key != "base_model"}
+
+
+def training_search_parse(
+    *, mode: Any, search: Any, time_limit_seconds: int, hyperparameters: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Validates the run's mode and, in search mode, its search settings (``SearchConfig``) and returns
+    them whole. The time budget must end before the attempt's soft time limit; a search's trials are single
+    models (no ensemble). Raises ApplicationError naming each bad field (``search.space.learning_rate``)."""
+    mode = mode or TrainingRun.Mode.TRAIN
+    if mode not in TrainingRun.Mode.values:
+        message = f"must be one of {', '.join(TrainingRun.Mode.values)}"
+        raise ApplicationError(f"mode: {message}", fields={"mode": [message]})
+    if mode == TrainingRun.Mode.TRAIN:
+        if search:
+            message = "search settings need mode 'search'"
+            raise ApplicationError(f"search: {message}", fields={"search": [message]})
+        return mode, {}
+    try:
+        parsed = SearchConfig.from_dict({} if search is None else search)
+    except ConfigError as error:
+        fields = {
+            f"search.{name}" if name != "search" else name: [message]
+            for name, message in error.errors.items()
+        }
+        first = next(iter(fields))
+        raise ApplicationError(f"{first}: {fields[first][0]}", fields=fields) from None
+    if hyperparameters.get("ensemble_size", 1) > 1:
+        message = "a search trains single models: set ensemble_size to 1"
+        raise ApplicationError(
+            f"hyperparameters.ensemble_size: {message}", fields={"hyperparameters.ensemble_size": [message]}
+        )
+    latest = time_limit_seconds - 2 * SOFT_LIMIT_MARGIN_SECONDS
+    if parsed.time_budget_seconds is not None and parsed.time_budget_seconds > latest:
+        message = (
+            f"must end before the time limit: at most {latest} s with time_limit_seconds {time_limit_seconds}"
+        )
+        raise ApplicationError(
+            f"search.time_budget_seconds: {message}", fields={"search.time_budget_seconds": [message]}
+        )
+    return mode, parsed.to_dict()
 
 
 def _base_for_run(
@@ -187,6 +234,8 @@ def training_run_create(
     time_limit_seconds: int | None = None,
     trigger: str = TrainingRun.Trigger.MANUAL,
     enqueue: bool = True,
+    mode: str = TrainingRun.Mode.TRAIN,
+    search: dict[str, Any] | None = None,
 ) -> TrainingRun:
     """Validates a run request and records a queued run; with ``enqueue`` the gpu task is queued once the
     row is committed.
@@ -195,7 +244,8 @@ def training_run_create(
     ``base_reward_model``, a reward model of this project. It trains on ``export`` (a succeeded preference
     export of this project) or, given ``policy`` instead, on an export the worker makes with that policy first. Refuses (400, the gate's reasons under
     ``allow_below_target``) when the project's latest agreement figures miss its quality targets, unless
-    ``allow_below_target``."""
+    ``allow_below_target``. In ``mode`` "search" the run tries the hyperparameters of ``search`` (trials,
+    time budget, space: ``rewardtrain.training.search``) and keeps the best trial's model."""
     base_model, base_reward_model = _base_for_run(
         project=project, base_model=base_model, base_reward_model=base_reward_model
     )
@@ -214,6 +264,9 @@ def training_run_create(
     ):
         message = f"must be whole seconds between {MIN_TIME_LIMIT_SECONDS} and {MAX_TIME_LIMIT_SECONDS}"
         raise ApplicationError(f"time_limit_seconds: {message}", fields={"time_limit_seconds": [message]})
+    mode, search = training_search_parse(
+        mode=mode, search=search, time_limit_seconds=time_limit_seconds, hyperparameters=hyperparameters
+    )
     log = ""
     gate = training_gate(project=project, export=chosen_export)
     if not gate["ok"] and not allow_below_target:
@@ -235,6 +288,8 @@ def training_run_create(
         base_model=base_model,
         base_reward_model=base_reward_model,
         hyperparameters=hyperparameters,
+        mode=mode,
+        search=search,
         created_by=created_by,
         trigger=trigger,
         time_limit_seconds=time_limit_seconds,
@@ -315,6 +370,8 @@ def _retrain_decision(retraining: RetrainingSettings) -> tuple[str, dict[str, An
         "base_model": last.base_model,
         "base_reward_model": last.base_reward_model_id,
         "hyperparameters": last.hyperparameters,
+        "mode": last.mode,
+        "search": last.search,
         "policy": policy,
         "time_limit_seconds": last.time_limit_seconds,
         "new": new,
@@ -337,6 +394,8 @@ def training_retrain_due(*, now: Any = None) -> list[TrainingRun]:
                     base_model=plan["base_model"],
                     base_reward_model=plan["base_reward_model"],
                     hyperparameters=plan["hyperparameters"],
+                    mode=plan["mode"],
+                    search=plan["search"],
                     policy=plan["policy"],
                     allow_below_target=True,  # the gate was checked, on fresh figures, just above
                     time_limit_seconds=plan["time_limit_seconds"],

@@ -25,6 +25,7 @@ from rewardtrain.selectors import (
     reward_model_has_scores,
     reward_model_length_bias,
     reward_model_previous,
+    training_run_trials,
 )
 from rewardtrain.services import runs as runs_service
 from rewardtrain.services.runs import (
@@ -36,6 +37,7 @@ from rewardtrain.services.runs import (
 )
 from rewardtrain.services.scoring import scoring_job_create
 from rewardtrain.training.config import TrainConfig
+from rewardtrain.training.search import SearchConfig
 
 TRAINING_ROLES = (Membership.Role.LEAD, Membership.Role.ENGINEER)
 HUB_CHOICE = "hub:"
@@ -209,6 +211,8 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
         "base": _base_value(last, list(installed)),
         "hub_model": last.base_model if last and last.base_model not in installed else "",
         "allow_below_target": False,
+        "mode": last.mode if last else TrainingRun.Mode.TRAIN,
+        "search": json.dumps(last.search if last and last.search else SearchConfig().to_dict(), indent=2),
     }
     errors: dict[str, str] = {}
     failure = ""
@@ -221,6 +225,8 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
             "base": data.get("base", ""),
             "hub_model": data.get("hub_model", "").strip(),
             "allow_below_target": "allow_below_target" in data,
+            "mode": data.get("mode", TrainingRun.Mode.TRAIN),
+            "search": data.get("search", ""),
         }
         values, errors = _hyperparameters_from_form(data)
         try:
@@ -241,9 +247,19 @@ def project_training(request: HttpRequest, slug: str) -> HttpResponse:
                     raise ApplicationError(
                         "export: choose an export", fields={"export": ["choose an export"]}
                     )
+            search = None
+            if form["mode"] == TrainingRun.Mode.SEARCH:
+                try:
+                    search = json.loads(form["search"] or "{}")
+                except json.JSONDecodeError as error:
+                    raise ApplicationError(
+                        f"search: not JSON ({error})", fields={"search": ["not JSON"]}
+                    ) from None
             run = training_run_create(
                 project=project,
                 hyperparameters=values,
+                mode=form["mode"],
+                search=search,
                 created_by=request.user,
                 allow_below_target=form["allow_below_target"],
                 **_base_from_form(form["base"], form["hub_model"]),
@@ -364,8 +380,10 @@ def project_training_run(request: HttpRequest, slug: str, run_id: int) -> HttpRe
             "project": project,
             "role": role,
             "run": run,
+            "trials": training_run_trials(run=run),
             "chart": _chart_data(run),
             "hyperparameters_json": json.dumps(run.hyperparameters, indent=2),
+            "search_json": json.dumps(run.search, indent=2),
             "policy_json": json.dumps(run.export.policy if run.export else run.policy, indent=2),
             "scoring": _scoring(model) if model is not None else None,
         },
@@ -375,11 +393,8 @@ def project_training_run(request: HttpRequest, slug: str, run_id: int) -> HttpRe
 @login_required
 def project_training_run_live(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project, _, run = _run_for_page(request, slug, run_id)
-    return render(
-        request,
-        "rewardtrain/_run_live.html",
-        {"project": project, "run": run, "chart": _chart_data(run), "poll": True},
-    )
+    context = {"project": project, "run": run, "trials": training_run_trials(run=run), "poll": True}
+    return render(request, "rewardtrain/_run_live.html", {**context, "chart": _chart_data(run)})
 
 
 @login_required

@@ -1,5 +1,6 @@
-// Training run page: live loss and accuracy charts (redrawn after each htmx poll of #run-live) and the
-// evaluation report (calibration, length bias, score histogram). Plotly comes from vendor/plotly.min.js.
+// Training run page: live loss and accuracy charts (redrawn after each htmx poll of #run-live), a search
+// run's trials against each hyperparameter, and the evaluation report (calibration, length bias, score
+// histogram). Plotly comes from vendor/plotly.min.js.
 (function () {
   "use strict";
   if (typeof Plotly === "undefined") return;
@@ -98,6 +99,50 @@
     }
   }
 
+  // A search run: each trial's validation figure against each searched hyperparameter, one small chart each.
+  const OUTCOMES = { succeeded: "complete", pruned: "pruned", cancelled: "stopped" };
+  // A log axis labelled at 1, 2 and 5 times the powers of ten the values span (Plotly labels every digit).
+  function logTicks(values) {
+    const low = Math.floor(Math.log10(Math.min.apply(null, values)));
+    const high = Math.ceil(Math.log10(Math.max.apply(null, values)));
+    const ticks = [];
+    for (let power = low; power <= high; power += 1) [1, 2, 5].forEach((digit) => ticks.push(digit * Math.pow(10, power)));
+    return { tickvals: ticks, ticktext: ticks.map((tick) => tick.toExponential(0).replace("e-", "e−")) };
+  }
+
+  function drawTrials() {
+    const data = read("run-trials");
+    if (!data) return;
+    const metric = data.search.metric;
+    const shown = data.trials.filter((trial) => typeof trial[metric] === "number");
+    data.dimensions.forEach((dimension) => {
+      const id = "chart-trial-" + dimension.name;
+      const node = document.getElementById(id);
+      if (!node) return;
+      const points = shown.filter((trial) => typeof trial.params[dimension.name] === "number");
+      if (!points.length) { empty(id, "Each trial shows here once it has been evaluated."); return; }
+      if (node.querySelector(".chart-empty")) node.replaceChildren();
+      const group = (test) => points.filter(test);
+      const trace = (trials, name, color, size, symbol) => ({
+        x: trials.map((trial) => trial.params[dimension.name]),
+        y: trials.map((trial) => trial[metric]),
+        text: trials.map((trial) => "trial #" + trial.number + " (" + (trial.best ? "kept" : OUTCOMES[trial.outcome] || trial.outcome) + ")"),
+        mode: "markers", type: "scatter", name: name,
+        marker: { color: color, size: size, symbol: symbol, line: { color: "#fff", width: 1 } },
+        hovertemplate: "%{text}<br>" + dimension.label + " %{x:.3g}: " + metric + " %{y:.3f}<extra></extra>",
+      });
+      const traces = [
+        trace(group((trial) => !trial.best && trial.outcome !== "pruned"), "trial", ACCENT, 9, "circle"),
+        trace(group((trial) => trial.outcome === "pruned"), "pruned", MUTED, 8, "x"),
+        trace(group((trial) => trial.best), "kept", GOOD, 13, "star"),
+      ].filter((item) => item.x.length);
+      const yaxis = metric === "accuracy" ? axis({ range: [0, 1.05], tickformat: ".0%" }) : axis({ rangemode: "tozero" });
+      const xaxis = axis({ type: dimension.log ? "log" : "linear", exponentformat: "e", title: { text: dimension.label.toLowerCase(), font: { color: MUTED } } });
+      if (dimension.log) Object.assign(xaxis, logTicks(points.map((trial) => trial.params[dimension.name])));
+      Plotly.react(node, traces, layout({ xaxis: xaxis, yaxis: yaxis }), LIVE_CONFIG);
+    });
+  }
+
   const initial = read("run-data");
   const wasFinished = initial && ["succeeded", "failed", "cancelled"].includes(initial.status);
   // After the poll's swap has settled (an outerHTML swap reports the replaced, detached element).
@@ -107,7 +152,9 @@
     // A run that just finished: reload once for its evaluation report and its buttons.
     if (!wasFinished && !live.hasAttribute("hx-get")) { window.location.reload(); return; }
     drawLive();
+    drawTrials();
   });
   drawLive();
+  drawTrials();
   drawEvaluation();
 })();

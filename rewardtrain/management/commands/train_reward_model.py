@@ -63,6 +63,11 @@ class Command(BaseCommand):
             help="train data-parallel in N processes started by torchrun, one GPU each (gloo on the CPU); "
             "default TRAINING_PROCESSES",
         )
+        parser.add_argument(
+            "--search",
+            help="a hyperparameter search instead of one training: its settings as a JSON object ('{}' for the "
+            "defaults; docs/training.md, Hyperparameter search); its trials train here and on any gpu worker",
+        )
         parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
 
     def handle(self, *args, **options):
@@ -83,6 +88,12 @@ class Command(BaseCommand):
                 policy = json.loads(options["policy"])
             except json.JSONDecodeError as error:
                 raise CommandError(f"--policy is not JSON: {error}") from None
+        search = None
+        if options["search"] is not None:
+            try:
+                search = json.loads(options["search"])
+            except json.JSONDecodeError as error:
+                raise CommandError(f"--search is not JSON: {error}") from None
         try:
             run = training_run_create(
                 project=project,
@@ -94,6 +105,8 @@ class Command(BaseCommand):
                 allow_below_target=options["allow_below_target"],
                 trigger=TrainingRun.Trigger.COMMAND,
                 enqueue=False,
+                mode=TrainingRun.Mode.SEARCH if search is not None else TrainingRun.Mode.TRAIN,
+                search=search,
             )
         except ApplicationError as error:
             details = "".join(

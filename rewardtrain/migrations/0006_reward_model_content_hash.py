@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rewardtrain', '0004_response_score_uncertainty'),
+        ('rewardtrain', '0005_search_trials'),
     ]
 
     operations = [
