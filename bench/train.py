@@ -31,8 +31,8 @@ included), and held-out accuracy. Every model is scored on the held-out pairs by
 (Palate's truncation policy fits the long ones into 256 tokens), "fits" only the pairs that fit untruncated,
 which both trainers saw in the same form.
 
-After the side-by-side rounds (unless ``--speed-only``), Palate trains once more in its default precision as
-an ensemble of 3 (``ensemble_size=3``, scored as Palate scores one: the members' offset-centred mean) and once
+After the side-by-side rounds (unless ``--speed-only``), Palate trains once more, in the rounds' first
+precision, as an ensemble of 3 (``ensemble_size=3``, scored as Palate scores one: the members' offset-centred mean) and once
 with dropout on (``disable_dropout=False``). The accuracy table gives, for every model, held-out accuracy,
 validation accuracy, the temperature and the expected calibration error before and after dividing by it, on
 the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
@@ -67,8 +67,8 @@ sys.path.insert(0, str(ROOT))
 
 # Palate runs made once each after the side-by-side rounds (label, hyperparameters besides the bench's).
 EXTRA_RUNS = (
-    ("Palate, ensemble of 3", {"ensemble_size": 3}),
-    ("Palate, dropout on", {"disable_dropout": False}),
+    ("ensemble of 3", {"ensemble_size": 3}),
+    ("dropout on", {"disable_dropout": False}),
 )
 
 SYSTEM_ORDER = ("aurora-large", "borealis-medium", "cirrus-small", "drizzle-mini")  # best first
@@ -297,7 +297,7 @@ def run_palate(
             "lr_scheduler": "linear",
             "seed": args.seed,
             "save_steps": 0,
-            "mixed_precision": {"bf16": "bf16", "fp32": "no"}.get(precision, "auto"),
+            "mixed_precision": "bf16" if precision == "bf16" else "no",
             **(overrides or {}),
         },
         train_rows,
@@ -406,8 +406,10 @@ def main() -> None:
                     runs.setdefault(result["trainer"], []).append(result)
                     _print_run(f"round {round_index + 1}", result)
         if not args.speed_only:
-            # Once each, in Palate's default precision: what the product gives with other settings.
-            for label, overrides in EXTRA_RUNS:
+            # Once each, in the first precision of the rounds, so that each differs from the rounds' Palate
+            # model in one setting only.
+            for setting, overrides in EXTRA_RUNS:
+                label = f"Palate, {precisions[0]}, {setting}"
                 work = Path(scratch) / label.replace(" ", "-").replace(",", "")
                 result = run_palate(
                     train_rows,
@@ -415,7 +417,7 @@ def main() -> None:
                     test_rows,
                     args,
                     work,
-                    "auto",
+                    precisions[0],
                     label=label,
                     overrides=overrides,
                 )
