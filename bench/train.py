@@ -317,7 +317,7 @@ def run_palate(
     calibration = result.calibration or {}
     report = result.data["train"]
     timing = result.timing
-    pairs = report["pairs"] * args.epochs * len(members)
+    pairs = timing["pairs_per_second"] * timing["train_seconds"]  # every member's, an early stop's fewer
     return {
         "trainer": label or f"Palate, {precision}",
         "tokens_trained": round(timing["tokens_per_second"] * timing["train_seconds"]),
