@@ -365,6 +365,12 @@ def main() -> None:
     parser.add_argument(
         "--speed-only", action="store_true", help="no ensemble or dropout run, the side-by-side rounds only"
     )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        choices=[setting for setting, _ in EXTRA_RUNS],
+        help="only this extra run (repeatable); with --repeats 0, no side-by-side rounds",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.model = minilm_directory()
@@ -409,6 +415,8 @@ def main() -> None:
             # Once each, in the first precision of the rounds, so that each differs from the rounds' Palate
             # model in one setting only.
             for setting, overrides in EXTRA_RUNS:
+                if args.extra and setting not in args.extra:
+                    continue
                 label = f"Palate, {precisions[0]}, {setting}"
                 work = Path(scratch) / label.replace(" ", "-").replace(",", "")
                 result = run_palate(
@@ -436,6 +444,8 @@ def main() -> None:
         palate_default = "bf16" if cpu_has_amx_bf16() else "fp32"
         comparisons.append(("defaults", f"Palate, {palate_default}", "TRL RewardTrainer, fp32"))
     for label, palate, reference in comparisons:
+        if palate not in runs:  # --repeats 0
+            continue
         wall = [
             p["pairs_per_second"] / t["pairs_per_second"]
             for p, t in zip(runs[palate], runs[reference], strict=True)
