@@ -38,7 +38,8 @@ validation accuracy, the temperature and the expected calibration error before a
 the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
 nor calibration saw). Pooling (the encoder's reward is its classification head on the first token) and the
 prompt/response layout are not trainer hyperparameters, so they are not compared here; nor is a
-hyperparameter search (not in main when this bench was written).
+hyperparameter search (search mode reached main after this bench was
+written).
 
     .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
     .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds
@@ -467,7 +468,7 @@ def main() -> None:
     print()
     print(_accuracy_table({**summary, **extras}))
     print(
-        "\nsearch: not in this bench (the search mode is not merged into main yet); "
+        "\nsearch: no row (search mode reached main after this bench was written); "
         "pooling and the prompt/response layout: not hyperparameters of the trainer, not compared"
     )
     if args.json:
