@@ -31,15 +31,15 @@ included), and held-out accuracy. Every model is scored on the held-out pairs by
 (Palate's truncation policy fits the long ones into 256 tokens), "fits" only the pairs that fit untruncated,
 which both trainers saw in the same form.
 
-After the side-by-side rounds (unless ``--speed-only``), Palate trains once more, in the rounds' first
-precision, as an ensemble of 3 (``ensemble_size=3``, scored as Palate scores one: the members' offset-centred mean) and once
-with dropout on (``disable_dropout=False``). The accuracy table gives, for every model, held-out accuracy,
+After the side-by-side rounds (unless ``--speed-only``; ``--extra`` picks them, ``--repeats 0`` skips the
+rounds), Palate trains once more in the rounds' first precision as an ensemble of 3 (``ensemble_size=3``,
+scored as Palate scores one: the members' offset-centred mean) and once with dropout on
+(``disable_dropout=False``). The accuracy table gives, for every model, held-out accuracy,
 validation accuracy, the temperature and the expected calibration error before and after dividing by it, on
 the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
 nor calibration saw). Pooling (the encoder's reward is its classification head on the first token) and the
 prompt/response layout are not trainer hyperparameters, so they are not compared here; nor is a
-hyperparameter search (search mode reached main after this bench was
-written).
+hyperparameter search (search mode reached main after this bench was written).
 
     .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
     .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds
