@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +76,7 @@ from rewardtrain.training.evaluate import evaluate_scores
 from rewardtrain.training.loss import pair_losses
 from rewardtrain.training.model import RewardForward, RewardModel, load_reward_model, score_sequences
 from rewardtrain.training.optim import adamw, learning_rate_schedule
+from rewardtrain.training.result import TrainResult, training_timing
 from rewardtrain.training.selection import Selection
 
 ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
@@ -84,31 +84,6 @@ ProgressCallback = Callable[[int, int, float, dict[str, Any]], None]
 __all__ = ["BEST_DIR", "TrainResult", "latest_checkpoint", "read_checkpoint_state", "train"]
 # Fields that may change between a checkpoint and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"eval_steps", "save_steps", "save_total_limit", "eval_batch_size"})
-
-
-@dataclass
-class TrainResult:
-    status: str  # "completed" or "cancelled"
-    global_step: int
-    total_steps: int
-    epoch: float
-    device: str
-    artifact_dir: str | None = None
-    checkpoint_dir: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    eval_history: list[dict[str, Any]] = field(default_factory=list)
-    evaluation: dict[str, Any] | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    timing: dict[str, Any] = field(default_factory=dict)
-    # metric, best_step, best_value, best_epoch, evaluations, since_best, stopped_early_at
-    selection: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] | None = None
-    # The kept model's rewards of each validation pair's chosen and rejected response, with the pairs' lengths,
-    # vote shares, margins and agreement (an ensemble combines the rewards and evaluates them with the rest).
-    validation_rewards: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def process_group() -> tuple[int, int]:
@@ -567,24 +542,7 @@ def train(
         "eval": eval_data.report.to_dict(),
         "validation": validation.to_dict(),
     }
-    counters = trainer.counters
-    seconds = counters["train_seconds"]
-    timing = {
-        "train_seconds": seconds,
-        # CPU time of the whole process (every thread) during the steps: steadier than wall time on a
-        # machine that other work shares.
-        "train_cpu_seconds": counters["train_cpu_seconds"],
-        # Evaluations during training (scoring the validation pairs, keeping the best weights), apart from
-        # train_seconds, which pairs_per_second divides by.
-        "eval_seconds": counters["eval_seconds"],
-        "pairs_per_second": counters["pairs"] / seconds if seconds else None,
-        "tokens_per_second": counters["real_tokens"] / seconds if seconds else None,
-        "padding_share": 1 - counters["real_tokens"] / counters["processed_tokens"]
-        if counters["processed_tokens"]
-        else None,
-        "sequences_per_pair": counters["sequences"] / counters["pairs"] if counters["pairs"] else None,
-        "shared_prefix": trainer.shared_prefix,
-    }
+    timing = training_timing(trainer.counters, shared_prefix=trainer.shared_prefix)
     result = TrainResult(
         status=status,
         global_step=trainer.step,
