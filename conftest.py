@@ -59,6 +59,19 @@ def terminal_summary(pytestconfig) -> list[str]:
     return pytestconfig.stash.setdefault(_SUMMARY, [])
 
 
+def pytest_sessionfinish(session):
+    # Under pytest-xdist a worker's lines go to the controller, which prints the summary.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["palate_summary"] = session.config.stash.get(_SUMMARY, [])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    node.config.stash.setdefault(_SUMMARY, []).extend(
+        getattr(node, "workeroutput", {}).get("palate_summary", [])
+    )
+
+
 def pytest_terminal_summary(terminalreporter, config):
     for line in config.stash.get(_SUMMARY, []):
         terminalreporter.write_line(line)
