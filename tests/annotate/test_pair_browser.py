@@ -334,12 +334,22 @@ def test_the_list_costs_the_same_few_queries_for_a_full_page(browsed, django_ass
     url = reverse("project-pairs", args=["browsed"])
     client.get(url)  # the session and the cached suggestions, once
     queries = ({}, {"q": "filler or sorting", "annotator": "ann", "contested": "no"})
+
+    def counted(captured) -> int:
+        # The walk reads one window of ids more each time the ids double (the project's ids are not
+        # contiguous when other tests' rows came in between): those are left out of the count.
+        return sum('"annotate_pair"."id" BETWEEN' not in query["sql"] for query in captured.captured_queries)
+
     few = []
     for query in queries:
         with CaptureQueriesContext(connection) as captured:
             client.get(url, query)
-        few.append(len(captured))
+        few.append(counted(captured))
     prompt = PromptFactory(project=browsed.project, content="filler")
+    with connection.cursor() as cursor:  # other projects' pairs came in between: a gap in this one's ids
+        cursor.execute("SELECT pg_get_serial_sequence('annotate_pair', 'id')")
+        sequence = cursor.fetchone()[0]
+        cursor.execute("SELECT setval(%s::regclass, nextval(%s::regclass) + 10000)", [sequence, sequence])
     for index in range(60):
         pair = PairFactory(prompt=prompt, external_id=f"more-{index}")
         for who in ("ann", "ben"):
@@ -347,8 +357,11 @@ def test_the_list_costs_the_same_few_queries_for_a_full_page(browsed, django_ass
     project_pair_counters_rebuild(project=browsed.project)
     search_documents_fill(project_id=browsed.project.pk)
     for query, count in zip(queries, few, strict=True):
-        with django_assert_max_num_queries(min(count, 14)):
+        with CaptureQueriesContext(connection) as captured:
             response = client.get(url, query)
+        assert counted(captured) <= min(count, 14), [
+            query["sql"][:200] for query in captured.captured_queries
+        ]
         assert len(response.context["page"].rows) == 50
     with django_assert_max_num_queries(6):
         client.get(reverse("project-pair", args=["browsed", browsed.pairs["majority"].pk]))
