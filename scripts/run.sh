@@ -43,9 +43,9 @@ stop() {
     kill -TERM "${pids[@]}" 2>/dev/null || true
     # Celery's warm shutdown waits for the tasks under way (a training run: up to its time limit); Ctrl-C's
     # SIGINT reaches the pool's processes too, a SIGTERM from a service manager or docker stop does not. So
-    # a cold shutdown (SIGQUIT) follows after 5 s, and SIGKILL (with the pool's processes) 2 s later. A task
+    # a cold shutdown (SIGQUIT) follows after 3 s, and SIGKILL (with the pool's processes) 2 s later. A task
     # cut short is handled as after any lost worker (acks_late, the jobs' reaper).
-    signal_after 50 QUIT
+    signal_after 30 QUIT
     signal_after 20 KILL
     wait "${pids[@]}" 2>/dev/null || true
   fi

@@ -144,7 +144,7 @@ def test_the_first_hour_as_written_ends_with_a_scored_model(
         f"First hour: the demo's first training run took {(run.finished_at - run.started_at).total_seconds():.0f} s"
         " on the worker (this run's machine, shared with the other tests)"
     )
-    assert "Evaluation on the held-out pairs" in page.inner_text("main")
+    assert "Evaluation on the validation pairs" in page.inner_text("main")
     page.screenshot(path=SHOTS / "4-engineer-run.png", full_page=True)
 
     # 5. Engineer: score with the model.
