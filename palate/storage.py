@@ -20,6 +20,8 @@ import hashlib
 import io
 import logging
 import shutil
+import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -68,6 +70,20 @@ def _s3(storage: Storage) -> bool:
     except ImportError:  # django-storages is optional where every store is local
         return False
     return isinstance(storage, S3Storage)
+
+
+_clients: weakref.WeakKeyDictionary[Storage, Any] = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
+def _client(storage: Any) -> Any:
+    """The S3 storage's botocore client, one for every thread: clients are thread-safe, while the storage's
+    ``connection`` is a boto3 resource made (botocore's models loaded again) for each thread that asks, and
+    an export writes from a new thread each time."""
+    with _clients_lock:
+        if storage not in _clients:
+            _clients[storage] = storage.connection.meta.client
+        return _clients[storage]
 
 
 def _key(storage: Any, name: str) -> str:
@@ -124,7 +140,7 @@ class _MultipartUpload(io.RawIOBase):
         from botocore.exceptions import BotoCoreError, ClientError
 
         self.failures = (BotoCoreError, ClientError)
-        self.client = storage.connection.meta.client
+        self.client = _client(storage)
         self.bucket, self.key = storage.bucket_name, _key(storage, name)
         self.part = bytearray(PART_BYTES)
         self.filled = 0
@@ -329,7 +345,7 @@ def store_stream(alias: str, name: str) -> IO[bytes]:
     closes it. Raises FileNotFoundError when there is no such file."""
     storage = store(alias)
     if _s3(storage):
-        client = storage.connection.meta.client
+        client = _client(storage)
         try:
             body = client.get_object(Bucket=storage.bucket_name, Key=_key(storage, name))
         except client.exceptions.NoSuchKey:
@@ -381,7 +397,7 @@ def store_list(alias: str, prefix: str) -> list[str]:
     prefix = prefix.rstrip("/") + "/"
     if _s3(storage):
         root = _key(storage, prefix)
-        paginator = storage.connection.meta.client.get_paginator("list_objects_v2")
+        paginator = _client(storage).get_paginator("list_objects_v2")
         names = [
             item["Key"][len(root) :]
             for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=root)
@@ -510,7 +526,7 @@ def store_upload_url(alias: str, name: str) -> str | None:
     storage = _signing(alias)
     if storage is None:
         return None
-    return storage.connection.meta.client.generate_presigned_url(
+    return _client(storage).generate_presigned_url(
         "put_object",
         Params={"Bucket": storage.bucket_name, "Key": _key(storage, name)},
         ExpiresIn=link_seconds(),
