@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -322,7 +323,6 @@ def _object_store(env: dict) -> Iterator[tuple[dict, object]]:
     from tests.object_store import CREDENTIALS, REGION, moto_server
 
     with moto_server() as store:
-        _server_priority(store.pid)
         bucket = store.bucket("palate-bench-export")
         yield (
             {
@@ -334,19 +334,6 @@ def _object_store(env: dict) -> Iterator[tuple[dict, object]]:
             },
             store,
         )
-
-
-def _server_priority(pid: int) -> None:
-    """Runs the store at PostgreSQL's priority, as the other server the export talks to, when this
-    benchmark is niced: a niced store is starved by the machine's other work while PostgreSQL is not, which
-    charges the object store's runs for the machine's load. Without the right to raise a priority, leaves it."""
-    try:
-        postmaster = subprocess.run(
-            ["pgrep", "-o", "-x", "postgres"], capture_output=True, text=True, check=True
-        ).stdout.split()[0]
-        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, int(postmaster)))
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        pass
 
 
 def _median(values: list[float]) -> float:
@@ -375,6 +362,12 @@ def _compare_stores(size: int, rows: list[tuple[str, dict]]) -> None:
         f"the store server's CPU is {server_share:.0%} of an object store run's time; Palate's CPU (exporter "
         f"and its PostgreSQL backend) local / object store per round {', '.join(f'{r:.2f}' for r in palate)}"
     )
+
+
+def _empty_bucket(server: Any, bucket: str) -> None:
+    client = server.client()
+    for key in server.keys(bucket):
+        client.delete_object(Bucket=bucket, Key=key)
 
 
 def child(mode: str, size: int, env: dict) -> dict:
@@ -444,6 +437,8 @@ def main() -> None:
                     service["store_cpu"] = server.cpu_seconds() - store_cpu if store == "s3" else 0.0
                     print(f"  service ({store}): {service['seconds']:.2f} s", flush=True)
                     shutil.rmtree(artifacts / "exports", ignore_errors=True)
+                    if store == "s3":  # each round starts from an empty store, as each local one does
+                        _empty_bucket(server, s3_env["STORAGE_S3_BUCKET"])
                     results.append((size, f"service ({store})" if len(stores) > 1 else "service", service))
             naive = child("naive", size, env) if size <= arguments.baseline_max else None
             if naive:
