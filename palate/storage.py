@@ -77,9 +77,9 @@ _clients_lock = threading.Lock()
 
 
 def _client(storage: Any) -> Any:
-    """The S3 storage's botocore client, one for every thread: clients are thread-safe, while the storage's
-    ``connection`` is a boto3 resource made (botocore's models loaded again) for each thread that asks, and
-    an export writes from a new thread each time."""
+    """The S3 storage's botocore client, one per storage shared by every thread (clients are thread-safe):
+    the storage's ``connection`` is a boto3 resource made, botocore's models loaded again, for each thread
+    that asks, and an export writes from a new thread each time."""
     with _clients_lock:
         if storage not in _clients:
             _clients[storage] = storage.connection.meta.client
