@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,6 +59,22 @@ def _cpu_seconds() -> float:
     """User and system time of this process, all threads (not PostgreSQL's)."""
     times = os.times()
     return times.user + times.system
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User and system time of another process of this machine (the PostgreSQL backend, the store)."""
+    from tests.object_store import process_cpu_seconds
+
+    return process_cpu_seconds(pid)
+
+
+def _backend_pid() -> int:
+    """The PostgreSQL backend serving this process's connection (the export reads through it alone)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
 
 
 def _slug(judgments: int) -> str:
@@ -202,7 +219,8 @@ def export_service(judgments: int) -> dict:
     from annotate.services.exports import export_create, export_run
 
     project = Project.objects.get(slug=_slug(judgments))
-    cpu = _cpu_seconds()
+    backend = _backend_pid()
+    cpu, database_cpu = _cpu_seconds(), _process_cpu_seconds(backend)
     started = time.perf_counter()
     export = export_create(
         project=project, policy={"split": 0.9}, formats=["jsonl", "parquet"], created_by=None, enqueue=False
@@ -210,11 +228,13 @@ def export_service(judgments: int) -> dict:
     export = export_run(export_id=export.pk)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu
+    database_cpu = _process_cpu_seconds(backend) - database_cpu
     if export.status != Export.Status.SUCCEEDED:
         raise SystemExit(export.error)
     return {
         "seconds": seconds,
         "cpu": cpu,
+        "database_cpu": database_cpu,
         "pairs": export.counts["pairs_considered"],
         "rows": export.counts["pairs_exported"],
         "peak_rss_mb": _peak_rss_mb(),
@@ -316,6 +336,40 @@ def _object_store(env: dict) -> Iterator[tuple[dict, object]]:
         )
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _compare_stores(size: int, rows: list[tuple[str, dict]]) -> None:
+    """Each round's object store rate over its local rate (the runs are taken in turn, so a round's two
+    runs saw about the same load), the median rates, and the store server's share of the S3 runs' time."""
+    local = [row for name, row in rows if name == "service (local)"]
+    remote = [row for name, row in rows if name == "service (s3)"]
+    ratios = [near["seconds"] / far["seconds"] for near, far in zip(local, remote, strict=True)]
+    local_rate = _median([row["pairs"] / row["seconds"] for row in local])
+    remote_rate = _median([row["pairs"] / row["seconds"] for row in remote])
+    server_share = _median([row["store_cpu"] / row["seconds"] for row in remote])
+    palate = [
+        (near["cpu"] + near["database_cpu"]) / (far["cpu"] + far["database_cpu"])
+        for near, far in zip(local, remote, strict=True)
+    ]
+    print(
+        f"{size:,} judgments: object store / local rate per round {', '.join(f'{r:.2f}' for r in ratios)}; "
+        f"median rates {remote_rate:,.0f} / {local_rate:,.0f} pairs/s = {remote_rate / local_rate:.2f}; peak RSS "
+        f"{max(row['peak_rss_mb'] for row in remote):.0f} / {max(row['peak_rss_mb'] for row in local):.0f} MB; "
+        f"the store server's CPU is {server_share:.0%} of an object store run's time; Palate's CPU (exporter "
+        f"and its PostgreSQL backend) local / object store per round {', '.join(f'{r:.2f}' for r in palate)}"
+    )
+
+
+def _empty_bucket(server: Any, bucket: str) -> None:
+    client = server.client()
+    for key in server.keys(bucket):
+        client.delete_object(Bucket=bucket, Key=key)
+
+
 def child(mode: str, size: int, env: dict) -> dict:
     output = subprocess.run(
         [sys.executable, __file__, "--child", mode, str(size)],
@@ -383,6 +437,8 @@ def main() -> None:
                     service["store_cpu"] = server.cpu_seconds() - store_cpu if store == "s3" else 0.0
                     print(f"  service ({store}): {service['seconds']:.2f} s", flush=True)
                     shutil.rmtree(artifacts / "exports", ignore_errors=True)
+                    if store == "s3":  # each round starts from an empty store, as each local one does
+                        _empty_bucket(server, s3_env["STORAGE_S3_BUCKET"])
                     results.append((size, f"service ({store})" if len(stores) > 1 else "service", service))
             naive = child("naive", size, env) if size <= arguments.baseline_max else None
             if naive:
@@ -396,7 +452,7 @@ def main() -> None:
     )
     header = (
         f"{'judgments':>10} {'pairs':>8} {'rows':>8} {'method':<16} {'seconds':>8} {'CPU s':>6} {'pairs/s':>9} "
-        f"{'peak RSS MB':>12} {'MB written':>10} {'store CPU s':>11} {'vs first':>9}"
+        f"{'DB CPU s':>8} {'peak RSS MB':>12} {'MB written':>10} {'store CPU s':>11} {'vs first':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -408,13 +464,16 @@ def main() -> None:
             ratio = f"{first['seconds'] / row['seconds']:.2f}x"
             print(
                 f"{size:>10,} {row['pairs']:>8,} {row['rows']:>8,} {name:<16} {row['seconds']:>8.2f} {row['cpu']:>6.1f} "
-                f"{rate:>9,.0f} {row['peak_rss_mb']:>12.0f} {row.get('mb', 0):>10.1f} {row.get('store_cpu', 0):>11.1f} "
+                f"{rate:>9,.0f} {row.get('database_cpu', 0):>8.1f} {row['peak_rss_mb']:>12.0f} {row.get('mb', 0):>10.1f} {row.get('store_cpu', 0):>11.1f} "
                 f"{ratio:>9}"
             )
+    if len(stores) > 1:
+        for size in arguments.sizes:
+            _compare_stores(size, [(name, row) for at, name, row in results if at == size])
     print(
         "pairs/s counts the pairs read and labelled; CPU s is the exporting process's own (all its threads, not "
-        "PostgreSQL's or the object store's); store CPU s is the moto server's; vs first is the first row's "
-        "time over this row's (the rate as a share of the first's)."
+        "PostgreSQL's or the object store's); DB CPU s is its PostgreSQL backend's; store CPU s is the moto "
+        "server's; vs first is the first row's time over this row's (the rate as a share of the first's)."
     )
 
 

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import shutil
+import threading
+import weakref
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +33,8 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
+
+logger = logging.getLogger(__name__)
 
 UPLOADS = "uploads"
 EXPORTS = "exports"
@@ -64,6 +70,20 @@ def _s3(storage: Storage) -> bool:
     except ImportError:  # django-storages is optional where every store is local
         return False
     return isinstance(storage, S3Storage)
+
+
+_clients: weakref.WeakKeyDictionary[Storage, Any] = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
+def _client(storage: Any) -> Any:
+    """The S3 storage's botocore client, one per storage shared by every thread (clients are thread-safe):
+    the storage's ``connection`` is a boto3 resource made, botocore's models loaded again, for each thread
+    that asks, and an export writes from a new thread each time."""
+    with _clients_lock:
+        if storage not in _clients:
+            _clients[storage] = storage.connection.meta.client
+        return _clients[storage]
 
 
 def _key(storage: Any, name: str) -> str:
@@ -105,19 +125,28 @@ class StoredWriter(io.RawIOBase):
 
 
 class _MultipartUpload(io.RawIOBase):
-    """An S3 object written as a multipart upload: full parts are sent by background threads while the next
-    one fills (at most ``IN_FLIGHT`` parts at once), so memory stays at a few parts whatever the size.
-    ``close`` completes the upload (a small object is one PUT); ``abort`` drops it."""
+    """An S3 object written as a multipart upload. Bytes are copied once, into a part buffer of
+    ``PART_BYTES``; a full buffer is sent whole by a background thread while the next one fills, and is
+    filled again once its part is stored, so at most ``IN_FLIGHT`` parts are under way and memory stays at
+    ``IN_FLIGHT + 1`` parts whatever the size. ``close`` completes the upload (a small object is one PUT);
+    ``abort`` drops it. A part the store refuses fails the next write or the close, naming the object.
+    Not boto3's ``upload_fileobj``: it pulls from a readable file, and an export pushes what it encodes,
+    so it would take a pipe and a thread per file, and copy every byte once more."""
 
     IN_FLIGHT = 3
     _sender = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-upload")
 
     def __init__(self, storage: Any, name: str) -> None:
-        self.client = storage.connection.meta.client
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.failures = (BotoCoreError, ClientError)
+        self.client = _client(storage)
         self.bucket, self.key = storage.bucket_name, _key(storage, name)
-        self.buffer = bytearray()
+        self.part = bytearray(PART_BYTES)
+        self.filled = 0
         self.upload_id = ""
         self.parts: list[Future] = []
+        self.sending: deque[tuple[Future, bytearray]] = deque()
         self.done = False
 
     def writable(self) -> bool:
@@ -125,55 +154,97 @@ class _MultipartUpload(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self.buffer += view
-        while len(self.buffer) >= PART_BYTES:
-            self._send(bytes(self.buffer[:PART_BYTES]))
-            del self.buffer[:PART_BYTES]
-        return view.nbytes
+        taken = 0
+        while taken < view.nbytes:
+            count = min(PART_BYTES - self.filled, view.nbytes - taken)
+            self.part[self.filled : self.filled + count] = view[taken : taken + count]
+            self.filled += count
+            taken += count
+            if self.filled == PART_BYTES:
+                self._send(self.part)
+                self._next_part()
+        return taken
 
-    def _send(self, body: bytes) -> None:
+    def _send(self, body: bytearray) -> None:
         if not self.upload_id:
-            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
-        if len(self.parts) >= self.IN_FLIGHT:
-            self.parts[-self.IN_FLIGHT].result()  # memory stays flat: at most IN_FLIGHT parts wait
-        number = len(self.parts) + 1
-        self.parts.append(
-            self._sender.submit(
-                self.client.upload_part,
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=body,
-            )
+            self.upload_id = self._call(
+                self.client.create_multipart_upload, Bucket=self.bucket, Key=self.key
+            )["UploadId"]
+        future = self._sender.submit(
+            self.client.upload_part,
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=len(self.parts) + 1,
+            Body=body,
         )
+        self.parts.append(future)
+        self.sending.append((future, body))
+
+    def _next_part(self) -> None:
+        """The buffer to fill next: the oldest part's once it is stored (the writer waits here when
+        ``IN_FLIGHT`` parts are under way), a new one until then."""
+        self.filled = 0
+        if len(self.sending) <= self.IN_FLIGHT:
+            self.part = bytearray(PART_BYTES)
+            return
+        future, self.part = self.sending.popleft()
+        self._call(future.result)
+
+    def _call(self, function: Any, **arguments: Any) -> Any:
+        """``function``'s result; a store's refusal or a broken connection becomes an OSError naming the
+        object."""
+        try:
+            return function(**arguments)
+        except self.failures as error:
+            raise OSError(f"the object store did not take {self.key}: {error}") from error
 
     def close(self) -> None:
         if self.done or self.closed:
             return super().close()
+        try:
+            self._complete()
+        except BaseException:
+            self.abort()  # a part refused at the end leaves no unfinished upload either
+            raise
         self.done = True
+        self._release()
+
+    def _complete(self) -> None:
         if not self.upload_id:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
-        else:
-            if self.buffer:
-                self._send(bytes(self.buffer))
-            parts = [
-                {"ETag": future.result()["ETag"], "PartNumber": number}
-                for number, future in enumerate(self.parts, start=1)
-            ]
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+            self._call(
+                self.client.put_object, Bucket=self.bucket, Key=self.key, Body=self.part[: self.filled]
             )
-        self.buffer = bytearray()
-        super().close()
+            return
+        if self.filled:
+            self._send(self.part[: self.filled])
+        parts = [
+            {"ETag": self._call(future.result)["ETag"], "PartNumber": number}
+            for number, future in enumerate(self.parts, start=1)
+        ]
+        self._call(
+            self.client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": parts},
+        )
 
     def abort(self) -> None:
+        """Drops the upload. It runs while another error is on its way, so it raises nothing of its own: an
+        upload it could not drop is removed with its export's folder (``store_delete``)."""
         self.done = True
-        for future in self.parts:
-            future.exception()
+        wait(self.parts)
         if self.upload_id:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-        self.buffer = bytearray()
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+            except self.failures:
+                logger.warning("could not abort the upload of %s", self.key, exc_info=True)
+        self._release()
+
+    def _release(self) -> None:
+        self.part = bytearray()
+        self.sending.clear()
         super().close()
 
 
@@ -274,7 +345,7 @@ def store_stream(alias: str, name: str) -> IO[bytes]:
     closes it. Raises FileNotFoundError when there is no such file."""
     storage = store(alias)
     if _s3(storage):
-        client = storage.connection.meta.client
+        client = _client(storage)
         try:
             body = client.get_object(Bucket=storage.bucket_name, Key=_key(storage, name))
         except client.exceptions.NoSuchKey:
@@ -326,7 +397,7 @@ def store_list(alias: str, prefix: str) -> list[str]:
     prefix = prefix.rstrip("/") + "/"
     if _s3(storage):
         root = _key(storage, prefix)
-        paginator = storage.connection.meta.client.get_paginator("list_objects_v2")
+        paginator = _client(storage).get_paginator("list_objects_v2")
         names = [
             item["Key"][len(root) :]
             for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=root)
@@ -455,7 +526,7 @@ def store_upload_url(alias: str, name: str) -> str | None:
     storage = _signing(alias)
     if storage is None:
         return None
-    return storage.connection.meta.client.generate_presigned_url(
+    return _client(storage).generate_presigned_url(
         "put_object",
         Params={"Bucket": storage.bucket_name, "Key": _key(storage, name)},
         ExpiresIn=link_seconds(),

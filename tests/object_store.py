@@ -27,6 +27,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time a process of this machine has used so far (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ObjectStore:
     endpoint_url: str
@@ -34,8 +40,7 @@ class ObjectStore:
 
     def cpu_seconds(self) -> float:
         """CPU time the server has used so far (user and system)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def client(self):
         import boto3

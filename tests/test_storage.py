@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tracemalloc
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +63,39 @@ def test_a_file_whose_writing_fails_leaves_nothing_in_the_store(s3_stores):
         raise RuntimeError("the export failed")
 
     assert s3_stores.keys() == [] and s3_stores.store.unfinished_uploads(s3_stores.bucket) == []
+
+
+def test_a_part_the_store_refuses_fails_the_file_naming_it_and_leaves_no_upload_behind(s3_stores):
+    client = s3_stores.store.client()
+    with (
+        pytest.raises(OSError, match=r"the object store did not take team-a/exports/4/train\.jsonl: "),
+        store_writer(EXPORTS, "exports/4/train.jsonl") as writer,
+    ):
+        writer.write(os.urandom(PART_BYTES))  # the first part goes up
+        (upload,) = client.list_multipart_uploads(Bucket=s3_stores.bucket)["Uploads"]
+        client.abort_multipart_upload(Bucket=s3_stores.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for block in _blocks(5 * PART_BYTES):  # the store refuses these parts
+            writer.write(block)
+
+    assert s3_stores.keys() == [] and s3_stores.store.unfinished_uploads(s3_stores.bucket) == []
+
+
+def test_a_long_file_holds_a_few_parts_in_memory_whatever_its_size(s3_stores):
+    blocks = _blocks(12 * PART_BYTES + 77, size=3 * 1024 * 1024 + 1)  # blocks that straddle parts
+    store_write_bytes(EXPORTS, "exports/5/README.md", b"#")  # botocore loads its models once, first
+    tracemalloc.start()
+    try:
+        with store_writer(EXPORTS, "exports/5/train.jsonl") as writer:
+            for block in blocks:
+                writer.write(block)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    whole = b"".join(blocks)
+
+    assert peak < (writer.target.IN_FLIGHT + 2) * PART_BYTES
+    assert store_read_bytes(EXPORTS, "exports/5/train.jsonl") == whole
+    assert writer.sha256 == hashlib.sha256(whole).hexdigest()
 
 
 def test_a_folder_is_removed_whole_with_its_unfinished_uploads_and_nothing_beside_it(s3_stores):

@@ -772,6 +772,34 @@ def test_in_an_object_store_an_export_that_fails_after_writing_its_files_leaves_
     assert s3_stores.keys() == [] and s3_stores.store.unfinished_uploads(s3_stores.bucket) == []
 
 
+def test_in_an_object_store_an_export_whose_files_the_store_refuses_fails_naming_them(
+    small_project, s3_stores
+):
+    def bucket_gone(done: float) -> None:  # once the export has started, before any file is stored
+        if s3_stores.keys() == []:
+            s3_stores.store.client().delete_bucket(Bucket=s3_stores.bucket)
+
+    export = export_create(
+        project=small_project.project, policy={}, formats=["jsonl"], created_by=None, enqueue=False
+    )
+    export_run(export_id=export.pk, progress=bucket_gone)
+    export.refresh_from_db()
+
+    assert export.status == Export.Status.FAILED
+    assert f"the object store did not take team-a/exports/{export.pk}/" in export.error
+    assert "NoSuchBucket" in export.error
+
+
+def test_in_an_object_store_an_export_fails_when_the_store_cannot_be_reached_at_its_start(
+    small_project, s3_stores, settings
+):
+    settings.STORAGES = s3_stores.store.storages("palate-no-such-bucket", prefix="team-a")
+
+    export = run(small_project.project, formats=["jsonl"])
+
+    assert export.status == Export.Status.FAILED and "NoSuchBucket" in export.error
+
+
 def test_every_download_has_the_media_type_the_schema_documents_whatever_its_file(api):
     client = api.client("engineer")
     base = f"/api/exports/{api.export.pk}/download/"

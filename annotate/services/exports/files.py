@@ -5,11 +5,14 @@ way, so nothing is read back and no disk is needed."""
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
 
 from palate.storage import EXPORTS, StoredWriter, store_delete, store_writer
+
+logger = logging.getLogger(__name__)
 
 
 def export_prefix(export_id: int) -> str:
@@ -55,12 +58,17 @@ class ExportFolder:
 
     def abort(self) -> None:
         """Drops the files still open and those this folder completed (not the whole folder: an attempt
-        that was taken over must not remove what the attempt that took over writes)."""
+        that was taken over must not remove what the attempt that took over writes). It runs while the
+        export's error is on its way, so a store that fails here too is logged, not raised: the next
+        attempt, or the export's removal, clears the folder."""
         opened, self._open = self._open, []
         for item in opened:
             item.__exit__(RuntimeError, RuntimeError("export aborted"), None)  # drops the file
         for name in self.written:
-            store_delete(EXPORTS, self.prefix + name)
+            try:
+                store_delete(EXPORTS, self.prefix + name)
+            except Exception:
+                logger.warning("could not remove %s of an aborted export", self.prefix + name, exc_info=True)
 
     def describe(self, row_counts: dict[str, int]) -> dict[str, dict[str, Any]]:
         """{name: {path, bytes, rows, sha256}} for each file, path as the exports store names it."""

@@ -105,10 +105,10 @@ def export_run(
             if progress:
                 progress(done)
 
-        # What an attempt whose worker was lost left behind.
-        store_delete(EXPORTS, export_prefix(export_id))
         folder = ExportFolder(export_id)
         try:
+            # What an attempt whose worker was lost left behind.
+            store_delete(EXPORTS, export_prefix(export_id))
             try:
                 result = export_build(export=export, folder=folder, progress=report)
             except BaseException:
