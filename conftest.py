@@ -50,6 +50,17 @@ def pytest_configure(config):
         raise pytest.UsageError("the test suite needs its services:\n  " + "\n  ".join(problems))
 
 
+def pytest_collection_modifyitems(config, items):
+    # The longest tests (real workers, then the browser's) first: under xdist, one that started last would
+    # hold the end of the run while the other workers wait.
+    items.sort(
+        key=lambda item: (
+            not item.get_closest_marker("celery_worker"),
+            not item.get_closest_marker("browser"),
+        )
+    )
+
+
 _SUMMARY = pytest.StashKey[list[str]]()
 
 

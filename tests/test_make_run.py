@@ -138,6 +138,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.celery_worker
 def test_make_run_serves_the_demo_takes_judgments_trains_on_the_cpu_and_stops_everything_on_sigterm(
     tmp_path,
 ):

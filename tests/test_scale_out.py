@@ -33,7 +33,7 @@ from tests.object_store import CREDENTIALS, REGION, free_port
 from tests.rewardtrain.conftest import build_tiny_decoder, marker_rows
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 200
