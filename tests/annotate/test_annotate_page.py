@@ -27,7 +27,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    # After the live server (and its database), so that the page is closed before the database is emptied:
+    # a request the page still sends would otherwise deadlock with the flush.
     with page_without_script_errors(browser, width=1366, height=768, timeout_ms=10_000) as page:
         yield page
 

@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    # Closed before the live server's database is emptied (see tests/annotate/test_annotate_page.py).
     with page_without_script_errors(browser, width=1366, height=900, timeout_ms=15_000) as page:
         yield page
 
