@@ -211,6 +211,24 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
         "fitted alone, whatever it is compared with, so scoring sees it as training did. No pair is dropped.",
         "",
     ]
+    if summary["kind"] == "encoder":
+        layout = hyperparameters.get("encoder_layout", "pair")
+        lines += [
+            "Input: prompt and response "
+            + (
+                "as one segment (no separator token between them)."
+                if layout == "single"
+                else "as the tokenizer's sentence pair (the response in the second segment)."
+            )
+            + (
+                " The reward is the classification head on the mean of the final hidden states over the real "
+                "tokens (`pooling: mean`): Palate's scoring reads it so from `config.json`'s `palate` block; a "
+                "plain `pipeline` reads the first token instead and gives other scores."
+                if hyperparameters.get("pooling") == "mean"
+                else ""
+            ),
+            "",
+        ]
     if summary.get("policy") is not None:
         lines += [
             "Export policy:",
