@@ -156,3 +156,16 @@ def test_a_model_trained_with_mean_pooling_and_one_segment_scores_after_loading_
         with torch.no_grad():
             plain_scores.append(plain.model.eval()(**inputs).logits[:, 0].numpy())
     assert not np.allclose(np.stack(plain_scores), scores, atol=1e-3)
+
+
+@torch.no_grad()
+def test_mean_pooling_holds_under_lora_adapters(minilm):
+    reward_model = load_reward_model(
+        minilm, device="cpu", mixed_precision="no", pooling="mean", lora={"r": 4, "alpha": 8.0}
+    )
+    reward_model.model.eval()
+    tokenizer = reward_model.tokenizer
+    short, long = "a short answer", "a much longer answer that needs many more tokens than the short one does"
+    alone = reward_model.model(**_batch(tokenizer, [short])).logits[:, 0]
+    together = reward_model.model(**_batch(tokenizer, [short, long])).logits[:, 0]
+    torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-5)
