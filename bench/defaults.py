@@ -205,6 +205,37 @@ def table(runs: list[dict[str, Any]], datasets: list[str], order: list[str]) -> 
     return "\n".join(lines) + f"\n\n{counts}; best per column in bold.", winner
 
 
+def effects(runs: list[dict[str, Any]], datasets: list[str], grid: list[dict[str, Any]]) -> str:
+    """Each setting's main effect: per held-out pair, the mean correctness of the variants with the other
+    value minus that of the variants with the default value (balanced in the full grid and the half
+    fraction alike), averaged over the pairs, with its normal 95% interval."""
+    correct: dict[str, list[int]] = {}
+    for run in sorted(runs, key=lambda r: (r["dataset"], r["fold"])):
+        correct.setdefault(run["variant"], []).extend(run["correct"])
+    lines = ["| setting | default -> other | " + " | ".join(f"{c} [95%]" for c in [*datasets, "both"]) + " |"]
+    lines.append("|" + "---|" * (len(datasets) + 3))
+    by_dataset: dict[str, dict[str, list[int]]] = {}
+    for run in sorted(runs, key=lambda r: (r["dataset"], r["fold"])):
+        by_dataset.setdefault(run["dataset"], {}).setdefault(run["variant"], []).extend(run["correct"])
+    for name, (usual, other) in FACTORS.items():
+        cells = []
+        for column in [*datasets, "both"]:
+            source = correct if column == "both" else by_dataset[column]
+            with_other = [source[label(v)] for v in grid if v[name] == other]
+            with_usual = [source[label(v)] for v in grid if v[name] == usual]
+            differences = [
+                sum(c[i] for c in with_other) / len(with_other)
+                - sum(c[i] for c in with_usual) / len(with_usual)
+                for i in range(len(with_usual[0]))
+            ]
+            mean = sum(differences) / len(differences)
+            spread = sum((d - mean) ** 2 for d in differences) / max(1, len(differences) - 1)
+            half = Z * math.sqrt(spread / len(differences))
+            cells.append(f"{mean:+.3f} [{mean - half:+.2f}, {mean + half:+.2f}]")
+        lines.append(f"| {name} | {usual} -> {other} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,6 +253,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write every run here as it finishes")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing: the tables of the runs in --json"
+    )
     args = parser.parse_args()
     args.model = minilm_directory()
 
@@ -246,7 +280,7 @@ def main() -> None:
         datasets[name] = folds_of(rows, prompts, args.folds, args.seed)
     grid = variants(args.design)
     runs: list[dict[str, Any]] = []
-    if args.resume and args.json and args.json.exists():
+    if (args.resume or args.report) and args.json and args.json.exists():
         runs = json.loads(args.json.read_text())
     done = {(run["variant"], run["dataset"], run["fold"]) for run in runs}
     sizes = ", ".join(f"{name}: {sum(map(len, parts))} pairs" for name, parts in datasets.items())
@@ -257,7 +291,7 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    for fold in range(args.folds):
+    for fold in range(0 if args.report else args.folds):
         for dataset, parts in datasets.items():
             for variant in grid:
                 if (label(variant), dataset, fold) in done:
@@ -274,9 +308,12 @@ def main() -> None:
                 if args.json:
                     args.json.write_text(json.dumps(runs, indent=1))
     names = [label(variant) for variant in grid]
+    runs = [run for run in runs if run["variant"] in names and run["dataset"] in datasets]
     text, winner = table(runs, list(datasets), names)
     print()
     print(text)
+    print()
+    print(effects(runs, list(datasets), grid))
     print(
         f"\nclear winner over the default ({names[0]}): {winner}"
         if winner
