@@ -82,7 +82,8 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
     from rewardtrain.training.model import load_reward_model, resolve_device
 
     palate = _palate_settings(path)
-    pooling = palate.get("pooling", "first")  # models saved before it was a setting read the first token
+    # Models saved before pooling was a setting read the first token (encoders) or the last (decoders).
+    pooling = palate.get("pooling", "first")
     # bf16 only on a GPU: on a CPU, bf16 (AMX) scores shift with the batch a response lands in, and an API
     # must give the same score to the same response whoever else asked at the same moment.
     resolved = resolve_device(device)

@@ -67,7 +67,7 @@ def save_reward_model(
         "base_model": reward_model.base_model,
         "kind": reward_model.kind,
         **config.encoding(),
-        "pooling": config.pooling,
+        "pooling": reward_model.pooling,
         "temperature": (calibration or {}).get("temperature", 1.0),
         "accuracy": (evaluation or {}).get("accuracy"),
     }

@@ -92,7 +92,7 @@ class TrainConfig:
         metadata=_help(
             "Encoder models: what the classification head reads, the first token's final state ('first', "
             "the model's own head) or the mean of the final states over the sequence's real tokens ('mean'). "
-            "Decoder models always read the last real token and take only 'first'.",
+            "Decoder models always read the last real token: the setting does not apply to them.",
             choices=POOLING,
         ),
     )

@@ -152,8 +152,8 @@ def load_reward_model(
     """Load ``base_model`` as a one-output sequence classifier, in float32 on ``device``, ready to train.
 
     ``pooling`` (encoders): "first" reads the reward from the first token's state as the model's head does,
-    "mean" from the mean of the final states over the real tokens (``rewardtrain.training.pooling``); decoders
-    take only "first" (they read the last real token). Raises ConfigError for "mean" on a decoder.
+    "mean" from the mean of the final states over the real tokens (``rewardtrain.training.pooling``). Decoders
+    read the last real token whatever it says (``RewardModel.pooling`` is then "last").
 
     ``lora`` (``{"r", "alpha", "dropout"}``) wraps the model with peft LoRA adapters on every linear layer;
     the reward head stays fully trainable. Raises ModelLoadError when the model cannot be found or used.
@@ -175,13 +175,10 @@ def load_reward_model(
             f"{where} ({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''})"
         ) from error
     kind = detect_kind(model_config)
-    if pooling not in POOLING_CHOICES:
+    if kind == "decoder":
+        pooling = "last"
+    elif pooling not in POOLING_CHOICES:
         raise ConfigError("pooling", f"must be one of {', '.join(POOLING_CHOICES)}, got {pooling!r}")
-    if pooling == "mean" and kind == "decoder":
-        raise ConfigError(
-            "pooling",
-            f"{base_model} is a decoder: it reads the reward at the last real token ('mean' is for encoders)",
-        )
     if disable_dropout:
         for name, value in list(vars(model_config).items()):
             if ("dropout" in name or "pdrop" in name) and isinstance(value, float):

@@ -62,9 +62,20 @@ def test_mean_pooling_feeds_the_head_the_mean_of_the_real_tokens_final_states(me
     assert not torch.allclose(first_model.model(**inputs).logits[:, 0], got, atol=1e-3)
 
 
-def test_mean_pooling_is_refused_for_decoders_and_unknown_pooling_everywhere(tiny_decoder, minilm):
-    with pytest.raises(ConfigError, match=r"pooling: .*decoder"):
-        load_reward_model(tiny_decoder, device="cpu", pooling="mean")
+@torch.no_grad()
+def test_decoders_read_the_last_real_token_whatever_the_pooling_and_unknown_pooling_is_refused(
+    tiny_decoder, minilm
+):
+    rewards = []
+    for pooling in ("first", "mean"):
+        torch.manual_seed(0)
+        decoder = load_reward_model(tiny_decoder, device="cpu", mixed_precision="no", pooling=pooling)
+        assert decoder.pooling == "last"
+        inputs = _batch(decoder.tokenizer, ["one two three", "one two"])
+        rewards.append(decoder.model.eval()(**inputs).logits[:, 0])
+    torch.testing.assert_close(rewards[0], rewards[1])
+    with pytest.raises(ConfigError, match="pooling: must be one of first, mean"):
+        load_reward_model(minilm, device="cpu", pooling="last")
     with pytest.raises(ConfigError, match="pooling: must be one of first, mean"):
         TrainConfig.from_dict({"base_model": minilm, "pooling": "max"})
     with pytest.raises(ConfigError, match="encoder_layout: must be one of pair, single"):
