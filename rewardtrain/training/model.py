@@ -44,7 +44,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def detect_kind(model_config) -> str:
     """'decoder' for causal language models (reward at the last real token), 'encoder' for bidirectional ones
-    (BERT-like, reward from the first token's pooled state)."""
+    (BERT-like, reward from the first token's pooled state or the mean of all: ``pooling``)."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
