@@ -37,9 +37,9 @@ scored as Palate scores one: the members' offset-centred mean) and once with dro
 (``disable_dropout=False``). The accuracy table gives, for every model, held-out accuracy,
 validation accuracy, the temperature and the expected calibration error before and after dividing by it, on
 the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
-nor calibration saw). Pooling (the encoder's reward is its classification head on the first token) and the
-prompt/response layout are not trainer hyperparameters, so they are not compared here; nor is a
-hyperparameter search (search mode reached main after this bench was written).
+nor calibration saw). Pooling and the prompt/response layout (``pooling``, ``encoder_layout``) are compared
+in ``bench/defaults.py``, with dropout; a hyperparameter search is not compared here (search mode reached main
+after this bench was written).
 
     .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
     .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds

@@ -2,9 +2,9 @@
 
 A request is a prompt (text, or a conversation as ``[{"role", "content"}, ...]``) and its responses (text).
 Each response is scored alone, as the sequence training saw for it: ``build_pair_dataset`` gets the row
-``{"prompt": prompt, "chosen": response, "rejected": response}`` with the run's max length, prompt floor and
-closing-token setting (stored in the model's config), and training too fits every (prompt, response) alone
-(``truncate_sequence``). Identical sequences across requests are interned and scored once.
+``{"prompt": prompt, "chosen": response, "rejected": response}`` with the run's max length, prompt floor,
+closing-token setting and encoder layout (stored in the model's config, with its pooling), and training too
+fits every (prompt, response) alone (``truncate_sequence``). Identical sequences across requests are interned and scored once.
 
 An ensemble (``ensemble_size`` > 1; ``training.ensemble``) is one directory: the first member at its top, the
 others under ``members/``, listed in ``config.palate.ensemble`` with each member's offset (its mean reward on
@@ -16,6 +16,7 @@ calibrated ``temperature`` (``config.palate.temperature``, 1 for models saved be
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -80,15 +81,17 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
 
     from rewardtrain.training.model import load_reward_model, resolve_device
 
+    palate = _palate_settings(path)
+    # Models saved before pooling was a setting read the first token (encoders) or the last (decoders).
+    pooling = palate.get("pooling", "first")
     # bf16 only on a GPU: on a CPU, bf16 (AMX) scores shift with the batch a response lands in, and an API
     # must give the same score to the same response whoever else asked at the same moment.
     resolved = resolve_device(device)
     reward_model = load_reward_model(
-        path, device=resolved, mixed_precision="auto" if resolved.type == "cuda" else "no"
+        path, device=resolved, mixed_precision="auto" if resolved.type == "cuda" else "no", pooling=pooling
     )
     reward_model.model.eval()
     config = reward_model.core.config
-    palate = getattr(config, "palate", None) or {}
     max_length = palate.get("max_length") or min(
         DEFAULT_MAX_LENGTH, reward_model.max_positions or DEFAULT_MAX_LENGTH
     )
@@ -100,6 +103,7 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
             str(Path(path) / member),
             device=resolved,
             mixed_precision="auto" if resolved.type == "cuda" else "no",
+            pooling=pooling,
         )
         loaded_member.model.eval()
         members.append(loaded_member)
@@ -115,6 +119,7 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
             "max_length": int(max_length),
             "prompt_floor": palate.get("prompt_floor"),
             "append_eos": palate.get("append_eos", True),
+            "encoder_layout": palate.get("encoder_layout", "pair"),
         },
         reward_mean=float(mean) if mean is not None else None,
         reward_std=float(std) if std is not None else None,
@@ -122,6 +127,17 @@ def load_model(path: str, *, device: str = "auto") -> LoadedModel:
         members=members,
         offsets=tuple(float(offset) for offset in ensemble.get("offsets", [0.0])),
     )
+
+
+def _palate_settings(path: str) -> dict[str, Any]:
+    """The ``palate`` block of a saved model's ``config.json`` (empty for a model saved elsewhere or a path
+    that is not a model directory, which ``load_reward_model`` then refuses), read before loading, as the
+    pooling decides how the model is built."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return (config.get("palate") if isinstance(config, dict) else None) or {}
 
 
 def _row(prompt: str | list[dict[str, str]], response: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 ``save_reward_model`` writes ``config.json`` (with ``reward_mean``/``reward_std`` for normalisation,
 ``problem_type="regression"`` so ``pipeline("text-classification")`` returns raw rewards, and a ``palate``
-block with the encoding settings scoring needs and the calibrated ``temperature``: P(a preferred to b) is
+block with the encoding settings and the pooling scoring needs and the calibrated ``temperature``: P(a preferred to b) is
 sigmoid((r_a - r_b) / temperature)), ``model.safetensors``, the tokenizer (with the chat template the model was
 trained on), ``README.md`` (a model card with the data, the export policy and the metrics) and
 ``palate_training.json`` (the whole summary, evaluation report included). LoRA adapters are merged first,
@@ -67,6 +67,7 @@ def save_reward_model(
         "base_model": reward_model.base_model,
         "kind": reward_model.kind,
         **config.encoding(),
+        "pooling": reward_model.pooling,
         "temperature": (calibration or {}).get("temperature", 1.0),
         "accuracy": (evaluation or {}).get("accuracy"),
     }
@@ -210,6 +211,24 @@ def model_card(summary: dict[str, Any], reward_model: RewardModel) -> str:
         "fitted alone, whatever it is compared with, so scoring sees it as training did. No pair is dropped.",
         "",
     ]
+    if summary["kind"] == "encoder":
+        layout = hyperparameters.get("encoder_layout", "pair")
+        lines += [
+            "Input: prompt and response "
+            + (
+                "as one segment (no separator token between them)."
+                if layout == "single"
+                else "as the tokenizer's sentence pair (the response in the second segment)."
+            )
+            + (
+                " The reward is the classification head on the mean of the final hidden states over the real "
+                "tokens (`pooling: mean`): Palate's scoring reads it so from `config.json`'s `palate` block; a "
+                "plain `pipeline` reads the first token instead and gives other scores."
+                if hyperparameters.get("pooling") == "mean"
+                else ""
+            ),
+            "",
+        ]
     if summary.get("policy") is not None:
         lines += [
             "Export policy:",

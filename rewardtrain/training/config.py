@@ -30,6 +30,8 @@ SCHEDULERS = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "bf16", "no")
 SHARED_PREFIX = ("auto", "on", "off")
 SELECTION_METRICS = ("loss", "accuracy", "last")
+POOLING = ("first", "mean")
+ENCODER_LAYOUTS = ("pair", "single")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,24 @@ class TrainConfig:
     )
     disable_dropout: bool = field(
         default=True, metadata=_help("Turn dropout off (the usual choice for reward models).")
+    )
+    pooling: str = field(
+        default="first",
+        metadata=_help(
+            "Encoder models: what the classification head reads, the first token's final state ('first', "
+            "the model's own head) or the mean of the final states over the sequence's real tokens ('mean'). "
+            "Decoder models always read the last real token: the setting does not apply to them.",
+            choices=POOLING,
+        ),
+    )
+    encoder_layout: str = field(
+        default="pair",
+        metadata=_help(
+            "Encoder models: prompt and response as the tokenizer's sentence pair ('pair': a separator token "
+            "between them, the response in the second segment) or as one segment ('single': text rows "
+            "joined with no separator, every token in the first segment, as TRL lays them out).",
+            choices=ENCODER_LAYOUTS,
+        ),
     )
     shared_prefix: str = field(
         default="auto",
@@ -262,6 +282,7 @@ class TrainConfig:
             "max_length": self.max_length,
             "prompt_floor": self.prompt_floor,
             "append_eos": self.append_eos,
+            "encoder_layout": self.encoder_layout,
         }
 
 

@@ -3,7 +3,9 @@
 A reward model is ``AutoModelForSequenceClassification`` with ``num_labels=1``, from a local directory or a
 Hugging Face id already in the local cache (set ``HF_HUB_OFFLINE=1`` on machines without hub access).
 
-Decoder models read the reward at the last real token. Their tokenizer gets a pad token of its own when it
+Decoder models read the reward at the last real token; encoder models read it from the first token's state
+(``pooling="first"``, the model's own head) or from the mean over the real tokens (``"mean"``, ``pooling``).
+Decoders' tokenizer gets a pad token of its own when it
 has none or pads with EOS: with pad = EOS, Transformers takes a sequence's final EOS for padding and reads the
 reward one token early.
 
@@ -26,7 +28,8 @@ import numpy as np
 import torch
 
 from rewardtrain.training.data import PairDataset, SequencePlan, install_default_chat_template, plan_sequences
-from rewardtrain.training.errors import ModelLoadError
+from rewardtrain.training.errors import ConfigError, ModelLoadError
+from rewardtrain.training.pooling import POOLING_CHOICES, install_mean_pooling
 
 PAD_TOKEN = "<|pad|>"
 
@@ -41,7 +44,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def detect_kind(model_config) -> str:
     """'decoder' for causal language models (reward at the last real token), 'encoder' for bidirectional ones
-    (BERT-like, reward from the first token's pooled state)."""
+    (BERT-like, reward from the first token's pooled state or the mean of all: ``pooling``)."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
@@ -71,6 +74,7 @@ class RewardModel:
     max_positions: int | None
     added_pad_token: bool
     installed_chat_template: bool
+    pooling: str = "first"
 
     @property
     def core(self):
@@ -143,8 +147,13 @@ def load_reward_model(
     gradient_checkpointing: bool = False,
     mixed_precision: str = "auto",
     lora: dict[str, Any] | None = None,
+    pooling: str = "first",
 ) -> RewardModel:
     """Load ``base_model`` as a one-output sequence classifier, in float32 on ``device``, ready to train.
+
+    ``pooling`` (encoders): "first" reads the reward from the first token's state as the model's head does,
+    "mean" from the mean of the final states over the real tokens (``rewardtrain.training.pooling``). Decoders
+    read the last real token whatever it says (``RewardModel.pooling`` is then "last").
 
     ``lora`` (``{"r", "alpha", "dropout"}``) wraps the model with peft LoRA adapters on every linear layer;
     the reward head stays fully trainable. Raises ModelLoadError when the model cannot be found or used.
@@ -166,6 +175,10 @@ def load_reward_model(
             f"{where} ({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''})"
         ) from error
     kind = detect_kind(model_config)
+    if kind == "decoder":
+        pooling = "last"
+    elif pooling not in POOLING_CHOICES:
+        raise ConfigError("pooling", f"must be one of {', '.join(POOLING_CHOICES)}, got {pooling!r}")
     if disable_dropout:
         for name, value in list(vars(model_config).items()):
             if ("dropout" in name or "pdrop" in name) and isinstance(value, float):
@@ -194,6 +207,8 @@ def load_reward_model(
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
+    if pooling == "mean":
+        install_mean_pooling(model)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -231,6 +246,7 @@ def load_reward_model(
         max_positions=max_positions,
         added_pad_token=added_pad,
         installed_chat_template=installed_template,
+        pooling=pooling,
     )
 
 

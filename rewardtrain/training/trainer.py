@@ -519,6 +519,7 @@ def train(
         disable_dropout=config.disable_dropout,
         gradient_checkpointing=config.gradient_checkpointing,
         mixed_precision=config.mixed_precision,
+        pooling=config.pooling,
         lora={"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout}
         if config.use_lora
         else None,

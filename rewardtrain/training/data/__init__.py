@@ -11,8 +11,10 @@ response, with its trailing special tokens):
 
 - conversations go through the tokenizer's chat template (``install_default_chat_template`` gives one to a
   tokenizer without); the prefix is the prompt rendered with the generation prompt;
-- text rows: encoders see ``[CLS] prompt [SEP] response [SEP]`` (the tokenizer's own pair layout, with token
-  types); decoders see ``BOS prompt response EOS``.
+- text rows: encoders see ``[CLS] prompt [SEP] response [SEP]`` (``encoder_layout="pair"``: the tokenizer's own
+  pair layout, with token types) or ``[CLS] prompt response [SEP]`` (``"single"``: one segment, as TRL lays
+  them out); decoders see ``BOS prompt response EOS``. Conversations keep their template's turn markers in both
+  encoder layouts; only the response's segment (token type) differs.
 
 Truncation (``max_length``), decided per (prompt, response) so that a response's tokens never depend on the
 response it is compared with, and scoring (``rewardtrain.scoring``) fits a response exactly as training did:

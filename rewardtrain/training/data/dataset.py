@@ -62,10 +62,12 @@ def build_pair_dataset(
     max_length: int,
     prompt_floor: int | None = None,
     append_eos: bool = True,
+    encoder_layout: str = "pair",
 ) -> PairDataset:
     """Tokenize, truncate and intern preference rows. Raises DataError naming the first bad row.
 
-    ``kind`` is ``"encoder"`` or ``"decoder"``. Conversational rows need a chat template on the tokenizer
+    ``kind`` is ``"encoder"`` or ``"decoder"``; ``encoder_layout`` (encoders) is ``"pair"`` or ``"single"``
+    (``SequenceLayout.probe``). Conversational rows need a chat template on the tokenizer
     (see ``install_default_chat_template``).
     """
     if kind not in ("encoder", "decoder"):
@@ -77,7 +79,7 @@ def build_pair_dataset(
         raise DataError(
             None, "conversational rows need a chat template: call install_default_chat_template first"
         )
-    layout = SequenceLayout.probe(tokenizer, kind, append_eos=append_eos)
+    layout = SequenceLayout.probe(tokenizer, kind, append_eos=append_eos, encoder_layout=encoder_layout)
     pair_texts, pair_group = render_pairs(parsed, tokenizer)
 
     report = TruncationReport(pairs=len(parsed), max_length=max_length)

@@ -59,7 +59,15 @@ class SequenceLayout:
     uses_token_types: bool
 
     @classmethod
-    def probe(cls, tokenizer, kind: str, *, append_eos: bool) -> SequenceLayout:
+    def probe(cls, tokenizer, kind: str, *, append_eos: bool, encoder_layout: str = "pair") -> SequenceLayout:
+        """Encoders: ``encoder_layout`` 'pair' is the tokenizer's sentence pair (``[CLS] prompt [SEP]
+        response [SEP]``, the response in the second segment); 'single' is one segment (``[CLS] prompt
+        response [SEP]``, no token types). Decoders: ``BOS prompt response EOS``."""
+        if encoder_layout not in ("pair", "single"):
+            raise ValueError(f"encoder_layout must be 'pair' or 'single', got {encoder_layout!r}")
+        if kind == "encoder" and encoder_layout == "single":
+            head, tail = _single_layout(tokenizer, kind)
+            return cls(tuple(head), (), tuple(tail), 0, 0, False)
         if kind == "encoder":
             encoding = tokenizer("a", "b", add_special_tokens=True)
             ids, sequence_ids = encoding["input_ids"], encoding.sequence_ids()
