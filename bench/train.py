@@ -38,13 +38,21 @@ scored as Palate scores one: the members' offset-centred mean) and once with dro
 validation accuracy, the temperature and the expected calibration error before and after dividing by it, on
 the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
 nor calibration saw). Pooling (the encoder's reward is its classification head on the first token) and the
-prompt/response layout are not trainer hyperparameters, so they are not compared here; nor is a
-hyperparameter search (search mode reached main after this bench was written).
+prompt/response layout are not trainer hyperparameters, so they are not compared here.
+
+Then (``--extra search``, or with no ``--extra``) a hyperparameter search as search mode runs it: Optuna's
+TPE sampler and median pruner (``rewardtrain.training.search``) over search mode's default space with
+``num_epochs`` in [1, ``--search-max-epochs``], ``--search-trials`` trials one after another, each trial on
+the first ``--search-share`` of the training pairs (to keep the budget small), ranked on the validation pairs
+by ``--search-metric``; its rows are the best trial's model and the ensemble of the best ``--search-top-k``
+trials (``ensemble_combine``, as a search run with ``ensemble_top_k`` makes it), with the whole search's
+seconds.
 
     .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
     .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds
     .venv/bin/python bench/train.py --quick         # a quarter of the prompts, a smoke test
     .venv/bin/python bench/train.py --speed-only    # the side-by-side rounds only
+    .venv/bin/python bench/train.py --repeats 0 --extra search --search-trials 4   # the search only
 """
 
 from __future__ import annotations
@@ -274,6 +282,21 @@ def run_trl(train_rows, validation_rows, test_rows, args, work: Path, precision:
     }
 
 
+def palate_config(args, precision: str) -> dict[str, Any]:
+    """The hyperparameters every Palate run here shares (a search's trials replace the searched ones)."""
+    return {
+        "base_model": str(args.model),
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "num_epochs": args.epochs,
+        "max_length": args.max_length,
+        "lr_scheduler": "linear",
+        "seed": args.seed,
+        "save_steps": 0,
+        "mixed_precision": "bf16" if precision == "bf16" else "no",
+    }
+
+
 def run_palate(
     train_rows,
     validation_rows,
@@ -289,24 +312,19 @@ def run_palate(
 
     started = time.perf_counter()
     result = train_ensemble(
-        {
-            "base_model": str(args.model),
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
-            "num_epochs": args.epochs,
-            "max_length": args.max_length,
-            "lr_scheduler": "linear",
-            "seed": args.seed,
-            "save_steps": 0,
-            "mixed_precision": "bf16" if precision == "bf16" else "no",
-            **(overrides or {}),
-        },
+        {**palate_config(args, precision), **(overrides or {})},
         train_rows,
         validation_rows,
         output_dir=work / "palate",
         device="cpu",
     )
     wall = time.perf_counter() - started
+    return palate_summary(result, test_rows, args, label=label or f"Palate, {precision}", wall=wall)
+
+
+def palate_summary(result, test_rows, args, *, label: str, wall: float) -> dict[str, Any]:
+    """A Palate model's figures: its training's counters, and its held-out accuracy scored as Palate scores
+    (an ensemble: its members' offset-centred mean)."""
     from transformers import AutoModelForSequenceClassification
 
     model_dir = Path(result.artifact_dir)
@@ -320,7 +338,7 @@ def run_palate(
     timing = result.timing
     pairs = timing["pairs_per_second"] * timing["train_seconds"]  # every member's, an early stop's fewer
     return {
-        "trainer": label or f"Palate, {precision}",
+        "trainer": label,
         "tokens_trained": round(timing["tokens_per_second"] * timing["train_seconds"]),
         "pairs_trained": report["pairs"],
         "dropped": report["dropped"],
@@ -343,6 +361,100 @@ def run_palate(
         },
         "accuracy": held_out_accuracy(rewards, calibration.get("temperature") or 1.0),
     }
+
+
+def run_search(train_rows, validation_rows, test_rows, args, work: Path, precision: str) -> list[dict]:
+    """A hyperparameter search as search mode runs it (Optuna's TPE sampler and median pruner on the same
+    records, ``rewardtrain.training.search``), one trial after another in this process, each trial on the
+    first ``--search-share`` of the training pairs and ranked on the validation pairs. Returns the best
+    trial's row and, with ``--search-top-k`` above 1, the row of the ensemble of the best k trials
+    (``ensemble_combine``, as a search run with ``ensemble_top_k`` makes it). Each row's train and eval
+    seconds are the whole search's."""
+    from rewardtrain.training.ensemble import ensemble_combine
+    from rewardtrain.training.search import (
+        SearchConfig,
+        TrialRecord,
+        trial_ranked,
+        trial_should_prune,
+        trial_suggest,
+    )
+    from rewardtrain.training.trainer import train
+
+    search = SearchConfig.from_dict(
+        {
+            "trials": args.search_trials,
+            "parallel": 1,
+            "metric": args.search_metric,
+            "seed": args.seed,
+            "ensemble_top_k": max(1, min(args.search_top_k, args.search_trials)),
+            "space": {"num_epochs": [1, args.search_max_epochs]},
+        }
+    )
+    subset = train_rows[: round(len(train_rows) * args.search_share)]
+    print(
+        f"  search: {search.trials} trials on {len(subset)} of the {len(train_rows)} training pairs, "
+        f"ranked by validation {search.metric} ({len(validation_rows)} pairs)",
+        flush=True,
+    )
+    started = time.perf_counter()
+    records: list[TrialRecord] = []
+    finished: dict[int, Any] = {}
+    seconds = {"train": 0.0, "eval": 0.0}
+    for number in range(search.trials):
+        params = trial_suggest(search, records, use_lora=False)
+        intermediate: dict[int, float] = {}
+        pruned: list[int] = []
+
+        def on_progress(step, total, epoch, metrics, number=number, params=params, intermediate=intermediate,
+                        pruned=pruned):  # fmt: skip
+            figure = metrics.get(f"eval_{search.metric}")
+            if figure is None:
+                return
+            intermediate[step] = figure
+            current = TrialRecord(number, params, "running", None, dict(intermediate))
+            if step < total and not pruned and trial_should_prune(search, records, current, use_lora=False):
+                pruned.append(step)
+
+        result = train(
+            {**palate_config(args, precision), **params},
+            subset,
+            validation_rows,
+            output_dir=work / f"trial-{number}",
+            device="cpu",
+            on_progress=on_progress,
+            should_stop=lambda pruned=pruned: bool(pruned),
+        )
+        seconds["train"] += result.timing.get("train_seconds") or 0.0
+        seconds["eval"] += result.timing.get("eval_seconds") or 0.0
+        if result.status == "completed":
+            value, state = result.evaluation[search.metric], "complete"
+            finished[number] = result
+        else:
+            value, state = list(intermediate.values())[-1], "pruned"
+        records.append(TrialRecord(number, params, state, value, intermediate))
+        shown = ", ".join(f"{name} {value:.3g}" for name, value in params.items())
+        print(f"    trial {number}: {state}, validation {search.metric} {value:.4f} ({shown})", flush=True)
+    ranked = trial_ranked(search, records)
+    wall = time.perf_counter() - started
+    rows = []
+    best = finished[ranked[0].number]
+    label = f"Palate, {precision}, search ({search.trials} trials, best: #{ranked[0].number})"
+    rows.append(palate_summary(best, test_rows, args, label=label, wall=wall))
+    top = ranked[: search.ensemble_top_k]
+    if len(top) > 1:
+        ensemble = ensemble_combine(
+            [finished[record.number] for record in top],
+            work / "top-k",
+            members=[{"trial": record.number, "params": record.params} for record in top],
+            calibrate=True,
+            selection_metric=best.selection.get("metric"),
+        )
+        numbers = ", ".join(f"#{record.number}" for record in top)
+        label = f"Palate, {precision}, ensemble of the search's best {len(top)} ({numbers})"
+        rows.append(palate_summary(ensemble, test_rows, args, label=label, wall=wall))
+    for row in rows:
+        row["train_seconds"], row["eval_seconds"] = seconds["train"], seconds["eval"]
+    return rows
 
 
 def main() -> None:
@@ -369,8 +481,27 @@ def main() -> None:
     parser.add_argument(
         "--extra",
         action="append",
-        choices=[setting for setting, _ in EXTRA_RUNS],
+        choices=[*(setting for setting, _ in EXTRA_RUNS), "search"],
         help="only this extra run (repeatable); with --repeats 0, no side-by-side rounds",
+    )
+    parser.add_argument("--search-trials", type=int, default=5, help="the search's budget in trials")
+    parser.add_argument(
+        "--search-share",
+        type=float,
+        default=0.5,
+        help="the share of the training pairs each trial trains on (the first of them, shuffled)",
+    )
+    parser.add_argument(
+        "--search-max-epochs", type=int, default=2, help="num_epochs is searched in [1, this]"
+    )
+    parser.add_argument(
+        "--search-metric",
+        choices=["loss", "accuracy"],
+        default="loss",
+        help="what ranks and prunes the trials; loss, as accuracy on a few dozen validation pairs ties",
+    )
+    parser.add_argument(
+        "--search-top-k", type=int, default=2, help="also the ensemble of the best k trials (1: not)"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -432,6 +563,11 @@ def main() -> None:
                 )
                 extras[label] = result
                 _print_run("extra", result)
+            if not args.extra or "search" in args.extra:
+                work = Path(scratch) / "search"
+                for result in run_search(train_rows, validation_rows, test_rows, args, work, precisions[0]):
+                    extras[result["trainer"]] = result
+                    _print_run("search", result)
     summary = {name: _median_run(results) for name, results in runs.items()}
     print()
     print(_table(summary))
@@ -467,10 +603,7 @@ def main() -> None:
         )
     print()
     print(_accuracy_table({**summary, **extras}))
-    print(
-        "\nsearch: no row (search mode reached main after this bench was written); "
-        "pooling and the prompt/response layout: not hyperparameters of the trainer, not compared"
-    )
+    print("\npooling and the prompt/response layout: not hyperparameters of the trainer, not compared")
     if args.json:
         args.json.write_text(json.dumps({"rounds": runs, "summary": summary, "extras": extras}, indent=2))
 
