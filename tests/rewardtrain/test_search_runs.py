@@ -155,7 +155,9 @@ def test_the_run_page_marks_the_trials_an_ensemble_of_the_best_is_made_of(client
     run = search_run_with_trials(project, listed_base_model)
     evaluation = {**run.evaluation}
     evaluation["search"] = {**evaluation["search"], "ensemble_trials": [0, 2]}
-    TrainingRun.objects.filter(pk=run.pk).update(evaluation=evaluation)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        evaluation=evaluation, search={**run.search, "ensemble_top_k": 2}
+    )
     client.force_login(MembershipFactory(project=project, role=Membership.Role.ENGINEER).user)
 
     page = client.get(f"/projects/{project.slug}/training/{run.pk}/").content.decode()
@@ -163,7 +165,7 @@ def test_the_run_page_marks_the_trials_an_ensemble_of_the_best_is_made_of(client
     table = page[page.index("trials-table") : page.index("</table>", page.index("trials-table"))]
     assert table.count("Member</span>") == 2 and "Kept" not in table
     assert "An ensemble of trials #0, #2, the best 2 of the search" in page
-    assert "The model of trial #0" not in page
+    assert "The model of trial #0" not in page and "the best 2 make one ensemble" in page
 
 
 def test_the_training_form_starts_a_search_and_names_a_bad_search_setting(client, listed_base_model):
