@@ -38,13 +38,21 @@ scored as Palate scores one: the members' offset-centred mean) and once with dro
 validation accuracy, the temperature and the expected calibration error before and after dividing by it, on
 the validation pairs (where the temperature was fitted) and on the held-out pairs (which neither training
 nor calibration saw). Pooling and the prompt/response layout (``pooling``, ``encoder_layout``) are compared
-in ``bench/defaults.py``, with dropout; a hyperparameter search is not compared here (search mode reached main
-after this bench was written).
+in ``bench/defaults.py``, with dropout.
+
+Then (``--extra search``, or with no ``--extra``) a hyperparameter search as search mode runs it: Optuna's
+TPE sampler and median pruner (``rewardtrain.training.search``) over search mode's default space with
+``num_epochs`` in [1, ``--search-max-epochs``], ``--search-trials`` trials one after another, each trial on
+the first ``--search-share`` of the training pairs (to keep the budget small), ranked on the validation pairs
+by ``--search-metric``; its rows are the best trial's model and the ensemble of the best ``--search-top-k``
+trials (``ensemble_combine``, as a search run with ``ensemble_top_k`` makes it), with the whole search's
+seconds.
 
     .venv/bin/python bench/train.py                 # one round each, a few minutes on 2 cores
     .venv/bin/python bench/train.py --repeats 3     # median of three alternating rounds
     .venv/bin/python bench/train.py --quick         # a quarter of the prompts, a smoke test
     .venv/bin/python bench/train.py --speed-only    # the side-by-side rounds only
+    .venv/bin/python bench/train.py --repeats 0 --extra search --search-trials 4   # the search only
 """
 
 from __future__ import annotations
@@ -65,6 +73,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.train_palate import (  # noqa: E402 (after the path is set)
+    held_out_accuracy,
+    held_out_rewards,
+    load_tokenizer,
+    run_palate,
+    run_search,
+)
 
 # Palate runs made once each after the side-by-side rounds (label, hyperparameters besides the bench's).
 EXTRA_RUNS = (
@@ -134,64 +150,6 @@ def split_by_prompt(
     test = [strip(row) for row in rows if row["group"] in test_groups]
     random.Random(seed + 1).shuffle(train)
     return train, test
-
-
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    from rewardtrain.training.data import install_default_chat_template
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    install_default_chat_template(tokenizer, "encoder")
-    return tokenizer
-
-
-def held_out_rewards(models, tokenizer, test_rows, max_length: int, offsets=None) -> dict[str, Any]:
-    """The held-out pairs' rewards by ``models`` (one model, or an ensemble's members each centred by its
-    offset and averaged, as Palate's scoring combines them), with which pairs fit untruncated."""
-    import numpy as np
-    import torch
-
-    from rewardtrain.training.data import build_pair_dataset
-    from rewardtrain.training.model import RewardModel, score_sequences
-
-    data = build_pair_dataset(test_rows, tokenizer, kind="encoder", max_length=max_length)
-    wide = build_pair_dataset(test_rows, tokenizer, kind="encoder", max_length=100_000)
-    lengths = wide.sequence_lengths
-    fits = np.maximum(lengths[wide.chosen], lengths[wide.rejected]) <= max_length
-    offsets = offsets or [0.0] * len(models)
-    member_rewards = []
-    for model, offset in zip(models, offsets, strict=True):
-        scorer = RewardModel(
-            model=model,
-            tokenizer=tokenizer,
-            kind="encoder",
-            base_model="",
-            device=torch.device("cpu"),
-            autocast_dtype=None,
-            max_positions=512,
-            added_pad_token=False,
-            installed_chat_template=False,
-        )
-        member_rewards.append(score_sequences(scorer, data, sequences_per_batch=32) - offset)
-    rewards = np.mean(member_rewards, axis=0)
-    return {"chosen": rewards[data.chosen], "rejected": rewards[data.rejected], "fits": fits}
-
-
-def held_out_accuracy(rewards: dict[str, Any], temperature: float = 1.0) -> dict[str, Any]:
-    """Accuracy on every held-out pair and on the pairs that fit untruncated, and the held-out ECE of the raw
-    probabilities and of those divided by ``temperature`` (fitted on the validation pairs, never these)."""
-    from rewardtrain.training.evaluate import evaluate_scores, pairwise_accuracy
-
-    chosen, rejected, fits = rewards["chosen"], rewards["rejected"], rewards["fits"]
-    return {
-        "all": pairwise_accuracy(chosen, rejected),
-        "fits": pairwise_accuracy(chosen[fits], rejected[fits]),
-        "pairs": len(chosen),
-        "pairs_that_fit": int(fits.sum()),
-        "ece": evaluate_scores(chosen, rejected)["ece"],
-        "ece_calibrated": evaluate_scores(chosen / temperature, rejected / temperature)["ece"],
-    }
 
 
 def run_trl(train_rows, validation_rows, test_rows, args, work: Path, precision: str) -> dict[str, Any]:
@@ -274,77 +232,6 @@ def run_trl(train_rows, validation_rows, test_rows, args, work: Path, precision:
     }
 
 
-def run_palate(
-    train_rows,
-    validation_rows,
-    test_rows,
-    args,
-    work: Path,
-    precision: str,
-    *,
-    label: str | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    from rewardtrain.training.ensemble import train_ensemble
-
-    started = time.perf_counter()
-    result = train_ensemble(
-        {
-            "base_model": str(args.model),
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
-            "num_epochs": args.epochs,
-            "max_length": args.max_length,
-            "lr_scheduler": "linear",
-            "seed": args.seed,
-            "save_steps": 0,
-            "mixed_precision": "bf16" if precision == "bf16" else "no",
-            **(overrides or {}),
-        },
-        train_rows,
-        validation_rows,
-        output_dir=work / "palate",
-        device="cpu",
-    )
-    wall = time.perf_counter() - started
-    from transformers import AutoModelForSequenceClassification
-
-    model_dir = Path(result.artifact_dir)
-    ensemble = json.loads((model_dir / "config.json").read_text()).get("palate", {}).get("ensemble") or {}
-    members = ensemble.get("members", ["."])
-    models = [AutoModelForSequenceClassification.from_pretrained(model_dir / member) for member in members]
-    tokenizer = load_tokenizer(model_dir)
-    rewards = held_out_rewards(models, tokenizer, test_rows, args.max_length, ensemble.get("offsets"))
-    calibration = result.calibration or {}
-    report = result.data["train"]
-    timing = result.timing
-    pairs = timing["pairs_per_second"] * timing["train_seconds"]  # every member's, an early stop's fewer
-    return {
-        "trainer": label or f"Palate, {precision}",
-        "tokens_trained": round(timing["tokens_per_second"] * timing["train_seconds"]),
-        "pairs_trained": report["pairs"],
-        "dropped": report["dropped"],
-        "truncated": report["prompt_truncated"],
-        "responses_truncated": report["response_truncated"],
-        "padding_share": timing["padding_share"],
-        "sequences_per_pair": timing["sequences_per_pair"],
-        "tokens_computed": round(
-            timing["tokens_per_second"] * timing["train_seconds"] / (1 - timing["padding_share"])
-        ),
-        "train_seconds": timing["train_seconds"],
-        "eval_seconds": timing["eval_seconds"],
-        "pairs_per_second": timing["pairs_per_second"],
-        "pairs_per_second_with_eval": pairs / (timing["train_seconds"] + timing["eval_seconds"]),
-        "cpu_seconds": timing["train_cpu_seconds"],
-        "wall_seconds": wall,
-        "validation_accuracy": result.evaluation["accuracy"],
-        "calibration": {
-            key: calibration.get(key) for key in ("temperature", "pairs", "ece_before", "ece_after")
-        },
-        "accuracy": held_out_accuracy(rewards, calibration.get("temperature") or 1.0),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -369,8 +256,27 @@ def main() -> None:
     parser.add_argument(
         "--extra",
         action="append",
-        choices=[setting for setting, _ in EXTRA_RUNS],
+        choices=[*(setting for setting, _ in EXTRA_RUNS), "search"],
         help="only this extra run (repeatable); with --repeats 0, no side-by-side rounds",
+    )
+    parser.add_argument("--search-trials", type=int, default=5, help="the search's budget in trials")
+    parser.add_argument(
+        "--search-share",
+        type=float,
+        default=0.5,
+        help="the share of the training pairs each trial trains on (the first of them, shuffled)",
+    )
+    parser.add_argument(
+        "--search-max-epochs", type=int, default=2, help="num_epochs is searched in [1, this]"
+    )
+    parser.add_argument(
+        "--search-metric",
+        choices=["loss", "accuracy"],
+        default="loss",
+        help="what ranks and prunes the trials; loss, as accuracy on a few dozen validation pairs ties",
+    )
+    parser.add_argument(
+        "--search-top-k", type=int, default=2, help="also the ensemble of the best k trials (1: not)"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -432,6 +338,11 @@ def main() -> None:
                 )
                 extras[label] = result
                 _print_run("extra", result)
+            if not args.extra or "search" in args.extra:
+                work = Path(scratch) / "search"
+                for result in run_search(train_rows, validation_rows, test_rows, args, work, precisions[0]):
+                    extras[result["trainer"]] = result
+                    _print_run("search", result)
     summary = {name: _median_run(results) for name, results in runs.items()}
     print()
     print(_table(summary))
@@ -467,10 +378,7 @@ def main() -> None:
         )
     print()
     print(_accuracy_table({**summary, **extras}))
-    print(
-        "\nsearch: no row (search mode reached main after this bench was written); "
-        "pooling and the prompt/response layout: not hyperparameters of the trainer, not compared"
-    )
+    print("\npooling and the prompt/response layout: compared in bench/defaults.py")
     if args.json:
         args.json.write_text(json.dumps({"rounds": runs, "summary": summary, "extras": extras}, indent=2))
 

@@ -169,8 +169,9 @@ def _trial_figure(trial: SearchTrial, key: str) -> float | None:
 
 
 def training_run_trials(*, run: TrainingRun) -> dict[str, Any] | None:
-    """A search run's trials for its page: the searched dimensions (in the space's order), a row per trial
-    and the best complete one; None for a run that is not a search."""
+    """A search run's trials for its page: the searched dimensions (in the space's order), a row per trial,
+    the best complete one and the ensemble's members (``ensemble_top_k``); None for a run that is not a
+    search."""
     if run.mode != TrainingRun.Mode.SEARCH:
         return None
     search = SearchConfig.from_dict(run.search)
@@ -180,6 +181,7 @@ def training_run_trials(*, run: TrainingRun) -> dict[str, Any] | None:
     ]
     trials = list(SearchTrial.objects.filter(run=run).order_by("number"))
     best = (run.evaluation or {}).get("search", {}).get("best_trial")
+    members = (run.evaluation or {}).get("search", {}).get("ensemble_trials") or []
     rows = [
         {
             "number": trial.number,
@@ -198,6 +200,7 @@ def training_run_trials(*, run: TrainingRun) -> dict[str, Any] | None:
             "worker": trial.worker.split(" pid ")[0],
             "error": trial.error,
             "best": trial.number == best,
+            "member": trial.number in members,
         }
         for trial in trials
     ]
@@ -209,4 +212,5 @@ def training_run_trials(*, run: TrainingRun) -> dict[str, Any] | None:
         "finished": finished,
         "percent": round(100 * finished / search.trials) if search.trials else 0,
         "best": best,
+        "members": members,
     }

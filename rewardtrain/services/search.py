@@ -11,7 +11,10 @@ if it has only a policy, and then ``search_run`` coordinates it in that worker:
   trials at once; when every unfinished trial trains elsewhere it waits;
 - at the time budget it starts no trial, ends the queued ones and the running ones stop at their next step;
 - at the end it keeps the best complete trial's model as the run's reward model (no retraining: the trial
-  trained on the same pairs with the same hyperparameters) and removes the other trials' models.
+  trained on the same pairs with the same hyperparameters) and removes the other trials' models; with
+  ``ensemble_top_k`` k above 1, the best k complete trials' models become one ensemble model (members
+  combined as ``training.ensemble`` combines seeds, on the validation pairs all trials share), stored as
+  the run's model, and every trial's model is removed.
 
 Each trial (``search_trial_execute``) trains with the run's hyperparameters and its own values in place of
 the searched ones and evaluates on the validation pairs every ``eval_steps``: after each evaluation Optuna's
@@ -49,12 +52,13 @@ from palate.jobs.services import (
     job_owned,
     job_requeue,
 )
-from palate.storage import ARTIFACTS, scratch_directory, store_delete
+from palate.storage import ARTIFACTS, scratch_directory, store_delete, store_download_directory
 from rewardtrain.models import SearchTrial, TrainingRun
 from rewardtrain.services.run_artifacts import (
     MODEL_FOLDER,
     CheckpointMirror,
     checkpoint_fetch,
+    run_model_key,
     run_model_upload,
     trial_prefix,
 )
@@ -70,7 +74,7 @@ from rewardtrain.training.errors import TrainingError
 from rewardtrain.training.search import (
     SearchConfig,
     TrialRecord,
-    trial_best,
+    trial_ranked,
     trial_should_prune,
     trial_suggest,
 )
@@ -254,11 +258,10 @@ def _end(run: TrainingRun, attempt: int, status: str, note: str) -> TrainingRun:
 
 
 def _finish(run: TrainingRun, attempt: int, search: SearchConfig, *, budget_spent: bool) -> TrainingRun:
-    """Keeps the best complete trial's model as the run's reward model, or fails the run when none is."""
-    from rewardtrain.training.trainer import TrainResult
-
+    """Keeps the best complete trial's model as the run's reward model (with ``ensemble_top_k`` above 1, an
+    ensemble of the best k complete trials' models), or fails the run when no trial is complete."""
     trials = list(SearchTrial.objects.filter(run=run).order_by("number"))
-    best_record = trial_best(search, [trial_record(trial, search.metric) for trial in trials])
+    ranked = trial_ranked(search, [trial_record(trial, search.metric) for trial in trials])
     counts = {
         "complete": sum(trial.outcome == SearchTrial.Status.SUCCEEDED for trial in trials),
         "pruned": sum(trial.outcome == "pruned" for trial in trials),
@@ -267,26 +270,85 @@ def _finish(run: TrainingRun, attempt: int, search: SearchConfig, *, budget_spen
     }
     told = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     why = "the time budget ran out" if budget_spent else "the trial budget is spent"
-    if best_record is None:
+    if not ranked:
         errors = [trial.error for trial in trials if trial.error]
         first = f"; the first failed with: {errors[0]}" if errors else ""
         return _fail(
             run, attempt, f"no trial of the search finished ({told or 'none started'}; {why}){first}"
         )
-    best = next(trial for trial in trials if trial.number == best_record.number)
+    by_number = {trial.number: trial for trial in trials}
+    best = by_number[ranked[0].number]
+    members = [by_number[record.number] for record in ranked[: search.ensemble_top_k]]
+    report = {"search": {"best_trial": best.number, "metric": search.metric, "value": best.value, **counts}}
+    if len(members) > 1:
+        return _finish_ensemble(run, attempt, search, members, report, f"search finished ({why}): {told}")
     stored = (best.result["artifact_dir"], best.result.get("content_hash", ""))
-    result = TrainResult(**{
-        key: value for key, value in best.result.items() if key != "content_hash"
-    } | {"history": [], "eval_history": []})  # fmt: skip
+    result = _trial_result(best)
     for trial in trials:
         if trial.pk != best.pk:
             store_delete(ARTIFACTS, f"{trial_prefix(run.pk, trial.number)}{MODEL_FOLDER}/")
+    fewer = (
+        f" (ensemble_top_k {search.ensemble_top_k}, but only one trial is complete)"
+        if search.ensemble_top_k > 1
+        else ""
+    )
     note = (
-        f"search finished ({why}): {told}; kept trial {best.number}, validation {search.metric} "
+        f"search finished ({why}): {told}; kept trial {best.number}{fewer}, validation {search.metric} "
         f"{best.value:.4f}, model at {stored[0]}; {_selection_note(result)}"
     )
-    report = {"search": {"best_trial": best.number, "metric": search.metric, "value": best.value, **counts}}
     return _succeed(run, attempt, result, note=note, report=report, stored=stored)
+
+
+def _trial_result(trial: SearchTrial, artifact_dir: str | None = None) -> Any:
+    """The trial's ``TrainResult`` as it stored it (its model at ``artifact_dir`` when given)."""
+    from rewardtrain.training.trainer import TrainResult
+
+    kept = {key: value for key, value in trial.result.items() if key != "content_hash"}
+    if artifact_dir is not None:
+        kept["artifact_dir"] = artifact_dir
+    return TrainResult(**kept | {"history": [], "eval_history": []})
+
+
+def _finish_ensemble(
+    run: TrainingRun,
+    attempt: int,
+    search: SearchConfig,
+    members: list[SearchTrial],
+    report: dict[str, Any],
+    told: str,
+) -> TrainingRun:
+    """The ensemble of the ``members`` trials' models (best first) as the run's reward model, combined in
+    this worker's scratch folder and stored as the run's model; the trials' models are removed after (a
+    next attempt of the run, should this one die, combines them again)."""
+    from rewardtrain.training.ensemble import ensemble_combine
+
+    with scratch_directory(f"run-{run.pk}-ensemble") as scratch:
+        results = []
+        for trial in members:
+            local = scratch / f"trial-{trial.number}"
+            store_download_directory(ARTIFACTS, f"{trial.result['artifact_dir']}/", local)
+            results.append(_trial_result(trial, str(local)))
+        result = ensemble_combine(
+            results,
+            scratch,
+            members=[{"trial": trial.number, "params": trial.params} for trial in members],
+            # As each trial was: calibrated when the run's hyperparameters ask for it.
+            calibrate=results[0].calibration is not None,
+            selection_metric=results[0].selection.get("metric"),
+        )
+        numbers = [trial.number for trial in members]
+        report["search"]["ensemble_trials"] = numbers
+        shown = ", ".join(f"{trial.number} ({trial.value:.4f})" for trial in members)
+        note = (
+            f"{told}; kept the best {len(members)} trials as one ensemble: trials {shown} by validation "
+            f"{search.metric}; the ensemble's validation accuracy {result.evaluation['accuracy']:.4f}, "
+            f"model at {run_model_key(run.pk)}; {_selection_note(result)}"
+        )
+        run = _succeed(run, attempt, result, note=note, report=report)
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        for trial in SearchTrial.objects.filter(run=run):
+            store_delete(ARTIFACTS, f"{trial_prefix(run.pk, trial.number)}{MODEL_FOLDER}/")
+    return run
 
 
 # ----------------------------------------------------------------------------------------------------------

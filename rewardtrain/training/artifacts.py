@@ -140,15 +140,15 @@ def save_ensemble(
             "",
             "## Ensemble",
             "",
-            f"An ensemble of {ensemble['size']} members (seeds {', '.join(str(m['seed']) for m in ensemble['members'])}): "
+            f"An ensemble of {ensemble['size']} members ({_members_named(ensemble['members'])}): "
             "this directory's weights are the first member's (the pipeline above scores with it alone); the "
             "others are under `members/`. Palate scores a response with the members' mean reward, each centred "
             "by its `offset` in `config.palate.ensemble`, and gives their standard deviation as its uncertainty.",
             "",
-            "| member | seed | accuracy | loss | step kept |",
+            "| member | trained as | accuracy | loss | step kept |",
             "|---|---|---|---|---|",
             *(
-                f"| {index} | {m['seed']} | {_format(m['accuracy'])} | {_format(m['loss'])} | {m['best_step']} |"
+                f"| {index} | {_member_named(m)} | {_format(m['accuracy'])} | {_format(m['loss'])} | {m['best_step']} |"
                 for index, m in enumerate(ensemble["members"])
             ),
             f"| ensemble | | {_format(evaluation.get('accuracy'))} | {_format(evaluation.get('loss'))} | |",
@@ -157,6 +157,18 @@ def save_ensemble(
     )
     _write_replacing(output_dir / "README.md", card)
     return output_dir
+
+
+def _member_named(member: dict[str, Any]) -> str:
+    return f"search trial {member['trial']}" if "trial" in member else f"seed {member['seed']}"
+
+
+def _members_named(members: list[dict[str, Any]]) -> str:
+    """The members as the model card names them: their seeds, or the search trials they were."""
+    if all("trial" in member for member in members):
+        numbers = ", ".join(str(member["trial"]) for member in members)
+        return f"the best {len(members)} trials of a hyperparameter search: {numbers}"
+    return f"seeds {', '.join(str(member['seed']) for member in members)}"
 
 
 def _without_table(calibration: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -15,6 +15,9 @@ disagreement); the members' standard deviation is the score's uncertainty. The v
 calibration temperature and the reward statistics are those of the combined score. The model directory is
 member 0's (loadable alone with ``AutoModelForSequenceClassification``), with the other members under
 ``members/`` and the ensemble described in ``config.palate`` (``artifacts.save_ensemble``).
+
+``ensemble_combine`` makes such a model of members trained apart on the same validation pairs: a search's
+best trials (``SearchConfig.ensemble_top_k``).
 """
 
 from __future__ import annotations
@@ -102,7 +105,14 @@ def train_ensemble(
             saved.write_text(json.dumps(result.to_dict(), default=str))
         results.append(result)
         done_steps += result.global_step
-    return _combine(config, results, output_dir, done_steps)
+    members = [{"seed": config.seed + index} for index in range(size)]
+    return ensemble_combine(
+        results,
+        output_dir,
+        members=members,
+        calibrate=config.calibrate,
+        selection_metric=config.selection_metric,
+    )
 
 
 def resume_step(output_dir: str | Path, ensemble_size: int) -> int | None:
@@ -158,8 +168,23 @@ def _array(values: list | None) -> np.ndarray | None:
     return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
 
 
-def _combine(config: TrainConfig, results: list[TrainResult], output_dir: Path, steps: int) -> TrainResult:
+def ensemble_combine(
+    results: list[TrainResult],
+    output_dir: str | Path,
+    *,
+    members: list[dict[str, Any]],
+    calibrate: bool,
+    selection_metric: str,
+) -> TrainResult:
+    """One ensemble model in ``output_dir/model`` of finished models (``results``, their model folders at
+    ``artifact_dir``), evaluated, and calibrated when ``calibrate``, on their validation pairs, which must be
+    the same pairs in the same order. ``members`` says what each member is (``{"seed": 42}`` or
+    ``{"trial": 3, "params": {...}}``), for the report and the model card."""
+    output_dir = Path(output_dir)
     pairs = results[0].validation_rewards
+    same = ("chosen_length", "rejected_length", "agreement")
+    if any(any(result.validation_rewards[key] != pairs[key] for key in same) for result in results):
+        raise ValueError("the members were validated on different pairs")
     offsets = np.array([result.evaluation["reward_mean"] for result in results])
     chosen, rejected, spread = combine_member_rewards(
         np.array([result.validation_rewards["chosen"] for result in results]),
@@ -176,9 +201,9 @@ def _combine(config: TrainConfig, results: list[TrainResult], output_dir: Path, 
         chosen_length=pairs["chosen_length"],
         rejected_length=pairs["rejected_length"],
     )
-    members = [
+    described = [
         {
-            "seed": config.seed + index,
+            **members[index],
             "accuracy": result.evaluation["accuracy"],
             "loss": result.evaluation["loss"],
             "best_step": result.selection.get("best_step"),
@@ -191,9 +216,9 @@ def _combine(config: TrainConfig, results: list[TrainResult], output_dir: Path, 
         "size": len(results),
         "uncertainty_mean": float(spread.mean()),
         "uncertainty_max": float(spread.max()) if spread.size else None,
-        "members": members,
+        "members": described,
     }
-    calibration = calibration_report(chosen, rejected, vote_share=vote_share) if config.calibrate else None
+    calibration = calibration_report(chosen, rejected, vote_share=vote_share) if calibrate else None
     model_dir = output_dir / "model"
     shutil.rmtree(model_dir, ignore_errors=True)
     save_ensemble(
@@ -204,6 +229,7 @@ def _combine(config: TrainConfig, results: list[TrainResult], output_dir: Path, 
         calibration=calibration,
     )
     first = results[0]
+    steps = sum(result.global_step for result in results)
     return TrainResult(
         status="completed",
         global_step=steps,
@@ -218,7 +244,7 @@ def _combine(config: TrainConfig, results: list[TrainResult], output_dir: Path, 
         evaluation=evaluation,
         data=first.data,
         timing=_timing(results),
-        selection={"metric": config.selection_metric, "members": [result.selection for result in results]},
+        selection={"metric": selection_metric, "members": [result.selection for result in results]},
         calibration=calibration,
         validation_rewards={**pairs, "chosen": chosen.tolist(), "rejected": rejected.tolist()},
     )

@@ -28,6 +28,7 @@ __all__ = [
     "SearchConfig",
     "TrialRecord",
     "trial_best",
+    "trial_ranked",
     "trial_should_prune",
     "trial_suggest",
 ]
@@ -64,6 +65,7 @@ LIMITS = {
     "seed": (0, 2**32 - 1),
     "prune_after_trials": (0, 200),
     "prune_warmup_steps": (0, 10**9),
+    "ensemble_top_k": (1, 200),
 }
 
 
@@ -71,7 +73,8 @@ LIMITS = {
 class SearchConfig:
     """What a search run tries and for how long. ``space`` maps each searched hyperparameter to its
     [low, high]; a name left out keeps its default range, a name given ``None`` is not searched (the run's
-    hyperparameter is used). ``time_budget_seconds`` None: the run's time limit bounds it."""
+    hyperparameter is used). ``time_budget_seconds`` None: the run's time limit bounds it. ``ensemble_top_k``
+    above 1: the best k complete trials' models become the members of one ensemble, not the best one alone."""
 
     trials: int = 8
     parallel: int = 2
@@ -80,6 +83,7 @@ class SearchConfig:
     seed: int = 0
     prune_after_trials: int = 2
     prune_warmup_steps: int = 0
+    ensemble_top_k: int = 1
     space: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
@@ -111,6 +115,11 @@ class SearchConfig:
             errors["space"] = "must be an object mapping hyperparameters to [low, high] or null"
         else:
             converted["space"] = _space(space, errors)
+        trials = converted.get("trials", cls.trials)
+        if converted.get("ensemble_top_k", 1) > trials and "trials" not in errors:
+            errors["ensemble_top_k"] = (
+                f"must not exceed the trials ({trials}), got {converted['ensemble_top_k']}"
+            )
         if errors:
             first = next(iter(errors))
             raise ConfigError(first, errors[first], errors)
@@ -125,6 +134,7 @@ class SearchConfig:
             "seed": self.seed,
             "prune_after_trials": self.prune_after_trials,
             "prune_warmup_steps": self.prune_warmup_steps,
+            "ensemble_top_k": self.ensemble_top_k,
             "space": self.space,
         }
 
@@ -289,10 +299,14 @@ def trial_should_prune(
     return bool(pruner.prune(study, study.get_trials(deepcopy=False)[-1]))
 
 
+def trial_ranked(search: SearchConfig, records: list[TrialRecord]) -> list[TrialRecord]:
+    """The complete trials, best value first (the earliest among equals)."""
+    complete = [record for record in records if record.state == "complete" and record.value is not None]
+    sign = -1.0 if search.direction == "maximize" else 1.0
+    return sorted(complete, key=lambda record: (sign * record.value, record.number))
+
+
 def trial_best(search: SearchConfig, records: list[TrialRecord]) -> TrialRecord | None:
     """The complete trial with the best value (the earliest among equals), or None."""
-    complete = [record for record in records if record.state == "complete" and record.value is not None]
-    if not complete:
-        return None
-    sign = -1.0 if search.direction == "maximize" else 1.0
-    return min(complete, key=lambda record: (sign * record.value, record.number))
+    ranked = trial_ranked(search, records)
+    return ranked[0] if ranked else None

@@ -10,6 +10,7 @@ from rewardtrain.training.search import (
     SearchConfig,
     TrialRecord,
     trial_best,
+    trial_ranked,
     trial_should_prune,
     trial_suggest,
 )
@@ -114,3 +115,17 @@ def test_the_best_trial_is_the_complete_one_with_the_best_validation_metric():
     assert trial_best(SearchConfig(), records).number == 2
     assert trial_best(SearchConfig(metric="loss"), records).number == 0
     assert trial_best(SearchConfig(), records[1:2]) is None
+    # An ensemble of the best k takes the complete trials in that order.
+    assert [record.number for record in trial_ranked(SearchConfig(), records)] == [2, 4, 0]
+    assert [record.number for record in trial_ranked(SearchConfig(metric="loss"), records)] == [0, 2, 4]
+
+
+def test_ensemble_top_k_is_one_by_default_and_at_most_the_trials():
+    assert SearchConfig.from_dict({}).ensemble_top_k == 1
+    assert SearchConfig.from_dict({"trials": 3, "ensemble_top_k": 3}).to_dict()["ensemble_top_k"] == 3
+    with pytest.raises(ConfigError) as caught:
+        SearchConfig.from_dict({"trials": 3, "ensemble_top_k": 4})
+    assert caught.value.errors == {"ensemble_top_k": "must not exceed the trials (3), got 4"}
+    with pytest.raises(ConfigError) as caught:
+        SearchConfig.from_dict({"ensemble_top_k": 0})
+    assert "ensemble_top_k" in caught.value.errors

@@ -150,6 +150,24 @@ def test_the_run_page_shows_each_trial_its_values_and_the_kept_one(client, liste
     assert 'hx-trigger="every 2s"' in live and "3 of 4 trials finished" in live and 'id="run-trials"' in live
 
 
+def test_the_run_page_marks_the_trials_an_ensemble_of_the_best_is_made_of(client, listed_base_model):
+    project, _ = judged_project(8)
+    run = search_run_with_trials(project, listed_base_model)
+    evaluation = {**run.evaluation}
+    evaluation["search"] = {**evaluation["search"], "ensemble_trials": [0, 2]}
+    TrainingRun.objects.filter(pk=run.pk).update(
+        evaluation=evaluation, search={**run.search, "ensemble_top_k": 2}
+    )
+    client.force_login(MembershipFactory(project=project, role=Membership.Role.ENGINEER).user)
+
+    page = client.get(f"/projects/{project.slug}/training/{run.pk}/").content.decode()
+
+    table = page[page.index("trials-table") : page.index("</table>", page.index("trials-table"))]
+    assert table.count("Member</span>") == 2 and "Kept" not in table
+    assert "An ensemble of trials #0, #2, the best 2 of the search" in page
+    assert "The model of trial #0" not in page and "the best 2 make one ensemble" in page
+
+
 def test_the_training_form_starts_a_search_and_names_a_bad_search_setting(client, listed_base_model):
     project, _ = judged_project(8)
     export = succeeded_export(project)
@@ -221,3 +239,61 @@ def test_a_redelivered_trial_task_leaves_a_trial_running_elsewhere_alone_and_a_c
     queued.refresh_from_db()
     assert queued.status == SearchTrial.Status.CANCELLED and "cancelled with its search run" in queued.log
     assert SearchTrial.objects.filter(run=run).count() == 2  # no trial was asked for after the cancel
+
+
+def test_a_search_with_ensemble_top_k_keeps_its_two_best_trials_as_one_ensemble_that_scores_with_uncertainty(
+    tiny_base_model,
+):
+    import json
+
+    from palate.celery import app
+    from palate.storage import store_read_bytes
+    from rewardtrain.models import RewardModel
+    from rewardtrain.services.run_artifacts import run_model_key
+
+    project, _ = judged_project(40)
+    export = succeeded_export(project, split=1)  # the trials share one held-out validation split
+    search = {
+        "trials": 3,
+        "parallel": 1,
+        "metric": "loss",  # continuous: three trials do not tie on it as on accuracy
+        "ensemble_top_k": 2,
+        "space": {"learning_rate": [1e-5, 1e-2], "num_epochs": [1, 1]},
+    }
+    run = _running_search(project, export, tiny_base_model, search, FAST)
+
+    run = training_run_execute(run_id=run.pk, worker_name="test", enqueue_retry=False)
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
+    trials = list(SearchTrial.objects.filter(run=run).order_by("number"))
+    assert len(trials) == 3 and all(trial.outcome == SearchTrial.Status.SUCCEEDED for trial in trials)
+    two_best = [trial.number for trial in sorted(trials, key=lambda trial: (trial.value, trial.number))[:2]]
+    assert run.evaluation["search"]["ensemble_trials"] == two_best
+    assert run.evaluation["search"]["best_trial"] == two_best[0]
+    ensemble = run.evaluation["ensemble"]
+    assert ensemble["size"] == 2 and [member["trial"] for member in ensemble["members"]] == two_best
+    assert ensemble["uncertainty_mean"] > 0  # members trained with other values disagree
+    assert f"trials {two_best[0]} (" in run.log and "as one ensemble" in run.log
+
+    model = RewardModel.objects.get(run=run)
+    assert model.path == run_model_key(run.pk) and model.content_hash
+    config = json.loads(store_read_bytes(ARTIFACTS, f"{model.path}/config.json"))
+    assert config["palate"]["ensemble"]["members"] == [".", "members/member-1"]
+    for trial in trials:  # the members' weights live in the run's model now
+        assert not any(
+            name.startswith("model/") for name in store_list(ARTIFACTS, trial_prefix(run.pk, trial.number))
+        )
+
+    client = APIClient()
+    client.force_authenticate(MembershipFactory(project=project, role=Membership.Role.ENGINEER).user)
+    previous, app.conf.task_always_eager = app.conf.task_always_eager, True
+    try:
+        response = client.post(
+            f"/api/reward-models/{model.pk}/score/",
+            {"prompt": "say something", "responses": ["an excellent answer", "a terrible answer"]},
+            format="json",
+        )
+    finally:
+        app.conf.task_always_eager = previous
+    assert response.status_code == 200, response.content
+    assert all(row["uncertainty"] > 0 for row in response.json()["scores"])
