@@ -463,4 +463,14 @@ def test_a_search_run_shows_its_trials_and_their_charts_in_their_boxes(
     assert page.locator(".trials-table tr.best").count() == 1
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"search-finished-{width}.png", full_page=True)
+
+    # A search whose best two trials became one ensemble (ensemble_top_k): both marked as members.
+    evaluation = finished.evaluation
+    evaluation["search"]["ensemble_trials"] = [0, 2]
+    type(finished).objects.filter(pk=finished.pk).update(evaluation=evaluation)
+    _visit(page, watch, f"/projects/{stored.project.slug}/training/{finished.pk}/", ".trials-table")
+    assert page.locator(".trials-table .badge:text-is('Member')").count() == 2
+    assert "An ensemble of trials #0, #2" in page.inner_text("main")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=ARTIFACTS / f"search-ensemble-{width}.png", full_page=True)
     context.close()
