@@ -359,9 +359,11 @@ def fuzz_world(
                 WORLD[:] = [world]
                 yield world
                 record_testsuite_property("api_fuzz_cases", world.cases)
+                # Under pytest-xdist each worker fuzzes its share of the operations and says so.
+                worker = os.environ.get("PYTEST_XDIST_WORKER")
                 terminal_summary.append(
-                    f"API fuzzing: {world.cases} cases ({len(IDENTITIES)} identities, up to {EXAMPLES} "
-                    "generated per operation and identity)"
+                    f"API fuzzing{f' ({worker} share)' if worker else ''}: {world.cases} cases "
+                    f"({len(IDENTITIES)} identities, up to {EXAMPLES} generated per operation and identity)"
                 )
         finally:
             WORLD.clear()
