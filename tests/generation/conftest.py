@@ -166,4 +166,4 @@ def fault_proxy(llama_server) -> Iterator[FaultProxy]:
 
 
 # The tiny reward model of the training tests, for best-of-N sampling.
-from tests.rewardtrain.conftest import tiny_decoder, tiny_reward_model  # noqa: E402, F401
+from tests.rewardtrain.conftest import tiny_base_model, tiny_decoder, tiny_reward_model  # noqa: E402, F401

@@ -164,3 +164,80 @@ def test_an_audit_compares_the_models_best_of_n_with_an_independent_sample_and_r
     scores = [row["mean_score"] for row in figures["rows"]]
     assert scores == sorted(scores)  # the best of more samples never scores lower
     assert figures["rising_until"] in (1, 2, 4)
+
+
+@pytest.fixture
+def loop_workers(transactional_db, settings, llama_server, tiny_base_model):
+    """A generate worker, and a worker on the default and gpu queues (exports, training, scoring), with the
+    tiny decoder installed as a base model."""
+    environment = worker_environment(
+        media_root=settings.MEDIA_ROOT,
+        artifact_root=settings.ARTIFACT_ROOT,
+        base_models=settings.TRAINING_BASE_MODELS,
+    )
+    with (
+        celery_worker(environment, queues="generate", hostname="generate@%h"),
+        celery_worker(environment, queues="default,gpu", hostname="gpu@%h"),
+    ):
+        yield tiny_base_model
+
+
+def test_the_whole_loop_generate_annotate_train_then_sample_and_audit_with_the_trained_model(
+    loop_workers, llama_server, settings
+):
+    """The issue's loop in one run: two systems with different sampling settings answer 20 prompts twice,
+    simulated annotators judge the pairs through the API, a tiny reward model is trained on their export, and
+    that model picks best-of-N samples and is audited (N = 1, 2, 4)."""
+    from tests.rewardtrain.runs_data import FAST
+
+    settings.SCORING_TIMEOUT_SECONDS = 90
+    project = ProjectFactory(overlap=1)
+    PromptFactory.create_batch(20, project=project, category="trained-on")
+    PromptFactory.create_batch(2, project=project, category="held-out")
+    engineer = _client(project, Membership.Role.ENGINEER)
+    common = {"base_url": llama_server.base_url, "model": llama_server.model, "max_tokens": 6}
+    careful = _system(engineer, project, name="careful", temperature=0.2, seed=11, **common)
+    wild = _system(engineer, project, name="wild", temperature=1.4, top_p=0.9, **common)
+    started = engineer.post(
+        f"/api/projects/{project.pk}/generation-jobs/",
+        {"systems": [careful, wild], "samples": 1, "scope": "category", "scope_value": "trained-on",
+         "pairing": {"pairing": "all", "cross_system_only": True}},
+        format="json",
+    )  # fmt: skip
+    assert started.status_code == 202, started.content
+    job = _wait(engineer, f"/api/generation-jobs/{started.json()['id']}/")
+    assert job["status"] == "succeeded" and job["generated"] == 40, job
+    judged = _annotate_everything(_client(project, Membership.Role.ANNOTATOR), project)
+    assert judged == Pair.objects.filter(project=project).count() == 20
+
+    trained = engineer.post(
+        f"/api/projects/{project.pk}/training-runs/",
+        {"base_model": loop_workers, "policy": {"split": 0.8}, "hyperparameters": FAST,
+         "allow_below_target": True},
+        format="json",
+    )  # fmt: skip
+    assert trained.status_code == 202, trained.content
+    run = _wait(engineer, f"/api/training-runs/{trained.json()['id']}/")
+    assert run["status"] == "succeeded", run
+    model = run["reward_model"]
+
+    answer = engineer.post(
+        f"/api/reward-models/{model}/sample-best-of-n/",
+        {"prompt": "Name a quiet place.", "system": careful, "n": 3},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    assert sorted(sample["rank"] for sample in answer.json()["samples"]) == [1, 2, 3]
+    audit = engineer.post(
+        f"/api/reward-models/{model}/audits/",
+        {"system": wild, "n_values": [1, 2, 4], "scope": "category", "scope_value": "held-out"},
+        format="json",
+    )
+    assert audit.status_code == 202, audit.content
+    audit = _wait(engineer, f"/api/audits/{audit.json()['id']}/")
+    assert audit["status"] == "succeeded", audit
+    _annotate_everything(_client(project, Membership.Role.ANNOTATOR), project)
+    figures = engineer.get(f"/api/audits/{audit['id']}/").json()["figures"]
+    assert [row["n"] for row in figures["rows"]] == [1, 2, 4]
+    assert all(row["prompts"] == 2 and row["judgments"] == 2 for row in figures["rows"])
+    assert all(0 <= row["low"] <= row["win_rate"] <= row["high"] <= 1 for row in figures["rows"])
