@@ -4,7 +4,8 @@ A request is a prompt (text, or a conversation as ``[{"role", "content"}, ...]``
 Each response is scored alone, as the sequence training saw for it: ``build_pair_dataset`` gets the row
 ``{"prompt": prompt, "chosen": response, "rejected": response}`` with the run's max length, prompt floor,
 closing-token setting and encoder layout (stored in the model's config, with its pooling), and training too
-fits every (prompt, response) alone (``truncate_sequence``). Identical sequences across requests are interned and scored once.
+fits every (prompt, response) alone (``truncate_sequence``). Identical sequences across requests are
+interned and scored once.
 
 An ensemble (``ensemble_size`` > 1; ``training.ensemble``) is one directory: the first member at its top, the
 others under ``members/``, listed in ``config.palate.ensemble`` with each member's offset (its mean reward on

@@ -2,9 +2,9 @@
 
 ``save_reward_model`` writes ``config.json`` (with ``reward_mean``/``reward_std`` for normalisation,
 ``problem_type="regression"`` so ``pipeline("text-classification")`` returns raw rewards, and a ``palate``
-block with the encoding settings and the pooling scoring needs and the calibrated ``temperature``: P(a preferred to b) is
-sigmoid((r_a - r_b) / temperature)), ``model.safetensors``, the tokenizer (with the chat template the model was
-trained on), ``README.md`` (a model card with the data, the export policy and the metrics) and
+block with the encoding settings and pooling that scoring needs and the calibrated ``temperature``: P(a
+preferred to b) is sigmoid((r_a - r_b) / temperature)), ``model.safetensors``, the tokenizer (with the chat
+template the model was trained on), ``README.md`` (a model card with the data, the export policy and the metrics) and
 ``palate_training.json`` (the whole summary, evaluation report included). LoRA adapters are merged first,
 so the directory loads without peft:
 

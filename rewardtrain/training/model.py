@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardtrain.training.config import POOLING
 from rewardtrain.training.data import PairDataset, SequencePlan, install_default_chat_template, plan_sequences
 from rewardtrain.training.errors import ConfigError, ModelLoadError
-from rewardtrain.training.pooling import POOLING_CHOICES, install_mean_pooling
+from rewardtrain.training.pooling import install_mean_pooling
 
 PAD_TOKEN = "<|pad|>"
 
@@ -177,8 +178,8 @@ def load_reward_model(
     kind = detect_kind(model_config)
     if kind == "decoder":
         pooling = "last"
-    elif pooling not in POOLING_CHOICES:
-        raise ConfigError("pooling", f"must be one of {', '.join(POOLING_CHOICES)}, got {pooling!r}")
+    elif pooling not in POOLING:
+        raise ConfigError("pooling", f"must be one of {', '.join(POOLING)}, got {pooling!r}")
     if disable_dropout:
         for name, value in list(vars(model_config).items()):
             if ("dropout" in name or "pdrop" in name) and isinstance(value, float):

@@ -17,8 +17,6 @@ import torch
 
 from rewardtrain.training.errors import ModelLoadError
 
-POOLING_CHOICES = ("first", "mean")
-
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` (batch, tokens, width) over the tokens where ``attention_mask`` is 1."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardtrain.training.config import ENCODER_LAYOUTS
 from rewardtrain.training.data.rows import Row
 
 
@@ -63,8 +64,10 @@ class SequenceLayout:
         """Encoders: ``encoder_layout`` 'pair' is the tokenizer's sentence pair (``[CLS] prompt [SEP]
         response [SEP]``, the response in the second segment); 'single' is one segment (``[CLS] prompt
         response [SEP]``, no token types). Decoders: ``BOS prompt response EOS``."""
-        if encoder_layout not in ("pair", "single"):
-            raise ValueError(f"encoder_layout must be 'pair' or 'single', got {encoder_layout!r}")
+        if encoder_layout not in ENCODER_LAYOUTS:
+            raise ValueError(
+                f"encoder_layout must be one of {', '.join(ENCODER_LAYOUTS)}, got {encoder_layout!r}"
+            )
         if kind == "encoder" and encoder_layout == "single":
             head, tail = _single_layout(tokenizer, kind)
             return cls(tuple(head), (), tuple(tail), 0, 0, False)
