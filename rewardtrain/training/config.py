@@ -90,9 +90,9 @@ class TrainConfig:
     pooling: str = field(
         default="first",
         metadata=_help(
-            "Encoder models: what the classification head reads, the first token's final state ('first', "
-            "the model's own head) or the mean of the final states over the sequence's real tokens ('mean'). "
-            "Decoder models always read the last real token: the setting does not apply to them.",
+            "What the classification head reads: the token the model's own head reads ('first': an "
+            "encoder's first token, a decoder's last real token) or the mean of the final states over the "
+            "sequence's real tokens ('mean'; a decoder pooled so cannot share a prompt's key/value cache).",
             choices=POOLING,
         ),
     )

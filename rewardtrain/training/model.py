@@ -3,8 +3,9 @@
 A reward model is ``AutoModelForSequenceClassification`` with ``num_labels=1``, from a local directory or a
 Hugging Face id already in the local cache (set ``HF_HUB_OFFLINE=1`` on machines without hub access).
 
-Decoder models read the reward at the last real token; encoder models read it from the first token's state
-(``pooling="first"``, the model's own head) or from the mean over the real tokens (``"mean"``, ``pooling``).
+The reward is read where the model's own head reads it (``pooling="first"``: an encoder's first token, a
+decoder's last real token) or from the mean of the final states over the real tokens (``"mean"``,
+``rewardtrain.training.pooling``).
 Decoders' tokenizer gets a pad token of its own when it
 has none or pads with EOS: with pad = EOS, Transformers takes a sequence's final EOS for padding and reads the
 reward one token early.
@@ -91,6 +92,7 @@ class RewardModel:
         core = self.core
         return (
             self.kind == "decoder"
+            and self.pooling == "last"
             and hasattr(core, "score")
             and not getattr(core, "is_activation_checkpointing", False)
         )
@@ -152,9 +154,9 @@ def load_reward_model(
 ) -> RewardModel:
     """Load ``base_model`` as a one-output sequence classifier, in float32 on ``device``, ready to train.
 
-    ``pooling`` (encoders): "first" reads the reward from the first token's state as the model's head does,
-    "mean" from the mean of the final states over the real tokens (``rewardtrain.training.pooling``). Decoders
-    read the last real token whatever it says (``RewardModel.pooling`` is then "last").
+    ``pooling``: "first" reads the reward where the model's head does, an encoder's first token or a decoder's
+    last real token (``RewardModel.pooling`` is then "last"); "mean" from the mean of the final states over
+    the real tokens (``rewardtrain.training.pooling``).
 
     ``lora`` (``{"r", "alpha", "dropout"}``) wraps the model with peft LoRA adapters on every linear layer;
     the reward head stays fully trainable. Raises ModelLoadError when the model cannot be found or used.
@@ -176,10 +178,12 @@ def load_reward_model(
             f"{where} ({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''})"
         ) from error
     kind = detect_kind(model_config)
-    if kind == "decoder":
-        pooling = "last"
-    elif pooling not in POOLING:
+    if pooling == "last" and kind == "decoder":  # how models saved before decoders could pool say 'first'
+        pooling = "first"
+    if pooling not in POOLING:
         raise ConfigError("pooling", f"must be one of {', '.join(POOLING)}, got {pooling!r}")
+    if kind == "decoder" and pooling == "first":
+        pooling = "last"
     if disable_dropout:
         for name, value in list(vars(model_config).items()):
             if ("dropout" in name or "pdrop" in name) and isinstance(value, float):
@@ -209,7 +213,7 @@ def load_reward_model(
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     if pooling == "mean":
-        install_mean_pooling(model)
+        install_mean_pooling(model, kind)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False

@@ -158,7 +158,8 @@ class _Trainer:
         possible = self.reward_model.can_share_prefix()
         if choice == "on" and not possible:
             raise ConfigError(
-                "shared_prefix", "needs a decoder model with a score head and gradient checkpointing off"
+                "shared_prefix",
+                "needs a decoder model with a score head, pooling 'first' and gradient checkpointing off",
             )
         return possible and choice != "off"
 

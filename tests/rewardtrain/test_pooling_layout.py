@@ -1,5 +1,5 @@
-"""The encoder options: mean against first-token pooling, and the sentence-pair against the one-segment
-layout, in training and in scoring alike."""
+"""The encoding options: mean against the head's own token (an encoder's first, a decoder's last), and the
+sentence-pair against the one-segment layout for encoders, in training and in scoring alike."""
 
 from __future__ import annotations
 
@@ -62,24 +62,76 @@ def test_mean_pooling_feeds_the_head_the_mean_of_the_real_tokens_final_states(me
     assert not torch.allclose(first_model.model(**inputs).logits[:, 0], got, atol=1e-3)
 
 
+def _train_small(base_model: str, output_dir, rows, **settings):
+    from rewardtrain.training.trainer import train
+
+    config = {"base_model": base_model, "max_length": 48, "batch_size": 4, "mixed_precision": "no",
+              "save_steps": 0, "calibrate": False, **settings}  # fmt: skip
+    return train(config, rows[:8], rows[8:], output_dir=output_dir, device="cpu")
+
+
+def _assert_scored_as_trained(loaded, result, rows) -> np.ndarray:
+    """Scores of the validation rows through Palate's scoring equal those training gave them."""
+    from rewardtrain.scoring.engine import ScoringRequest, score_requests
+
+    requests = [ScoringRequest(row["prompt"], (row["chosen"], row["rejected"])) for row in rows[8:]]
+    scores = np.stack(score_requests(loaded, requests))
+    trained = np.stack([result.validation_rewards["chosen"], result.validation_rewards["rejected"]], axis=1)
+    np.testing.assert_allclose(scores, trained, atol=1e-4)
+    return scores
+
+
 @torch.no_grad()
-def test_decoders_read_the_last_real_token_whatever_the_pooling_and_unknown_pooling_is_refused(
-    tiny_decoder, minilm
+def test_a_decoder_reads_its_last_real_token_with_first_and_the_mean_of_its_real_tokens_with_mean(
+    tiny_decoder,
 ):
-    rewards = []
+    models = {}
     for pooling in ("first", "mean"):
-        torch.manual_seed(0)
-        decoder = load_reward_model(tiny_decoder, device="cpu", mixed_precision="no", pooling=pooling)
-        assert decoder.pooling == "last"
-        inputs = _batch(decoder.tokenizer, ["one two three", "one two"])
-        rewards.append(decoder.model.eval()(**inputs).logits[:, 0])
-    torch.testing.assert_close(rewards[0], rewards[1])
+        torch.manual_seed(0)  # the same fresh head for both
+        models[pooling] = load_reward_model(tiny_decoder, device="cpu", mixed_precision="no", pooling=pooling)
+        models[pooling].model.eval()
+    last, mean = models["first"], models["mean"]
+    assert last.pooling == "last" and mean.pooling == "mean"
+    assert last.can_share_prefix() and not mean.can_share_prefix()
+
+    inputs = _batch(mean.tokenizer, ["one two three four five", "one two"])
+    assert inputs["attention_mask"][1].sum() < inputs["attention_mask"].shape[1]  # the second one is padded
+    core = last.core
+    hidden = core.base_model(**inputs).last_hidden_state
+    mask = inputs["attention_mask"].unsqueeze(-1).float()
+    expected = core.score((hidden * mask).sum(1) / mask.sum(1))[:, 0]
+    got = mean.model(**inputs).logits[:, 0]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    at_last_token = core.score(hidden[torch.arange(2), inputs["attention_mask"].sum(1) - 1])[:, 0]
+    torch.testing.assert_close(last.model(**inputs).logits[:, 0], at_last_token, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(at_last_token, got, atol=1e-3)
+
+    alone = mean.model(**_batch(mean.tokenizer, ["one two"])).logits[:, 0]
+    torch.testing.assert_close(got[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_decoder_with_mean_pooling_trains_without_a_shared_prefix_and_scores_after_loading_as_trained(
+    tiny_decoder, tmp_path
+):
+    from rewardtrain.scoring.engine import load_model
+
+    rows = marker_rows(12, seed=5)
+    with pytest.raises(
+        ConfigError, match="shared_prefix: needs a decoder model with a score head, pooling 'first'"
+    ):
+        _train_small(tiny_decoder, tmp_path / "on", rows, pooling="mean", shared_prefix="on")
+    result = _train_small(tiny_decoder, tmp_path / "run", rows, pooling="mean")
+    assert result.timing["shared_prefix"] is False
+    loaded = load_model(result.artifact_dir, device="cpu")
+    assert loaded.reward_model.pooling == "mean"
+    _assert_scored_as_trained(loaded, result, rows)
+
+
+def test_unknown_pooling_is_refused(minilm):
     with pytest.raises(ConfigError, match="pooling: must be one of first, mean"):
         load_reward_model(minilm, device="cpu", pooling="last")
     with pytest.raises(ConfigError, match="pooling: must be one of first, mean"):
         TrainConfig.from_dict({"base_model": minilm, "pooling": "max"})
-    with pytest.raises(ConfigError, match="encoder_layout: must be one of pair, single"):
-        TrainConfig.from_dict({"base_model": minilm, "encoder_layout": "triple"})
 
 
 def _joined(data, pair: int) -> list[int]:
@@ -128,22 +180,11 @@ def test_conversations_keep_their_template_in_both_layouts_and_differ_in_the_res
 def test_a_model_trained_with_mean_pooling_and_one_segment_scores_after_loading_as_it_was_trained(
     minilm, tmp_path
 ):
-    from rewardtrain.scoring.engine import ScoringRequest, load_model, score_requests
+    from rewardtrain.scoring.engine import load_model
     from rewardtrain.training.artifacts import SUMMARY_FILE
-    from rewardtrain.training.trainer import train
 
     rows = marker_rows(12, seed=8)
-    config = {
-        "base_model": minilm,
-        "pooling": "mean",
-        "encoder_layout": "single",
-        "max_length": 48,
-        "batch_size": 4,
-        "mixed_precision": "no",
-        "save_steps": 0,
-        "calibrate": False,
-    }
-    result = train(config, rows[:8], rows[8:], output_dir=tmp_path / "run", device="cpu")
+    result = _train_small(minilm, tmp_path / "run", rows, pooling="mean", encoder_layout="single")
     directory = result.artifact_dir
     saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["palate"]
     assert saved["pooling"] == "mean" and saved["encoder_layout"] == "single"
@@ -152,17 +193,14 @@ def test_a_model_trained_with_mean_pooling_and_one_segment_scores_after_loading_
 
     loaded = load_model(directory, device="cpu")
     assert loaded.reward_model.pooling == "mean" and loaded.encoding["encoder_layout"] == "single"
-    requests = [ScoringRequest(row["prompt"], (row["chosen"], row["rejected"])) for row in rows[8:]]
-    scores = np.stack(score_requests(loaded, requests))
-    trained = np.stack([result.validation_rewards["chosen"], result.validation_rewards["rejected"]], axis=1)
-    np.testing.assert_allclose(scores, trained, atol=1e-4)
+    scores = _assert_scored_as_trained(loaded, result, rows)
 
     # Read as a plain Hugging Face model would (first token, pair layout), the scores differ: the test can fail.
     plain = load_reward_model(directory, device="cpu", mixed_precision="no")
     plain_scores = []
-    for request in requests:
+    for row in rows[8:]:
         inputs = plain.tokenizer(
-            [request.prompt] * 2, list(request.responses), padding=True, return_tensors="pt"
+            [row["prompt"]] * 2, [row["chosen"], row["rejected"]], padding=True, return_tensors="pt"
         )
         with torch.no_grad():
             plain_scores.append(plain.model.eval()(**inputs).logits[:, 0].numpy())
