@@ -303,6 +303,41 @@ def test_the_reports_read_stored_scores(tiny_reward_model):
     assert reward_model_drift(before=first, after=second)["count"] == 16
 
 
+def _rows(export, split: str) -> list[dict]:
+    import json
+
+    from annotate.services.exports.downloads import export_file
+    from palate.storage import EXPORTS, store_read_bytes
+
+    found = export_file(export=export, split=split, fmt="jsonl")
+    return [json.loads(line) for line in store_read_bytes(EXPORTS, found.key).splitlines() if line.strip()]
+
+
+@pytest.mark.django_db
+def test_an_export_s_held_out_pairs_are_its_own_when_an_earlier_export_had_its_id():
+    """A database made again reuses export ids while a cache (a file cache under var/) outlives it."""
+    from annotate.models import Export
+
+    project, _ = judged_project(16)
+    policies = [{"split": 0.5, "seed": seed} for seed in (1, 2)]
+    first = export_run(
+        export_id=export_create(
+            project=project, policy=policies[0], formats=["jsonl"], created_by=None, enqueue=False
+        ).pk
+    )
+    first_held_out = export_split_pair_ids(export=first).tolist()
+    Export.objects.filter(pk=first.pk).delete()
+    second = export_create(
+        project=project, policy=policies[1], formats=["jsonl"], created_by=None, enqueue=False
+    )
+    Export.objects.filter(pk=second.pk).update(id=first.pk)
+    second = export_run(export_id=first.pk)
+    own = sorted({row["pair_id"] for row in _rows(second, "test")})
+
+    assert own != first_held_out
+    assert export_split_pair_ids(export=second).tolist() == own
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_agreement_counts_only_the_pairs_held_out_from_the_models_training_run(fmt):

@@ -109,12 +109,12 @@ def export_split_pair_ids(*, export: Export, split: str = "test") -> NDArray[np.
     ``"test"``, the pairs a training run on this export held out. Empty when the split has no rows (a policy
     with ``split`` 1.0); None when the export cannot tell: it did not succeed, its policy left out the ``ids``
     columns, or it has no JSONL or Parquet file of the split in the store. Files never change once written,
-    so the answer is cached by export id."""
+    so the answer is cached by export id and creation time (a database made again reuses ids)."""
     if export.status != Export.Status.SUCCEEDED or "ids" not in export.policy.get("columns", DEFAULT_COLUMNS):
         return None
     if not (export.counts.get("rows") or {}).get(split):
         return np.zeros(0, dtype=np.int64)
-    key = f"palate:export:{export.pk}:{split}:pair-ids"
+    key = f"palate:export:{export.pk}:{export.created_at.timestamp()}:{split}:pair-ids"
     cached = cache.get(key)
     if cached is not None:
         return cached
