@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from palate.scratch import scratch_directory, scratch_reap
 from palate.storage import (
     ARTIFACTS,
     EXPORTS,
     PART_BYTES,
     UPLOADS,
     content_hash,
-    scratch_directory,
-    scratch_reap,
     store_delete,
     store_download_directory,
     store_download_url,

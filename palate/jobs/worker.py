@@ -1,7 +1,7 @@
 """A Celery worker takes over the jobs of dead workers itself, without waiting for beat.
 
 When it starts (``worker_ready``) it removes the scratch folders its killed predecessors left on this machine
-(``palate.storage.scratch_reap``) and reaps at once: a worker restarted after a SIGKILL finds its
+(``palate.scratch.scratch_reap``) and reaps at once: a worker restarted after a SIGKILL finds its
 predecessor's jobs (their process gone from this machine, or run under its own node name) and queues them
 again. Then it reaps every ``JOB_REAP_SECONDS`` from a thread of its main process, so a job whose worker
 died on another machine is queued again once its heartbeat is ``JOB_HEARTBEAT_TIMEOUT_SECONDS`` old.
@@ -34,7 +34,7 @@ def _start_reaping(sender: object, **kwargs: object) -> None:
     from django.utils import timezone
 
     from palate.jobs.services import Restart
-    from palate.storage import scratch_reap
+    from palate.scratch import scratch_reap
 
     restart = Restart(node=getattr(sender, "hostname", "") or "", at=_started.get("at") or timezone.now())
     # The scratch folders of a worker killed on this machine: every file they held is in the stores.

@@ -1,6 +1,6 @@
 """A training run's files in the artifacts store, so that any GPU worker can run any attempt.
 
-An attempt trains in a scratch folder of its own on the worker's disk (``palate.storage.scratch_directory``)
+An attempt trains in a scratch folder of its own on the worker's disk (``palate.scratch.scratch_directory``)
 and mirrors it into the store as it goes:
 
 - **Checkpoints.** Each complete checkpoint the trainer writes (``checkpoints/step-N/``) is uploaded to

@@ -46,7 +46,8 @@ from palate.jobs.services import (
     job_owned,
     job_requeue,
 )
-from palate.storage import EXPORTS, scratch_directory, store_open_seekable, store_reader
+from palate.scratch import scratch_directory
+from palate.storage import EXPORTS, store_open_seekable, store_reader
 from rewardtrain.base_models import PACKAGED_BASE_MODELS, base_model_location, base_models_installed
 from rewardtrain.models import RewardModel, TrainingRun
 from rewardtrain.services.run_artifacts import (

@@ -52,7 +52,8 @@ from palate.jobs.services import (
     job_owned,
     job_requeue,
 )
-from palate.storage import ARTIFACTS, scratch_directory, store_delete, store_download_directory
+from palate.scratch import scratch_directory
+from palate.storage import ARTIFACTS, store_delete, store_download_directory
 from rewardtrain.models import SearchTrial, TrainingRun
 from rewardtrain.services.run_artifacts import (
     MODEL_FOLDER,

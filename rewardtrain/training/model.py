@@ -178,12 +178,10 @@ def load_reward_model(
             f"{where} ({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''})"
         ) from error
     kind = detect_kind(model_config)
-    if pooling == "last" and kind == "decoder":  # how models saved before decoders could pool say 'first'
-        pooling = "first"
-    if pooling not in POOLING:
-        raise ConfigError("pooling", f"must be one of {', '.join(POOLING)}, got {pooling!r}")
-    if kind == "decoder" and pooling == "first":
+    if kind == "decoder" and pooling in ("first", "last"):  # saved decoders say 'last'
         pooling = "last"
+    elif pooling not in POOLING:
+        raise ConfigError("pooling", f"must be one of {', '.join(POOLING)}, got {pooling!r}")
     if disable_dropout:
         for name, value in list(vars(model_config).items()):
             if ("dropout" in name or "pdrop" in name) and isinstance(value, float):

@@ -48,6 +48,20 @@ def _client(project, role) -> APIClient:
     return client
 
 
+def _audited(client, model: int, system: int) -> dict:
+    """Starts an audit of ``model`` against ``system`` at N = 1, 2, 4 on the held-out category and waits for
+    it to succeed."""
+    started = client.post(
+        f"/api/reward-models/{model}/audits/",
+        {"system": system, "n_values": [1, 2, 4], "scope": "category", "scope_value": "held-out"},
+        format="json",
+    )
+    assert started.status_code == 202, started.content
+    audit = _wait(client, f"/api/audits/{started.json()['id']}/")
+    assert audit["status"] == "succeeded", audit
+    return audit
+
+
 def _system(client, project, **values) -> int:
     answer = client.post(f"/api/projects/{project.pk}/systems/", values, format="json")
     assert answer.status_code == 201, answer.content
@@ -141,14 +155,7 @@ def test_an_audit_compares_the_models_best_of_n_with_an_independent_sample_and_r
         engineer, project, name="smol", base_url=llama_server.base_url, model=llama_server.model,
         temperature=1.0, seed=2, max_tokens=6,
     )  # fmt: skip
-    started = engineer.post(
-        f"/api/reward-models/{model.pk}/audits/",
-        {"system": system, "n_values": [1, 2, 4], "scope": "category", "scope_value": "held-out"},
-        format="json",
-    )
-    assert started.status_code == 202, started.content
-    audit = _wait(engineer, f"/api/audits/{started.json()['id']}/")
-    assert audit["status"] == "succeeded", audit
+    audit = _audited(engineer, model.pk, system)
     assert audit["scored"] == 15 and audit["comparisons_made"] == 9
     pairs = Pair.objects.filter(project=project).count()
     assert 3 <= pairs <= 9  # a pair serves every N whose best is the same response
@@ -228,14 +235,7 @@ def test_the_whole_loop_generate_annotate_train_then_sample_and_audit_with_the_t
     )
     assert answer.status_code == 200, answer.content
     assert sorted(sample["rank"] for sample in answer.json()["samples"]) == [1, 2, 3]
-    audit = engineer.post(
-        f"/api/reward-models/{model}/audits/",
-        {"system": wild, "n_values": [1, 2, 4], "scope": "category", "scope_value": "held-out"},
-        format="json",
-    )
-    assert audit.status_code == 202, audit.content
-    audit = _wait(engineer, f"/api/audits/{audit.json()['id']}/")
-    assert audit["status"] == "succeeded", audit
+    audit = _audited(engineer, model, wild)
     _annotate_everything(_client(project, Membership.Role.ANNOTATOR), project)
     figures = engineer.get(f"/api/audits/{audit['id']}/").json()["figures"]
     assert [row["n"] for row in figures["rows"]] == [1, 2, 4]
