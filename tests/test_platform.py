@@ -143,6 +143,22 @@ def test_the_web_process_does_not_import_torch_or_transformers():
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ready": True, "wsgi": [], "urls": []}
 
 
+def test_starting_django_leaves_the_statistics_unloaded_until_a_job_needs_them():
+    # Every process registers the job kinds at start-up (workers, manage.py, each rank of a training run):
+    # registering the export job must not bring scipy, which only building an export reads.
+    probe = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "from palate.celery import app\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'torch', 'transformers'}))\n"
+    )
+
+    result = run_python("-c", probe)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_the_web_process_keeps_what_it_loaded_out_of_the_garbage_collector_s_full_collections():
     probe = (
         "import gc\n"

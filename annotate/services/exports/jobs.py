@@ -8,13 +8,12 @@ it succeeded, and an export that ends any other way leaves nothing there. The bu
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import Max
 
 from annotate.models import Export, Project
-from annotate.services.exports.build import ProgressCallback, export_build
 from annotate.services.exports.files import ExportFolder, export_prefix
 from annotate.services.exports.policy import export_formats_parse, export_policy_parse
 from palate.errors import ApplicationError
@@ -28,6 +27,9 @@ from palate.jobs.services import (
     job_owned,
 )
 from palate.storage import EXPORTS, store_delete
+
+if TYPE_CHECKING:
+    from annotate.services.exports.build import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ def export_run(
     """Claims the export (``palate.jobs.job_claim``: a redelivered task runs it again only when its worker
     was lost) and builds its files from scratch; returns the export as it ended, or None when there was
     nothing to run. ``worker`` is the Celery node name (in-process callers keep the default)."""
+    # Imported here: the builder brings the statistics (scipy), and every process registers this job kind
+    # at start-up.
+    from annotate.services.exports.build import export_build
+
     attempt = job_claim(Export, job_id=export_id, worker=worker)
     if attempt is None:
         logger.info("export %s is not claimable (finished, or running elsewhere)", export_id)
