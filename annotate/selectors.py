@@ -38,7 +38,7 @@ def projects_with_role(*, user) -> QuerySet[Project]:
 def project_role(*, user, project: Project | int) -> str | None:
     """The user's role in the project: a Membership.Role value, ADMIN for site admins, or None for outsiders.
 
-    The rule is the database function ``palate_project_role`` (annotate/sql/workspace_v2.sql), which the
+    The rule is the database function ``palate_project_role`` (annotate/sql/workspace_v3.sql), which the
     annotators' busiest calls read in their own statement."""
     if not user.is_authenticated:
         return None

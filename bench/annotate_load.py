@@ -43,10 +43,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import delete_projects, prepare_database  # noqa: E402 (after the path is set)
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/palate_bench_load"
-# Freshly started gunicorn workers run slow for their first seconds (pages copied on write after the fork,
-# every database session planning its statements): measured in two-second windows, the next p95 was
-# 78-96 ms for the first 6 s and 33-42 ms after. A server runs for days, so the same loop first runs
-# for a few seconds against a project of its own, and the clock starts after.
+# Freshly started gunicorn workers run slow for their first seconds (bench/README.md); a server runs for
+# days, so the same loop first runs for a few seconds against a project of its own, and the clock starts after.
 WARM_UP_PAIRS = 2_000
 WARM_UP_SECONDS = 3.0
 BENCH_SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"

@@ -3,7 +3,7 @@
 An annotator working alone in a depth-first project leaves every pair they judge open (it waits for the
 other judgments of its overlap), and those pairs head the fill order. A claim that scans the open pairs in
 that order steps over each of them; Palate's claim looks at a window of the order, then at the pairs nobody
-started, then at the rest (``palate_pair_claim`` in ``annotate/sql/workspace_v2.sql``).
+started, then at the rest (``palate_pair_claim`` in ``annotate/sql/workspace_v3.sql``).
 
 The annotator judges pairs through the services (next → submit, as the API calls them). Every 250
 judgments the tables are analysed, as autovacuum would. At each step the table gives the median of:

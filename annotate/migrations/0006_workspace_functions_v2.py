@@ -1,4 +1,4 @@
-"""The hot path's functions, version 2 (annotate/sql/workspace_v2.sql): a submit adds one to its day's
+"""The hot path's functions, version 2 (annotate/migrations/sql/workspace_v2.sql): a submit adds one to its day's
 progress line. Reversing reinstalls version 1."""
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 from django.db import migrations
 
 WORKSPACE_V1 = Path(__file__).resolve().parent / "sql" / "workspace_v1.sql"
-WORKSPACE_V2 = Path(__file__).resolve().parent.parent / "sql" / "workspace_v2.sql"
+WORKSPACE_V2 = Path(__file__).resolve().parent / "sql" / "workspace_v2.sql"
 # Version 1 creates its functions afresh: drop every one of version 2's first.
 V2_FUNCTIONS = [
     "palate_judgment_submit",

@@ -162,7 +162,7 @@ def pair_next_shown(
     Claims for one annotator are serialised on their membership row, so two tabs asking at once still get
     one lease. Pairs are taken in fill order (depth first by default), gold pairs interleaved at the
     project's gold rate; which response goes on the left is drawn per lease. One call of
-    ``palate_pair_next`` (annotate/sql/workspace_v2.sql) does all of it.
+    ``palate_pair_next`` (annotate/sql/workspace_v3.sql) does all of it.
     """
     explicit_now = now is not None
     now = now or timezone.now()

@@ -74,7 +74,7 @@ def judgment_submit(
 ) -> tuple[Judgment, bool]:
     """Stores the judgment for a lease. Returns (judgment, created).
 
-    One call of ``palate_judgment_submit`` (annotate/sql/workspace_v2.sql): it checks that the caller is an
+    One call of ``palate_judgment_submit`` (annotate/sql/workspace_v3.sql): it checks that the caller is an
     annotator of the project now and that the judgment fits the project's configuration, then records it.
     The same idempotency key returns the judgment it stored the first time. An expired lease still counts
     while its pair has room; once others have filled the pair the submit is refused with a Conflict.
