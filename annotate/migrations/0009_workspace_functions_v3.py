@@ -1,5 +1,6 @@
-"""The hot path's functions, version 3 (annotate/sql/workspace_v3.sql): a claim looks up the pairs of its
-window one by one. Reversing reinstalls version 2, which drops every function it makes first."""
+"""The hot path's functions, version 3 (annotate/sql/workspace_v3.sql): a claim reads the pairs of its window
+one by one at their row addresses. Reversing reinstalls version 2, which drops every function it makes
+first."""
 
 from pathlib import Path
 

@@ -6,7 +6,7 @@
 -- version 1). A change is a new file and a new migration; the version it replaces moves beside the
 -- migrations. Version 2: a submit adds one to its day's progress instead of counting the day's leases
 -- again, refuses a lease that a change of role released, and refuses a deactivated user. Version 3: a
--- claim looks up the pairs of its window one by one (palate_pair_claim).
+-- claim reads the pairs of its window one by one at their row addresses (palate_pair_claim).
 
 DROP FUNCTION IF EXISTS palate_pair_next;
 DROP FUNCTION IF EXISTS palate_judgment_submit;
@@ -69,18 +69,20 @@ END
 $function$;
 
 
--- The first pair of p_pairs, in their order, that is open to the annotator and not locked by another
--- claim, locked; NULL when there is none. Each is read by its key.
+-- The first pair of the window (p_pairs, their row addresses in p_rows, in order) that is open to the
+-- annotator and not locked by another claim, locked; NULL when there is none. Each is read at its address,
+-- which no statistics can make dearer than a lookup; a row changed since the window was read is passed over
+-- (its address is then another row's version, or none visible).
 CREATE FUNCTION palate_pair_claim_first(
-    p_pairs bigint[], p_user bigint, p_project bigint, p_overlap integer) RETURNS bigint
+    p_pairs bigint[], p_rows tid[], p_user bigint, p_project bigint, p_overlap integer) RETURNS bigint
 LANGUAGE plpgsql AS $function$
 DECLARE
-    v_candidate bigint;
     v_pair bigint;
 BEGIN
-    FOREACH v_candidate IN ARRAY p_pairs LOOP
+    FOR i IN 1 .. coalesce(array_length(p_pairs, 1), 0) LOOP
         SELECT p.id INTO v_pair FROM annotate_pair p
-        WHERE p.id = v_candidate AND p.slots_taken < p_overlap AND palate_pair_open_to(p.id, p_user, p_project)
+        WHERE p.ctid = p_rows[i] AND p.id = p_pairs[i] AND p.slots_taken < p_overlap
+          AND palate_pair_open_to(p.id, p_user, p_project)
         FOR UPDATE OF p SKIP LOCKED;
         IF v_pair IS NOT NULL THEN
             RETURN v_pair;
@@ -96,21 +98,24 @@ $function$;
 -- reaches: the first 64 open pairs, then the pairs nobody started, then every open pair. Pairs this
 -- annotator judged stay open until others judge them and head the depth-first order, so a claim that
 -- walked every open pair stepped over all of them. The window is read off the index, then its pairs are
--- looked up one by one by key until one is open and free: joined back in one statement, a planner that
--- believed the table empty (after a project's deletion) scanned the whole key for each pair of the window.
--- slots_taken is checked again on the locked row.
+-- read one by one at their row addresses until one is open and free: joined back in one statement, or
+-- looked up by key, a planner that believed the table empty (after a project's deletion) scanned a whole
+-- index for each pair of the window. slots_taken is checked again on the locked row.
 CREATE FUNCTION palate_pair_claim(
     p_order text, p_project bigint, p_user bigint, p_gold boolean, p_overlap integer) RETURNS bigint
 LANGUAGE plpgsql AS $function$
 DECLARE
     v_pair bigint;
     v_window bigint[];
+    v_rows tid[];
 BEGIN
     IF p_order = 'breadth_first' THEN
-        v_window := ARRAY(SELECT w.id FROM annotate_pair w
-                          WHERE w.project_id = p_project AND w.is_gold = p_gold AND w.slots_taken < p_overlap
-                          ORDER BY w.slots_taken, w.id LIMIT 64);
-        v_pair := palate_pair_claim_first(v_window, p_user, p_project, p_overlap);
+        SELECT array_agg(w.id ORDER BY w.slots_taken, w.id), array_agg(w.ctid ORDER BY w.slots_taken, w.id)
+        INTO v_window, v_rows
+        FROM (SELECT w.ctid, w.id, w.slots_taken FROM annotate_pair w
+              WHERE w.project_id = p_project AND w.is_gold = p_gold AND w.slots_taken < p_overlap
+              ORDER BY w.slots_taken, w.id LIMIT 64) AS w;
+        v_pair := palate_pair_claim_first(v_window, v_rows, p_user, p_project, p_overlap);
         IF v_pair IS NULL THEN
             SELECT p.id INTO v_pair FROM annotate_pair p
             WHERE p.project_id = p_project AND p.is_gold = p_gold AND p.slots_taken < p_overlap
@@ -118,10 +123,13 @@ BEGIN
             ORDER BY p.slots_taken, p.id LIMIT 1 FOR UPDATE OF p SKIP LOCKED;
         END IF;
     ELSIF p_order = 'priority' THEN
-        v_window := ARRAY(SELECT w.id FROM annotate_pair w
-                          WHERE w.project_id = p_project AND w.is_gold = p_gold AND w.slots_taken < p_overlap
-                          ORDER BY w.priority DESC, w.slots_taken DESC, w.id LIMIT 64);
-        v_pair := palate_pair_claim_first(v_window, p_user, p_project, p_overlap);
+        SELECT array_agg(w.id ORDER BY w.priority DESC, w.slots_taken DESC, w.id),
+               array_agg(w.ctid ORDER BY w.priority DESC, w.slots_taken DESC, w.id)
+        INTO v_window, v_rows
+        FROM (SELECT w.ctid, w.id, w.priority, w.slots_taken FROM annotate_pair w
+              WHERE w.project_id = p_project AND w.is_gold = p_gold AND w.slots_taken < p_overlap
+              ORDER BY w.priority DESC, w.slots_taken DESC, w.id LIMIT 64) AS w;
+        v_pair := palate_pair_claim_first(v_window, v_rows, p_user, p_project, p_overlap);
         IF v_pair IS NULL THEN
             SELECT p.id INTO v_pair FROM annotate_pair p
             WHERE p.project_id = p_project AND p.is_gold = p_gold AND p.slots_taken = 0
@@ -135,10 +143,12 @@ BEGIN
             ORDER BY p.priority DESC, p.slots_taken DESC, p.id LIMIT 1 FOR UPDATE OF p SKIP LOCKED;
         END IF;
     ELSE
-        v_window := ARRAY(SELECT w.id FROM annotate_pair w
-                          WHERE w.project_id = p_project AND w.is_gold = p_gold AND w.slots_taken < p_overlap
-                          ORDER BY w.slots_taken DESC, w.id LIMIT 64);
-        v_pair := palate_pair_claim_first(v_window, p_user, p_project, p_overlap);
+        SELECT array_agg(w.id ORDER BY w.slots_taken DESC, w.id), array_agg(w.ctid ORDER BY w.slots_taken DESC, w.id)
+        INTO v_window, v_rows
+        FROM (SELECT w.ctid, w.id, w.slots_taken FROM annotate_pair w
+              WHERE w.project_id = p_project AND w.is_gold = p_gold AND w.slots_taken < p_overlap
+              ORDER BY w.slots_taken DESC, w.id LIMIT 64) AS w;
+        v_pair := palate_pair_claim_first(v_window, v_rows, p_user, p_project, p_overlap);
         IF v_pair IS NULL THEN
             SELECT p.id INTO v_pair FROM annotate_pair p
             WHERE p.project_id = p_project AND p.is_gold = p_gold AND p.slots_taken = 0
